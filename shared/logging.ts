@@ -1,0 +1,87 @@
+/**
+ * The one place winston enters. `createLogger` makes a run's logger:
+ *   - console: every rank; info lines only from rank 0 (the others would repeat them), warnings
+ *     and errors from all ranks, marked with the rank when the launcher does not prefix lines;
+ *   - file: rank 0 only, appended, plain readable lines with a timestamp.
+ * `closeLogger` resolves once the file has been written: await it before the process ends
+ * instead of calling process.exit() (which can drop winston's file writes).
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import winston from 'winston';
+
+export type Logger = winston.Logger;
+export type ConsoleFormat = 'text' | 'json';
+
+export interface LoggerOptions {
+  readonly rank: number;
+  readonly runId?: string | undefined;
+  /** The log file, written by rank 0 only; undefined: no file. */
+  readonly file?: string | undefined;
+  readonly consoleFormat?: ConsoleFormat;
+  /** Print info lines on the console for this rank too (default: rank 0 only). */
+  readonly consoleInfo?: boolean;
+  /** Prefix console lines with `[rank N]` (default: unless the launcher prefixes already). */
+  readonly rankPrefix?: boolean;
+  /** Silence the console entirely (tests). */
+  readonly silentConsole?: boolean;
+}
+
+const fileLine = winston.format.printf((info) => `${String(info.timestamp)} ${info.level.toUpperCase().padEnd(5)} ${String(info.message)}`);
+
+export function createLogger(opts: LoggerOptions): Logger {
+  const consoleInfo = opts.consoleInfo ?? opts.rank === 0;
+  const prefix = opts.rankPrefix ?? process.env.ROSEDIST_PREFIXED !== '1';
+  const consoleFormat =
+    opts.consoleFormat === 'json'
+      ? winston.format.combine(winston.format.timestamp(), winston.format.json())
+      : winston.format.printf((info) => {
+          const tag = prefix ? `[rank ${opts.rank}] ` : '';
+          const level = info.level === 'info' ? '' : `${info.level.toUpperCase()}: `;
+          return `${tag}${level}${String(info.message)}`;
+        });
+  const transports: winston.transport[] = [
+    new winston.transports.Console({
+      level: consoleInfo ? 'info' : 'warn',
+      format: consoleFormat,
+      silent: opts.silentConsole ?? false,
+      // Warnings and errors go to stderr, the rest to stdout.
+      stderrLevels: ['error', 'warn'],
+    }),
+  ];
+  if (opts.file !== undefined && opts.rank === 0) {
+    mkdirSync(dirname(opts.file), { recursive: true });
+    transports.push(
+      new winston.transports.File({
+        filename: opts.file,
+        level: 'info',
+        format: winston.format.combine(winston.format.timestamp(), fileLine),
+      }),
+    );
+  }
+  return winston.createLogger({
+    level: 'info',
+    defaultMeta: { rank: opts.rank, ...(opts.runId ? { runId: opts.runId } : {}) },
+    transports,
+  });
+}
+
+/** End the logger and resolve when every transport has flushed (the file is complete). */
+export function closeLogger(logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    const files = logger.transports.filter((t) => t instanceof winston.transports.File);
+    if (files.length === 0) {
+      logger.end();
+      resolve();
+      return;
+    }
+    let pending = files.length;
+    for (const t of files) {
+      t.on('finish', () => {
+        pending -= 1;
+        if (pending === 0) resolve();
+      });
+    }
+    logger.end();
+  });
+}
