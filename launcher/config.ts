@@ -1,0 +1,220 @@
+/**
+ * The launcher's resolved, validated, frozen configuration. Every bad value becomes one
+ * ConfigError naming the option (or PET_* variable) it came from and saying how to fix it; the
+ * checks that need the outside world (does the program exist, is the port free, are there GPUs)
+ * happen here too, so that nothing starts on a configuration that cannot work.
+ */
+import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { extname, resolve } from 'node:path';
+import { ConfigError } from '../shared/errors.js';
+import { packagePath } from '../shared/runtime.js';
+import type { CliInput, Given, OptionName } from './cli.js';
+import { countGpus } from './devices.js';
+import { parseStdSpec, type StdSpec } from './redirects.js';
+import { canBind, freePort } from './ports.js';
+import { readSecret } from './secret.js';
+
+export interface LaunchConfig {
+  /** Absolute path of the worker program. */
+  readonly program: string;
+  readonly programArgs: readonly string[];
+  readonly nprocPerNode: number;
+  readonly nnodes: number;
+  readonly nodeRank: number;
+  readonly masterAddr: string;
+  readonly masterPort: number;
+  readonly maxRestarts: number;
+  readonly monitorIntervalMs: number;
+  readonly runId: string;
+  /** False when the id was generated: the other nodes of a multi-node run then adopt node 0's. */
+  readonly runIdGiven: boolean;
+  /** Absolute; undefined: error files go to a temporary directory, removed at the end. */
+  readonly logDir: string | undefined;
+  readonly redirects: StdSpec;
+  readonly tee: StdSpec;
+  readonly localRanksFilter: ReadonlySet<number> | undefined;
+  /** Authenticates the launchers to each other and the workers' sockets (hex or user text). */
+  readonly secret: string;
+  /** NVIDIA GPUs visible here (CUDA_VISIBLE_DEVICES per worker when > 0). */
+  readonly gpuCount: number;
+  /** SIGTERM → SIGKILL grace when stopping workers, ms (env ROSEDIST_STOP_GRACE_S, default 3 s). */
+  readonly stopGraceMs: number;
+  /** How long the nodes of a multi-node run wait for each other, ms. */
+  readonly joinTimeoutMs: number;
+}
+
+/** The built-in programs, by name → path in this package. */
+export const BUILTIN_PROGRAMS: Readonly<Record<string, string>> = { train_ddp: 'worker/train_ddp.ts', train_minimal: 'worker/train_minimal.ts' };
+const EXTENSIONS = new Set(['.js', '.mjs', '.cjs', '.ts', '.mts', '.cts']);
+const DEFAULT_STOP_GRACE_S = 3;
+
+/** What the configuration asks of the host; injected by tests. */
+export interface HostProbe {
+  readonly countGpus: () => number;
+  readonly canBind: (host: string, port: number) => Promise<boolean>;
+  readonly freePort: (host: string) => Promise<number>;
+  readonly cpus: () => number;
+}
+
+const realHost: HostProbe = { countGpus, canBind, freePort, cpus: availableParallelism };
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function int(g: Given, min: number, max: number, what: string): number {
+  const n = Number(g.value);
+  if (!/^\s*\d+\s*$/.test(g.value) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} is not ${what}`, `pass ${g.from} an integer from ${min} to ${max}`);
+  }
+  return n;
+}
+
+function seconds(g: Given, min: number): number {
+  const n = Number(g.value);
+  if (g.value.trim() === '' || !Number.isFinite(n) || n <= min) {
+    throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} is not a number of seconds above ${min}`, `pass ${g.from} e.g. 0.5`);
+  }
+  return n;
+}
+
+function resolveProgram(name: string | undefined): string {
+  const builtins = Object.keys(BUILTIN_PROGRAMS).join(', ');
+  if (name === undefined) {
+    throw new ConfigError('no PROGRAM given', `usage: rosedist [options] PROGRAM [program options], PROGRAM being ${builtins} or a .js/.mjs/.ts file`);
+  }
+  const builtin = BUILTIN_PROGRAMS[name];
+  const path = builtin !== undefined ? packagePath(builtin) : resolve(name);
+  let isFile = false;
+  try {
+    isFile = statSync(path).isFile();
+  } catch {
+    // Reported below.
+  }
+  if (!isFile) {
+    throw new ConfigError(
+      builtin !== undefined ? `built-in program ${name} is missing from this installation (${path})` : `program ${JSON.stringify(name)} does not exist (${path})`,
+      `pass ${builtins} or the path of an existing .js/.mjs/.ts file`,
+    );
+  }
+  if (!EXTENSIONS.has(extname(path))) {
+    throw new ConfigError(`program ${JSON.stringify(name)} is not a .js, .mjs or .ts file`, 'rosedist runs JavaScript and TypeScript programs with node');
+  }
+  return path;
+}
+
+function nproc(g: Given | undefined, gpus: number, cpus: number): number {
+  if (g === undefined) return 1;
+  switch (g.value) {
+    case 'gpu':
+      if (gpus === 0) throw new ConfigError(`${g.from} gpu: no NVIDIA GPU found on this host`, `pass ${g.from} a number, cpu or auto`);
+      return gpus;
+    case 'cpu':
+      return cpus;
+    case 'auto':
+      return gpus > 0 ? gpus : cpus;
+    default:
+      return int(g, 1, 4096, 'a number of workers (1 or more), auto, cpu or gpu');
+  }
+}
+
+function runId(g: Given | undefined): string {
+  if (g === undefined) return randomBytes(4).toString('hex');
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(g.value) || g.value.startsWith('.')) {
+    throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} is not a usable run id`, 'use letters, digits, ".", "_" and "-" (it names a directory)');
+  }
+  return g.value;
+}
+
+function ranksFilter(g: Given | undefined): ReadonlySet<number> | undefined {
+  if (g === undefined) return undefined;
+  const parts = g.value.split(',').map((s) => s.trim());
+  if (parts.some((p) => !/^\d+$/.test(p))) {
+    throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} is not a list of local ranks`, `pass e.g. ${g.from} 0 or ${g.from} 0,2`);
+  }
+  return new Set(parts.map(Number));
+}
+
+function stopGraceMs(env: Env): number {
+  const text = env.ROSEDIST_STOP_GRACE_S;
+  if (text === undefined || text === '') return DEFAULT_STOP_GRACE_S * 1000;
+  const s = Number(text);
+  if (!Number.isFinite(s) || s < 0) {
+    throw new ConfigError(`ROSEDIST_STOP_GRACE_S=${JSON.stringify(text)} is not a number of seconds`, 'set it to e.g. 3, or unset it');
+  }
+  return s * 1000;
+}
+
+/** Validate `cli` into a frozen LaunchConfig. Throws ConfigError (exit code 2) on any bad input. */
+export async function resolveConfig(cli: CliInput, env: Env = process.env, host: HostProbe = realHost): Promise<LaunchConfig> {
+  const o: Readonly<Partial<Record<OptionName, Given>>> = cli.options;
+  const standalone = o.standalone !== undefined && ['true', '1'].includes(o.standalone.value);
+  if (o.nnodes !== undefined && o.nnodes.value.includes(':')) {
+    throw new ConfigError(`${o.nnodes.from} ${o.nnodes.value}: elastic node ranges are not supported`, `pass a fixed number of nodes, e.g. ${o.nnodes.from} 2`);
+  }
+  const nnodes = o.nnodes === undefined ? 1 : int(o.nnodes, 1, 1024, 'a number of nodes (1 or more)');
+  if (standalone && nnodes > 1) {
+    throw new ConfigError(`--standalone runs a single node, but ${o.nnodes?.from} is ${nnodes}`, 'drop --standalone for a multi-node run');
+  }
+  const nodeRank = o['node-rank'] === undefined ? 0 : int(o['node-rank'], 0, 1023, 'a node rank');
+  if (nodeRank >= nnodes) {
+    throw new ConfigError(`${o['node-rank']?.from} ${nodeRank} is not below --nnodes ${nnodes}`, `node ranks run from 0 to ${nnodes - 1}`);
+  }
+  const program = resolveProgram(cli.program);
+  const gpuCount = gpusVisible(host.countGpus(), env.CUDA_VISIBLE_DEVICES);
+  const nprocPerNode = nproc(o['nproc-per-node'], gpuCount, host.cpus());
+  const masterAddr = o['master-addr']?.value.trim() || '127.0.0.1';
+  const multiNode = nnodes > 1;
+  // On several nodes node 0 listens on master-port + 1 for the other launchers.
+  const maxPort = multiNode ? 65534 : 65535;
+  const portGiven = o['master-port'];
+  const masterPort =
+    portGiven !== undefined ? int(portGiven, 1, maxPort, `a port from 1 to ${maxPort}`) : multiNode ? 29500 : await host.freePort(masterAddr);
+  if (portGiven !== undefined && (!multiNode || nodeRank === 0)) {
+    const ports = multiNode ? [masterPort, masterPort + 1] : [masterPort];
+    for (const port of ports) {
+      if (!(await host.canBind(masterAddr, port))) {
+        const from = portGiven.from;
+        throw new ConfigError(
+          `cannot listen on ${masterAddr}:${port} (${from} ${masterPort}): the port is in use or the address is not this host's`,
+          multiNode ? `pick a ${from} whose port and the next one are free` : `pick another ${from}, or omit it to get a free port`,
+        );
+      }
+    }
+  }
+  const logDir = o['log-dir'] === undefined ? undefined : resolve(o['log-dir'].value);
+  const redirects = parseStdSpec(o.redirects?.from ?? '--redirects', o.redirects?.value ?? '0');
+  const tee = parseStdSpec(o.tee?.from ?? '--tee', o.tee?.value ?? '0');
+  const wantsFiles = [redirects, tee].some((s) => s.all !== 0 || [...s.byLocalRank.values()].some((v) => v !== 0));
+  if (wantsFiles && logDir === undefined) {
+    throw new ConfigError('--redirects/--tee write files, but no --log-dir was given', 'add --log-dir DIR');
+  }
+  const config: LaunchConfig = {
+    program,
+    programArgs: Object.freeze([...cli.programArgs]),
+    nprocPerNode,
+    nnodes,
+    nodeRank,
+    masterAddr,
+    masterPort,
+    maxRestarts: o['max-restarts'] === undefined ? 0 : int(o['max-restarts'], 0, 1_000_000, 'a number of restarts (0 or more)'),
+    monitorIntervalMs: o['monitor-interval'] === undefined ? 100 : seconds(o['monitor-interval'], 0) * 1000,
+    runId: runId(o['run-id']),
+    runIdGiven: o['run-id'] !== undefined,
+    logDir,
+    redirects,
+    tee,
+    localRanksFilter: ranksFilter(o['local-ranks-filter']),
+    secret: readSecret(o.secret, o['secret-file'], multiNode),
+    gpuCount,
+    stopGraceMs: stopGraceMs(env),
+    joinTimeoutMs: o['join-timeout'] === undefined ? 300_000 : seconds(o['join-timeout'], 0) * 1000,
+  };
+  return Object.freeze(config);
+}
+
+/** GPUs a worker may use: those detected, narrowed by a user's CUDA_VISIBLE_DEVICES list. */
+function gpusVisible(detected: number, visible: string | undefined): number {
+  if (detected === 0 || visible === undefined) return detected;
+  return visible.split(',').filter((s) => s.trim() !== '' && s.trim() !== '-1').length;
+}

@@ -1,0 +1,103 @@
+/**
+ * Running workers (torchrun's PContext): start the processes of a WorkerSpec list, report each
+ * worker's state, deliver signals. The agent decides what to do; this module only observes.
+ *
+ * A worker's state is classified when it exits: code 0 → succeeded; an exit after the launcher
+ * signalled it → stopped (our doing, not a failure); anything else → failed, with the failure
+ * completed from its error file.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { failureOf, type ProcessFailure } from './failures.js';
+import { attachOutput, stdioFor } from './redirects.js';
+import type { WorkerSpec } from './worker_spec.js';
+
+export type WorkerState =
+  | { readonly kind: 'running' }
+  | { readonly kind: 'succeeded' }
+  | { readonly kind: 'stopped' }
+  | { readonly kind: 'failed'; readonly failure: ProcessFailure };
+
+/** A started worker (the instance of a WorkerSpec). */
+export interface Worker {
+  readonly spec: WorkerSpec;
+  readonly pid: number;
+  state(): WorkerState;
+  /** Send `signal` unless it has exited; from now on its end counts as stopped, not failed. */
+  signal(signal: NodeJS.Signals): void;
+  /** Resolves when the process has exited. */
+  readonly exited: Promise<void>;
+  /** Resolves when it has exited and its output is all written (console and files). */
+  readonly finished: Promise<void>;
+}
+
+/** Starts workers; the real one spawns processes, tests may pass a fake. */
+export interface ProcessContext {
+  start(specs: readonly WorkerSpec[]): Worker[];
+}
+
+/** After a worker exits, how long its output pipes may stay open (a grandchild holding them), ms. */
+const PIPE_LINGER_MS = 2000;
+
+class SubprocessWorker implements Worker {
+  readonly pid: number;
+  readonly exited: Promise<void>;
+  readonly finished: Promise<void>;
+  private current: WorkerState = { kind: 'running' };
+  private signalled = false;
+  private readonly child: ChildProcess;
+
+  constructor(readonly spec: WorkerSpec) {
+    // A stale error file from an earlier run with the same id would be read as this worker's.
+    rmSync(spec.errorFile, { force: true });
+    this.child = spawn(spec.command, [...spec.args], { env: spec.env, stdio: stdioFor(spec.output) });
+    this.pid = this.child.pid ?? 0;
+    const output = attachOutput(this.child, spec.output);
+    this.exited = new Promise((resolve) => {
+      this.child.once('exit', (code, signal) => {
+        this.classify(code, signal, undefined);
+        setTimeout(() => {
+          this.child.stdout?.destroy();
+          this.child.stderr?.destroy();
+        }, PIPE_LINGER_MS).unref();
+        resolve();
+      });
+      this.child.once('error', (e) => {
+        // Spawning failed: there will be no 'exit'.
+        if (this.pid === 0) {
+          this.classify(null, null, e.message);
+          resolve();
+        }
+      });
+    });
+    this.finished = Promise.all([this.exited, output]).then(() => undefined);
+  }
+
+  private classify(code: number | null, signal: NodeJS.Signals | null, spawnError: string | undefined): void {
+    if (this.current.kind !== 'running') return;
+    if (code === 0) this.current = { kind: 'succeeded' };
+    else if (this.signalled) this.current = { kind: 'stopped' };
+    else {
+      const failure = failureOf({ ...this.spec, pid: this.pid }, code, signal, Date.now());
+      this.current = { kind: 'failed', failure: spawnError === undefined ? failure : { ...failure, message: `cannot start: ${spawnError}` } };
+    }
+  }
+
+  state(): WorkerState {
+    return this.current;
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    if (this.current.kind !== 'running') return;
+    this.signalled = true;
+    try {
+      this.child.kill(signal);
+    } catch {
+      // It exited between the check and the kill.
+    }
+  }
+}
+
+export const subprocessContext: ProcessContext = {
+  start: (specs) => specs.map((spec) => new SubprocessWorker(spec)),
+};

@@ -1,0 +1,105 @@
+/**
+ * The blueprint of each worker of an attempt (torchrun's WorkerSpec, one per local rank): the
+ * command line, the environment contract (shared/env.ts) and where its output and error file go.
+ *
+ * Command: node <tsx loader> --import <shared/launcher_watch.ts> PROGRAM ARGS... — the same for
+ * .js and .ts programs; the watch preload ends the worker when the launcher disappears and records
+ * uncaught exceptions in the error file.
+ * Files: <base>/<run-id>/attempt_<n>/<rank>/{error.json,stdout.log,stderr.log}, base being the
+ * --log-dir or a temporary directory of this launcher.
+ */
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { workerEnvVars, type WorkerEnv } from '../shared/env.js';
+import { packagePath, tsNodeArgs } from '../shared/runtime.js';
+import type { LaunchConfig } from './config.js';
+import { visibleDeviceFor } from './devices.js';
+import type { Layout } from './protocol.js';
+import { outputPlan, type OutputPlan } from './redirects.js';
+
+export interface WorkerSpec {
+  readonly rank: number;
+  readonly localRank: number;
+  readonly nodeRank: number;
+  readonly nodeId: string;
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly errorFile: string;
+  readonly output: OutputPlan;
+}
+
+/** First global rank of `nodeRank`: the workers of lower nodes come first. */
+export function rankOffset(layout: Layout, nodeRank: number): number {
+  return layout.localWorldSizes.slice(0, nodeRank).reduce((a, b) => a + b, 0);
+}
+
+/** <base>/<run-id>/attempt_<n>/<rank> */
+export function attemptDir(base: string, runId: string, attempt: number, rank: number): string {
+  return join(base, runId, `attempt_${attempt}`, String(rank));
+}
+
+/**
+ * The workers this node starts for `attempt`. `fileBase` is the --log-dir or the launcher's
+ * temporary directory; `baseEnv` is what the workers inherit (the launcher's environment).
+ */
+export function workerSpecs(
+  config: LaunchConfig,
+  layout: Layout,
+  attempt: number,
+  fileBase: string,
+  baseEnv: Readonly<Record<string, string | undefined>> = process.env,
+): WorkerSpec[] {
+  const offset = rankOffset(layout, config.nodeRank);
+  const nodeId = `${hostname()}#${config.nodeRank}`;
+  const args = [...tsNodeArgs(), '--import', pathToFileURL(packagePath('shared/launcher_watch.ts')).href, config.program, ...config.programArgs];
+  return Array.from({ length: config.nprocPerNode }, (_, localRank) => {
+    const rank = offset + localRank;
+    const dir = attemptDir(fileBase, layout.runId, attempt, rank);
+    const contract: WorkerEnv = {
+      rank,
+      localRank,
+      worldSize: layout.worldSize,
+      localWorldSize: config.nprocPerNode,
+      nodeRank: config.nodeRank,
+      nnodes: config.nnodes,
+      masterAddr: config.masterAddr,
+      masterPort: config.masterPort,
+      runId: layout.runId,
+      restartCount: attempt,
+      maxRestarts: config.maxRestarts,
+      errorFile: join(dir, 'error.json'),
+      nodeId,
+      secret: config.secret,
+      launcherPid: process.pid,
+    };
+    const env: Record<string, string | undefined> = {
+      ...baseEnv,
+      ...workerEnvVars(contract),
+      // One thread per worker unless the user says otherwise: N workers share the cores (torchrun does the same).
+      OMP_NUM_THREADS: baseEnv.OMP_NUM_THREADS ?? '1',
+      ROSEDIST_PREFIXED: '1',
+    };
+    const device = visibleDeviceFor(localRank, config.gpuCount, baseEnv.CUDA_VISIBLE_DEVICES);
+    if (device !== undefined) env.CUDA_VISIBLE_DEVICES = device;
+    return {
+      rank,
+      localRank,
+      nodeRank: config.nodeRank,
+      nodeId,
+      command: process.execPath,
+      args,
+      env,
+      errorFile: join(dir, 'error.json'),
+      output: outputPlan({
+        rank,
+        localRank,
+        redirects: config.redirects,
+        tee: config.tee,
+        localRanksFilter: config.localRanksFilter,
+        dir: config.logDir === undefined ? undefined : dir,
+      }),
+    };
+  });
+}

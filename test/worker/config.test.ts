@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError } from '../../shared/errors.js';
+import { gptConfigOf, parseTrainConfig, trainUsage, wantsHelp } from '../../worker/config.js';
+
+/** The ConfigError message and hint for `argv`, asserting that it throws one. */
+function rejects(argv: string[], program: 'train_minimal' | 'train_ddp' = 'train_minimal'): string {
+  try {
+    parseTrainConfig(argv, program);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${String(e)}`);
+    return `${e.message} | ${e.hint ?? ''}`;
+  }
+  assert.fail(`${argv.join(' ')} was accepted`);
+}
+
+describe('parseTrainConfig', () => {
+  it("has the original's defaults and ours", () => {
+    const c = parseTrainConfig([], 'train_minimal');
+    assert.deepEqual(gptConfigOf(c), {
+      vocabSize: 10000,
+      maxPositionEmbeddings: 128,
+      nLayers: 2,
+      nHeads: 4,
+      dModel: 128,
+      dFf: 512,
+      dropout: 0.1,
+    });
+    assert.equal(c.batchSize, 8);
+    assert.equal(c.seqLen, 32);
+    assert.equal(c.numSteps, 50);
+    assert.equal(c.lr, 3e-4);
+    assert.equal(c.amp, true);
+    assert.equal(c.resume, false);
+    assert.equal(c.seed, 0);
+    assert.equal(c.evalInterval, 10);
+    assert.equal(c.checkpointInterval, 20);
+    assert.equal(c.weightDecay, 0.01);
+    assert.equal(c.backend, 'auto');
+    assert.equal(c.dataset, 'toy');
+    assert.equal(c.tokenizer, 'byte');
+    assert.equal(c.dataDir, 'data/cache');
+    assert.equal(c.gradAccumSteps, 1);
+    assert.equal(c.dropLast, false);
+    assert.equal(c.collectiveTimeoutS, 300);
+    assert.equal(c.logFormat, 'text');
+    assert.equal(c.checkpointPath, 'checkpoints/minigpt_single.safetensors');
+    assert.equal(c.logFile, 'logs/train_minimal.log');
+    assert.equal(c.metricsFile, 'logs/train_minimal.metrics.jsonl');
+    assert.equal(c.program, 'train_minimal');
+    assert.ok(Object.isFrozen(c));
+  });
+
+  it('uses per-program defaults for train_ddp', () => {
+    const c = parseTrainConfig([], 'train_ddp');
+    assert.equal(c.checkpointPath, 'checkpoints/minigpt_ddp.safetensors');
+    assert.equal(c.logFile, 'logs/train_ddp.log');
+    assert.equal(c.metricsFile, 'logs/train_ddp.metrics.jsonl');
+  });
+
+  it('parses every kind of flag', () => {
+    const c = parseTrainConfig(
+      ['--vocab-size', '64', '--d-model=16', '--n-heads', '2', '--n-layers', '1', '--seq-len', '8', '--dropout', '0', '--lr', '1e-3',
+        '--no-amp', '--resume', '--drop-last', '--backend', 'cpu', '--log-file', '/tmp/x/run.log', '--dataset', 'text:/a b.txt',
+        '--grad-accum-steps', '3', '--collective-timeout', '2.5', '--log-format', 'json', '--seed', '7'],
+      'train_ddp',
+    );
+    assert.equal(c.vocabSize, 64);
+    assert.equal(c.dModel, 16);
+    assert.equal(c.nHeads, 2);
+    assert.equal(c.dropout, 0);
+    assert.equal(c.lr, 1e-3);
+    assert.equal(c.amp, false);
+    assert.equal(c.resume, true);
+    assert.equal(c.dropLast, true);
+    assert.equal(c.backend, 'cpu');
+    assert.equal(c.metricsFile, '/tmp/x/run.metrics.jsonl');
+    assert.equal(c.dataset, 'text:/a b.txt');
+    assert.equal(c.gradAccumSteps, 3);
+    assert.equal(c.collectiveTimeoutS, 2.5);
+    assert.equal(c.logFormat, 'json');
+    assert.equal(c.seed, 7);
+  });
+
+  it('the last of a repeated flag wins', () => {
+    assert.equal(parseTrainConfig(['--lr', '1', '--lr', '2'], 'train_minimal').lr, 2);
+  });
+
+  it('rejects each bad flag with a message naming it and a hint', () => {
+    const cases: [string[], RegExp][] = [
+      [['--vocab-sise', '5'], /unknown option --vocab-sise.*--help/],
+      [['stray'], /stray/],
+      [['--batch-size', 'abc'], /--batch-size "abc" is not a number/],
+      [['--batch-size'], /--batch-size needs a value/],
+      [['--batch-size', '0'], /--batch-size 0 must be at least 1/],
+      [['--n-layers', '-2'], /--n-layers -2 must be at least 1/],
+      [['--seq-len', '2.5'], /--seq-len 2.5 is not an integer/],
+      [['--d-model', '130'], /--d-model 130 is not divisible by --n-heads 4.*--d-model 132/],
+      [['--seq-len', '200'], /--seq-len 200 is longer than --max-position-embeddings 128/],
+      [['--dropout', '1'], /--dropout 1 is outside \[0, 1\)/],
+      [['--dropout', '-0.1'], /--dropout -0.1 is outside/],
+      [['--lr', '0'], /--lr 0 must be positive/],
+      [['--weight-decay', '-1'], /--weight-decay -1/],
+      [['--backend', 'gpu'], /--backend gpu is not one of auto, tensorflow, wasm, cpu/],
+      [['--log-format', 'xml'], /--log-format xml/],
+      [['--dataset', 'imagenet'], /--dataset imagenet is not a dataset/],
+      [['--collective-timeout', '0'], /--collective-timeout 0 must be positive/],
+      [['--seed', '-1'], /--seed -1 is out of range/],
+      [['--seq-len', '1'], /--seq-len 1 predicts nothing/],
+    ];
+    for (const [argv, pattern] of cases) assert.match(rejects(argv), pattern, argv.join(' '));
+  });
+
+  it('has help', () => {
+    assert.ok(wantsHelp(['--lr', '1', '--help']));
+    assert.ok(!wantsHelp(['--lr', '1']));
+    const usage = trainUsage('train_ddp');
+    assert.match(usage, /--vocab-size\s+vocabulary size V \(default: 10000\)/);
+    assert.match(usage, /--no-amp/);
+    assert.match(usage, /minigpt_ddp\.safetensors/);
+  });
+});

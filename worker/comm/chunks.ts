@@ -1,0 +1,69 @@
+/**
+ * Chunk and segment arithmetic of the ring, in Gloo's vocabulary, as pure functions.
+ *
+ *   buffer  = `count` elements, cut into `worldSize` chunks (one per rank, as equal as possible:
+ *             the first `count % worldSize` chunks get one element more; a chunk may be empty);
+ *   chunk   = cut into segments of at most `segmentElems` elements. A chunk has at least one
+ *             segment, possibly empty, so that every step of the ring sends at least one message
+ *             and every collective synchronises its ranks (mismatches are always seen).
+ *
+ * At ring step `step`, rank r sends chunk (r - step) mod N to its right neighbour and receives
+ * chunk (r - step - 1) mod N from its left neighbour. With 2(N-1) steps this is the whole
+ * all-reduce: steps 0..N-2 reduce-scatter (after them rank r owns the reduced chunk (r+1) mod N),
+ * steps N-1..2N-3 all-gather.
+ */
+
+/** Element range [lo, hi) of a buffer or a chunk. */
+export interface Range {
+  readonly lo: number;
+  readonly hi: number;
+}
+
+/** Non-negative remainder: mod(-1, 4) = 3. */
+export function mod(a: number, n: number): number {
+  return ((a % n) + n) % n;
+}
+
+/** Ring neighbours of `rank`: it receives from `left` and sends to `right`. */
+export function neighbours(rank: number, worldSize: number): { left: number; right: number } {
+  return { left: mod(rank - 1, worldSize), right: mod(rank + 1, worldSize) };
+}
+
+/** Elements [lo, hi) of chunk `chunk` when `count` elements are split over `worldSize` chunks. */
+export function chunkRange(count: number, worldSize: number, chunk: number): Range {
+  const base = Math.floor(count / worldSize);
+  const extra = count % worldSize;
+  const lo = chunk * base + Math.min(chunk, extra);
+  return { lo, hi: lo + base + (chunk < extra ? 1 : 0) };
+}
+
+/** Segments of a chunk of `length` elements: at least 1, each at most `segmentElems` long. */
+export function segmentCount(length: number, segmentElems: number): number {
+  return Math.max(1, Math.ceil(length / segmentElems));
+}
+
+/** Elements [lo, hi) of segment `segment` of `chunk` (absolute offsets in the buffer). */
+export function segmentRange(chunk: Range, segmentElems: number, segment: number): Range {
+  const lo = Math.min(chunk.hi, chunk.lo + segment * segmentElems);
+  return { lo, hi: Math.min(chunk.hi, lo + segmentElems) };
+}
+
+/** Segment size in elements for a segment size in bytes (at least one element). */
+export function segmentElemsFor(segmentBytes: number, bytesPerElement: number): number {
+  return Math.max(1, Math.floor(segmentBytes / bytesPerElement));
+}
+
+/** The chunk rank `rank` sends at ring step `step`. */
+export function sendChunk(rank: number, step: number, worldSize: number): number {
+  return mod(rank - step, worldSize);
+}
+
+/** The chunk rank `rank` receives at ring step `step`. */
+export function recvChunk(rank: number, step: number, worldSize: number): number {
+  return mod(rank - step - 1, worldSize);
+}
+
+/** Steps of a ring all-reduce: N-1 reduce-scatter then N-1 all-gather; 0 for one rank. */
+export function allReduceSteps(worldSize: number): number {
+  return 2 * (worldSize - 1);
+}

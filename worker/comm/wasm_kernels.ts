@@ -1,0 +1,193 @@
+/**
+ * Element-wise kernels as a WebAssembly SIMD module, assembled here from opcodes (no toolchain,
+ * no binary blob). The ring's add was half its time in plain JavaScript (COMM-NOTES.md); a
+ * 128-bit SIMD loop runs several times faster, even counting the copies in and out of the
+ * module's memory (measured by scripts/bench_allreduce.ts --kernels).
+ *
+ * Exports, all on byte addresses in the module's memory, `nbytes` a multiple of the element size:
+ *   {add,max,min}_{f32,f64}(dst, a, b, nbytes)   dst[i] = op(a[i], b[i])
+ *   div_{f32,f64}(dst, a, nbytes, divisor: f64)    dst[i] = a[i] / divisor
+ * Each runs a vector loop over 16-byte lanes, then a scalar loop over the tail. Loads and stores
+ * are unaligned-safe (align hint 0), so any byte address works.
+ */
+
+/** Unsigned LEB128. */
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let byte = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (n !== 0);
+  return out;
+}
+
+/** Signed LEB128 (for i32.const). */
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const byte = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
+      out.push(byte);
+      return out;
+    }
+    out.push(byte | 0x80);
+  }
+}
+
+const OP = {
+  block: 0x02,
+  loop: 0x03,
+  end: 0x0b,
+  br: 0x0c,
+  brIf: 0x0d,
+  localGet: 0x20,
+  localSet: 0x21,
+  i32Const: 0x41,
+  i32GeU: 0x4f,
+  i32Add: 0x6a,
+  i32And: 0x71,
+  f32Load: 0x2a,
+  f64Load: 0x2b,
+  f32Store: 0x38,
+  f64Store: 0x39,
+  f32DemoteF64: 0xb6,
+  simd: 0xfd,
+} as const;
+const VOID = 0x40;
+const I32 = 0x7f;
+const F64 = 0x7c;
+
+/** SIMD sub-opcodes (after 0xfd) and scalar opcodes per element type. */
+interface Lane {
+  readonly size: 4 | 8;
+  readonly load: number;
+  readonly store: number;
+  readonly splat: number;
+  readonly vec: Record<'add' | 'max' | 'min' | 'div', number>;
+  readonly scalar: Record<'add' | 'max' | 'min' | 'div', number>;
+}
+const F32: Lane = {
+  size: 4,
+  load: OP.f32Load,
+  store: OP.f32Store,
+  splat: 0x13,
+  vec: { add: 0xe4, div: 0xe7, min: 0xe8, max: 0xe9 },
+  scalar: { add: 0x92, div: 0x95, min: 0x96, max: 0x97 },
+};
+const F64L: Lane = {
+  size: 8,
+  load: OP.f64Load,
+  store: OP.f64Store,
+  splat: 0x14,
+  vec: { add: 0xf0, div: 0xf3, min: 0xf4, max: 0xf5 },
+  scalar: { add: 0xa0, div: 0xa3, min: 0xa4, max: 0xa5 },
+};
+
+const memarg = (align: number): number[] => [align, 0];
+const get = (i: number): number[] => [OP.localGet, i];
+const set = (i: number): number[] => [OP.localSet, i];
+const addr = (base: number, i: number): number[] => [...get(base), ...get(i), OP.i32Add];
+
+/**
+ * `for (i = 0; i < end; i += step) body` with the loop variable in local `i`;
+ * `end` in local `endLocal`. Leaves `i` at the first index not processed.
+ */
+function forLoop(i: number, endLocal: number, step: number, body: number[]): number[] {
+  return [
+    OP.block, VOID, OP.loop, VOID,
+    ...get(i), ...get(endLocal), OP.i32GeU, OP.brIf, 1,
+    ...body,
+    ...get(i), OP.i32Const, ...sleb(step), OP.i32Add, ...set(i),
+    OP.br, 0,
+    OP.end, OP.end,
+  ];
+}
+
+/** Binary op body. Locals: 0 dst, 1 a, 2 b, 3 nbytes, 4 i, 5 vend. */
+function binaryBody(lane: Lane, op: 'add' | 'max' | 'min'): number[] {
+  const vec = [
+    ...addr(0, 4),
+    ...addr(1, 4), OP.simd, 0x00, ...memarg(0),
+    ...addr(2, 4), OP.simd, 0x00, ...memarg(0),
+    OP.simd, ...uleb(lane.vec[op]),
+    OP.simd, 0x0b, ...memarg(0),
+  ];
+  const scalar = [
+    ...addr(0, 4),
+    ...addr(1, 4), lane.load, ...memarg(0),
+    ...addr(2, 4), lane.load, ...memarg(0),
+    lane.scalar[op],
+    lane.store, ...memarg(0),
+  ];
+  return [
+    ...get(3), OP.i32Const, ...sleb(-16), OP.i32And, ...set(5),
+    ...forLoop(4, 5, 16, vec),
+    ...forLoop(4, 3, lane.size, scalar),
+    OP.end,
+  ];
+}
+
+/** Division by a scalar. Params: 0 dst, 1 a, 2 nbytes, 3 divisor (f64). Locals: 4 i, 5 vend. */
+function divBody(lane: Lane): number[] {
+  const divisor = lane.size === 4 ? [...get(3), OP.f32DemoteF64] : get(3);
+  const vec = [
+    ...addr(0, 4),
+    ...addr(1, 4), OP.simd, 0x00, ...memarg(0),
+    ...divisor, OP.simd, lane.splat,
+    OP.simd, ...uleb(lane.vec.div),
+    OP.simd, 0x0b, ...memarg(0),
+  ];
+  const scalar = [...addr(0, 4), ...addr(1, 4), lane.load, ...memarg(0), ...divisor, lane.scalar.div, lane.store, ...memarg(0)];
+  return [
+    ...get(2), OP.i32Const, ...sleb(-16), OP.i32And, ...set(5),
+    ...forLoop(4, 5, 16, vec),
+    ...forLoop(4, 2, lane.size, scalar),
+    OP.end,
+  ];
+}
+
+function section(id: number, payload: number[]): number[] {
+  return [id, ...uleb(payload.length), ...payload];
+}
+function vector(items: number[][]): number[] {
+  return [...uleb(items.length), ...items.flat()];
+}
+function name(s: string): number[] {
+  const bytes = [...new TextEncoder().encode(s)];
+  return [...uleb(bytes.length), ...bytes];
+}
+
+export const KERNEL_NAMES = ['add_f32', 'max_f32', 'min_f32', 'add_f64', 'max_f64', 'min_f64', 'div_f32', 'div_f64'] as const;
+export type KernelName = (typeof KERNEL_NAMES)[number];
+
+/** The module's bytes: imports memory `env.memory`, exports the kernels named above. */
+export function kernelModuleBytes(): Uint8Array {
+  const binaryType = [0x60, ...vector([[I32], [I32], [I32], [I32]]), 0x00];
+  const divType = [0x60, ...vector([[I32], [I32], [I32], [F64]]), 0x00];
+  const bodies: { name: KernelName; type: number; code: number[] }[] = [];
+  for (const [suffix, lane] of [['f32', F32], ['f64', F64L]] as const) {
+    for (const op of ['add', 'max', 'min'] as const) {
+      bodies.push({ name: `${op}_${suffix}`, type: 0, code: binaryBody(lane, op) });
+    }
+  }
+  bodies.push({ name: 'div_f32', type: 1, code: divBody(F32) });
+  bodies.push({ name: 'div_f64', type: 1, code: divBody(F64L) });
+  // Keep the export order equal to KERNEL_NAMES (the function index is the position).
+  bodies.sort((x, y) => KERNEL_NAMES.indexOf(x.name) - KERNEL_NAMES.indexOf(y.name));
+  const locals = vector([[2, I32]]); // two i32 locals: i, vend
+  const bytes = [
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, vector([binaryType, divType])),
+    ...section(2, vector([[...name('env'), ...name('memory'), 0x02, 0x00, 0x01]])), // memory, min 1 page
+    ...section(3, vector(bodies.map((b) => [b.type]))),
+    ...section(7, vector(bodies.map((b, i) => [...name(b.name), 0x00, ...uleb(i)]))),
+    ...section(10, vector(bodies.map((b) => {
+      const body = [...locals, ...b.code];
+      return [...uleb(body.length), ...body];
+    }))),
+  ];
+  return Uint8Array.from(bytes);
+}

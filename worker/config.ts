@@ -1,0 +1,237 @@
+/**
+ * The training programs' options: parsed once, at the edge, into a frozen `TrainConfig`.
+ *
+ * Flags are kebab-case with the Python original's names and defaults (argparse), plus ours.
+ * Parsing is strict: an unknown flag, a value of the wrong type, a non-positive size, or options
+ * that contradict each other raise a ConfigError naming the flag and the fix. Numbers are read as
+ * strings and converted here, because yargs turns `--batch-size abc` into null and a bare
+ * `--batch-size` into its default.
+ */
+import { ConfigError } from '../shared/errors.js';
+import { yargs } from '../shared/yargs.js';
+import type { BackendChoice } from './tf.js';
+import type { GPTConfig } from './model.js';
+
+export type ProgramName = 'train_minimal' | 'train_ddp';
+export type LogFormat = 'text' | 'json';
+
+export interface TrainConfig {
+  readonly program: ProgramName;
+  // Model (the original's flags).
+  readonly vocabSize: number;
+  readonly maxPositionEmbeddings: number;
+  readonly nLayers: number;
+  readonly nHeads: number;
+  readonly dModel: number;
+  readonly dFf: number;
+  /** Dropout probability in [0, 1). */
+  readonly dropout: number;
+  // Optimisation.
+  /** Samples per rank per micro-step. */
+  readonly batchSize: number;
+  /** Tokens per sample, T. */
+  readonly seqLen: number;
+  /** Total optimizer steps, counted across resumes. */
+  readonly numSteps: number;
+  readonly lr: number;
+  readonly weightDecay: number;
+  /** Micro-batches per optimizer step; gradients are all-reduced once per step. */
+  readonly gradAccumSteps: number;
+  readonly seed: number;
+  /** What was asked (--no-amp clears it); tfjs trains in float32 regardless. */
+  readonly amp: boolean;
+  // Evaluation and checkpoints.
+  readonly evalInterval: number;
+  readonly checkpointInterval: number;
+  readonly checkpointPath: string;
+  readonly resume: boolean;
+  // Data.
+  /** 'toy', 'toy:<samples>', 'brown' or 'text:<path>'. */
+  readonly dataset: string;
+  readonly tokenizer: string;
+  readonly dataDir: string;
+  readonly dropLast: boolean;
+  // Runtime.
+  readonly backend: BackendChoice;
+  readonly logFile: string;
+  /** Derived: the log file without `.log`, plus `.metrics.jsonl`. */
+  readonly metricsFile: string;
+  readonly logFormat: LogFormat;
+  /** Seconds a collective may wait for its peers before failing. */
+  readonly collectiveTimeoutS: number;
+}
+
+type Kind = 'int' | 'posint' | 'float' | 'string' | 'bool';
+interface OptionSpec {
+  readonly flag: string;
+  readonly kind: Kind;
+  readonly describe: string;
+  /** A value, or a function of the program name. */
+  readonly default: number | string | boolean | ((p: ProgramName) => string);
+  readonly choices?: readonly string[];
+}
+
+const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const satisfies readonly BackendChoice[];
+
+/** Every flag, keyed by its TrainConfig field; one line of help each. */
+const OPTIONS = {
+  vocabSize: { flag: 'vocab-size', kind: 'posint', default: 10000, describe: 'vocabulary size V' },
+  maxPositionEmbeddings: { flag: 'max-position-embeddings', kind: 'posint', default: 128, describe: 'longest sequence the model can take' },
+  nLayers: { flag: 'n-layers', kind: 'posint', default: 2, describe: 'transformer blocks' },
+  nHeads: { flag: 'n-heads', kind: 'posint', default: 4, describe: 'attention heads (must divide --d-model)' },
+  dModel: { flag: 'd-model', kind: 'posint', default: 128, describe: 'embedding width C' },
+  dFf: { flag: 'd-ff', kind: 'posint', default: 512, describe: 'MLP hidden width' },
+  dropout: { flag: 'dropout', kind: 'float', default: 0.1, describe: 'dropout probability in [0, 1)' },
+  batchSize: { flag: 'batch-size', kind: 'posint', default: 8, describe: 'samples per rank per micro-step' },
+  seqLen: { flag: 'seq-len', kind: 'posint', default: 32, describe: 'tokens per sample T' },
+  numSteps: { flag: 'num-steps', kind: 'posint', default: 50, describe: 'total optimizer steps (a resumed run continues to this count)' },
+  lr: { flag: 'lr', kind: 'float', default: 3e-4, describe: 'AdamW learning rate' },
+  weightDecay: { flag: 'weight-decay', kind: 'float', default: 0.01, describe: 'AdamW decoupled weight decay' },
+  gradAccumSteps: { flag: 'grad-accum-steps', kind: 'posint', default: 1, describe: 'micro-batches per optimizer step' },
+  seed: { flag: 'seed', kind: 'int', default: 0, describe: 'seed of weights, data split, data order and dropout' },
+  amp: { flag: 'amp', kind: 'bool', default: true, describe: 'mixed precision (--no-amp); tfjs always runs float32' },
+  evalInterval: { flag: 'eval-interval', kind: 'posint', default: 10, describe: 'evaluate every N steps (and at the end)' },
+  checkpointInterval: { flag: 'checkpoint-interval', kind: 'posint', default: 20, describe: 'checkpoint every N steps (and at the end)' },
+  checkpointPath: {
+    flag: 'checkpoint-path',
+    kind: 'string',
+    default: (p) => (p === 'train_ddp' ? 'checkpoints/minigpt_ddp.safetensors' : 'checkpoints/minigpt_single.safetensors'),
+    describe: 'checkpoint file (safetensors)',
+  },
+  resume: { flag: 'resume', kind: 'bool', default: false, describe: 'continue from --checkpoint-path if it exists' },
+  dataset: { flag: 'dataset', kind: 'string', default: 'toy', describe: 'toy | toy:<samples> | brown | text:<path>' },
+  tokenizer: { flag: 'tokenizer', kind: 'string', default: 'byte', describe: 'tokenizer of text datasets' },
+  dataDir: { flag: 'data-dir', kind: 'string', default: 'data/cache', describe: 'cache of prepared datasets' },
+  dropLast: { flag: 'drop-last', kind: 'bool', default: false, describe: 'drop the tail instead of padding shards to equal length' },
+  backend: { flag: 'backend', kind: 'string', default: 'auto', choices: BACKENDS, describe: 'tfjs backend' },
+  logFile: { flag: 'log-file', kind: 'string', default: (p) => `logs/${p}.log`, describe: 'log file (rank 0; metrics go to <name>.metrics.jsonl)' },
+  logFormat: { flag: 'log-format', kind: 'string', default: 'text', choices: ['text', 'json'], describe: 'console format' },
+  collectiveTimeoutS: { flag: 'collective-timeout', kind: 'float', default: 300, describe: 'seconds a collective waits for its peers' },
+} as const satisfies Record<Exclude<keyof TrainConfig, 'program' | 'metricsFile'>, OptionSpec>;
+
+type OptionKey = keyof typeof OPTIONS;
+
+function defaultOf(spec: OptionSpec, program: ProgramName): number | string | boolean {
+  return typeof spec.default === 'function' ? spec.default(program) : spec.default;
+}
+
+/** `--help` text for a program. */
+export function trainUsage(program: ProgramName): string {
+  const lines = Object.values(OPTIONS as Record<OptionKey, OptionSpec>).map((o) => {
+    const d = defaultOf(o, program);
+    const flag = o.kind === 'bool' && d === true ? `--no-${o.flag}` : `--${o.flag}`;
+    return `  ${flag.padEnd(28)} ${o.describe}${o.kind === 'bool' ? '' : ` (default: ${String(d)})`}`;
+  });
+  return [`usage: ${program} [options]`, '', ...lines].join('\n');
+}
+
+/** True when argv asks for help instead of a run. */
+export function wantsHelp(argv: readonly string[]): boolean {
+  return argv.includes('--help') || argv.includes('-h');
+}
+
+function convert(spec: OptionSpec, raw: unknown): number | string | boolean {
+  const flag = `--${spec.flag}`;
+  if (spec.kind === 'bool') return raw as boolean;
+  const text = typeof raw === 'number' ? String(raw) : (raw as string);
+  if (text === '') throw new ConfigError(`${flag} needs a value`, `write ${flag} <value>`);
+  if (spec.kind === 'string') {
+    if (spec.choices && !spec.choices.includes(text)) {
+      throw new ConfigError(`${flag} ${text} is not one of ${spec.choices.join(', ')}`, `pass ${flag} ${spec.choices[0]}`);
+    }
+    return text;
+  }
+  const n = Number(text);
+  if (!Number.isFinite(n) || text.trim() === '') {
+    throw new ConfigError(`${flag} ${JSON.stringify(text)} is not a number`, `pass a number, e.g. ${flag} ${String(spec.default)}`);
+  }
+  if (spec.kind === 'float') return n;
+  if (!Number.isSafeInteger(n)) throw new ConfigError(`${flag} ${text} is not an integer`, `pass a whole number to ${flag}`);
+  if (spec.kind === 'posint' && n < 1) throw new ConfigError(`${flag} ${text} must be at least 1`, `pass a positive ${flag}`);
+  if (n < 0 || n > 0xffffffff) throw new ConfigError(`${flag} ${text} is out of range`, `pass ${flag} between 0 and 4294967295`);
+  return n;
+}
+
+/** Cross-field rules: ranges of floats and options that contradict each other. */
+function validate(c: TrainConfig): void {
+  if (!(c.dropout >= 0 && c.dropout < 1)) {
+    throw new ConfigError(`--dropout ${c.dropout} is outside [0, 1)`, 'pass a probability such as --dropout 0.1 (0 disables it)');
+  }
+  if (!(c.lr > 0)) throw new ConfigError(`--lr ${c.lr} must be positive`, 'pass e.g. --lr 3e-4');
+  if (!(c.weightDecay >= 0)) throw new ConfigError(`--weight-decay ${c.weightDecay} must be 0 or more`, 'pass e.g. --weight-decay 0.01');
+  if (!(c.collectiveTimeoutS > 0)) {
+    throw new ConfigError(`--collective-timeout ${c.collectiveTimeoutS} must be positive`, 'pass a number of seconds, e.g. --collective-timeout 300');
+  }
+  if (c.dModel % c.nHeads !== 0) {
+    throw new ConfigError(
+      `--d-model ${c.dModel} is not divisible by --n-heads ${c.nHeads}`,
+      `pick --d-model a multiple of --n-heads (e.g. --d-model ${Math.ceil(c.dModel / c.nHeads) * c.nHeads})`,
+    );
+  }
+  if (c.seqLen > c.maxPositionEmbeddings) {
+    throw new ConfigError(
+      `--seq-len ${c.seqLen} is longer than --max-position-embeddings ${c.maxPositionEmbeddings}`,
+      `pass --seq-len ${c.maxPositionEmbeddings} or less, or raise --max-position-embeddings`,
+    );
+  }
+  if (c.seqLen < 2) throw new ConfigError(`--seq-len ${c.seqLen} predicts nothing`, 'pass --seq-len 2 or more (T tokens give T-1 predictions)');
+  if (!/^(toy(:\d+)?|brown|text:.+)$/.test(c.dataset)) {
+    throw new ConfigError(`--dataset ${c.dataset} is not a dataset`, 'pass --dataset toy, toy:<samples>, brown or text:<path>');
+  }
+}
+
+/** Parse a training program's flags (argv without node and the script). Throws ConfigError. */
+export function parseTrainConfig(argv: readonly string[], program: ProgramName): TrainConfig {
+  let parser = yargs([...argv])
+    .strict()
+    .help(false)
+    .version(false)
+    .exitProcess(false)
+    .parserConfiguration({ 'duplicate-arguments-array': false })
+    .fail((msg: string | null, err?: Error) => {
+      const unknown = /^Unknown arguments?: (.*)$/.exec(msg ?? '');
+      if (unknown) {
+        const written = (n: string) => argv.some((a) => a === `--${n}` || a.startsWith(`--${n}=`) || a === `-${n}`);
+        const names = unknown[1].split(', ').map((n) => (written(n) ? `--${n}` : n));
+        throw new ConfigError(`unknown option ${names.join(', ')} for ${program}`, 'run with --help to list the options');
+      }
+      throw new ConfigError(`bad options for ${program}: ${msg ?? err?.message ?? 'unknown error'}`, 'run with --help to list the options');
+    });
+  for (const spec of Object.values(OPTIONS as Record<OptionKey, OptionSpec>)) {
+    parser = parser.option(spec.flag, { type: spec.kind === 'bool' ? 'boolean' : 'string' });
+  }
+  const parsed = parser.parseSync() as Record<string, unknown>;
+  if (parsed._ instanceof Array && parsed._.length > 0) {
+    throw new ConfigError(`unexpected argument ${String(parsed._[0])} for ${program}`, 'options are written --name value; run with --help');
+  }
+  const values: Record<string, unknown> = { program };
+  for (const [key, spec] of Object.entries(OPTIONS as Record<OptionKey, OptionSpec>)) {
+    const raw = parsed[spec.flag];
+    values[key] = raw === undefined ? defaultOf(spec, program) : convert(spec, raw);
+  }
+  const logFile = values.logFile as string;
+  values.metricsFile = `${logFile.replace(/\.log$/, '')}.metrics.jsonl`;
+  const config = Object.freeze(values) as unknown as TrainConfig;
+  validate(config);
+  return config;
+}
+
+/** The fields that fix the model's parameter shapes; a checkpoint must match them all. */
+export const MODEL_SHAPE_FIELDS = ['vocabSize', 'maxPositionEmbeddings', 'nLayers', 'nHeads', 'dModel', 'dFf'] as const;
+
+/** The flag of a TrainConfig field, for messages ("--d-model"). */
+export function flagOf(key: OptionKey): string {
+  return `--${OPTIONS[key].flag}`;
+}
+
+export function gptConfigOf(c: TrainConfig): GPTConfig {
+  return {
+    vocabSize: c.vocabSize,
+    maxPositionEmbeddings: c.maxPositionEmbeddings,
+    nLayers: c.nLayers,
+    nHeads: c.nHeads,
+    dModel: c.dModel,
+    dFf: c.dFf,
+    dropout: c.dropout,
+  };
+}

@@ -1,0 +1,93 @@
+/**
+ * What makes the training loop data-parallel, in the spirit of PyTorch's DDP:
+ *   - `syncParams`: rank 0's parameters overwrite every replica at start, then every rank checks
+ *     (all-gather of a checksum) that all replicas are identical;
+ *   - `averageGradients`: the step's gradients and loss, in one flat buffer, pre-divided by the
+ *     world size and summed by one all-reduce (the ring segments it; no per-tensor calls);
+ *   - `rootDecides`: rank 0 runs something (read or write a checkpoint) and every rank learns the
+ *     outcome, errors included, so a failure on rank 0 stops all ranks at once instead of leaving
+ *     them waiting for a collective;
+ *   - `gatherJson`: a JSON value from every rank (backend and device for the log header).
+ * Every function here is a collective: all ranks call it, in the same order.
+ */
+import { createHash } from 'node:crypto';
+import { CommError, ConfigError, FileError, RosedistError } from '../shared/errors.js';
+import { broadcastJson, type ProcessGroup } from './comm/process_group.js';
+
+/** SHA-256 of a float buffer's bytes, as 4 float64 lanes (compared as bytes, never as values). */
+function digest(buf: Float32Array): Float64Array {
+  const h = createHash('sha256').update(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength)).digest();
+  return new Float64Array(new Uint8Array(h).buffer);
+}
+
+/** Broadcast rank 0's `params` to all ranks (in place), then verify all replicas are identical. */
+export async function syncParams(pg: ProcessGroup, params: Float32Array): Promise<void> {
+  if (pg.worldSize === 1) return;
+  await pg.broadcast(params, 0);
+  const mine = digest(params);
+  const all = await pg.allGather(mine);
+  const mineBytes = Buffer.from(mine.buffer);
+  const differing = all.flatMap((d, rank) => (Buffer.from(d.buffer, d.byteOffset, d.byteLength).equals(mineBytes) ? [] : [rank]));
+  if (differing.length > 0) {
+    throw new CommError(
+      `parameters differ between replicas after the broadcast from rank 0 (rank ${pg.rank} disagrees with ranks ${differing.join(', ')})`,
+      'the process group corrupted the broadcast; check that all ranks run the same code and model options',
+    );
+  }
+}
+
+/**
+ * Average the gradients over ranks, and the step's loss with them. `buf` holds the gradients in
+ * [0, n-1) and this rank's loss in [n-1]; on return it holds the averages. One collective.
+ */
+export async function averageGradients(pg: ProcessGroup, buf: Float32Array): Promise<void> {
+  if (pg.worldSize === 1) return;
+  // Pre-divide, then sum: the sum of W values of 1/W scale cannot overflow where a sum might.
+  const inv = 1 / pg.worldSize;
+  for (let i = 0; i < buf.length; i++) buf[i] *= inv;
+  await pg.allReduce(buf, 'sum');
+}
+
+type Outcome<T> = { ok: true; value: T } | { ok: false; name: string; message: string; hint: string | null };
+
+const ERRORS: Record<string, new (message: string, hint?: string) => RosedistError> = {
+  ConfigError,
+  FileError,
+  CommError,
+};
+
+/**
+ * Rank 0 runs `fn`; every rank returns its (JSON) result or throws its error (the same class for
+ * our errors, a RosedistError with rank 0's message otherwise). Rank 0 rethrows the original.
+ */
+export async function rootDecides<T>(pg: ProcessGroup, fn: () => T | Promise<T>): Promise<T> {
+  if (pg.worldSize === 1) return fn();
+  let outcome: Outcome<T> | undefined;
+  let original: unknown;
+  if (pg.rank === 0) {
+    try {
+      outcome = { ok: true, value: await fn() };
+    } catch (e) {
+      original = e;
+      const err = e instanceof Error ? e : new Error(String(e));
+      outcome = { ok: false, name: err.name, message: err.message, hint: e instanceof RosedistError ? (e.hint ?? null) : null };
+    }
+  }
+  const shared = await broadcastJson(pg, outcome, 0);
+  if (shared.ok) return shared.value;
+  if (pg.rank === 0) throw original;
+  const Cls = ERRORS[shared.name] ?? RosedistError;
+  throw new Cls(`rank 0: ${shared.message}`, shared.hint ?? undefined);
+}
+
+/** Every rank's `value`, indexed by rank. */
+export async function gatherJson<T>(pg: ProcessGroup, value: T): Promise<T[]> {
+  if (pg.worldSize === 1) return [value];
+  const bytes = new TextEncoder().encode(JSON.stringify(value));
+  const lengths = await pg.allGather(new Float64Array([bytes.length]));
+  const longest = Math.max(...lengths.map((l) => l[0]));
+  const padded = new Uint8Array(longest);
+  padded.set(bytes);
+  const all = await pg.allGather(padded);
+  return all.map((b, rank) => JSON.parse(new TextDecoder().decode(b.subarray(0, lengths[rank][0]))) as T);
+}

@@ -1,0 +1,50 @@
+/**
+ * The shared entry of the worker programs: `runProgram(name, body)` reads the environment
+ * contract, runs `body`, and ends the way the launcher expects:
+ *   - on an error: one line through the run's logger (formatError: message and hint, no stack for
+ *     our own errors), the torchrun-style error file (ROSEDIST_ERROR_FILE), and
+ *     process.exitCode = exitCodeOf(e) (2 for bad configuration);
+ *   - always: the process group closed and the logger flushed before the process ends.
+ * It never calls process.exit(): the event loop drains and Node exits with process.exitCode.
+ */
+import { ENV, readWorkerEnv, type WorkerEnv } from '../shared/env.js';
+import { writeErrorFile } from '../shared/error_file.js';
+import { exitCodeOf, formatError } from '../shared/errors.js';
+import { closeLogger, createLogger, type Logger } from '../shared/logging.js';
+import type { ProcessGroup } from './comm/process_group.js';
+
+export interface ProgramScope {
+  readonly env: WorkerEnv;
+  /** Register the run's logger: an error is logged through it, and it is flushed at the end. */
+  useLogger(logger: Logger): Logger;
+  /** Register the process group: it is closed at the end, whatever happens. */
+  useProcessGroup(pg: ProcessGroup): ProcessGroup;
+}
+
+export async function runProgram(name: string, body: (scope: ProgramScope) => Promise<void>): Promise<void> {
+  let env: WorkerEnv | undefined;
+  let logger: Logger | undefined;
+  let pg: ProcessGroup | undefined;
+  try {
+    env = readWorkerEnv();
+    const e = env;
+    await body({
+      env: e,
+      useLogger: (l) => (logger = l),
+      useProcessGroup: (g) => (pg = g),
+    });
+  } catch (e) {
+    const rank = env?.rank ?? 0;
+    // Before the logger exists (bad flags, bad environment), a console-only one carries the line.
+    const out = logger ?? createLogger({ rank, consoleInfo: true });
+    out.error(`${name}: ${formatError(e)}`);
+    if (out !== logger) await closeLogger(out);
+    writeErrorFile(env?.errorFile ?? process.env[ENV.errorFile] ?? process.env.TORCHELASTIC_ERROR_FILE, e, rank);
+    process.exitCode = exitCodeOf(e);
+  } finally {
+    if (pg !== undefined) {
+      await pg.close().catch((e: unknown) => logger?.warn(`${name}: closing the process group failed: ${formatError(e)}`));
+    }
+    if (logger !== undefined) await closeLogger(logger);
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * The GPT's building blocks as tfjs ops with hand-written gradients, chosen for speed on the wasm
+ * backend (measured there; see TFJS-NOTES.md) and correct on every backend:
+ *   - matMul's autodiff uses `transposeA/B`, which leaves XNNPACK on wasm (10-30x slower): our
+ *     gradients transpose explicitly, then run plain 2-D matMuls.
+ *   - gather's autodiff needs UnsortedSegmentSum, which wasm lacks: the embedding gradient
+ *     scatters instead (scatterND sums duplicate indices).
+ *   - tf.oneHot(.., 'float32') is broken on wasm: one-hots are built int32, then cast.
+ *   - A single custom op records one tape node instead of one per elementary op, and saves only
+ *     what its gradient needs.
+ * Shapes: N rows (tokens), C features in, D features out, V vocabulary entries.
+ *
+ * Memory: everything a gradient needs goes through `save` (tfjs keeps those until backprop ends);
+ * intermediates are disposed by the enclosing tidy. All ops run inside the caller's tf.tidy.
+ */
+import { tf } from './tf.js';
+
+type T = tf.Tensor;
+type Save = tf.GradSaveFunc;
+
+/** y = x @ w + b. x [N, C], w [C, D] (stored [in, out], as tfjs Dense does), b [D] or none. */
+export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
+  if (b === undefined) return linearNoBias(x, w);
+  return linearBias(x, w, b);
+}
+
+const linearBias = tf.customGrad((...args: (T | Save)[]) => {
+  const [x, w, b, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, Save];
+  save([x, w]);
+  // _FusedMatMul: one XNNPACK call for the product and the bias on wasm.
+  const value = tf.fused.matMul({ a: x, b: w, bias: b });
+  return {
+    value,
+    gradFunc: (dy: T, saved: T[]) => {
+      const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
+      const d = dy as tf.Tensor2D;
+      return [tf.matMul(d, tf.transpose(ws)), tf.matMul(tf.transpose(xs), d), tf.sum(d, 0)];
+    },
+  };
+}) as (x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D;
+
+const linearNoBias = tf.customGrad((...args: (T | Save)[]) => {
+  const [x, w, save] = args as [tf.Tensor2D, tf.Tensor2D, Save];
+  save([x, w]);
+  return {
+    value: tf.matMul(x, w),
+    gradFunc: (dy: T, saved: T[]) => {
+      const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
+      const d = dy as tf.Tensor2D;
+      return [tf.matMul(d, tf.transpose(ws)), tf.matMul(tf.transpose(xs), d)];
+    },
+  };
+}) as (x: tf.Tensor2D, w: tf.Tensor2D) => tf.Tensor2D;
+
+/**
+ * Rows of `table` [V, C] at `ids` (int32 [N], each in [0, V)) → [N, C]. The gradient scatters
+ * dy's rows back into a [V, C] zero table, summing rows whose ids repeat.
+ */
+export function embedding(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
+  const op = tf.customGrad((...args: (T | Save)[]) => {
+    const [t, save] = args as [tf.Tensor2D, Save];
+    save([ids]);
+    return {
+      value: tf.gather(t, ids),
+      gradFunc: (dy: T, saved: T[]) => {
+        const [idx] = saved as [tf.Tensor1D];
+        return [tf.scatterND(tf.reshape(idx, [-1, 1]), dy, t.shape)];
+      },
+    };
+  });
+  return op(table) as tf.Tensor2D;
+}
+
+/** LayerNorm over the last axis, as torch.nn.LayerNorm (biased variance). x [N, C], g/b [C]. */
+export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps = 1e-5): tf.Tensor2D {
+  const op = tf.customGrad((...args: (T | Save)[]) => {
+    const [xi, g, b, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, Save];
+    const xc = tf.sub(xi, tf.mean(xi, 1, true));
+    const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xc), 1, true), eps)); // [N, 1]
+    const xhat = tf.mul(xc, rstd);
+    save([xhat, rstd, g]);
+    return {
+      value: tf.add(tf.mul(xhat, g), b),
+      gradFunc: (dy: T, saved: T[]) => {
+        const [xh, rs, gs] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+        // dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), per row.
+        const dxhat = tf.mul(dy, gs);
+        const meanD = tf.mean(dxhat, 1, true);
+        const meanDX = tf.mean(tf.mul(dxhat, xh), 1, true);
+        const dx = tf.mul(rs, tf.sub(tf.sub(dxhat, meanD), tf.mul(xh, meanDX)));
+        return [dx, tf.sum(tf.mul(dy, xh), 0), tf.sum(dy, 0)];
+      },
+    };
+  });
+  return op(x, gamma, beta) as tf.Tensor2D;
+}
+
+const SQRT1_2 = Math.SQRT1_2;
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+
+/** Exact GELU, as torch.nn.functional.gelu: 0.5 x (1 + erf(x / sqrt(2))). Any shape. */
+export const gelu = tf.customGrad((...args: (T | Save)[]) => {
+  const [x, save] = args as [T, Save];
+  const cdf = tf.mul(tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1), 0.5); // Phi(x)
+  save([x, cdf]);
+  return {
+    value: tf.mul(x, cdf),
+    gradFunc: (dy: T, saved: T[]) => {
+      const [xs, cdfs] = saved as [T, T];
+      // d/dx x Phi(x) = Phi(x) + x phi(x), phi the standard normal density.
+      const pdf = tf.mul(tf.exp(tf.mul(tf.square(xs), -0.5)), INV_SQRT_2PI);
+      return [tf.mul(dy, tf.add(cdfs, tf.mul(xs, pdf)))];
+    },
+  };
+}) as <R extends T>(x: R) => R;
+
+/**
+ * Summed cross-entropy: sum over rows of logsumexp(z_i) - z_i[y_i], a scalar.
+ * logits [n, V] float32, targets int32 [n] in [0, V). Gradient: (softmax(z) - onehot(y)) * dy.
+ */
+export function crossEntropySum(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Scalar {
+  const [n, vocab] = logits.shape;
+  const op = tf.customGrad((...args: (T | Save)[]) => {
+    const [z, save] = args as [tf.Tensor2D, Save];
+    const zs = tf.sub(z, tf.max(z, 1, true)); // shift by the row max: exp cannot overflow
+    const lse = tf.log(tf.sum(tf.exp(zs), 1, true)); // [n, 1]
+    // z_i[y_i] by a flat gather at i * V + y_i: no one-hot in the forward pass.
+    const flat = tf.add(tf.mul(tf.range(0, n, 1, 'int32'), vocab), targets);
+    const picked = tf.gather(tf.reshape(zs, [-1]), flat);
+    save([zs, lse, targets]);
+    return {
+      value: tf.sum(tf.sub(tf.reshape(lse, [-1]), picked)),
+      gradFunc: (dy: T, saved: T[]) => {
+        const [zss, lses, ys] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+        const probs = tf.exp(tf.sub(zss, lses));
+        const onehot = tf.cast(tf.oneHot(ys, vocab), 'float32'); // int32 first: wasm's float oneHot is broken
+        return [tf.mul(tf.sub(probs, onehot), dy)];
+      },
+    };
+  });
+  return op(logits) as tf.Scalar;
+}

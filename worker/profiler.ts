@@ -1,0 +1,167 @@
+/**
+ * Step-phase timeline in the Chrome trace format (chrome://tracing, ui.perfetto.dev).
+ *
+ * Each rank records complete events (`ph: 'X'`): name = phase, `ts`/`dur` in µs, pid = rank,
+ * tid = 0 (the training loop; phases on it must be sequential or nested, never overlapping).
+ * `ts` is wall-clock µs (performance.timeOrigin + performance.now()), so events of different
+ * processes on one machine line up: a rank that reaches the all-reduce early shows a long
+ * `allreduce` bar that ends when the last rank arrives. `dur` comes from the monotonic clock alone.
+ *
+ * At the end every rank calls `gatherEvents` (a collective), rank 0 merges (`mergeTraces`) and
+ * writes one file (`writeTrace`). A disabled profiler records nothing: begin/end return at once
+ * and span only calls its function.
+ */
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { FileError } from '../shared/errors.js';
+import type { ProcessGroup } from './comm/process_group.js';
+
+export type Phase = 'data' | 'forward_backward' | 'grad_copy' | 'allreduce' | 'optimizer' | 'eval' | 'checkpoint';
+export const PHASES: readonly Phase[] = ['data', 'forward_backward', 'grad_copy', 'allreduce', 'optimizer', 'eval', 'checkpoint'];
+
+/** One Chrome trace event: a complete event ('X') or process/thread metadata ('M'). */
+export interface TraceEvent {
+  readonly name: string;
+  readonly ph: 'X' | 'M';
+  /** Start, wall-clock µs since the Unix epoch (0 for metadata). */
+  readonly ts: number;
+  /** Duration in µs ('X' only). */
+  readonly dur?: number;
+  readonly pid: number;
+  readonly tid: number;
+  readonly cat?: string;
+  readonly args?: Readonly<Record<string, string | number>>;
+}
+
+export interface MergedTrace {
+  readonly traceEvents: TraceEvent[];
+  readonly displayTimeUnit: 'ms';
+}
+
+/** The training loop's thread id in every rank's process. */
+const LOOP_TID = 0;
+/** Past this many events a rank stops recording (about 100 bytes each in memory and on disk). */
+const DEFAULT_MAX_EVENTS = 1_000_000;
+
+export class Profiler {
+  readonly rank: number;
+  readonly enabled: boolean;
+  /** Events not recorded because `maxEvents` was reached (the trainer warns when > 0). */
+  dropped = 0;
+  private readonly maxEvents: number;
+  /** Start of each open phase, performance.now() ms. */
+  private readonly open = new Map<Phase, number>();
+  private readonly recorded: TraceEvent[] = [];
+  private step: number | undefined;
+
+  constructor(rank: number, enabled: boolean, maxEvents = DEFAULT_MAX_EVENTS) {
+    this.rank = rank;
+    this.enabled = enabled;
+    this.maxEvents = maxEvents;
+  }
+
+  /** The optimizer step the next events belong to (stored as args.step, to line up ranks). */
+  setStep(step: number): void {
+    this.step = step;
+  }
+
+  /** Start `phase`. Throws if it is already open (a missing end()). */
+  begin(phase: Phase): void {
+    if (!this.enabled) return;
+    if (this.open.has(phase)) throw new Error(`profiler: phase "${phase}" begun twice without end() on rank ${this.rank}`);
+    this.open.set(phase, performance.now());
+  }
+
+  /** End `phase` and record it. Throws if it was not begun. */
+  end(phase: Phase): void {
+    if (!this.enabled) return;
+    const endMs = performance.now();
+    const startMs = this.open.get(phase);
+    if (startMs === undefined) throw new Error(`profiler: end("${phase}") without begin() on rank ${this.rank}`);
+    this.open.delete(phase);
+    if (this.recorded.length >= this.maxEvents) {
+      this.dropped += 1;
+      return;
+    }
+    this.recorded.push({
+      name: phase,
+      cat: 'step',
+      ph: 'X',
+      ts: Math.round((performance.timeOrigin + startMs) * 1000),
+      dur: Math.round((endMs - startMs) * 1e6) / 1000,
+      pid: this.rank,
+      tid: LOOP_TID,
+      ...(this.step !== undefined ? { args: { step: this.step } } : {}),
+    });
+  }
+
+  /** Run `fn` as `phase`; the phase ends when it settles, resolved or rejected. */
+  async span<T>(phase: Phase, fn: () => T | Promise<T>): Promise<T> {
+    if (!this.enabled) return fn();
+    this.begin(phase);
+    try {
+      return await fn();
+    } finally {
+      this.end(phase);
+    }
+  }
+
+  /** This rank's complete events so far, in the order they ended. */
+  events(): TraceEvent[] {
+    return [...this.recorded];
+  }
+}
+
+/** Metadata that names and orders a rank's row in the viewer. */
+function rankMetadata(rank: number): TraceEvent[] {
+  return [
+    { name: 'process_name', ph: 'M', ts: 0, pid: rank, tid: LOOP_TID, args: { name: `rank ${rank}` } },
+    { name: 'process_sort_index', ph: 'M', ts: 0, pid: rank, tid: LOOP_TID, args: { sort_index: rank } },
+    { name: 'thread_name', ph: 'M', ts: 0, pid: rank, tid: LOOP_TID, args: { name: 'training loop' } },
+  ];
+}
+
+/**
+ * One trace from every rank's events (`perRank[r]` = rank r's): metadata first, then all complete
+ * events by start time. Throws if an event's pid is not the rank it was given as.
+ */
+export function mergeTraces(perRank: TraceEvent[][]): MergedTrace {
+  const meta = perRank.flatMap((_, rank) => rankMetadata(rank));
+  const complete = perRank.flatMap((events, rank) =>
+    events.map((e) => {
+      if (e.pid !== rank) throw new Error(`mergeTraces: an event of pid ${e.pid} was given as rank ${rank}'s`);
+      return e;
+    }),
+  );
+  complete.sort((a, b) => a.ts - b.ts || a.pid - b.pid);
+  return { traceEvents: [...meta, ...complete], displayTimeUnit: 'ms' };
+}
+
+/**
+ * Collective: every rank calls it with its own events; every rank gets all ranks' lists, indexed by
+ * rank (rank 0 writes them). Travels as JSON bytes over two allGathers: the lengths, then the
+ * texts padded with spaces to the longest (allGather needs equal lengths; JSON ignores the padding).
+ */
+export async function gatherEvents(pg: ProcessGroup, events: TraceEvent[]): Promise<TraceEvent[][]> {
+  if (pg.worldSize === 1) return [events];
+  const bytes = new TextEncoder().encode(JSON.stringify(events));
+  const lengths = (await pg.allGather(new Float64Array([bytes.length]))).map((l) => l[0]);
+  const padded = new Uint8Array(Math.max(...lengths)).fill(0x20);
+  padded.set(bytes);
+  const texts = await pg.allGather(padded);
+  const decoder = new TextDecoder();
+  return texts.map((t, rank) => JSON.parse(decoder.decode(t.subarray(0, lengths[rank]))) as TraceEvent[]);
+}
+
+/** Write the trace to `path` atomically (a temporary file renamed over it). */
+export async function writeTrace(path: string, merged: MergedTrace): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(tmp, JSON.stringify(merged));
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw new FileError(`cannot write the trace ${path}: ${(e as Error).message ?? String(e)}`, 'pass --profile a path in a writable directory');
+  }
+}

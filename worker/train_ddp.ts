@@ -1,0 +1,25 @@
+/**
+ * train_ddp: data-parallel training, one process per rank, started by the launcher
+ * (`npx rosedist --nproc-per-node=2 train_ddp`) or by anything that sets the environment contract
+ * (shared/env.ts: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, ...).
+ *   node --import tsx worker/train_ddp.ts [--help] [options]
+ * Rank 0 logs to logs/train_ddp.log and logs/train_ddp.metrics.jsonl.
+ */
+import { createLogger } from '../shared/logging.js';
+import { hideBin } from '../shared/yargs.js';
+import { initProcessGroup } from './comm/index.js';
+import { parseTrainConfig, trainUsage, wantsHelp } from './config.js';
+import { runProgram } from './main.js';
+import { train } from './trainer.js';
+
+await runProgram('train_ddp', async ({ env, useLogger, useProcessGroup }) => {
+  const argv = hideBin(process.argv);
+  if (wantsHelp(argv)) {
+    if (env.rank === 0) console.log(trainUsage('train_ddp'));
+    return;
+  }
+  const cfg = parseTrainConfig(argv, 'train_ddp');
+  const logger = useLogger(createLogger({ rank: env.rank, runId: env.runId, file: cfg.logFile, consoleFormat: cfg.logFormat }));
+  const pg = useProcessGroup(await initProcessGroup(env, { collectiveTimeoutMs: cfg.collectiveTimeoutS * 1000 }));
+  await train({ cfg, env, pg, logger });
+});

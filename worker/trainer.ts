@@ -1,0 +1,170 @@
+/**
+ * The training loop of both programs, in nanoGPT's order: backend → data → model → optimizer →
+ * resume or start → loop (step, evaluate, checkpoint). train_minimal runs it with a world of one;
+ * train_ddp with the ZeroMQ group. Distribution shows up in four places only (see ddp.ts):
+ * syncParams at start, averageGradients per step, evaluate's all-reduce, rootDecides around
+ * checkpoint files.
+ *
+ * Per optimizer step, each rank takes its next `batchSize` samples from its shard, `gradAccumSteps`
+ * times; gradients (of each micro-batch's mean loss) are averaged over micro-batches, then over
+ * ranks; every rank applies the same AdamW step to its flat parameter copy and writes it back to
+ * the model. Dropout seeds are a function of (seed, step, micro-step, rank), the data order of
+ * (seed, epoch): a resumed run repeats an uninterrupted one exactly.
+ */
+import type { WorkerEnv } from '../shared/env.js';
+import type { Logger } from '../shared/logging.js';
+import type { MetricsRecord } from '../shared/metrics.js';
+import type { ProcessGroup } from './comm/process_group.js';
+import { gptConfigOf, type TrainConfig } from './config.js';
+import { collate } from './data/collate.js';
+import type { TokenDataset } from './data/dataset.js';
+import { loadDataset } from './data/index.js';
+import { mixSeed } from './data/rng.js';
+import { DistributedSampler, rescaleSamplerState, ShardStream, type SamplerState } from './data/sampler.js';
+import { averageGradients, gatherJson, syncParams } from './ddp.js';
+import { evaluate } from './evaluate.js';
+import { formatEvalLine, MetricsLog } from './metrics_log.js';
+import { GPT } from './model.js';
+import { AdamW } from './optim.js';
+import { restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { initBackend, type BackendInfo } from './tf.js';
+
+export interface TrainRun {
+  readonly cfg: TrainConfig;
+  readonly env: WorkerEnv;
+  readonly pg: ProcessGroup;
+  /** Rank 0's logger writes the log file; the others reach the console with warnings only. */
+  readonly logger: Logger;
+}
+
+export interface TrainResult {
+  /** The step training ended at. */
+  readonly step: number;
+  /** The evaluations of this attempt (the same on every rank). */
+  readonly metrics: readonly MetricsRecord[];
+}
+
+/** PyTorch's AdamW defaults, which the original used; lr and weight decay come from flags. */
+const BETA1 = 0.9;
+const BETA2 = 0.999;
+const EPS = 1e-8;
+
+function header(run: TrainRun, started: Date, backends: readonly BackendInfo[], dataset: TokenDataset, model: GPT): void {
+  const { cfg, pg, env, logger } = run;
+  logger.info(`${cfg.program} started ${started.toISOString()}: world size ${pg.worldSize}, run ${env.runId}`);
+  backends.forEach((b, rank) => {
+    logger.info(`rank ${rank}: backend ${b.name}, device ${b.device}${b.fallbackReason ? ` (fallback: ${b.fallbackReason})` : ''}`);
+  });
+  logger.info(`dataset: ${dataset.description}`);
+  const c = model.config;
+  logger.info(
+    `model: GPT, ${model.numParams.toLocaleString('en-US')} parameters ` +
+      `(${c.nLayers} layers, ${c.nHeads} heads, d_model ${c.dModel}, d_ff ${c.dFf}, vocab ${c.vocabSize}, ${c.maxPositionEmbeddings} positions)`,
+  );
+  logger.info(`arguments: ${JSON.stringify(cfg)}`);
+  logger.info('amp: false — tfjs has no float16 training; running float32');
+}
+
+export async function train(run: TrainRun): Promise<TrainResult> {
+  const { cfg, pg, logger } = run;
+  const started = new Date();
+  const t0 = performance.now();
+  const backend = await initBackend(cfg.backend);
+  if (backend.fallbackReason) logger.warn(`backend ${backend.name}: ${backend.fallbackReason}`);
+  const backends = await gatherJson(pg, backend);
+
+  const dataset = await loadDataset(cfg.dataset, {
+    seqLen: cfg.seqLen,
+    seed: cfg.seed,
+    vocabSize: cfg.vocabSize,
+    dataDir: cfg.dataDir,
+    tokenizer: cfg.tokenizer,
+  });
+  const model = new GPT(gptConfigOf(cfg), cfg.seed);
+  try {
+    header(run, started, backends, dataset, model);
+    const hyper = { lr: cfg.lr, beta1: BETA1, beta2: BETA2, eps: EPS, weightDecay: cfg.weightDecay };
+    const optimizer = new AdamW(model.numParams, hyper);
+    // The master copy of the weights, flat in GPT.params order; the model's variables mirror it.
+    const params = new Float32Array(model.numParams);
+    model.readFlat(params);
+
+    let step = 0;
+    let tokensSeen = 0;
+    let trainLoss = Number.NaN;
+    let samplerState: SamplerState = { epoch: 0, position: 0 };
+    if (cfg.resume) {
+      const restored = await restoreCheckpoint(pg, cfg, model.params, params, optimizer, logger);
+      if (restored) {
+        ({ step, tokensSeen, trainLoss } = restored);
+        samplerState = rescaleSamplerState(restored.sampler, restored.worldSize, pg.worldSize);
+      }
+    }
+    await syncParams(pg, params);
+    model.writeFlat(params);
+
+    const sampler = new DistributedSampler(dataset.train.length, { worldSize: pg.worldSize, rank: pg.rank, seed: cfg.seed, dropLast: cfg.dropLast });
+    const stream = new ShardStream(sampler, samplerState);
+    const metricsLog = new MetricsLog(cfg.metricsFile, pg.rank === 0);
+    const metrics: MetricsRecord[] = [];
+    const evalAndLog = async (): Promise<void> => {
+      const val = await evaluate(model, dataset.val, cfg.batchSize, pg);
+      const record: MetricsRecord = {
+        step,
+        train_loss: trainLoss,
+        val_loss: val.loss,
+        val_ppl: val.ppl,
+        val_tokens: val.tokens,
+        tokens_seen: tokensSeen,
+        elapsed_s: (performance.now() - t0) / 1000,
+        world_size: pg.worldSize,
+        backend: backend.name,
+        run_id: run.env.runId,
+      };
+      metrics.push(record);
+      metricsLog.append(record);
+      logger.info(formatEvalLine(record, cfg.numSteps));
+    };
+    if (step >= cfg.numSteps) {
+      logger.info(`the checkpoint is at step ${step}, --num-steps is ${cfg.numSteps}: nothing left to train, evaluating only`);
+      await evalAndLog();
+      return { step, metrics };
+    }
+
+    // One buffer for the all-reduce: gradients [numParams], then this rank's loss.
+    const n = model.numParams;
+    const syncBuf = new Float32Array(n + 1);
+    const grads = syncBuf.subarray(0, n);
+    const micro = cfg.gradAccumSteps > 1 ? new Float32Array(n) : grads;
+    const tokensPerStep = cfg.batchSize * cfg.seqLen * cfg.gradAccumSteps * pg.worldSize;
+    while (step < cfg.numSteps) {
+      step += 1;
+      let lossSum = 0;
+      for (let k = 0; k < cfg.gradAccumSteps; k++) {
+        const batch = collate(dataset.train, stream.take(cfg.batchSize));
+        lossSum += model.trainStep(batch, mixSeed(cfg.seed, step, k, pg.rank), micro).loss;
+        if (micro !== grads) {
+          if (k === 0) grads.set(micro);
+          else for (let i = 0; i < n; i++) grads[i] += micro[i];
+        }
+      }
+      if (cfg.gradAccumSteps > 1) for (let i = 0; i < n; i++) grads[i] /= cfg.gradAccumSteps;
+      syncBuf[n] = lossSum / cfg.gradAccumSteps;
+      await averageGradients(pg, syncBuf);
+      trainLoss = syncBuf[n];
+      optimizer.step(params, grads);
+      model.writeFlat(params);
+      tokensSeen += tokensPerStep;
+
+      const last = step === cfg.numSteps;
+      if (step % cfg.evalInterval === 0 || last) await evalAndLog();
+      if (step % cfg.checkpointInterval === 0 || last) {
+        const state = { step, params, optimizer, sampler: stream.state(), worldSize: pg.worldSize, tokensSeen, trainLoss };
+        await saveCheckpoint(pg, cfg, model, state, hyper, logger);
+      }
+    }
+    return { step, metrics };
+  } finally {
+    model.dispose();
+  }
+}
