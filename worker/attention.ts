@@ -108,7 +108,7 @@ export function bmm(a: tf.Tensor3D, b: tf.Tensor3D, form: BmmForm): tf.Tensor3D 
   for (let i = 0; i < n; i++) {
     // gather, not slice/unstack: wasm's Slice copies its whole input once per call.
     const idx = tf.scalar(i, 'int32');
-    outs.push(tf.matMul(tf.gather(at, idx) as tf.Tensor2D, tf.gather(bt, idx) as tf.Tensor2D));
+    outs.push(tf.matMul(tf.gather(at, idx), tf.gather(bt, idx)));
   }
   return tf.stack(outs) as tf.Tensor3D;
 }

@@ -53,10 +53,11 @@ const linearNoBias = tf.customGrad((...args: (T | Save)[]) => {
 }) as (x: tf.Tensor2D, w: tf.Tensor2D) => tf.Tensor2D;
 
 /**
- * Rows of `table` [V, C] at `ids` (int32 [N], each in [0, V)) → [N, C]. The gradient scatters
- * dy's rows back into a [V, C] zero table, summing rows whose ids repeat.
+ * Rows of `table` [V, C] at `ids` (int32 [N], each in [0, V)) → [N, C]: the embedding lookup,
+ * and the selection of the rows the loss predicts. The gradient scatters dy's rows back into a
+ * [V, C] zero table, summing rows whose ids repeat.
  */
-export function embedding(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
+export function gatherRows(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
   const op = tf.customGrad((...args: (T | Save)[]) => {
     const [t, save] = args as [tf.Tensor2D, Save];
     save([ids]);
@@ -116,18 +117,19 @@ export const gelu = tf.customGrad((...args: (T | Save)[]) => {
 
 /**
  * Summed cross-entropy: sum over rows of logsumexp(z_i) - z_i[y_i], a scalar.
- * logits [n, V] float32, targets int32 [n] in [0, V). Gradient: (softmax(z) - onehot(y)) * dy.
+ * logits [n, V] float32, targets n ids in [0, V). Gradient: (softmax(z) - onehot(y)) * dy.
  */
-export function crossEntropySum(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Scalar {
+export function crossEntropySum(logits: tf.Tensor2D, targets: Int32Array): tf.Scalar {
   const [n, vocab] = logits.shape;
+  // z_i[y_i] by a flat gather at i * V + y_i: no one-hot in the forward pass.
+  const flat = new Int32Array(n);
+  for (let i = 0; i < n; i++) flat[i] = i * vocab + (targets[i] as number);
   const op = tf.customGrad((...args: (T | Save)[]) => {
     const [z, save] = args as [tf.Tensor2D, Save];
     const zs = tf.sub(z, tf.max(z, 1, true)); // shift by the row max: exp cannot overflow
     const lse = tf.log(tf.sum(tf.exp(zs), 1, true)); // [n, 1]
-    // z_i[y_i] by a flat gather at i * V + y_i: no one-hot in the forward pass.
-    const flat = tf.add(tf.mul(tf.range(0, n, 1, 'int32'), vocab), targets);
-    const picked = tf.gather(tf.reshape(zs, [-1]), flat);
-    save([zs, lse, targets]);
+    const picked = tf.gather(tf.reshape(zs, [-1]), tf.tensor1d(flat, 'int32'));
+    save([zs, lse, tf.tensor1d(targets, 'int32')]);
     return {
       value: tf.sum(tf.sub(tf.reshape(lse, [-1]), picked)),
       gradFunc: (dy: T, saved: T[]) => {

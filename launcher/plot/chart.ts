@@ -81,7 +81,7 @@ export function chartSpec(runs: readonly Run[]): TopLevelSpec {
     scale: { domain: labels },
     legend: { orient: 'bottom' as const, direction: 'vertical' as const, labelLimit: 360, symbolType: 'stroke', symbolStrokeWidth: 3 },
   };
-  const step = { field: 'step', type: 'quantitative' as const, title: 'step (optimizer steps)', axis: { format: '~s' } };
+  const step = { field: 'step', type: 'quantitative' as const, title: 'step (optimizer steps)' };
   const ppl = pplPoints(runs);
   const logPpl = useLogPpl(ppl);
   return {

@@ -8,6 +8,7 @@
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ConfigError, RosedistError, exitCodeOf, formatError } from '../../shared/errors.js';
 import { parseMetrics } from '../../shared/metrics.js';
 import { hideBin, yargs } from '../../shared/yargs.js';
@@ -136,6 +137,6 @@ export async function runPlot(argv: string[], io: PlotIO = consoleIO): Promise<n
 }
 
 // Run directly (`node --import tsx launcher/plot/main.ts ...`) as well as through the launcher.
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   process.exitCode = await runPlot(hideBin(process.argv));
 }

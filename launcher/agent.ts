@@ -1,0 +1,234 @@
+/**
+ * The agent (torchrun's SimpleElasticAgent): supervises this node's worker group, attempt after
+ * attempt, as the rendezvous instructs.
+ *
+ * Each monitor tick (--monitor-interval) looks at the group's state:
+ *   healthy   → keep watching, unless the run asked to stop (another node failed)
+ *   succeeded → report it; the coordinator ends the run once every node has
+ *   failed    → tell the others at once, stop the rest of the group (SIGTERM, SIGKILL after the
+ *               grace period), report the failures; the coordinator restarts or ends the run
+ * A signal to the launcher (SIGINT, SIGTERM, SIGHUP) is forwarded to the workers; the agent waits
+ * for them (SIGKILL after the grace period) and ends with 128 + the signal's number.
+ */
+import { constants } from 'node:os';
+import type { LaunchConfig } from './config.js';
+import type { EventSink } from './events.js';
+import { formatSummary, type ProcessFailure } from './failures.js';
+import type { ProcessContext, Worker } from './process_context.js';
+import type { Instruction, Rendezvous } from './rendezvous.js';
+import { workerSpecs } from './worker_spec.js';
+
+export interface RunResult {
+  readonly exitCode: number;
+  /** The last attempt's failures, root cause first (empty on success or interrupt). */
+  readonly failures: readonly ProcessFailure[];
+}
+
+type GroupState =
+  | { readonly kind: 'healthy' }
+  | { readonly kind: 'succeeded' }
+  | { readonly kind: 'failed'; readonly failures: readonly ProcessFailure[] };
+
+function groupState(workers: readonly Worker[]): GroupState {
+  const failures: ProcessFailure[] = [];
+  let running = 0;
+  let stopped = 0;
+  for (const w of workers) {
+    const s = w.state();
+    switch (s.kind) {
+      case 'running':
+        running += 1;
+        break;
+      case 'succeeded':
+        break;
+      case 'stopped':
+        stopped += 1;
+        break;
+      case 'failed':
+        failures.push(s.failure);
+        break;
+      default: {
+        const never: never = s;
+        throw new Error(`unknown worker state ${JSON.stringify(never)}`);
+      }
+    }
+  }
+  if (failures.length > 0 || (running === 0 && stopped > 0)) return { kind: 'failed', failures };
+  return running > 0 ? { kind: 'healthy' } : { kind: 'succeeded' };
+}
+
+function failuresOf(workers: readonly Worker[]): ProcessFailure[] {
+  return workers.flatMap((w) => {
+    const s = w.state();
+    return s.kind === 'failed' ? [s.failure] : [];
+  });
+}
+
+/** Sleeps that a signal cuts short. */
+class Waker {
+  private wake: (() => void) | undefined;
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const self = this;
+      function done(): void {
+        clearTimeout(timer);
+        if (self.wake === done) self.wake = undefined;
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+  poke(): void {
+    this.wake?.();
+  }
+}
+
+export interface AgentOptions {
+  readonly config: LaunchConfig;
+  readonly rendezvous: Rendezvous;
+  readonly context: ProcessContext;
+  readonly emit: EventSink;
+  /** Where error files (and, with --log-dir, logs) go: the log dir or a temporary directory. */
+  readonly fileBase: string;
+}
+
+export class Agent {
+  private signal: NodeJS.Signals | undefined;
+  private signals = 0;
+  /** The run id the nodes agreed on (node 0's when this node generated its own). */
+  private runId: string;
+  private readonly waker = new Waker();
+  private interrupted: () => void = () => {};
+  private readonly interruption = new Promise<void>((resolve) => {
+    this.interrupted = resolve;
+  });
+
+  constructor(private readonly opts: AgentOptions) {
+    this.runId = opts.config.runId;
+  }
+
+  /** Called from the launcher's signal handlers. */
+  interrupt(signal: NodeJS.Signals): void {
+    this.signals += 1;
+    this.signal ??= signal;
+    if (this.signals === 1) this.opts.emit({ kind: 'interrupted', signal });
+    this.interrupted();
+    this.waker.poke();
+  }
+
+  async run(): Promise<RunResult> {
+    const { rendezvous } = this.opts;
+    let attempt = 0;
+    for (;;) {
+      const next = await Promise.race([rendezvous.next(), this.interruption.then(() => undefined)]);
+      if (next === undefined || this.signal !== undefined) {
+        rendezvous.abort(attempt, this.signal ?? 'SIGTERM');
+        rendezvous.finished(attempt, []);
+        return this.interruptedResult();
+      }
+      if (next.type === 'end') return this.end(next, attempt);
+      attempt = next.attempt;
+      this.runId = next.layout.runId;
+      if (attempt > 0) {
+        this.opts.emit({ kind: 'restarting', attempt, maxRestarts: this.opts.config.maxRestarts, cause: next.cause, reason: undefined });
+      }
+      const interrupted = await this.runAttempt(next);
+      if (interrupted) return this.interruptedResult();
+    }
+  }
+
+  /** Start the group of one attempt and watch it until it is over here. True if interrupted. */
+  private async runAttempt(start: Extract<Instruction, { type: 'start' }>): Promise<boolean> {
+    const { config, rendezvous, emit } = this.opts;
+    const specs = workerSpecs(config, start.layout, start.attempt, this.opts.fileBase);
+    const first = specs[0]?.rank ?? 0;
+    emit({
+      kind: 'starting',
+      runId: start.layout.runId,
+      attempt: start.attempt,
+      nodeRank: config.nodeRank,
+      ranks: [first, first + specs.length - 1],
+      worldSize: start.layout.worldSize,
+      masterAddr: config.masterAddr,
+      masterPort: config.masterPort,
+    });
+    const workers = this.opts.context.start(specs);
+    for (;;) {
+      if (this.signal !== undefined) {
+        await this.stop(workers, this.signal);
+        rendezvous.abort(start.attempt, this.signal);
+        rendezvous.finished(start.attempt, failuresOf(workers));
+        return true;
+      }
+      const state = groupState(workers);
+      switch (state.kind) {
+        case 'healthy':
+          if (rendezvous.stopRequested(start.attempt)) {
+            await this.stop(workers, 'SIGTERM');
+            rendezvous.finished(start.attempt, failuresOf(workers));
+            return false;
+          }
+          break;
+        case 'succeeded':
+          await Promise.all(workers.map((w) => w.finished));
+          rendezvous.finished(start.attempt, []);
+          return false;
+        case 'failed':
+          rendezvous.failing(start.attempt);
+          await this.stop(workers, 'SIGTERM');
+          rendezvous.finished(start.attempt, failuresOf(workers));
+          return false;
+        default: {
+          const never: never = state;
+          throw new Error(`unknown group state ${JSON.stringify(never)}`);
+        }
+      }
+      await this.waker.sleep(config.monitorIntervalMs);
+    }
+  }
+
+  /** Signal the running workers, SIGKILL those left after the grace period, wait for their output. */
+  private async stop(workers: readonly Worker[], signal: NodeJS.Signals): Promise<void> {
+    const running = () => workers.filter((w) => w.state().kind === 'running');
+    const targets = running();
+    if (targets.length > 0) {
+      const { stopGraceMs } = this.opts.config;
+      this.opts.emit({ kind: 'stopping', ranks: targets.map((w) => w.spec.rank), signal, graceMs: stopGraceMs });
+      for (const w of targets) w.signal(signal);
+      const allExited = Promise.all(targets.map((w) => w.exited));
+      // A further signal to the launcher (a second Ctrl-C) cuts the grace period short.
+      await Promise.race([allExited, this.waker.sleep(stopGraceMs)]);
+      this.waker.poke();
+      const left = running();
+      if (left.length > 0) {
+        this.opts.emit({ kind: 'killing', ranks: left.map((w) => w.spec.rank) });
+        for (const w of left) w.signal('SIGKILL');
+      }
+      await allExited;
+    }
+    await Promise.all(workers.map((w) => w.finished));
+  }
+
+  private end(end: Extract<Instruction, { type: 'end' }>, attempt: number): RunResult {
+    const { config, emit } = this.opts;
+    if (end.ok) {
+      emit({ kind: 'succeeded', runId: this.runId, attempt: end.attempt });
+      return { exitCode: 0, failures: [] };
+    }
+    const text = formatSummary({
+      runId: this.runId,
+      attempt: end.attempt >= 0 ? end.attempt : attempt,
+      maxRestarts: config.maxRestarts,
+      failures: end.failures,
+      reason: end.reason,
+    });
+    emit({ kind: 'summary', text });
+    return { exitCode: 1, failures: end.failures };
+  }
+
+  private interruptedResult(): RunResult {
+    const signal = this.signal ?? 'SIGTERM';
+    return { exitCode: 128 + (constants.signals[signal] ?? 15), failures: [] };
+  }
+}

@@ -1,0 +1,284 @@
+/**
+ * The GPT of the Python original ("rosellm"), on TensorFlow.js:
+ *
+ *   x = dropout(token_embedding[ids] + position_embedding[0..T))          [B*T, C]
+ *   per block:  x = x + dropout(out_proj(attn(qkv_proj(ln1(x)))))         (attention.ts)
+ *               x = x + dropout(fc2(gelu(fc1(ln2(x)))))
+ *   logits = lm_head(ln_f(x))                                              [B, T, V]
+ *   loss = cross-entropy(logits[:, :-1], labels[:, 1:]), mean over labels != -100
+ *
+ * Activations are kept 2-D ([B*T, C]) so every linear layer is one plain matMul. The loss only
+ * runs the head on the rows it predicts (T-1 per sequence, minus ignored labels), which is the
+ * same loss as the original's and saves the head's work on the other rows.
+ *
+ * Memory: every method disposes what it creates (tf.tidy); `logits` hands its result to the caller.
+ * Not re-entrant: one call at a time per model (tfjs runs synchronously anyway).
+ */
+import { RosedistError } from '../shared/errors.js';
+import { attentionMaskBias, causalAttention, type AttentionShape } from './attention.js';
+import { countParams, initialValues, paramSpecs, sizeOf, validateConfig, type GPTConfig } from './gpt_params.js';
+import { dropoutMask, streamSeed } from './model_rng.js';
+import { crossEntropySum, gatherRows, gelu, layerNorm, linear } from './ops.js';
+import { tf } from './tf.js';
+
+export { countParams, type GPTConfig };
+
+/** A batch in row-major [B, T] int32 arrays. labels === -100 are ignored. */
+export interface Batch {
+  readonly inputIds: Int32Array;
+  readonly attentionMask: Int32Array;
+  readonly labels: Int32Array;
+  readonly batchSize: number;
+  readonly seqLen: number;
+}
+
+/** The label value that the loss skips, as PyTorch's cross_entropy ignore_index. */
+export const IGNORE_INDEX = -100;
+
+export interface ModelParam {
+  readonly name: string;
+  readonly variable: tf.Variable;
+  readonly shape: readonly number[];
+}
+
+/** The constant tensors of one batch: made before the taped function so they outlive backprop. */
+interface BatchTensors {
+  readonly ids: tf.Tensor1D; // [B*T] token ids
+  readonly positions: tf.Tensor1D; // [B*T] 0..T-1 per sequence
+  readonly maskBias: tf.Tensor3D; // [B*H, T, T]
+  readonly dropMasks: ((site: number) => tf.Tensor) | undefined; // undefined: eval mode
+  readonly shape: AttentionShape;
+}
+
+/** Rows of the flattened [B*T] positions whose next label is predicted, and those labels. */
+interface LossRows {
+  readonly rows: Int32Array;
+  readonly targets: Int32Array;
+}
+
+export class GPT {
+  readonly config: GPTConfig;
+  /** Fixed order: the original's state_dict keys ("token_embedding.weight", ...). */
+  readonly params: readonly ModelParam[];
+  readonly numParams: number;
+  private readonly byName: ReadonlyMap<string, tf.Variable>;
+
+  /** Deterministic: the same config and seed give the same weights on every backend. */
+  constructor(cfg: GPTConfig, seed: number) {
+    validateConfig(cfg);
+    this.config = { ...cfg };
+    this.params = paramSpecs(cfg).map((spec, index) => {
+      const initial = tf.tensor(initialValues(spec, index, seed), [...spec.shape], 'float32');
+      const variable = tf.variable(initial, true); // shares initial's data; the name is made unique
+      initial.dispose();
+      return { name: spec.name, variable, shape: spec.shape };
+    });
+    this.numParams = countParams(cfg);
+    this.byName = new Map(this.params.map((p) => [p.name, p.variable]));
+  }
+
+  /** Logits [B, T, V]; the caller disposes them. dropoutSeed makes dropout masks reproducible. */
+  logits(batch: Batch, training: boolean, dropoutSeed?: number): tf.Tensor3D {
+    this.checkBatch(batch, false);
+    const { batchSize: B, seqLen: T } = batch;
+    const seed = dropoutSeed ?? Math.floor(Math.random() * 2 ** 32);
+    return tf.tidy(() => {
+      const x = this.hidden(this.batchTensors(batch, training ? seed : undefined));
+      return tf.reshape(this.head(x), [B, T, this.config.vocabSize]);
+    });
+  }
+
+  /**
+   * Forward + backward in train mode (dropout masks from dropoutSeed). Writes the gradient of the
+   * MEAN loss (lossSum / tokens, as PyTorch's loss.backward()) into gradsOut (flat, numParams long,
+   * param order) and returns that loss and the number of predicted tokens. With no predicted token
+   * the loss is 0 and the gradient all zeros (PyTorch would give NaN).
+   */
+  trainStep(batch: Batch, dropoutSeed: number, gradsOut: Float32Array): { loss: number; tokens: number } {
+    if (gradsOut.length !== this.numParams) {
+      throw new RosedistError(`trainStep: gradsOut has ${gradsOut.length} elements, the model ${this.numParams}`);
+    }
+    const { rows, targets } = this.lossRows(batch);
+    const tokens = rows.length;
+    if (tokens === 0) {
+      gradsOut.fill(0);
+      return { loss: 0, tokens: 0 };
+    }
+    const variables = this.params.map((p) => p.variable);
+    const loss = tf.tidy(() => {
+      const inputs = this.batchTensors(batch, dropoutSeed);
+      const rowIdx = tf.tensor1d(rows, 'int32');
+      const { value, grads } = tf.variableGrads(() => {
+        const logits = this.head(gatherRows(this.hidden(inputs), rowIdx));
+        return tf.div(crossEntropySum(logits, targets), tokens) as tf.Scalar;
+      }, variables);
+      let offset = 0;
+      for (const p of this.params) {
+        const size = sizeOf(p.shape);
+        const g = grads[p.variable.name];
+        if (g === undefined) gradsOut.fill(0, offset, offset + size);
+        else gradsOut.set(g.dataSync() as Float32Array, offset);
+        offset += size;
+      }
+      return value.dataSync()[0] as number;
+    });
+    return { loss, tokens };
+  }
+
+  /** Eval mode (no dropout), no gradients: summed cross-entropy over predicted tokens, and their count. */
+  evalBatch(batch: Batch): { lossSum: number; tokens: number } {
+    const { rows, targets } = this.lossRows(batch);
+    if (rows.length === 0) return { lossSum: 0, tokens: 0 };
+    const lossSum = tf.tidy(() => {
+      const x = gatherRows(this.hidden(this.batchTensors(batch, undefined)), tf.tensor1d(rows, 'int32'));
+      return crossEntropySum(this.head(x), targets).dataSync()[0] as number;
+    });
+    return { lossSum, tokens: rows.length };
+  }
+
+  /** Copy all parameters into a flat buffer (param order). */
+  readFlat(out: Float32Array): void {
+    this.checkFlat(out, 'readFlat');
+    let offset = 0;
+    for (const p of this.params) {
+      out.set(p.variable.dataSync() as Float32Array, offset);
+      offset += sizeOf(p.shape);
+    }
+  }
+
+  /** Assign all parameters from a flat buffer (copies: later writes to src do not reach the model). */
+  writeFlat(src: Float32Array): void {
+    this.checkFlat(src, 'writeFlat');
+    let offset = 0;
+    for (const p of this.params) {
+      const size = sizeOf(p.shape);
+      // slice(): the cpu backend keeps the array it is given instead of copying it.
+      tf.tidy(() => p.variable.assign(tf.tensor(src.slice(offset, offset + size), [...p.shape], 'float32')));
+      offset += size;
+    }
+  }
+
+  dispose(): void {
+    for (const p of this.params) p.variable.dispose();
+  }
+
+  /** Embeddings and blocks: [B*T, C], before the final LayerNorm. */
+  private hidden(inputs: BatchTensors): tf.Tensor2D {
+    const drop = (x: tf.Tensor2D, site: number): tf.Tensor2D =>
+      inputs.dropMasks === undefined ? x : tf.mul(x, inputs.dropMasks(site));
+    const tokens = gatherRows(this.matrix('token_embedding.weight'), inputs.ids);
+    let x = drop(tf.add(tokens, gatherRows(this.matrix('position_embedding.weight'), inputs.positions)), 0);
+    for (let l = 0; l < this.config.nLayers; l++) {
+      const b = `blocks.${l}`;
+      // Dropout sites of block l: 3l+1 attention weights, 3l+2 attention output, 3l+3 MLP output.
+      const qkv = this.dense(this.norm(x, `${b}.ln1`), `${b}.attn.qkv_proj`);
+      const attnDrop = inputs.dropMasks?.(3 * l + 1) as tf.Tensor3D | undefined;
+      const attn = causalAttention(qkv, inputs.maskBias, attnDrop, inputs.shape);
+      x = tf.add(x, drop(this.dense(attn, `${b}.attn.out_proj`), 3 * l + 2));
+      const h = gelu(this.dense(this.norm(x, `${b}.ln2`), `${b}.mlp.fc1`));
+      x = tf.add(x, drop(this.dense(h, `${b}.mlp.fc2`), 3 * l + 3));
+    }
+    return x;
+  }
+
+  /** Final LayerNorm and the LM head: [n, C] → logits [n, V]. */
+  private head(x: tf.Tensor2D): tf.Tensor2D {
+    return linear(this.norm(x, 'ln_f'), this.matrix('lm_head.weight'));
+  }
+
+  private norm(x: tf.Tensor2D, prefix: string): tf.Tensor2D {
+    return layerNorm(x, this.vector(`${prefix}.weight`), this.vector(`${prefix}.bias`));
+  }
+
+  private dense(x: tf.Tensor2D, prefix: string): tf.Tensor2D {
+    return linear(x, this.matrix(`${prefix}.weight`), this.vector(`${prefix}.bias`));
+  }
+
+  private matrix(name: string): tf.Tensor2D {
+    return this.variable(name) as tf.Tensor as tf.Tensor2D;
+  }
+
+  private vector(name: string): tf.Tensor1D {
+    return this.variable(name) as tf.Tensor as tf.Tensor1D;
+  }
+
+  private variable(name: string): tf.Variable {
+    const v = this.byName.get(name);
+    if (v === undefined) throw new Error(`internal: no parameter ${name}`);
+    return v;
+  }
+
+  /** The batch's constant tensors; dropoutSeed undefined (or dropout 0) means no dropout. */
+  private batchTensors(batch: Batch, dropoutSeed: number | undefined): BatchTensors {
+    const { batchSize: B, seqLen: T } = batch;
+    const { nHeads: H, dModel: C, dropout: rate } = this.config;
+    const shape: AttentionShape = { batchSize: B, seqLen: T, nHeads: H, dHead: C / H };
+    const positions = new Int32Array(B * T);
+    for (let i = 0; i < B * T; i++) positions[i] = i % T;
+    const dropMasks = dropoutSeed === undefined || rate === 0 ? undefined : (site: number) => {
+      // Site 0 and each block's outputs are [B*T, C]; each block's attention weights [B*H, T, T].
+      const attention = site % 3 === 1;
+      const dims = attention ? [B * H, T, T] : [B * T, C];
+      return tf.tensor(dropoutMask(sizeOf(dims), rate, streamSeed(dropoutSeed, site)), dims, 'float32');
+    };
+    return {
+      ids: tf.tensor1d(batch.inputIds, 'int32'),
+      positions: tf.tensor1d(positions, 'int32'),
+      maskBias: tf.tensor3d(attentionMaskBias(batch.attentionMask, shape), [B * H, T, T]),
+      dropMasks,
+      shape,
+    };
+  }
+
+  /** Positions t < T-1 whose label at t+1 is not ignored: rows b*T+t and their targets. */
+  private lossRows(batch: Batch): LossRows {
+    this.checkBatch(batch, true);
+    const { batchSize: B, seqLen: T, labels } = batch;
+    const rows: number[] = [];
+    const targets: number[] = [];
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t + 1 < T; t++) {
+        const y = labels[b * T + t + 1] as number;
+        if (y === IGNORE_INDEX) continue;
+        rows.push(b * T + t);
+        targets.push(y);
+      }
+    }
+    return { rows: Int32Array.from(rows), targets: Int32Array.from(targets) };
+  }
+
+  /** One clear error for a malformed batch (bad ids would otherwise read garbage on wasm). */
+  private checkBatch(batch: Batch, withLabels: boolean): void {
+    const { batchSize: B, seqLen: T } = batch;
+    const { vocabSize: V, maxPositionEmbeddings: P } = this.config;
+    if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 1) {
+      throw new RosedistError(`batch: batchSize and seqLen must be positive integers, got ${B} and ${T}`);
+    }
+    if (T > P) {
+      throw new RosedistError(`batch: seqLen ${T} exceeds maxPositionEmbeddings ${P}`,
+        'use --seq-len at most --max-position-embeddings');
+    }
+    const arrays: [string, Int32Array][] = [['inputIds', batch.inputIds], ['attentionMask', batch.attentionMask]];
+    if (withLabels) arrays.push(['labels', batch.labels]);
+    for (const [name, a] of arrays) {
+      if (a.length !== B * T) throw new RosedistError(`batch: ${name} has ${a.length} elements, expected B*T = ${B * T}`);
+    }
+    const badId = batch.inputIds.findIndex((id) => id < 0 || id >= V);
+    if (badId >= 0) {
+      throw new RosedistError(`batch: inputIds[${badId}] = ${batch.inputIds[badId]} is outside the vocabulary [0, ${V})`,
+        'check --vocab-size against the dataset');
+    }
+    if (withLabels) {
+      const badLabel = batch.labels.findIndex((y) => y !== IGNORE_INDEX && (y < 0 || y >= V));
+      if (badLabel >= 0) {
+        throw new RosedistError(`batch: labels[${badLabel}] = ${batch.labels[badLabel]} is neither ${IGNORE_INDEX} nor in [0, ${V})`);
+      }
+    }
+  }
+
+  private checkFlat(buf: Float32Array, what: string): void {
+    if (buf.length !== this.numParams) {
+      throw new RosedistError(`${what}: buffer has ${buf.length} elements, the model ${this.numParams}`);
+    }
+  }
+}
