@@ -222,6 +222,7 @@ export class Agent {
       maxRestarts: config.maxRestarts,
       failures: end.failures,
       reason: end.reason,
+      showErrorFiles: config.logDir !== undefined,
     });
     emit({ kind: 'summary', text });
     return { exitCode: 1, failures: end.failures };

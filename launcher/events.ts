@@ -36,7 +36,7 @@ const formatters: Formatters = {
     const why = e.cause
       ? `rank ${e.cause.rank} (local rank ${e.cause.localRank}, node ${e.cause.nodeRank}) ${describeExit(e.cause)}`
       : (e.reason ?? 'the group stopped');
-    return `${why}; restarting the group: attempt ${e.attempt} of at most ${e.maxRestarts} restarts`;
+    return `${why}; restarting the group (restart ${e.attempt} of ${e.maxRestarts})`;
   },
   stopping: (e) => `sending ${e.signal} to ranks ${e.ranks.join(', ')} (SIGKILL after ${e.graceMs / 1000} s)`,
   killing: (e) => `ranks ${e.ranks.join(', ')} still running after the grace period: SIGKILL`,

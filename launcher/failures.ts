@@ -70,13 +70,13 @@ export function orderFailures(failures: readonly ProcessFailure[]): ProcessFailu
   return [...failures].sort((a, b) => a.time - b.time || a.rank - b.rank);
 }
 
-function describe(f: ProcessFailure): string[] {
+function describe(f: ProcessFailure, showErrorFile: boolean): string[] {
   const lines = [
     `rank ${f.rank} (local rank ${f.localRank}, node ${f.nodeRank} ${f.nodeId}, pid ${f.pid}) ${describeExit(f)}` +
       ` at ${new Date(f.time).toISOString()}`,
     `  message: ${f.message ?? '(no error file: the worker died before it could write one, or was killed)'}`,
   ];
-  if (f.errorFile !== undefined && f.message !== undefined) lines.push(`  error file: ${f.errorFile}`);
+  if (showErrorFile && f.errorFile !== undefined && f.message !== undefined) lines.push(`  error file: ${f.errorFile}`);
   return lines;
 }
 
@@ -87,6 +87,8 @@ export interface SummaryInput {
   readonly failures: readonly ProcessFailure[];
   /** A failure that is not a worker's: a lost node, an interrupted launcher. */
   readonly reason: string | undefined;
+  /** Name the error files (they are kept: --log-dir). */
+  readonly showErrorFiles: boolean;
 }
 
 /** The report printed when a run ends in failure: root cause first, then the other failures. */
@@ -97,11 +99,11 @@ export function formatSummary(s: SummaryInput): string {
   const [root, ...others] = ordered;
   if (root !== undefined) {
     lines.push('  root cause (first failure):');
-    lines.push(...describe(root).map((l) => `    ${l}`));
+    lines.push(...describe(root, s.showErrorFiles).map((l) => `    ${l}`));
   }
   if (others.length > 0) {
     lines.push('  other failures:');
-    for (const f of others) lines.push(...describe(f).map((l) => `    ${l}`));
+    for (const f of others) lines.push(...describe(f, s.showErrorFiles).map((l) => `    ${l}`));
   }
   return lines.join('\n');
 }

@@ -32,7 +32,7 @@ export function readSecret(secret: Given | undefined, secretFile: Given | undefi
     if (multiNode) {
       throw new ConfigError(
         'a multi-node run needs a shared secret',
-        `pass --secret-file FILE with the same file on every node (make one with: node -e "console.log(require('crypto').randomBytes(32).toString('hex'))" > FILE)`,
+        'pass --secret-file FILE, the same file on every node; make one with: openssl rand -hex 32 > FILE',
       );
     }
     return randomBytes(32).toString('hex');

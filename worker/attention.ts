@@ -1,25 +1,29 @@
 /**
- * Causal multi-head self-attention core, as one op with a hand-written gradient: from the fused
- * QKV projection's output to the heads' concatenated output, before the output projection.
+ * Causal multi-head self-attention, from the block's normalised input through the fused QKV
+ * projection to the heads' concatenated output (the output projection is a plain linear after
+ * it), as one op with a hand-written gradient:
  *
- *   qkv [B*T, 3C] → q, k, v [B*H, T, dh]   (C = H * dh; the QKV columns are (3, H, dh) as
- *                                             PyTorch's qkv.view(B, T, 3, H, dh) reads them)
- *   S = (q / sqrt(dh)) @ k^T + maskBias     [B*H, T, T]; maskBias 0 or -1e9 (causal + padding)
- *   P = softmax(S); Pd = P * dropMask        (dropout on the attention weights)
- *   Y = Pd @ v → [B*T, C]
+ *   q|k|v = x @ W + b                 x [B*T, C], W [C, 3C] (columns q | k | v, each H heads of dh,
+ *                                     as PyTorch's qkv.view(B, T, 3, H, dh) reads them), b [3C]
+ *   S = (q / sqrt(dh)) @ k^T + maskBias   per (batch, head): [B*H, T, T]
+ *   P = softmax(S); Pd = P * dropMask     dropout on the attention weights
+ *   y = Pd @ v                        → [B*T, C], heads side by side
  *
- * A large negative instead of -inf keeps rows finite when every key is masked (a padded query),
- * where PyTorch would give NaN; rows with at least one key are identical to -inf masking.
+ * maskBias is 0 or -1e9 (causal and key padding). A large negative instead of -inf keeps rows
+ * finite when every key of a query is masked (PyTorch gives NaN there); any row with at least one
+ * visible key comes out exactly as with -inf, since exp(-1e9 - max) is 0 in float32.
  *
- * Batched (rank-3) matMul on wasm runs a scalar loop, not XNNPACK (about 1.5 GFLOP/s against ~17
- * for 2-D); for long sequences `bmm` therefore runs one 2-D matMul per (batch, head).
+ * wasm speed (TFJS-NOTES.md): q, k, v come from three column blocks of W, so no activation is
+ * split; only 4-D transposes (5-D ones are 100x slower there); batched matMul is a scalar loop on
+ * wasm, so long sequences run one 2-D XNNPACK matMul per (batch, head) instead (see `bmm`).
  */
+import { colSum, weightGrad } from './ops.js';
 import { tf } from './tf.js';
 
 type T = tf.Tensor;
 type Save = tf.GradSaveFunc;
 
-/** Large negative added to masked scores: exp(-1e9 - max) is exactly 0 in float32. */
+/** Added to masked scores; exp(-1e9 - max) is exactly 0 in float32. */
 export const MASKED = -1e9;
 
 export interface AttentionShape {
@@ -30,7 +34,7 @@ export interface AttentionShape {
 }
 
 /**
- * The additive mask [B*H, T, T] (row-major): 0 where query i may attend key j (j <= i and
+ * The additive mask [B*H, T, T] (row-major): 0 where query i may see key j (j <= i and
  * attentionMask[b, j] != 0), MASKED elsewhere. attentionMask is [B, T] row-major.
  */
 export function attentionMaskBias(attentionMask: Int32Array, s: AttentionShape): Float32Array {
@@ -39,7 +43,7 @@ export function attentionMaskBias(attentionMask: Int32Array, s: AttentionShape):
   const one = new Float32Array(T * T);
   for (let b = 0; b < B; b++) {
     for (let i = 0; i < T; i++) {
-      for (let j = 0; j < T; j++) one[i * T + j] = j <= i && attentionMask[b * T + j] !== 0 ? 0 : MASKED;
+      for (let j = 0; j < T; j++) one[i * T + j] = attentionMask[b * T + j] !== 0 ? 0 : MASKED;
     }
     for (let h = 0; h < H; h++) out.set(one, (b * H + h) * T * T);
   }
@@ -47,82 +51,88 @@ export function attentionMaskBias(attentionMask: Int32Array, s: AttentionShape):
 }
 
 /**
- * The attention core. qkv [B*T, 3C]; maskBias [B*H, T, T] from attentionMaskBias; dropMask
- * [B*H, T, T] (0 or 1/(1-p)) or undefined for no dropout. Returns [B*T, C].
+ * The attention op. x [B*T, C] (the output of ln1), w [C, 3C], b [3C]; maskBias [B*H, T, T] from
+ * attentionMaskBias; dropMask [B*H, T, T] (0 or 1/(1-p)), or undefined for no dropout.
+ * Returns [B*T, C]. Gradients flow to x, w and b.
  */
-export function causalAttention(qkv: tf.Tensor2D, maskBias: tf.Tensor3D, dropMask: tf.Tensor3D | undefined,
-  s: AttentionShape): tf.Tensor2D {
+export function causalSelfAttention(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, maskBias: tf.Tensor3D,
+  dropMask: tf.Tensor3D | undefined, s: AttentionShape): tf.Tensor2D {
   const { batchSize: B, seqLen: T, nHeads: H, dHead: dh } = s;
-  const BH = B * H;
   const C = H * dh;
   const scale = 1 / Math.sqrt(dh);
   const op = tf.customGrad((...args: (T | Save)[]) => {
-    const [x, save] = args as [tf.Tensor2D, Save];
-    // [B, T, 3, H, dh] → [3, B, H, T, dh], then q, k, v by row of a [3, B*H*T*dh] matrix.
-    const parts = tf.reshape(tf.transpose(tf.reshape(x, [B, T, 3, H, dh]), [2, 0, 3, 1, 4]), [3, -1]);
-    const part = (i: number) => tf.reshape(tf.gather(parts, [i]), [BH, T, dh]) as tf.Tensor3D;
-    const q = tf.mul(part(0), scale) as tf.Tensor3D; // scaled once here: cheaper than scaling S
-    const k = part(1);
-    const v = part(2);
-    const probs = tf.softmax(tf.add(bmm(q, k, 'NT'), maskBias)) as tf.Tensor3D;
+    const [xi, wi, bi, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, Save];
+    const project = (part: number) => tf.fused.matMul({
+      a: xi, b: tf.slice(wi, [0, part * C], [C, C]), bias: tf.slice(bi, [part * C], [C]),
+    }) as tf.Tensor2D;
+    const q = tf.mul(rowsToHeads(project(0), s), scale) as tf.Tensor3D; // scaled here: cheaper than S
+    const kt = rowsToHeadsT(project(1), s); // [B*H, dh, T]
+    const v = rowsToHeads(project(2), s);
+    const probs = tf.softmax(tf.add(bmm(q, kt), maskBias)) as tf.Tensor3D;
     const dropped = dropMask === undefined ? probs : tf.mul(probs, dropMask) as tf.Tensor3D;
-    save(dropMask === undefined ? [q, k, v, probs] : [q, k, v, probs, dropMask]);
+    save(dropMask === undefined ? [xi, wi, q, kt, v, probs] : [xi, wi, q, kt, v, probs, dropMask]);
     return {
-      value: headsToRows(bmm(dropped, v, 'NN'), s),
+      value: headsToRows(bmm(dropped, v), s),
       gradFunc: (dy: T, saved: T[]) => {
-        const [qs, ks, vs, ps, dm] = saved as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D?];
-        const dY = tf.reshape(tf.transpose(tf.reshape(dy, [B, T, H, dh]), [0, 2, 1, 3]), [BH, T, dh]) as tf.Tensor3D;
+        const [xs, ws, qs, kts, vs, ps, dm] = saved as
+          [tf.Tensor2D, tf.Tensor2D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D?];
+        const dY = rowsToHeads(dy as tf.Tensor2D, s);
         const pd = dm === undefined ? ps : tf.mul(ps, dm) as tf.Tensor3D;
-        const dv = bmm(pd, dY, 'TN');
-        let dP = bmm(dY, vs, 'NT');
+        const dv = bmm(transpose3d(pd), dY);
+        let dP = bmm(dY, transpose3d(vs));
         if (dm !== undefined) dP = tf.mul(dP, dm) as tf.Tensor3D;
         // softmax backward, per row: dS = P * (dP - sum(dP * P)).
         const dS = tf.mul(ps, tf.sub(dP, tf.sum(tf.mul(dP, ps), -1, true))) as tf.Tensor3D;
-        const dq = tf.mul(bmm(dS, ks, 'NN'), scale);
-        const dk = bmm(dS, qs, 'TN');
-        // [3, B, H, T, dh] → [B, T, 3, H, dh]: the inverse of the forward permutation.
-        const dParts = tf.stack([dq, dk, dv]).reshape([3, B, H, T, dh]);
-        return [tf.reshape(tf.transpose(dParts, [1, 3, 0, 2, 4]), [B * T, 3 * C])];
+        const dq = tf.mul(bmm(dS, transpose3d(kts)), scale) as tf.Tensor3D;
+        const dk = bmm(transpose3d(dS), qs);
+        // Columns q | k | v again, then the projection's own gradients.
+        const dqkv = tf.concat([headsToRows(dq, s), headsToRows(dk, s), headsToRows(dv, s)], 1);
+        return [tf.matMul(dqkv, tf.transpose(ws)), weightGrad(xs, dqkv), colSum(dqkv)];
       },
     };
   });
-  return op(qkv) as tf.Tensor2D;
+  return op(x, w, b) as tf.Tensor2D;
 }
 
-/** [B*H, T, dh] → [B*T, C]: heads back side by side in each row, as PyTorch's transpose+view. */
-function headsToRows(y: tf.Tensor3D, s: AttentionShape): tf.Tensor2D {
+/** [B*T, C] → [B*H, T, dh]: each head's rows together. */
+function rowsToHeads(t: tf.Tensor2D, s: AttentionShape): tf.Tensor3D {
   const { batchSize: B, seqLen: T, nHeads: H, dHead: dh } = s;
-  return tf.reshape(tf.transpose(tf.reshape(y, [B, H, T, dh]), [0, 2, 1, 3]), [B * T, H * dh]);
+  return tf.reshape(tf.transpose(tf.reshape(t, [B, T, H, dh]), [0, 2, 1, 3]), [B * H, T, dh]);
 }
 
-/** Which operand is transposed: 'NN' a @ b, 'NT' a @ b^T, 'TN' a^T @ b. */
-export type BmmForm = 'NN' | 'NT' | 'TN';
+/** [B*T, C] → [B*H, dh, T]: each head's rows, transposed (keys, ready for q @ k^T). */
+function rowsToHeadsT(t: tf.Tensor2D, s: AttentionShape): tf.Tensor3D {
+  const { batchSize: B, seqLen: T, nHeads: H, dHead: dh } = s;
+  return tf.reshape(tf.transpose(tf.reshape(t, [B, T, H, dh]), [0, 2, 3, 1]), [B * H, dh, T]);
+}
 
-/** Batched matMul over the leading axis, [n, ., .] x [n, ., .], in whichever form is faster. */
-export function bmm(a: tf.Tensor3D, b: tf.Tensor3D, form: BmmForm): tf.Tensor3D {
-  if (!useSlicedBmm(a, b)) return tf.matMul(a, b, form === 'TN', form === 'NT');
-  const at = form === 'TN' ? tf.transpose(a, [0, 2, 1]) : a;
-  const bt = form === 'NT' ? tf.transpose(b, [0, 2, 1]) : b;
-  const n = a.shape[0];
+/** [B*H, T, dh] → [B*T, C]: heads back side by side in each row (PyTorch's transpose + view). */
+function headsToRows(t: tf.Tensor3D, s: AttentionShape): tf.Tensor2D {
+  const { batchSize: B, seqLen: T, nHeads: H, dHead: dh } = s;
+  return tf.reshape(tf.transpose(tf.reshape(t, [B, H, T, dh]), [0, 2, 1, 3]), [B * T, H * dh]);
+}
+
+function transpose3d(t: tf.Tensor3D): tf.Tensor3D {
+  return tf.transpose(t, [0, 2, 1]);
+}
+
+/**
+ * Per-slice FLOPs (2*M*K*N) from which `bmm` runs one 2-D matMul per slice on wasm. Measured
+ * on wasm: at T=32 (65k FLOPs) the batched kernel and the loop tie; at T=128 (1M) the loop is
+ * 2-3x faster. Other backends have real batched kernels and always use them.
+ */
+export const WASM_SLICED_BMM_MIN_FLOPS = 256 * 1024;
+
+/** a @ b over the leading axis: [n, M, K] x [n, K, N] → [n, M, N]. */
+export function bmm(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+  const [n, m, k] = a.shape;
+  const cols = b.shape[2];
+  if (tf.getBackend() !== 'wasm' || 2 * m * k * cols < WASM_SLICED_BMM_MIN_FLOPS) return tf.matMul(a, b);
   const outs: T[] = [];
   for (let i = 0; i < n; i++) {
-    // gather, not slice/unstack: wasm's Slice copies its whole input once per call.
-    const idx = tf.scalar(i, 'int32');
-    outs.push(tf.matMul(tf.gather(at, idx), tf.gather(bt, idx)));
+    // Contiguous slices: cheap with the Slice kernel that initBackend installs on wasm.
+    outs.push(tf.matMul(tf.reshape(tf.slice(a, [i, 0, 0], [1, m, k]), [m, k]),
+      tf.reshape(tf.slice(b, [i, 0, 0], [1, k, cols]), [k, cols])));
   }
   return tf.stack(outs) as tf.Tensor3D;
-}
-
-/** Per-slice 2-D matMuls pay off on wasm once each product is big enough to hide op overhead. */
-let slicedBmmMinFlops = Number.POSITIVE_INFINITY;
-
-/** Set the per-slice FLOP count from which `bmm` loops over 2-D matMuls (Infinity: never). */
-export function setSlicedBmmThreshold(minFlopsPerSlice: number): void {
-  slicedBmmMinFlops = minFlopsPerSlice;
-}
-
-function useSlicedBmm(a: tf.Tensor3D, b: tf.Tensor3D): boolean {
-  const [, m, k] = a.shape;
-  const n = b.shape[2];
-  return 2 * m * k * n >= slicedBmmMinFlops;
 }

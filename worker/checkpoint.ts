@@ -35,6 +35,7 @@ import type { ProcessGroup } from './comm/process_group.js';
 import { flagOf, MODEL_SHAPE_FIELDS, type TrainConfig } from './config.js';
 import type { SamplerState } from './data/sampler.js';
 import type { GPTConfig } from './model.js';
+import type { AdamWConfig } from './optim.js';
 import { rootDecides } from './ddp.js';
 import { decodeSafetensors, encodeSafetensors, type NamedTensor } from './safetensors.js';
 
@@ -73,17 +74,8 @@ export interface Checkpoint extends TrainState {
 
 const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
-/** Optimizer hyper-parameters recorded beside its state (AdamW as PyTorch). */
-export interface AdamWHyper {
-  readonly lr: number;
-  readonly beta1: number;
-  readonly beta2: number;
-  readonly eps: number;
-  readonly weightDecay: number;
-}
-
 /** The file image of a checkpoint. */
-export function encodeCheckpoint(layout: ParamLayout, state: TrainState, modelConfig: GPTConfig, cfg: TrainConfig, hyper: AdamWHyper): Uint8Array {
+export function encodeCheckpoint(layout: ParamLayout, state: TrainState, modelConfig: GPTConfig, cfg: TrainConfig, hyper: AdamWConfig): Uint8Array {
   const tensors: NamedTensor[] = [];
   let offset = 0;
   for (const p of layout) {
@@ -128,7 +120,11 @@ export function writeFileAtomic(path: string, bytes: Uint8Array): void {
     }
     renameSync(tmp, path);
   } catch (e) {
-    rmSync(tmp, { force: true });
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // Not a file we made (or already gone): leave it; the error below says what failed.
+    }
     throw new FileError(`cannot write checkpoint ${path}: ${(e as Error).message}`, 'check that the directory is writable and the disk has space');
   }
   const dfd = openSync(dir, 'r');
@@ -299,7 +295,7 @@ export async function saveCheckpoint(
   cfg: TrainConfig,
   model: { readonly config: GPTConfig; readonly params: ParamLayout },
   state: TrainState,
-  hyper: AdamWHyper,
+  hyper: AdamWConfig,
   logger: Logger,
 ): Promise<void> {
   await rootDecides(pg, () => {

@@ -15,10 +15,10 @@
  * Not re-entrant: one call at a time per model (tfjs runs synchronously anyway).
  */
 import { RosedistError } from '../shared/errors.js';
-import { attentionMaskBias, causalAttention, type AttentionShape } from './attention.js';
+import { attentionMaskBias, causalSelfAttention, type AttentionShape } from './attention.js';
 import { countParams, initialValues, paramSpecs, sizeOf, validateConfig, type GPTConfig } from './gpt_params.js';
 import { dropoutMask, streamSeed } from './model_rng.js';
-import { crossEntropySum, gatherRows, gelu, layerNorm, linear } from './ops.js';
+import { addPositions, crossEntropySum, gatherRows, gelu, layerNorm, linear } from './ops.js';
 import { tf } from './tf.js';
 
 export { countParams, type GPTConfig };
@@ -44,7 +44,6 @@ export interface ModelParam {
 /** The constant tensors of one batch: made before the taped function so they outlive backprop. */
 interface BatchTensors {
   readonly ids: tf.Tensor1D; // [B*T] token ids
-  readonly positions: tf.Tensor1D; // [B*T] 0..T-1 per sequence
   readonly maskBias: tf.Tensor3D; // [B*H, T, T]
   readonly dropMasks: ((site: number) => tf.Tensor) | undefined; // undefined: eval mode
   readonly shape: AttentionShape;
@@ -167,13 +166,13 @@ export class GPT {
     const drop = (x: tf.Tensor2D, site: number): tf.Tensor2D =>
       inputs.dropMasks === undefined ? x : tf.mul(x, inputs.dropMasks(site));
     const tokens = gatherRows(this.matrix('token_embedding.weight'), inputs.ids);
-    let x = drop(tf.add(tokens, gatherRows(this.matrix('position_embedding.weight'), inputs.positions)), 0);
+    let x = drop(addPositions(tokens, this.matrix('position_embedding.weight'), inputs.shape.batchSize), 0);
     for (let l = 0; l < this.config.nLayers; l++) {
       const b = `blocks.${l}`;
       // Dropout sites of block l: 3l+1 attention weights, 3l+2 attention output, 3l+3 MLP output.
-      const qkv = this.dense(this.norm(x, `${b}.ln1`), `${b}.attn.qkv_proj`);
       const attnDrop = inputs.dropMasks?.(3 * l + 1) as tf.Tensor3D | undefined;
-      const attn = causalAttention(qkv, inputs.maskBias, attnDrop, inputs.shape);
+      const attn = causalSelfAttention(this.norm(x, `${b}.ln1`), this.matrix(`${b}.attn.qkv_proj.weight`),
+        this.vector(`${b}.attn.qkv_proj.bias`), inputs.maskBias, attnDrop, inputs.shape);
       x = tf.add(x, drop(this.dense(attn, `${b}.attn.out_proj`), 3 * l + 2));
       const h = gelu(this.dense(this.norm(x, `${b}.ln2`), `${b}.mlp.fc1`));
       x = tf.add(x, drop(this.dense(h, `${b}.mlp.fc2`), 3 * l + 3));
@@ -213,8 +212,6 @@ export class GPT {
     const { batchSize: B, seqLen: T } = batch;
     const { nHeads: H, dModel: C, dropout: rate } = this.config;
     const shape: AttentionShape = { batchSize: B, seqLen: T, nHeads: H, dHead: C / H };
-    const positions = new Int32Array(B * T);
-    for (let i = 0; i < B * T; i++) positions[i] = i % T;
     const dropMasks = dropoutSeed === undefined || rate === 0 ? undefined : (site: number) => {
       // Site 0 and each block's outputs are [B*T, C]; each block's attention weights [B*H, T, T].
       const attention = site % 3 === 1;
@@ -223,7 +220,6 @@ export class GPT {
     };
     return {
       ids: tf.tensor1d(batch.inputIds, 'int32'),
-      positions: tf.tensor1d(positions, 'int32'),
       maskBias: tf.tensor3d(attentionMaskBias(batch.attentionMask, shape), [B * H, T, T]),
       dropMasks,
       shape,

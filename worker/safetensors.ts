@@ -108,8 +108,10 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): Safetensor
     throw bad(`the data section has ${dataSection.length} bytes, the header describes ${expected} (truncated or extended)`);
   }
   const tensors = entries.map((e) => {
-    // Copy: the values outlive `bytes`, and the slice is 4-byte aligned whatever the file's layout.
-    const data = new Float32Array(dataSection.slice(e.begin, e.end).buffer);
+    // Copy into a fresh buffer: the values outlive `bytes` and need 4-byte alignment. (Not
+    // `slice`: on a Node Buffer it returns a view of the whole pool.)
+    const data = new Float32Array((e.end - e.begin) / 4);
+    new Uint8Array(data.buffer).set(dataSection.subarray(e.begin, e.end));
     return { name: e.name, shape: e.shape, data };
   });
   return { tensors, metadata, dataSection };

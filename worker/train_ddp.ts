@@ -20,6 +20,6 @@ await runProgram('train_ddp', async ({ env, useLogger, useProcessGroup }) => {
   }
   const cfg = parseTrainConfig(argv, 'train_ddp');
   const logger = useLogger(createLogger({ rank: env.rank, runId: env.runId, file: cfg.logFile, consoleFormat: cfg.logFormat }));
-  const pg = useProcessGroup(await initProcessGroup(env, { collectiveTimeoutMs: cfg.collectiveTimeoutS * 1000 }));
+  const pg = useProcessGroup(await initProcessGroup(env, { collectiveTimeoutMs: cfg.collectiveTimeoutS * 1000, warn: (m) => logger.warn(m) }));
   await train({ cfg, env, pg, logger });
 });

@@ -25,7 +25,7 @@ import { averageGradients, gatherJson, syncParams } from './ddp.js';
 import { evaluate } from './evaluate.js';
 import { formatEvalLine, MetricsLog } from './metrics_log.js';
 import { GPT } from './model.js';
-import { AdamW } from './optim.js';
+import { ADAMW_DEFAULTS, AdamW } from './optim.js';
 import { restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { initBackend, type BackendInfo } from './tf.js';
 
@@ -43,11 +43,6 @@ export interface TrainResult {
   /** The evaluations of this attempt (the same on every rank). */
   readonly metrics: readonly MetricsRecord[];
 }
-
-/** PyTorch's AdamW defaults, which the original used; lr and weight decay come from flags. */
-const BETA1 = 0.9;
-const BETA2 = 0.999;
-const EPS = 1e-8;
 
 function header(run: TrainRun, started: Date, backends: readonly BackendInfo[], dataset: TokenDataset, model: GPT): void {
   const { cfg, pg, env, logger } = run;
@@ -70,7 +65,7 @@ export async function train(run: TrainRun): Promise<TrainResult> {
   const started = new Date();
   const t0 = performance.now();
   const backend = await initBackend(cfg.backend);
-  if (backend.fallbackReason) logger.warn(`backend ${backend.name}: ${backend.fallbackReason}`);
+  // Every rank's backend, with the reason for any fallback, goes into rank 0's header.
   const backends = await gatherJson(pg, backend);
 
   const dataset = await loadDataset(cfg.dataset, {
@@ -83,7 +78,8 @@ export async function train(run: TrainRun): Promise<TrainResult> {
   const model = new GPT(gptConfigOf(cfg), cfg.seed);
   try {
     header(run, started, backends, dataset, model);
-    const hyper = { lr: cfg.lr, beta1: BETA1, beta2: BETA2, eps: EPS, weightDecay: cfg.weightDecay };
+    // PyTorch's AdamW defaults (betas 0.9/0.999, eps 1e-8), as the original; lr and decay from flags.
+    const hyper = { ...ADAMW_DEFAULTS, lr: cfg.lr, weightDecay: cfg.weightDecay };
     const optimizer = new AdamW(model.numParams, hyper);
     // The master copy of the weights, flat in GPT.params order; the model's variables mirror it.
     const params = new Float32Array(model.numParams);

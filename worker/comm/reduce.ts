@@ -26,6 +26,13 @@ export interface Reducer {
   divide(dst: FloatArray, divisor: number): void;
 }
 
+// The tsconfig's libs (ES2022, node) do not declare WebAssembly; the part used here:
+declare const WebAssembly: {
+  Memory: new (descriptor: { initial: number }) => { readonly buffer: ArrayBuffer };
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { readonly exports: Record<string, unknown> };
+};
+
 /** Bytes per staging block: two blocks (512 KiB) fit a core's L2 next to the message. */
 const BLOCK_BYTES = 256 * 1024;
 

@@ -49,19 +49,35 @@ export interface RingContext {
 }
 
 type Typed = NumericArray;
-type TypedCtor<T extends Typed> = { new (length: number): T; new (buffer: ArrayBufferLike, byteOffset: number, length: number): T };
-
 function bytesOf(a: Typed): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-/** `payload` as an array of `like`'s type: a view when aligned, else a copy. */
-function asTyped<T extends Typed>(payload: Uint8Array, like: T): T {
-  const Ctor = like.constructor as TypedCtor<T>;
+/** `payload` as an array of `like`'s float type: a view when aligned, else a copy. */
+function asFloat(payload: Uint8Array, like: FloatArray): FloatArray {
   const size = like.BYTES_PER_ELEMENT;
-  if (payload.byteOffset % size === 0) return new Ctor(payload.buffer, payload.byteOffset, payload.byteLength / size);
-  const copy = new Ctor(payload.byteLength / size);
+  const length = payload.byteLength / size;
+  if (payload.byteOffset % size === 0) {
+    return like instanceof Float32Array
+      ? new Float32Array(payload.buffer, payload.byteOffset, length)
+      : new Float64Array(payload.buffer, payload.byteOffset, length);
+  }
+  const copy = blank(like, length);
   bytesOf(copy).set(payload);
+  return copy;
+}
+
+/** A new zeroed array of `like`'s element type (never a Buffer: Buffer.slice() shares memory). */
+function blank<T extends Typed>(like: T, length: number): T {
+  if (like instanceof Float32Array) return new Float32Array(length) as T;
+  if (like instanceof Float64Array) return new Float64Array(length) as T;
+  if (like instanceof Int32Array) return new Int32Array(length) as T;
+  return new Uint8Array(length) as T;
+}
+
+function copyOf<T extends Typed>(buf: T): T {
+  const copy = blank(buf, buf.length);
+  bytesOf(copy).set(bytesOf(buf));
   return copy;
 }
 
@@ -111,7 +127,7 @@ export async function ringAllReduce(ctx: RingContext, buf: FloatArray, sig: Sign
       const s = segmentRange(chunk, segElems, j);
       let payload = await receive(ctx, sig, step, j, (s.hi - s.lo) * size);
       if (step < n - 1) {
-        const m = asTyped(payload, buf);
+        const m = asFloat(payload, buf);
         ctx.reducer.combine(m, buf.subarray(s.lo, s.hi), op);
         if (step === n - 2 && sig.op === 'mean') ctx.reducer.divide(m, n);
         payload = bytesOf(m);
@@ -158,14 +174,13 @@ export async function ringBroadcast(ctx: RingContext, buf: NumericArray, sig: Si
  */
 export async function ringAllGather<T extends NumericArray>(ctx: RingContext, buf: T, sig: Signature): Promise<T[]> {
   const n = ctx.worldSize;
-  const Ctor = buf.constructor as TypedCtor<T>;
-  const results = Array.from({ length: n }, (_, r) => (r === ctx.rank ? (buf.slice() as T) : new Ctor(buf.length)));
+  const results = Array.from({ length: n }, (_, r) => (r === ctx.rank ? copyOf(buf) : blank(buf, buf.length)));
   if (n === 1) return results;
   const size = buf.BYTES_PER_ELEMENT;
   const segElems = segmentElemsFor(ctx.segmentBytes, size);
   const whole = { lo: 0, hi: buf.length };
   const segs = segmentCount(buf.length, segElems);
-  await sendSegments(ctx, sig, 0, bytesOf(buf.slice()), whole, size);
+  await sendSegments(ctx, sig, 0, bytesOf(copyOf(buf)), whole, size);
   for (let step = 0; step < n - 1; step++) {
     const into = bytesOf(results[recvChunk(ctx.rank, step, n)]);
     for (let j = 0; j < segs; j++) {

@@ -50,17 +50,53 @@ class Mailbox {
   }
 }
 
+export interface InMemoryRingOptions {
+  /**
+   * Messages reach the receiver after a pseudo-random delay of up to this many milliseconds
+   * (0: on the next turn of the event loop), in order.
+   */
+  readonly maxDelayMs?: number;
+  readonly seed?: number;
+}
+
 /**
- * `worldSize` transports of one ring in this process; element r is rank r's. Payloads are handed
- * over by reference, not copied, and read whenever the receiver gets to them — the same hazard
- * as ZeroMQ's zero-copy send, so a ring that changes a buffer too early fails its tests here.
+ * `worldSize` transports of one ring in this process; element r is rank r's. Like ZeroMQ's I/O
+ * thread, a link reads a payload's bytes only when it delivers the message, some time after
+ * send() resolved, and the receiver gets its own copy. A ring that changes a buffer before its
+ * right neighbour has it therefore delivers wrong data here too.
  */
-export function createInMemoryRing(worldSize: number): RingTransport[] {
+export function createInMemoryRing(worldSize: number, opts: InMemoryRingOptions = {}): RingTransport[] {
   const boxes = Array.from({ length: worldSize }, () => new Mailbox());
+  let x = (opts.seed ?? 1) >>> 0 || 1;
+  const nextDelay = (): number => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return ((x >>> 0) / 2 ** 32) * (opts.maxDelayMs ?? 0);
+  };
   return boxes.map((own, rank) => {
     const right = boxes[(rank + 1) % worldSize];
+    const outbox: Message[] = [];
+    let pumping = false;
+    const pump = (): void => {
+      const m = outbox.shift()!;
+      right.put({ header: m.header, payload: m.payload.slice() });
+      if (outbox.length > 0) schedule();
+      else pumping = false;
+    };
+    const schedule = (): void => {
+      const delay = nextDelay();
+      if (delay === 0) setImmediate(pump);
+      else setTimeout(pump, delay);
+    };
     return {
-      send: async (header: Header, payload: Uint8Array) => right.put({ header, payload }),
+      send: async (header: Header, payload: Uint8Array) => {
+        outbox.push({ header, payload });
+        if (!pumping) {
+          pumping = true;
+          schedule();
+        }
+      },
       receive: () => own.take(),
     };
   });

@@ -5,7 +5,8 @@
  * val loss stays near ln(V).
  */
 import type { DatasetOptions, Sample, SampleSet, TokenDataset } from './dataset.js';
-import { mixSeed, Mulberry32, permutation } from './rng.js';
+import { uniformGenerator } from '../model_rng.js';
+import { mixSeed, permutation } from './rng.js';
 
 /** The original's size. */
 export const TOY_SAMPLES = 1000;
@@ -27,9 +28,9 @@ function subset(tokens: Int32Array, seqLen: number, indices: Uint32Array): Sampl
 export function toyDataset(opts: DatasetOptions, samples = TOY_SAMPLES): TokenDataset {
   const { seqLen, vocabSize, seed } = opts;
   // Separate streams for the tokens and the split, so that neither shifts the other.
-  const rng = new Mulberry32(mixSeed(seed, 1));
+  const u = uniformGenerator(mixSeed(seed, 1));
   const tokens = new Int32Array(samples * seqLen);
-  for (let i = 0; i < tokens.length; i++) tokens[i] = rng.below(vocabSize);
+  for (let i = 0; i < tokens.length; i++) tokens[i] = Math.floor(u() * vocabSize);
   const order = permutation(samples, mixSeed(seed, 2));
   const nTrain = Math.floor((samples * 4) / 5);
   const train = subset(tokens, seqLen, order.subarray(0, nTrain));

@@ -1,0 +1,224 @@
+/**
+ * All-reduce benchmark of the ZeroMQ ring, optionally side by side with PyTorch's Gloo.
+ *
+ *   npm run bench:allreduce -- --nproc 2 [--sizes 4K,64K,1M,16M,64M,gpt] [--iters K] [--json FILE]
+ *                              [--gloo] [--repeat R] [--segment-bytes B] [--kernels]
+ *
+ * Per size (float32 elements; "gpt" = the default GPT's gradient, 2,973,184 floats): median time
+ * of one all-reduce (the slowest rank of each iteration, as /work/shared/anchors/gloo_allreduce.py
+ * measures), algorithm bandwidth (bytes / time) and bus bandwidth (algbw · 2(N−1)/N, the
+ * nccl-tests convention), and whether the result was right; printed as a table and written as
+ * JSON {"world_size", "rows": [{"bytes", "median_ms", "algbw_GBps", "busbw_GBps", "correct"}]}.
+ * With --gloo (needs Debian's python3-torch) the Gloo anchor runs on the same sizes after each
+ * of ours, --repeat times, interleaved (the machine is shared), and the ratio ours/Gloo of bus
+ * bandwidth is printed per size. --kernels first times the reduction kernels alone.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readWorkerEnv, workerEnvVars, type WorkerEnv } from '../shared/env.js';
+import { formatError } from '../shared/errors.js';
+import { packagePath, tsNodeArgs } from '../shared/runtime.js';
+import { hideBin, yargs } from '../shared/yargs.js';
+import { initProcessGroup } from '../worker/comm/index.js';
+import { createReducer } from '../worker/comm/reduce.js';
+
+interface Row {
+  bytes: number;
+  median_ms: number;
+  algbw_GBps: number;
+  busbw_GBps: number;
+  correct: boolean;
+}
+interface Result {
+  world_size: number;
+  rows: Row[];
+}
+
+const GPT_FLOATS = 2_973_184;
+const GLOO_ANCHOR = '/work/shared/anchors';
+
+function parseSize(s: string): number {
+  if (s === 'gpt') return GPT_FLOATS * 4;
+  const m = /^(\d+)([KMG]?)$/.exec(s);
+  if (m === null) throw new Error(`bad size ${JSON.stringify(s)}: use e.g. 4K, 1M, 64M, 1000 or gpt`);
+  return Number(m[1]) * { '': 1, K: 1 << 10, M: 1 << 20, G: 1 << 30 }[m[2] as '' | 'K' | 'M' | 'G'];
+}
+
+/** Iterations per size, as the Gloo script chooses them. */
+function itersFor(bytes: number): number {
+  return bytes <= 64 << 10 ? 200 : bytes <= 1 << 20 ? 50 : bytes <= 16 << 20 ? 20 : 8;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+/** One rank of the benchmark: measures every size and, on rank 0, prints the result as JSON. */
+async function worker(sizes: number[], iters: number | undefined, segmentBytes: number | undefined): Promise<void> {
+  const env = readWorkerEnv();
+  const pg = await initProcessGroup(env, { segmentBytes });
+  const n = pg.worldSize;
+  const rows: Row[] = [];
+  for (const bytes of sizes) {
+    const buf = new Float32Array(bytes / 4);
+    const count = iters ?? itersFor(bytes);
+    const warm = Math.max(2, Math.floor(count / 10));
+    const times = new Float64Array(count);
+    for (let it = 0; it < warm + count; it++) {
+      buf.fill(pg.rank + 1);
+      await pg.barrier();
+      const t0 = performance.now();
+      await pg.allReduce(buf);
+      const dt = (performance.now() - t0) / 1000;
+      if (it >= warm) times[it - warm] = dt;
+    }
+    const want = (n * (n + 1)) / 2;
+    const correct = new Float64Array([buf.every((x) => x === want) ? 1 : 0]);
+    await pg.allReduce(times, 'max'); // the slowest rank defines each iteration
+    await pg.allReduce(correct, 'min');
+    const med = median(Array.from(times));
+    const algbw = bytes / med / 1e9;
+    rows.push({ bytes, median_ms: med * 1e3, algbw_GBps: algbw, busbw_GBps: (algbw * 2 * (n - 1)) / n, correct: correct[0] === 1 });
+  }
+  if (pg.rank === 0) process.stdout.write(`BENCH ${JSON.stringify({ world_size: n, rows })}\n`);
+  await pg.close();
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0));
+    });
+  });
+}
+
+/** Run `cmd` and resolve with its stdout; reject with its stderr on a non-zero exit. */
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} exited with ${code}: ${err.trim().split('\n').slice(-5).join(' | ')}`))));
+  });
+}
+
+async function runOurs(nproc: number, sizes: string, iters: number | undefined, segmentBytes: number | undefined): Promise<Result> {
+  const port = await freePort();
+  const self = packagePath('scripts/bench_allreduce.ts');
+  const args = [...tsNodeArgs(), self, '--worker', '--sizes', sizes, ...(iters ? ['--iters', String(iters)] : []), ...(segmentBytes ? ['--segment-bytes', String(segmentBytes)] : [])];
+  const outs = await Promise.all(
+    Array.from({ length: nproc }, (_, rank) => {
+      const e: WorkerEnv = {
+        rank, localRank: rank, worldSize: nproc, localWorldSize: nproc, nodeRank: 0, nnodes: 1, masterAddr: '127.0.0.1',
+        masterPort: port, runId: `bench-${port}`, restartCount: 0, maxRestarts: 0, errorFile: undefined, nodeId: 'bench', secret: undefined, launcherPid: undefined,
+      };
+      return run(process.execPath, args, { ...process.env, ...workerEnvVars(e) });
+    }),
+  );
+  const line = outs[0].split('\n').find((l) => l.startsWith('BENCH '));
+  if (line === undefined) throw new Error('rank 0 printed no result');
+  return JSON.parse(line.slice(6)) as Result;
+}
+
+async function runGloo(nproc: number, sizes: number[]): Promise<Result> {
+  const file = join(mkdtempSync(join(tmpdir(), 'gloo-')), 'gloo.json');
+  const port = await freePort();
+  await run('sh', [join(GLOO_ANCHOR, 'torchrun.sh'), String(nproc), join(GLOO_ANCHOR, 'gloo_allreduce.py'), '--sizes', sizes.join(','), '--json', file], { ...process.env, MASTER_PORT: String(port) });
+  return JSON.parse(readFileSync(file, 'utf8')) as Result;
+}
+
+const human = (b: number): string => (b >= 1 << 20 ? `${+(b / (1 << 20)).toFixed(2)} MiB` : b >= 1024 ? `${+(b / 1024).toFixed(2)} KiB` : `${b} B`);
+
+function table(title: string, r: Result): string {
+  const lines = [title, '| size | bytes | median ms | algbw GB/s | busbw GB/s | correct |', '|---|---|---|---|---|---|'];
+  for (const row of r.rows) {
+    lines.push(`| ${human(row.bytes)} | ${row.bytes} | ${row.median_ms.toFixed(3)} | ${row.algbw_GBps.toFixed(3)} | ${row.busbw_GBps.toFixed(3)} | ${row.correct} |`);
+  }
+  return lines.join('\n');
+}
+
+function kernelTable(): string {
+  const n = 16 << 20; // 64 MiB of float32, in 1 MiB segments like the ring's
+  const seg = 1 << 18;
+  const buf = Float32Array.from({ length: n }, (_, i) => i % 101);
+  const msg = new Float32Array(seg).fill(1);
+  const lines = ['reduction kernels, 64 MiB float32 in 1 MiB segments (GB/s of buffer):', '| kernel | sum | max | median ms (sum) |', '|---|---|---|---|'];
+  for (const kind of ['wasm', 'js'] as const) {
+    const r = createReducer(kind);
+    const time = (op: 'sum' | 'max'): number => {
+      const ts: number[] = [];
+      for (let rep = 0; rep < 5; rep++) {
+        const t0 = performance.now();
+        for (let s = 0; s < n; s += seg) r.combine(msg, buf.subarray(s, s + seg), op);
+        ts.push(performance.now() - t0);
+      }
+      return median(ts);
+    };
+    const sum = time('sum');
+    const max = time('max');
+    lines.push(`| ${kind} | ${((n * 4) / sum / 1e6).toFixed(2)} | ${((n * 4) / max / 1e6).toFixed(2)} | ${sum.toFixed(1)} |`);
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const argv = await yargs(hideBin(process.argv))
+    .option('nproc', { type: 'number', default: 2, describe: 'processes (ranks)' })
+    .option('sizes', { type: 'string', default: '4K,64K,1M,16M,64M,gpt', describe: 'comma-separated sizes in bytes (K, M suffixes; gpt)' })
+    .option('iters', { type: 'number', describe: 'timed iterations per size (default: as the Gloo script)' })
+    .option('json', { type: 'string', describe: 'write the (last) result of ours here' })
+    .option('gloo', { type: 'boolean', default: false, describe: 'also run the Gloo anchor, interleaved' })
+    .option('repeat', { type: 'number', default: 1, describe: 'rounds of ours (and Gloo)' })
+    .option('segment-bytes', { type: 'number', describe: 'ring segment size (default 1 MiB)' })
+    .option('kernels', { type: 'boolean', default: false, describe: 'time the reduction kernels first' })
+    .option('worker', { type: 'boolean', default: false, hidden: true })
+    .strict()
+    .parseAsync();
+  const sizes = argv.sizes.split(',').map((s) => s.trim()).filter(Boolean);
+  const bytes = sizes.map(parseSize);
+  if (bytes.some((b) => b % 4 !== 0)) throw new Error('sizes must be multiples of 4 bytes (float32)');
+  if (argv.worker) return worker(bytes, argv.iters, argv['segment-bytes']);
+  if (!Number.isInteger(argv.nproc) || argv.nproc < 2) throw new Error('--nproc must be 2 or more');
+  if (argv.kernels) console.log(`${kernelTable()}\n`);
+  const ours: Result[] = [];
+  const gloo: Result[] = [];
+  for (let rep = 0; rep < argv.repeat; rep++) {
+    const r = await runOurs(argv.nproc, bytes.join(','), argv.iters, argv['segment-bytes']);
+    ours.push(r);
+    console.log(table(`rosedist ring all-reduce (ZeroMQ), world size ${argv.nproc}, round ${rep + 1}`, r));
+    if (argv.gloo) {
+      const g = await runGloo(argv.nproc, bytes);
+      gloo.push(g);
+      console.log(table(`gloo all-reduce, world size ${argv.nproc}, round ${rep + 1}`, g));
+    }
+  }
+  if (argv.gloo) {
+    console.log(`\nratio ours/Gloo, busbw (>1: ours faster); median over ${argv.repeat} round(s) of each round's ratio`);
+    console.log('| size | ours busbw GB/s | gloo busbw GB/s | ours ms | gloo ms | ratio |\n|---|---|---|---|---|---|');
+    bytes.forEach((b, i) => {
+      const o = median(ours.map((r) => r.rows[i].busbw_GBps));
+      const g = median(gloo.map((r) => r.rows[i].busbw_GBps));
+      const ratio = median(ours.map((r, k) => r.rows[i].busbw_GBps / gloo[k].rows[i].busbw_GBps));
+      const om = median(ours.map((r) => r.rows[i].median_ms));
+      const gm = median(gloo.map((r) => r.rows[i].median_ms));
+      console.log(`| ${human(b)} | ${o.toFixed(3)} | ${g.toFixed(3)} | ${om.toFixed(3)} | ${gm.toFixed(3)} | ${ratio.toFixed(2)} |`);
+    });
+  }
+  if (argv.json !== undefined) writeFileSync(argv.json, `${JSON.stringify(ours[ours.length - 1], null, 1)}\n`);
+}
+
+main().catch((e: unknown) => {
+  console.error(formatError(e));
+  process.exitCode = 1;
+});

@@ -1,0 +1,107 @@
+/**
+ * train_minimal as a user runs it: `node --import tsx worker/train_minimal.ts [flags]` in a fresh
+ * directory (the default log, metrics and checkpoint paths are relative to it).
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { readErrorFile } from '../../shared/error_file.js';
+import { parseMetrics } from '../../shared/metrics.js';
+import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
+import { parseEvalLine } from '../../worker/metrics_log.js';
+
+const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
+  '--d-ff', '32', '--seq-len', '8', '--batch-size', '4', '--backend', 'cpu', '--dataset', 'toy:60'];
+
+const dirs: string[] = [];
+after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+function freshDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'rosedist-minimal-'));
+  dirs.push(d);
+  return d;
+}
+
+interface Exit {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function trainMinimal(cwd: string, args: string[], env: Record<string, string> = {}): Promise<Exit> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...tsNodeArgs(), packagePath('worker/train_minimal.ts'), ...args], {
+      cwd,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('train_minimal program', () => {
+  it('writes the log header, one eval line per interval with ppl = exp(loss), metrics and a checkpoint', async () => {
+    const cwd = freshDir();
+    const exit = await trainMinimal(cwd, [...TINY, '--num-steps', '6', '--eval-interval', '2']);
+    assert.equal(exit.code, 0, exit.stderr);
+    const log = readFileSync(join(cwd, 'logs/train_minimal.log'), 'utf8');
+    for (const pattern of [/train_minimal started .*: world size 1/, /rank 0: backend cpu/, /dataset: toy/, /model: GPT/, /arguments: \{/, /amp: false — /]) {
+      assert.match(log, pattern);
+      assert.equal(log.split('\n').filter((l) => pattern.test(l)).length, 1, `${pattern} once`);
+    }
+    const lines = log.split('\n').map(parseEvalLine).filter((l) => l !== undefined);
+    assert.deepEqual(lines.map((l) => l.step), [2, 4, 6]);
+    for (const l of lines) {
+      // Printed with 6 decimals (loss) and 3 (ppl): equal up to that rounding.
+      assert.ok(Math.abs(l.valPpl - Math.exp(l.valLoss)) <= 5e-4 + 1e-6 * l.valPpl, `${l.valPpl} vs exp(${l.valLoss})`);
+      assert.equal(l.numSteps, 6);
+    }
+    const metrics = parseMetrics(readFileSync(join(cwd, 'logs/train_minimal.metrics.jsonl'), 'utf8'));
+    assert.deepEqual(metrics.map((m) => m.step), [2, 4, 6]);
+    metrics.forEach((m, i) => {
+      assert.equal(m.val_ppl, Math.exp(m.val_loss));
+      assert.equal(m.val_loss.toFixed(6), lines[i].valLoss.toFixed(6));
+      assert.equal(m.world_size, 1);
+      assert.equal(m.backend, 'cpu');
+    });
+    assert.ok(existsSync(join(cwd, 'checkpoints/minigpt_single.safetensors')));
+    // Rank 0's info lines reach the console too.
+    assert.match(exit.stdout, /step 6\/6 \| train loss/);
+  });
+
+  it('a bad flag exits 2 with one line (no stack) and an error file', async () => {
+    const cwd = freshDir();
+    const errorFile = join(cwd, 'error.json');
+    const exit = await trainMinimal(cwd, ['--batch-size', 'many'], { ROSEDIST_ERROR_FILE: errorFile });
+    assert.equal(exit.code, 2);
+    const errLines = exit.stderr.split('\n').filter((l) => l.trim() !== '' && !/TensorFlow|tfjs-node|=====/.test(l));
+    assert.equal(errLines.length, 1, exit.stderr);
+    assert.match(errLines[0], /train_minimal: --batch-size "many" is not a number \(pass a number/);
+    assert.doesNotMatch(exit.stderr, /\n\s+at /);
+    const record = readErrorFile(errorFile);
+    assert.equal(record?.name, 'ConfigError');
+    assert.match(record?.message ?? '', /--batch-size/);
+  });
+
+  it('--resume with a damaged checkpoint exits 1 saying what is wrong; with another model, exit 2 naming the flags', async () => {
+    const cwd = freshDir();
+    const ok = await trainMinimal(cwd, [...TINY, '--num-steps', '1']);
+    assert.equal(ok.code, 0, ok.stderr);
+    const path = join(cwd, 'checkpoints/minigpt_single.safetensors');
+    const mismatch = await trainMinimal(cwd, [...TINY, '--d-model', '32', '--num-steps', '2', '--resume']);
+    assert.equal(mismatch.code, 2);
+    assert.match(mismatch.stderr, /holds a different model: --d-model 16 there, 32 here/);
+    const bytes = readFileSync(path);
+    writeFileSync(path, bytes.subarray(0, bytes.length - 100));
+    const damaged = await trainMinimal(cwd, [...TINY, '--num-steps', '2', '--resume']);
+    assert.equal(damaged.code, 1);
+    assert.match(damaged.stderr, /not a valid safetensors file: .*truncated/);
+  });
+});

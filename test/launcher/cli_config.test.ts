@@ -1,0 +1,109 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseCli } from '../../launcher/cli.js';
+import { resolveConfig, type HostProbe } from '../../launcher/config.js';
+import { ConfigError } from '../../shared/errors.js';
+import { FIXTURE, tempDir } from '../helpers/launcher_run.js';
+
+/** A host with `gpus` GPUs, 6 CPUs, every port free except those in `busy`; picks port 41000. */
+function host(gpus = 0, busy: number[] = []): HostProbe {
+  return { countGpus: () => gpus, canBind: async (_h, p) => !busy.includes(p), freePort: async () => 41000, cpus: () => 6 };
+}
+
+function resolve(argv: string[], env: Record<string, string> = {}, h = host()) {
+  return resolveConfig(parseCli(argv, env), env, h);
+}
+
+/** Expect a ConfigError whose message names `option`. */
+async function rejects(argv: string[], option: RegExp, env: Record<string, string> = {}, h = host()): Promise<void> {
+  await assert.rejects(async () => resolve(argv, env, h), (e: unknown) => {
+    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${String(e)}`);
+    assert.match(e.message, option);
+    assert.ok(e.hint, 'a hint says how to fix it');
+    return true;
+  });
+}
+
+test('torchrun spellings, program and its arguments untouched', async () => {
+  for (const flag of ['--nproc-per-node', '--nproc_per_node']) {
+    const c = await resolve([flag, '3', '--max_restarts=2', FIXTURE, '--nproc-per-node', '9', '-x', '1', '--', 'y']);
+    assert.equal(c.nprocPerNode, 3);
+    assert.equal(c.maxRestarts, 2);
+    assert.equal(c.program, FIXTURE);
+    assert.deepEqual(c.programArgs, ['--nproc-per-node', '9', '-x', '1', '--', 'y']);
+    assert.ok(Object.isFrozen(c));
+  }
+});
+
+test('defaults: one worker, a free port on one node, 29500 on several, a random run id and secret', async () => {
+  const c = await resolve([FIXTURE]);
+  assert.deepEqual([c.nprocPerNode, c.nnodes, c.nodeRank, c.masterAddr, c.masterPort, c.maxRestarts, c.monitorIntervalMs], [1, 1, 0, '127.0.0.1', 41000, 0, 100]);
+  assert.equal(c.runIdGiven, false);
+  assert.match(c.secret, /^[0-9a-f]{64}$/);
+  const d = await resolve([FIXTURE]);
+  assert.notEqual(c.runId, d.runId);
+  assert.notEqual(c.secret, d.secret);
+  const dir = tempDir('cfg');
+  const secretFile = join(dir, 'secret');
+  writeFileSync(secretFile, 'a'.repeat(32) + '\n');
+  const m = await resolve(['--nnodes', '2', '--node-rank', '1', '--secret-file', secretFile, FIXTURE]);
+  assert.equal(m.masterPort, 29500);
+  assert.equal(m.secret, 'a'.repeat(32));
+});
+
+test('PET_* variables fill in options; the command line wins', async () => {
+  const env = { PET_NPROC_PER_NODE: '4', PET_MAX_RESTARTS: '3', PET_RUN_ID: 'fromenv' };
+  const c = await resolve([FIXTURE], env);
+  assert.deepEqual([c.nprocPerNode, c.maxRestarts, c.runId], [4, 3, 'fromenv']);
+  assert.equal((await resolve(['--nproc-per-node', '2', FIXTURE], env)).nprocPerNode, 2);
+  await rejects([FIXTURE], /PET_NPROC_PER_NODE "0"/, { PET_NPROC_PER_NODE: '0' });
+});
+
+test('nproc-per-node: gpu, cpu and auto', async () => {
+  assert.equal((await resolve(['--nproc-per-node', 'gpu', FIXTURE], {}, host(2))).nprocPerNode, 2);
+  assert.equal((await resolve(['--nproc-per-node', 'auto', FIXTURE], {}, host(2))).nprocPerNode, 2);
+  assert.equal((await resolve(['--nproc-per-node', 'auto', FIXTURE], {}, host(0))).nprocPerNode, 6);
+  assert.equal((await resolve(['--nproc-per-node', 'cpu', FIXTURE], {}, host(2))).nprocPerNode, 6);
+  // A user's CUDA_VISIBLE_DEVICES narrows what a worker may use.
+  assert.equal((await resolve(['--nproc-per-node', 'gpu', FIXTURE], { CUDA_VISIBLE_DEVICES: '1' }, host(4))).nprocPerNode, 1);
+  await rejects(['--nproc-per-node', 'gpu', FIXTURE], /--nproc-per-node gpu: no NVIDIA GPU/);
+});
+
+test('bad input names the option', async () => {
+  await rejects(['--nproc-per-node', '0', FIXTURE], /--nproc-per-node "0"/);
+  await rejects(['--nproc-per-node', 'many', FIXTURE], /--nproc-per-node "many"/);
+  await rejects(['--master-port', '70000', FIXTURE], /--master-port "70000"/);
+  await rejects(['--master-port', '0', FIXTURE], /--master-port "0"/);
+  await rejects(['--nnodes', '2', '--master-port', '65535', '--secret', 'b'.repeat(20), FIXTURE], /--master-port "65535"/);
+  await rejects(['--nnodes', '2', '--node-rank', '2', FIXTURE], /--node-rank 2 is not below --nnodes 2/);
+  await rejects(['--nnodes', '1:2', FIXTURE], /--nnodes 1:2/);
+  await rejects(['--standalone', '--nnodes', '2', FIXTURE], /--standalone/);
+  await rejects(['--max-restarts', '-1', FIXTURE], /--max-restarts "-1"/);
+  await rejects(['--monitor-interval', '0', FIXTURE], /--monitor-interval "0"/);
+  await rejects(['--run-id', '../x', FIXTURE], /--run-id "..\/x"/);
+  await rejects(['--redirects', '3', FIXTURE], /--log-dir/);
+  await rejects(['--tee', '4', '--log-dir', '/tmp', FIXTURE], /--tee "4"/);
+  await rejects(['--local-ranks-filter', '0,a', FIXTURE], /--local-ranks-filter "0,a"/);
+  await rejects(['--bogus', '1', FIXTURE], /unknown option --bogus/);
+  await rejects(['--nnodes', '1', '--nnodes', '2', FIXTURE], /--nnodes was given more than once/);
+  await rejects([], /no PROGRAM/);
+  await rejects(['/no/such/program.ts'], /program "\/no\/such\/program.ts" does not exist/);
+  await rejects([join(tempDir('cfg'))], /does not exist/);
+});
+
+test('a busy port is refused before anything starts', async () => {
+  await rejects(['--master-port', '5000', FIXTURE], /--master-port 5000/, {}, host(0, [5000]));
+  // Node 0 of several nodes also needs master-port + 1 for the other launchers; other nodes bind nothing.
+  const s = ['--secret', 'c'.repeat(20)];
+  await rejects(['--nnodes', '2', '--master-port', '5000', ...s, FIXTURE], /5001/, {}, host(0, [5001]));
+  assert.equal((await resolve(['--nnodes', '2', '--node-rank', '1', '--master-port', '5000', ...s, FIXTURE], {}, host(0, [5000, 5001]))).masterPort, 5000);
+});
+
+test('multi-node needs a shared secret of some length', async () => {
+  await rejects(['--nnodes', '2', FIXTURE], /needs a shared secret/);
+  await rejects(['--nnodes', '2', '--secret', 'short', FIXTURE], /too short/);
+  await rejects(['--nnodes', '2', '--secret-file', '/no/such/file', FIXTURE], /--secret-file \/no\/such\/file/);
+  await rejects(['--secret', 'd'.repeat(20), '--secret-file', '/x', FIXTURE], /both --secret and --secret-file/);
+});

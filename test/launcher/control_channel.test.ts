@@ -1,0 +1,67 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, connect, type Socket } from 'node:net';
+import { channelKeys, hmac, LineReader, SignedChannel } from '../../launcher/control_channel.js';
+
+/** A connected pair of loopback sockets. */
+async function pair(): Promise<[Socket, Socket, () => void]> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const accepted = new Promise<Socket>((r) => server.once('connection', r));
+  const client = connect(port, '127.0.0.1');
+  const serverSide = await accepted;
+  return [serverSide, client, () => server.close()];
+}
+
+test('signed frames pass in order both ways; lines sent together are not lost', async () => {
+  const [a, b, done] = await pair();
+  const keys = channelKeys('secret-of-the-run', 'n0', 'nk');
+  const ra = new LineReader(a);
+  b.write('hello line\n');
+  assert.equal(await ra.next(5000), 'hello line');
+  const A = new SignedChannel(a, ra, keys.toClient, keys.toServer);
+  const B = new SignedChannel(b, new LineReader(b), keys.toServer, keys.toClient);
+  const got: unknown[] = [];
+  const three = new Promise<void>((r) => B.onMessage((m) => (got.push(m), got.length === 3 && r())));
+  A.send({ n: 1 });
+  A.send({ n: 2 });
+  A.send({ n: 3 });
+  await three;
+  assert.deepEqual(got, [{ n: 1 }, { n: 2 }, { n: 3 }]);
+  const back = new Promise<unknown>((r) => A.onMessage(r));
+  B.send('pong');
+  assert.equal(await back, 'pong');
+  await Promise.all([A.close(), B.close()]);
+  done();
+});
+
+/** Send `line` raw to a channel; resolves with why the channel closed (and no message got through). */
+async function attack(line: (keys: ReturnType<typeof channelKeys>) => string): Promise<string> {
+  const [a, b, done] = await pair();
+  const keys = channelKeys('secret-of-the-run', 'n0', 'nk');
+  const A = new SignedChannel(a, new LineReader(a), keys.toClient, keys.toServer);
+  const messages: unknown[] = [];
+  A.onMessage((m) => messages.push(m));
+  const closed = new Promise<string>((r) => A.onClose(r));
+  b.on('error', () => {});
+  b.write(`${line(keys)}\n`);
+  const why = await closed;
+  assert.deepEqual(messages, [], 'nothing was delivered');
+  b.destroy();
+  done();
+  return why;
+}
+
+test('garbage, a wrong key, a reflected frame and a replayed frame close the channel', async () => {
+  const frame = (key: Buffer, seq: number, body: unknown) => {
+    const json = JSON.stringify({ seq, body });
+    return `${hmac(key, json)} ${json}`;
+  };
+  assert.match(await attack(() => 'garbage'), /failed authentication/);
+  const stranger = channelKeys('another-secret', 'n0', 'nk');
+  assert.match(await attack(() => frame(stranger.toServer, 0, { type: 'failing', attempt: 0 })), /failed authentication/);
+  // Signed with the key of the other direction: a frame reflected back to its sender.
+  assert.match(await attack((k) => frame(k.toClient, 0, { type: 'stop', attempt: 0 })), /failed authentication/);
+  assert.match(await attack((k) => `${frame(k.toServer, 0, 'one')}\n${frame(k.toServer, 0, 'one again')}`).catch(String), /arrived where 1 was due/);
+});

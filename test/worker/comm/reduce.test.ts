@@ -1,0 +1,57 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createReducer, type CombineOp, type ReducerKind } from '../../../worker/comm/reduce.js';
+
+function random(n: number, seed: number): number[] {
+  let x = seed >>> 0 || 1;
+  return Array.from({ length: n }, () => {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    return ((x >>> 0) / 2 ** 32 - 0.5) * 100;
+  });
+}
+
+const scalar: Record<CombineOp, (a: number, b: number) => number> = {
+  sum: (a, b) => a + b,
+  max: Math.max,
+  min: Math.min,
+};
+
+for (const kind of ['wasm', 'js'] as ReducerKind[]) {
+  const reducer = createReducer(kind);
+
+  test(`${kind}: combine matches a scalar loop for every op, type and odd length`, () => {
+    assert.equal(reducer.kind, kind);
+    // Lengths around the 16-byte vector and the 256 KiB staging block boundaries.
+    for (const n of [0, 1, 3, 5, 17, 65536 + 3, 3 * 32768 + 1]) {
+      for (const Ctor of [Float32Array, Float64Array]) {
+        for (const op of ['sum', 'max', 'min'] as CombineOp[]) {
+          const a = Ctor.from(random(n, n + 1));
+          const b = Ctor.from(random(n, n + 7));
+          // Unaligned to 16 bytes: views that start one element in.
+          const dst = new Ctor(n + 1).subarray(1);
+          dst.set(a);
+          reducer.combine(dst, b.slice(), op);
+          const expected = Ctor.from(Array.from(a, (x, i) => scalar[op](x, b[i])));
+          assert.deepEqual(dst, expected, `${kind} ${op} ${Ctor.name}[${n}]`);
+        }
+      }
+    }
+  });
+
+  test(`${kind}: divide matches element / divisor rounded to the type`, () => {
+    for (const Ctor of [Float32Array, Float64Array]) {
+      const a = Ctor.from(random(1003, 5));
+      const d = a.slice();
+      reducer.divide(d, 3);
+      assert.deepEqual(d, Ctor.from(Array.from(a, (x) => x / 3)));
+    }
+  });
+
+  test(`${kind}: NaN propagates through max and min`, () => {
+    for (const op of ['max', 'min'] as CombineOp[]) {
+      const d = new Float32Array([1, NaN, 3, 4, 5]);
+      reducer.combine(d, new Float32Array([NaN, 2, 3, 4, 5]), op);
+      assert.ok(Number.isNaN(d[0]) && Number.isNaN(d[1]), `${op}: ${Array.from(d)}`);
+    }
+  });
+}

@@ -1,0 +1,210 @@
+/**
+ * The ring collectives and the group's failure handling, N ranks in one process over the
+ * in-memory transport (which hands payloads over without copying, like ZeroMQ).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CommError } from '../../../shared/errors.js';
+import { createMemoryGroups } from '../../../worker/comm/memory_group.js';
+import type { FloatArray, ReduceOp } from '../../../worker/comm/process_group.js';
+import { createReducer } from '../../../worker/comm/reduce.js';
+
+/** Deterministic values in [-50, 50). */
+function random(n: number, seed: number): number[] {
+  let x = (seed * 2654435761) >>> 0 || 1;
+  return Array.from({ length: n }, () => {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    return ((x >>> 0) / 2 ** 32 - 0.5) * 100;
+  });
+}
+
+/** Float64 reference of `op` over the ranks' inputs, element by element. */
+function reference(inputs: FloatArray[], op: ReduceOp): Float64Array {
+  const out = new Float64Array(inputs[0].length);
+  for (let i = 0; i < out.length; i++) {
+    const xs = inputs.map((a) => a[i]);
+    const sum = xs.reduce((s, x) => s + x, 0);
+    out[i] = op === 'sum' ? sum : op === 'mean' ? sum / xs.length : op === 'max' ? Math.max(...xs) : Math.min(...xs);
+  }
+  return out;
+}
+
+function assertClose(got: FloatArray, want: Float64Array, inputs: FloatArray[], what: string): void {
+  const eps = got instanceof Float32Array ? 2 ** -23 : 2 ** -52;
+  for (let i = 0; i < want.length; i++) {
+    const scale = inputs.reduce((s, a) => s + Math.abs(a[i]), 0);
+    const tol = 2 * inputs.length * eps * scale + 1e-30;
+    if (Math.abs(got[i] - want[i]) > tol) assert.fail(`${what}: element ${i} is ${got[i]}, want ${want[i]} ± ${tol}`);
+  }
+}
+
+test('allReduce: every world size, odd lengths, every op, both float types, many segments', async () => {
+  for (const worldSize of [1, 2, 3, 4, 5, 8]) {
+    for (const count of [0, 1, worldSize - 1, worldSize + 1, 97, 1031]) {
+      for (const Ctor of [Float32Array, Float64Array]) {
+        for (const op of ['sum', 'mean', 'max', 'min'] as ReduceOp[]) {
+          // 40-byte segments: several segments per chunk, and a last one shorter than the others.
+          const groups = createMemoryGroups(worldSize, { segmentBytes: 40 });
+          const inputs = groups.map((g) => Ctor.from(random(count, g.rank + count)));
+          const bufs = inputs.map((a) => a.slice());
+          await Promise.all(groups.map((g) => g.allReduce(bufs[g.rank], op)));
+          const what = `N=${worldSize} ${Ctor.name}[${count}] ${op}`;
+          assertClose(bufs[0], reference(inputs, op), inputs, what);
+          for (const b of bufs) assert.deepEqual(b, bufs[0], `${what}: every rank has the same bits`);
+        }
+      }
+    }
+  }
+});
+
+test('allReduce with the plain JavaScript reducer and one-element segments', async () => {
+  const groups = createMemoryGroups(3, { segmentBytes: 1, reducer: createReducer('js') });
+  const inputs = groups.map((g) => Float32Array.from(random(50, g.rank)));
+  const bufs = inputs.map((a) => a.slice());
+  await Promise.all(groups.map((g) => g.allReduce(bufs[g.rank])));
+  assertClose(bufs[2], reference(inputs, 'sum'), inputs, 'js reducer');
+});
+
+test('buffers are not read after a collective resolves (zero-copy sends)', async () => {
+  for (const worldSize of [2, 3, 5]) {
+    const groups = createMemoryGroups(worldSize, { segmentBytes: 64, maxDelayMs: 2, seed: worldSize });
+    for (let round = 0; round < 6; round++) {
+      const inputs = groups.map((g) => Float32Array.from(random(301, g.rank + 10 * round)));
+      const bufs = inputs.map((a) => a.slice());
+      const results: Float32Array[] = [];
+      // Each rank trashes its buffer the moment its own collective resolves, as a training loop
+      // would by writing the next gradients; the other ranks must not see that.
+      await Promise.all(groups.map(async (g) => {
+        await g.allReduce(bufs[g.rank]);
+        results[g.rank] = bufs[g.rank].slice();
+        bufs[g.rank].fill(NaN);
+      }));
+      for (const r of results) assertClose(r, reference(inputs, 'sum'), inputs, `allReduce N=${worldSize}`);
+
+      const root = round % worldSize;
+      const data = groups.map((g) => Int32Array.from(random(77, g.rank + 100), Math.round));
+      const want = data[root].slice();
+      const got: Int32Array[] = [];
+      await Promise.all(groups.map(async (g) => {
+        await g.broadcast(data[g.rank], root);
+        got[g.rank] = data[g.rank].slice();
+        data[g.rank].fill(-1);
+      }));
+      for (const d of got) assert.deepEqual(d, want);
+
+      const mine = groups.map((g) => Float64Array.from(random(33, g.rank + 200)));
+      const wantAll = mine.map((m) => m.slice());
+      const gathered = await Promise.all(groups.map(async (g) => {
+        const res = await g.allGather(mine[g.rank]);
+        mine[g.rank].fill(NaN);
+        return res;
+      }));
+      for (const res of gathered) assert.deepEqual(res, wantAll);
+    }
+  }
+});
+
+test('broadcast from every root, every element type', async () => {
+  for (const worldSize of [1, 2, 4, 5]) {
+    const groups = createMemoryGroups(worldSize, { segmentBytes: 16 });
+    for (let root = 0; root < worldSize; root++) {
+      for (const Ctor of [Float32Array, Float64Array, Int32Array, Uint8Array]) {
+        for (const count of [0, 1, 45]) {
+          const bufs = groups.map((g) => Ctor.from(random(count, g.rank * 7 + root).map((x) => Math.abs(Math.round(x)))));
+          const want = bufs[root].slice();
+          await Promise.all(groups.map((g) => g.broadcast(bufs[g.rank], root)));
+          for (const b of bufs) assert.deepEqual(b, want, `N=${worldSize} root ${root} ${Ctor.name}[${count}]`);
+        }
+      }
+    }
+  }
+});
+
+test('allGather returns every rank\'s buffer by rank, as copies', async () => {
+  for (const worldSize of [1, 2, 3, 8]) {
+    const groups = createMemoryGroups(worldSize, { segmentBytes: 8 });
+    const bufs = groups.map((g) => Uint8Array.from({ length: 13 }, (_, i) => g.rank * 16 + i));
+    const all = await Promise.all(groups.map((g) => g.allGather(bufs[g.rank])));
+    for (const res of all) {
+      assert.deepEqual(res, bufs);
+      assert.ok(res.every((a, r) => a !== bufs[r] && a.buffer !== bufs[r].buffer));
+    }
+  }
+});
+
+test('barrier resolves only once every rank has called it', async () => {
+  const groups = createMemoryGroups(4);
+  let done = 0;
+  const first = groups.slice(0, 3).map((g) => g.barrier().then(() => { done += 1; }));
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  assert.equal(done, 0);
+  await Promise.all([...first, groups[3].barrier()]);
+  assert.equal(done, 3);
+});
+
+test('many collectives back to back keep their order', async () => {
+  const groups = createMemoryGroups(3, { segmentBytes: 32 });
+  await Promise.all(groups.map(async (g) => {
+    for (let i = 0; i < 50; i++) {
+      const b = new Float64Array(i % 7).fill(g.rank + i);
+      await g.allReduce(b, 'max');
+      assert.ok(b.every((x) => x === 2 + i));
+      if (i % 5 === 0) await g.barrier();
+    }
+  }));
+});
+
+async function rejections(promises: Promise<unknown>[]): Promise<CommError[]> {
+  const settled = await Promise.allSettled(promises);
+  return settled.map((s, i) => {
+    assert.equal(s.status, 'rejected', `rank ${i} should have failed`);
+    const e = (s as PromiseRejectedResult).reason;
+    assert.ok(e instanceof CommError, String(e));
+    return e;
+  });
+}
+
+test('a rank calling another collective fails every rank, naming both', async () => {
+  const groups = createMemoryGroups(4);
+  const errors = await rejections(groups.map((g) => (g.rank === 2 ? g.broadcast(new Float32Array(8), 0) : g.allReduce(new Float32Array(8)))));
+  for (const e of errors) assert.match(e.message, /#1 allReduce\(sum, float32\[8\]\).*#1 broadcast\(root 0, float32\[8\]\)|#1 broadcast\(root 0, float32\[8\]\).*#1 allReduce\(sum, float32\[8\]\)/);
+  // The group stays broken: the next call fails at once with the same error.
+  await assert.rejects(groups[0].barrier(), (e: unknown) => e === errors[0]);
+});
+
+test('different lengths are a mismatch too', async () => {
+  const groups = createMemoryGroups(2);
+  const errors = await rejections(groups.map((g) => g.allReduce(new Float32Array(10 + g.rank))));
+  for (const e of errors) assert.match(e.message, /float32\[10\].*float32\[11\]|float32\[11\].*float32\[10\]/);
+});
+
+test('a rank that never calls: the others time out naming the op, sequence number and that rank', async () => {
+  const groups = createMemoryGroups(4, { collectiveTimeoutMs: 200 });
+  await Promise.all(groups.map((g) => g.barrier()));
+  const errors = await rejections(groups.filter((g) => g.rank !== 3).map((g) => g.allReduce(new Float32Array(100))));
+  for (const e of errors) {
+    assert.match(e.message, /#2 allReduce\(sum, float32\[100\]\) timed out after 0\.2 s/);
+    assert.match(e.message, /did not take part: 3 \(has not called it; its latest collective is #1 barrier\(\), finished\)/);
+  }
+  // Rank 3 learnt of the failure from the others: its next call fails with their message.
+  await assert.rejects(groups[3].allReduce(new Float32Array(100)), /reported by rank \d.*|timed out/);
+});
+
+test('a rank that does not answer is named as such', async () => {
+  const groups = createMemoryGroups(3, { collectiveTimeoutMs: 150, unresponsive: [1] });
+  const errors = await rejections([groups[0].barrier(), groups[2].barrier()]);
+  for (const e of errors) assert.match(e.message, /#1 barrier\(\) timed out .* did not take part: 1 \(no answer/);
+});
+
+test('close rejects a pending collective and is idempotent; bad arguments fail clearly', async () => {
+  const groups = createMemoryGroups(2);
+  await assert.rejects(groups[0].allReduce(new Int32Array(3) as unknown as Float32Array), /needs a Float32Array or Float64Array, got Int32Array/);
+  await assert.rejects(groups[0].broadcast(new Float32Array(3), 2), /root 2 is not a rank of a world of 2/);
+  await assert.rejects(groups[0].allReduce(new Float32Array(3), 'prod' as ReduceOp), /op must be/);
+  const pending = groups[0].allReduce(new Float32Array(3));
+  await assert.rejects(groups[0].barrier(), /still running/);
+  await groups[0].close();
+  await groups[0].close();
+  await assert.rejects(pending, /closed/);
+  await assert.rejects(groups[0].barrier(), /closed/);
+});

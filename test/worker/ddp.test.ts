@@ -1,0 +1,86 @@
+/**
+ * The loop's collectives over N ranks of an in-memory ring in this process
+ * (worker/comm/memory_group.ts); the same over real processes is in test/integration/.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { CommError, ConfigError, FileError, RosedistError } from '../../shared/errors.js';
+import { createMemoryGroups } from '../../worker/comm/memory_group.js';
+import type { ProcessGroup } from '../../worker/comm/process_group.js';
+import { averageGradients, gatherJson, rootDecides, syncParams } from '../../worker/ddp.js';
+
+/** Run `fn` on every rank of a world of `worldSize` at once. */
+async function onRanks<T>(worldSize: number, fn: (pg: ProcessGroup) => Promise<T>): Promise<T[]> {
+  const groups = createMemoryGroups(worldSize, { collectiveTimeoutMs: 5000 });
+  try {
+    return await Promise.all(groups.map(fn));
+  } finally {
+    await Promise.all(groups.map((g) => g.close()));
+  }
+}
+
+/** Settle every rank, then report each outcome (so one rank's rejection does not hide the others). */
+async function settle<T>(worldSize: number, fn: (pg: ProcessGroup) => Promise<T>): Promise<PromiseSettledResult<T>[]> {
+  const groups = createMemoryGroups(worldSize, { collectiveTimeoutMs: 5000 });
+  try {
+    return await Promise.allSettled(groups.map(fn));
+  } finally {
+    await Promise.all(groups.map((g) => g.close()));
+  }
+}
+
+describe('ddp collectives', () => {
+  it("syncParams gives every rank rank 0's parameters", async () => {
+    const out = await onRanks(3, async (pg) => {
+      const params = Float32Array.from({ length: 1000 }, (_, i) => i * 0.5 + pg.rank);
+      await syncParams(pg, params);
+      return params;
+    });
+    const expected = Float32Array.from({ length: 1000 }, (_, i) => i * 0.5);
+    for (const p of out) assert.deepEqual(p, expected);
+  });
+
+  it('averageGradients averages gradients and the loss slot over ranks', async () => {
+    const out = await onRanks(3, async (pg) => {
+      const buf = Float32Array.from([pg.rank, 2 * pg.rank, 10 + pg.rank]); // 2 gradients, then the loss
+      await averageGradients(pg, buf);
+      return [...buf];
+    });
+    for (const b of out) assert.deepEqual(b.map((v) => Math.round(v * 1e5) / 1e5), [1, 2, 11]);
+  });
+
+  it('rootDecides hands rank 0 result to every rank', async () => {
+    const out = await onRanks(2, (pg) => rootDecides(pg, () => ({ step: 5, rank: pg.rank })));
+    assert.deepEqual(out, [{ step: 5, rank: 0 }, { step: 5, rank: 0 }]);
+  });
+
+  it('rootDecides makes every rank fail with rank 0 error, class and hint kept', async () => {
+    for (const [Cls, name] of [[FileError, 'FileError'], [ConfigError, 'ConfigError'], [CommError, 'CommError']] as const) {
+      const original = new Cls('checkpoint x is damaged', 'delete it');
+      const out = await settle(3, (pg) =>
+        rootDecides(pg, () => {
+          throw original;
+        }),
+      );
+      assert.equal(out[0].status === 'rejected' && out[0].reason, original);
+      for (const r of out.slice(1)) {
+        assert.equal(r.status, 'rejected');
+        const e = (r as PromiseRejectedResult).reason as RosedistError;
+        assert.equal(e.name, name);
+        assert.equal(e.message, 'rank 0: checkpoint x is damaged');
+        assert.equal(e.hint, 'delete it');
+      }
+    }
+    const plain = await settle(2, (pg) =>
+      rootDecides(pg, () => {
+        throw new TypeError('boom');
+      }),
+    );
+    assert.ok((plain[1] as PromiseRejectedResult).reason instanceof RosedistError);
+  });
+
+  it('gatherJson collects a value of every rank, of different lengths', async () => {
+    const out = await onRanks(3, (pg) => gatherJson(pg, { rank: pg.rank, device: 'x'.repeat(pg.rank * 10) }));
+    for (const all of out) assert.deepEqual(all.map((v) => v.device.length), [0, 10, 20]);
+  });
+});

@@ -1,0 +1,58 @@
+/**
+ * The process group a worker creates from its environment:
+ *
+ *   const pg = await initProcessGroup(readWorkerEnv());
+ *   await pg.allReduce(grads, 'mean');
+ *   await pg.close();
+ *
+ * A world of one gets a SingleProcessGroup (no sockets); larger worlds the ZeroMQ ring
+ * (zmq_group.ts). Rejects with a CommError when the rendezvous fails (naming the missing ranks
+ * and the address waited on) or a socket cannot be bound.
+ */
+import type { WorkerEnv } from '../../shared/env.js';
+import { ConfigError } from '../../shared/errors.js';
+import { SingleProcessGroup, type ProcessGroup } from './process_group.js';
+import { DEFAULT_COLLECTIVE_TIMEOUT_MS, DEFAULT_SEGMENT_BYTES } from './ring_group.js';
+import { createZmqGroup } from './zmq_group.js';
+
+export type { FloatArray, NumericArray, ProcessGroup, ReduceOp } from './process_group.js';
+export { broadcastJson, SingleProcessGroup } from './process_group.js';
+
+export interface ProcessGroupOptions {
+  /** How long the ranks wait for each other at start (ms); default 60 s. */
+  rendezvousTimeoutMs?: number;
+  /** How long one collective may wait for the others (ms); default 300 s (--collective-timeout). */
+  collectiveTimeoutMs?: number;
+  /** Ring segment size (bytes); default 1 MiB. */
+  segmentBytes?: number;
+  /** Where warnings go (refused connections, dropped frames); default: stderr, marked with the rank. */
+  warn?: (message: string) => void;
+}
+
+export const DEFAULT_RENDEZVOUS_TIMEOUT_MS = 60_000;
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0) throw new ConfigError(`process group option ${name}=${value} is not a positive number`, `pass ${name} > 0`);
+  return value;
+}
+
+function stderrWarn(rank: number): (message: string) => void {
+  const tag = process.env.ROSEDIST_PREFIXED === '1' ? '' : `[rank ${rank}] `;
+  return (message) => process.stderr.write(`${tag}WARN: ${message}\n`);
+}
+
+export async function initProcessGroup(
+  env: WorkerEnv,
+  opts?: ProcessGroupOptions,
+): Promise<ProcessGroup> {
+  const o = opts ?? {};
+  const resolved = {
+    rendezvousTimeoutMs: positive('rendezvousTimeoutMs', o.rendezvousTimeoutMs, DEFAULT_RENDEZVOUS_TIMEOUT_MS),
+    collectiveTimeoutMs: positive('collectiveTimeoutMs', o.collectiveTimeoutMs, DEFAULT_COLLECTIVE_TIMEOUT_MS),
+    segmentBytes: positive('segmentBytes', o.segmentBytes, DEFAULT_SEGMENT_BYTES),
+    warn: o.warn ?? stderrWarn(env.rank),
+  };
+  if (env.worldSize === 1) return new SingleProcessGroup();
+  return createZmqGroup(env, resolved);
+}

@@ -1,0 +1,187 @@
+/**
+ * RingGroup: a ProcessGroup made of the ring collectives (ring.ts) over an injected transport,
+ * plus what makes a group safe to use — sequence numbers, one collective at a time, a timeout,
+ * and failure that reaches every rank:
+ *   - a local failure (a mismatch seen in a header, a timeout) breaks the group and is sent to
+ *     every peer (`PeerControl.abort`); a peer's abort breaks this rank's group with its message;
+ *   - once broken, every collective rejects at once with the first error (the ring's message
+ *     streams are out of step; the launcher restarts the group);
+ *   - on timeout the rank first asks every peer where it is (`PeerControl.probe`), so that the
+ *     error names the ranks that did not take part and why (no answer, not called yet, failed).
+ * The transport and the peer control are injected: ZeroMQ in zmq_group.ts, memory in the tests.
+ */
+import { CommError } from '../../shared/errors.js';
+import { describe, dtypeOf, type CollectiveKind, type Signature } from './frames.js';
+import type { FloatArray, NumericArray, ProcessGroup, ReduceOp } from './process_group.js';
+import { createReducer, type Reducer } from './reduce.js';
+import { ringAllGather, ringAllReduce, ringBroadcast, type RingContext } from './ring.js';
+import { describeStall, type RankStatus } from './stall.js';
+import type { RingTransport } from './transport.js';
+
+/** The group's link to its peers outside the ring's data path. */
+export interface PeerControl {
+  /** Ask every other rank for its status; resolves after at most `windowMs` with the answers. */
+  probe(windowMs: number): Promise<ReadonlyMap<number, RankStatus>>;
+  /** Tell every other rank that the group failed (best effort, bounded in time). */
+  abort(message: string): Promise<void>;
+  /**
+   * Release sockets and files. `flush`: the last collective succeeded, so let its last queued
+   * messages leave first (bounded); otherwise drop them.
+   */
+  close(flush: boolean): Promise<void>;
+}
+
+export interface RingGroupOptions {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly transport: RingTransport;
+  readonly control: PeerControl;
+  /** Segment size in bytes; default 1 MiB. */
+  readonly segmentBytes?: number;
+  /** A collective still waiting after this long fails on every rank; default 300 s. */
+  readonly collectiveTimeoutMs?: number;
+  readonly reducer?: Reducer;
+}
+
+export const DEFAULT_SEGMENT_BYTES = 1 << 20;
+export const DEFAULT_COLLECTIVE_TIMEOUT_MS = 300_000;
+
+type State = 'idle' | 'running' | 'failed' | 'closed';
+
+export class RingGroup implements ProcessGroup {
+  readonly rank: number;
+  readonly worldSize: number;
+  private readonly ctx: RingContext;
+  private readonly control: PeerControl;
+  private readonly timeoutMs: number;
+  private state: State = 'idle';
+  private seq = 0;
+  private last: Signature | undefined;
+  private failure: CommError | undefined;
+  private rejectFailed!: (e: CommError) => void;
+  /** Rejects once the group fails; raced against every collective. */
+  private readonly failed: Promise<never>;
+
+  constructor(opts: RingGroupOptions) {
+    this.rank = opts.rank;
+    this.worldSize = opts.worldSize;
+    this.control = opts.control;
+    this.timeoutMs = opts.collectiveTimeoutMs ?? DEFAULT_COLLECTIVE_TIMEOUT_MS;
+    this.ctx = {
+      rank: opts.rank,
+      worldSize: opts.worldSize,
+      transport: opts.transport,
+      segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
+      reducer: opts.reducer ?? createReducer(),
+    };
+    this.failed = new Promise<never>((_, reject) => {
+      this.rejectFailed = reject;
+    });
+    this.failed.catch(() => {});
+  }
+
+  async allReduce(buf: FloatArray, op: ReduceOp = 'sum'): Promise<void> {
+    if (!(buf instanceof Float32Array || buf instanceof Float64Array)) {
+      throw new CommError(`allReduce needs a Float32Array or Float64Array, got ${typeName(buf)}`);
+    }
+    if (!['sum', 'mean', 'max', 'min'].includes(op)) throw new CommError(`allReduce op must be sum, mean, max or min, got ${String(op)}`);
+    await this.run('allReduce', buf, { op }, (sig) => ringAllReduce(this.ctx, buf, sig));
+  }
+
+  async broadcast(buf: NumericArray, root: number): Promise<void> {
+    if (!Number.isInteger(root) || root < 0 || root >= this.worldSize) {
+      throw new CommError(`broadcast root ${root} is not a rank of a world of ${this.worldSize}`, `pass a root in [0, ${this.worldSize})`);
+    }
+    checkNumeric('broadcast', buf);
+    await this.run('broadcast', buf, { root }, (sig) => ringBroadcast(this.ctx, buf, { ...sig, root }));
+  }
+
+  async allGather<T extends NumericArray>(buf: T): Promise<T[]> {
+    checkNumeric('allGather', buf);
+    return this.run('allGather', buf, {}, (sig) => ringAllGather(this.ctx, buf, sig));
+  }
+
+  async barrier(): Promise<void> {
+    const empty = new Float32Array(0);
+    await this.run('barrier', empty, {}, (sig) => ringAllReduce(this.ctx, empty, sig));
+  }
+
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    const flush = this.state === 'idle';
+    this.state = 'closed';
+    this.failure ??= new CommError(`process group of rank ${this.rank} is closed`, 'create a new one with initProcessGroup');
+    this.rejectFailed(this.failure);
+    await this.control.close(flush);
+  }
+
+  /** Where this rank is, for a peer's probe. */
+  status(): RankStatus {
+    return {
+      rank: this.rank,
+      seq: this.last?.seq ?? 0,
+      collective: this.last === undefined ? 'none' : describe(this.last),
+      state: this.state,
+      error: this.state === 'failed' ? this.failure?.message : undefined,
+    };
+  }
+
+  /** A peer reports that the group failed: every collective of this rank rejects with `message`. */
+  abortedBy(from: number, message: string): void {
+    this.fail(new CommError(`${message} (reported by rank ${from})`, 'see the first failing rank\'s log'), false);
+  }
+
+  private async run<T>(
+    kind: CollectiveKind,
+    buf: NumericArray,
+    extra: { op?: ReduceOp; root?: number },
+    body: (sig: Signature) => Promise<T>,
+  ): Promise<T> {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.state === 'running') {
+      throw new CommError(`${kind} called while ${describe(this.last!)} is still running on rank ${this.rank}`, 'await each collective before starting the next');
+    }
+    this.seq += 1;
+    const sig: Signature = { kind, seq: this.seq, dtype: dtypeOf(buf), count: buf.length, ...extra };
+    this.last = sig;
+    this.state = 'running';
+    const timer = setTimeout(() => void this.onTimeout(sig), this.timeoutMs);
+    try {
+      return await Promise.race([body(sig), this.failed]);
+    } catch (e) {
+      throw this.fail(e instanceof CommError ? e : new CommError(`${describe(sig)} failed on rank ${this.rank}: ${String(e)}`), true);
+    } finally {
+      clearTimeout(timer);
+      if (this.state === 'running') this.state = 'idle';
+    }
+  }
+
+  private async onTimeout(sig: Signature): Promise<void> {
+    if (this.state !== 'running' || this.last !== sig) return;
+    const window = Math.max(500, Math.min(5000, this.timeoutMs / 4));
+    const statuses = await this.control.probe(window);
+    if (this.state !== 'running' || this.last !== sig) return; // finished while we asked
+    const { message, hint } = describeStall(sig, this.rank, this.worldSize, this.timeoutMs, statuses);
+    this.fail(new CommError(message, hint), true);
+  }
+
+  /** Break the group with `error` (the first error wins) and, if it is ours, tell the peers. */
+  private fail(error: CommError, tellPeers: boolean): CommError {
+    if (this.failure !== undefined) return this.failure;
+    this.failure = error;
+    if (this.state !== 'closed') this.state = 'failed';
+    this.rejectFailed(error);
+    if (tellPeers) void this.control.abort(error.message).catch(() => {});
+    return error;
+  }
+}
+
+function typeName(x: unknown): string {
+  return (x as { constructor?: { name?: string } } | null)?.constructor?.name ?? typeof x;
+}
+
+function checkNumeric(op: string, buf: unknown): void {
+  if (!(buf instanceof Float32Array || buf instanceof Float64Array || buf instanceof Int32Array || buf instanceof Uint8Array)) {
+    throw new CommError(`${op} needs a Float32Array, Float64Array, Int32Array or Uint8Array, got ${typeName(buf)}`);
+  }
+}
