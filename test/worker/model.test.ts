@@ -151,6 +151,8 @@ describe('GPT on the cpu backend', () => {
         return r.lossSum / r.tokens;
       };
       const rand = lcg(9);
+      // float32: rounding error of a loss ~2.5 is ~3e-7, so eps 1e-2 keeps it near 3e-5 in the
+      // quotient while the O(eps^2) truncation stays smaller; measured worst case 1.2e-5.
       const eps = 1e-2;
       let offset = 0;
       let checked = 0;
@@ -167,7 +169,7 @@ describe('GPT on the cpu backend', () => {
           const down = meanLoss(w);
           const fd = (up - down) / (2 * eps);
           const g = grads[i] as number;
-          assert.ok(Math.abs(fd - g) <= 2e-4 + 2e-2 * Math.abs(g),
+          assert.ok(Math.abs(fd - g) <= 5e-5 + 5e-3 * Math.abs(g),
             `${p.name}[${i - offset}]: analytic ${g}, finite difference ${fd}`);
           checked += 1;
         }

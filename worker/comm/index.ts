@@ -12,6 +12,7 @@
 import type { WorkerEnv } from '../../shared/env.js';
 import { ConfigError } from '../../shared/errors.js';
 import { SingleProcessGroup, type ProcessGroup } from './process_group.js';
+import type { ReducerKind } from './reduce.js';
 import { DEFAULT_COLLECTIVE_TIMEOUT_MS, DEFAULT_SEGMENT_BYTES } from './ring_group.js';
 import { createZmqGroup } from './zmq_group.js';
 
@@ -25,6 +26,8 @@ export interface ProcessGroupOptions {
   collectiveTimeoutMs?: number;
   /** Ring segment size (bytes); default 1 MiB. */
   segmentBytes?: number;
+  /** Reduction kernels: 'wasm' (default where available) or 'js' (for benchmarks). */
+  reducer?: ReducerKind;
   /** Where warnings go (refused connections, dropped frames); default: stderr, marked with the rank. */
   warn?: (message: string) => void;
 }
@@ -52,6 +55,7 @@ export async function initProcessGroup(
     collectiveTimeoutMs: positive('collectiveTimeoutMs', o.collectiveTimeoutMs, DEFAULT_COLLECTIVE_TIMEOUT_MS),
     segmentBytes: positive('segmentBytes', o.segmentBytes, DEFAULT_SEGMENT_BYTES),
     warn: o.warn ?? stderrWarn(env.rank),
+    reducer: o.reducer,
   };
   if (env.worldSize === 1) return new SingleProcessGroup();
   return createZmqGroup(env, resolved);

@@ -23,6 +23,7 @@ import type { WorkerEnv } from '../../shared/env.js';
 import { CommError } from '../../shared/errors.js';
 import { ControlServer, request, type Warn } from './control.js';
 import { endpointFor, rendezvous, type PeerInfo } from './rendezvous.js';
+import { createReducer, type ReducerKind } from './reduce.js';
 import { RingGroup, type PeerControl } from './ring_group.js';
 import { isRankStatus, type RankStatus } from './stall.js';
 import { bindIpc, bindTcp, clientOptions, logHandshakeFailures, Pull, Push, registerAuth, serverOptions, tokenFor, type Auth } from './zmq.js';
@@ -33,6 +34,7 @@ export interface ZmqGroupOptions {
   readonly collectiveTimeoutMs: number;
   readonly segmentBytes: number;
   readonly warn: Warn;
+  readonly reducer?: ReducerKind | undefined;
 }
 
 /** How long a flushing close waits for queued ring messages to leave (ms). */
@@ -128,6 +130,7 @@ export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Pro
     const master = `tcp://${masterHost}:${env.masterPort}`;
 
     const pull = new Pull({ ...serverOptions(auth), receiveHighWaterMark: 0, linger: 0 });
+    if (process.env.XBUF) { pull.receiveBufferSize = Number(process.env.XBUF); push.sendBufferSize = Number(process.env.XBUF); }
     links.closers.push(() => pull.close());
     logHandshakeFailures(pull, 'data socket', warn);
     const data = { ipc: await bindIpc(pull, join(dir, 'data.sock')), tcp: await bindTcp(pull, host) };
@@ -159,6 +162,7 @@ export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Pro
       control: links,
       segmentBytes: opts.segmentBytes,
       collectiveTimeoutMs: opts.collectiveTimeoutMs,
+      reducer: createReducer(opts.reducer),
     });
     server.handler = ({ msg, reply }) => {
       if (msg.t === 'probe') {
