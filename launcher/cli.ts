@@ -54,7 +54,7 @@ function parser(argv: readonly string[]) {
   let y = yargs([...argv])
     .scriptName('rosedist')
     .usage('$0 [launcher options] PROGRAM [program options]\n\nPROGRAM: train_ddp, train_minimal, or a path to a .js/.mjs/.ts file.\nEach option can also be set as PET_<NAME>, e.g. PET_NPROC_PER_NODE=2.')
-    .parserConfiguration({ 'halt-at-non-option': true, 'parse-positional-numbers': false, 'camel-case-expansion': false })
+    .parserConfiguration({ 'halt-at-non-option': true, 'parse-positional-numbers': false, 'camel-case-expansion': false, 'boolean-negation': false })
     .strict()
     .help(false)
     .version(false)

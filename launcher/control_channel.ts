@@ -9,6 +9,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { LineSplitter } from './lines.js';
 
 /** Longest line accepted, bytes: control messages are small; this bounds a stranger's memory use. */
 export const MAX_LINE = 1 << 20;
@@ -36,7 +37,7 @@ export function channelKeys(secret: string, serverNonce: string, clientNonce: st
  * A line longer than `maxLine` destroys the socket.
  */
 export class LineReader {
-  private partial = '';
+  private readonly splitter = new LineSplitter((line) => this.deliver(line));
   private readonly queue: string[] = [];
   private waiter: ((line: string | undefined) => void) | undefined;
   private handler: ((line: string) => void) | undefined;
@@ -75,18 +76,16 @@ export class LineReader {
   }
 
   private data(chunk: Buffer): void {
-    const lines = (this.partial + chunk.toString('utf8')).split('\n');
-    this.partial = lines.pop() ?? '';
-    if (this.partial.length > this.maxLine || lines.some((l) => l.length > this.maxLine)) {
-      this.socket.destroy();
-      return;
-    }
-    for (const line of lines) {
-      if (this.socket.destroyed) return;
-      if (this.waiter !== undefined) this.waiter(line);
-      else if (this.handler !== undefined) this.handler(line);
-      else this.queue.push(line);
-    }
+    this.splitter.push(chunk.toString('utf8'));
+    if (this.splitter.pendingLength > this.maxLine) this.socket.destroy();
+  }
+
+  private deliver(line: string): void {
+    if (this.socket.destroyed) return;
+    if (line.length > this.maxLine) this.socket.destroy();
+    else if (this.waiter !== undefined) this.waiter(line);
+    else if (this.handler !== undefined) this.handler(line);
+    else this.queue.push(line);
   }
 }
 

@@ -29,6 +29,8 @@ const VERSION = 1;
 /** How long a connection may take to say hello (or answer it), ms. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 const RETRY_MS = 500;
+/** How long a refused connection may take to read its refusal, ms. */
+const REFUSE_LINGER_MS = 1000;
 /** A hello is small; a longer first line is not one. */
 const MAX_HELLO = 4096;
 
@@ -123,6 +125,8 @@ export async function hostRun(config: LaunchConfig, emit: EventSink, abort: Abor
       emit({ kind: 'rejected_connection', from, reason });
       if (reply === undefined) socket.end();
       else socket.end(reply);
+      // A peer that never reads would keep the half-closed socket: drop it after a moment.
+      setTimeout(() => socket.destroy(), REFUSE_LINGER_MS).unref();
     };
     const reader = new LineReader(socket, MAX_HELLO);
     const nonce = randomBytes(16).toString('hex');

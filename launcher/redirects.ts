@@ -13,6 +13,7 @@ import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { ConfigError } from '../shared/errors.js';
+import { LineSplitter } from './lines.js';
 
 /** torchrun's Std: a bit set, 1 = stdout, 2 = stderr. */
 export type Std = 0 | 1 | 2 | 3;
@@ -94,24 +95,6 @@ export function outputPlan(o: OutputOptions): OutputPlan {
 export function stdioFor(plan: OutputPlan): ['ignore', 'pipe' | 'ignore', 'pipe' | 'ignore'] {
   const mode = (s: StreamName) => (plan.console[s] || plan.files[s] !== undefined ? 'pipe' : 'ignore');
   return ['ignore', mode('stdout'), mode('stderr')];
-}
-
-/** Cuts a text stream into lines; a partial line waits for its end (or for `flush`). */
-export class LineSplitter {
-  private partial = '';
-  constructor(private readonly onLine: (line: string) => void) {}
-
-  push(chunk: string): void {
-    const lines = (this.partial + chunk).split('\n');
-    this.partial = lines.pop() ?? '';
-    for (const line of lines) this.onLine(line);
-  }
-
-  /** Emit what is left (a last line without a newline). */
-  flush(): void {
-    if (this.partial !== '') this.onLine(this.partial);
-    this.partial = '';
-  }
 }
 
 function closeFile(file: WriteStream): Promise<void> {

@@ -85,3 +85,15 @@ export function closeLogger(logger: Logger): Promise<void> {
     logger.end();
   });
 }
+
+/**
+ * Console warnings and errors only, until the returned function restores the previous levels:
+ * for while a live progress bar owns the terminal (info lines then reach the file alone; the
+ * trainer prints the ones that matter above the bar). The file transport is untouched.
+ */
+export function quietConsole(logger: Logger): () => void {
+  const consoles = logger.transports.filter((t) => t instanceof winston.transports.Console);
+  const before = consoles.map((t) => t.level);
+  for (const t of consoles) t.level = 'warn';
+  return () => consoles.forEach((t, i) => (t.level = before[i]));
+}

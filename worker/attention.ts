@@ -14,13 +14,14 @@
  * visible key comes out exactly as with -inf, since exp(-1e9 - max) is 0 in float32.
  *
  * wasm speed (TFJS-NOTES.md): q, k, v come from three column blocks of W, so no activation is
- * split; only 4-D transposes (5-D ones are 100x slower there); batched matMul is a scalar loop on
- * wasm, so long sequences run one 2-D XNNPACK matMul per (batch, head) instead (see `bmm`).
+ * split; only 4-D transposes (5-D ones are 100x slower there); transposes are explicit, so the
+ * batched matMuls have the plain form that wasm_kernels.ts runs on XNNPACK, per (batch, head).
  */
-import { colSum, weightGrad } from './ops.js';
+import { linearGrads } from './ops.js';
+import { SLICED_MATMUL_MIN_FLOPS } from './wasm_kernels.js';
 import { tf } from './tf.js';
 
-type T = tf.Tensor;
+type AnyTensor = tf.Tensor;
 type Save = tf.GradSaveFunc;
 
 /** Added to masked scores; exp(-1e9 - max) is exactly 0 in float32. */
@@ -60,7 +61,7 @@ export function causalSelfAttention(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor
   const { batchSize: B, seqLen: T, nHeads: H, dHead: dh } = s;
   const C = H * dh;
   const scale = 1 / Math.sqrt(dh);
-  const op = tf.customGrad((...args: (T | Save)[]) => {
+  const op = tf.customGrad((...args: (AnyTensor | Save)[]) => {
     const [xi, wi, bi, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, Save];
     const project = (part: number) => tf.fused.matMul({
       a: xi, b: tf.slice(wi, [0, part * C], [C, C]), bias: tf.slice(bi, [part * C], [C]),
@@ -68,26 +69,26 @@ export function causalSelfAttention(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor
     const q = tf.mul(rowsToHeads(project(0), s), scale) as tf.Tensor3D; // scaled here: cheaper than S
     const kt = rowsToHeadsT(project(1), s); // [B*H, dh, T]
     const v = rowsToHeads(project(2), s);
-    const probs = tf.softmax(tf.add(bmm(q, kt), maskBias)) as tf.Tensor3D;
+    const probs = tf.softmax(tf.add(tf.matMul(q, kt), maskBias)) as tf.Tensor3D;
     const dropped = dropMask === undefined ? probs : tf.mul(probs, dropMask) as tf.Tensor3D;
     save(dropMask === undefined ? [xi, wi, q, kt, v, probs] : [xi, wi, q, kt, v, probs, dropMask]);
     return {
-      value: headsToRows(bmm(dropped, v), s),
-      gradFunc: (dy: T, saved: T[]) => {
+      value: headsToRows(tf.matMul(dropped, v), s),
+      gradFunc: (dy: AnyTensor, saved: AnyTensor[]) => {
         const [xs, ws, qs, kts, vs, ps, dm] = saved as
           [tf.Tensor2D, tf.Tensor2D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D?];
         const dY = rowsToHeads(dy as tf.Tensor2D, s);
         const pd = dm === undefined ? ps : tf.mul(ps, dm) as tf.Tensor3D;
-        const dv = bmm(transpose3d(pd), dY);
-        let dP = bmm(dY, transpose3d(vs));
+        const dv = bmm(pd, dY, true, false);
+        let dP = bmm(dY, vs, false, true);
         if (dm !== undefined) dP = tf.mul(dP, dm) as tf.Tensor3D;
         // softmax backward, per row: dS = P * (dP - sum(dP * P)).
         const dS = tf.mul(ps, tf.sub(dP, tf.sum(tf.mul(dP, ps), -1, true))) as tf.Tensor3D;
-        const dq = tf.mul(bmm(dS, transpose3d(kts)), scale) as tf.Tensor3D;
-        const dk = bmm(transpose3d(dS), qs);
+        const dq = tf.mul(bmm(dS, kts, false, true), scale) as tf.Tensor3D;
+        const dk = bmm(dS, qs, true, false);
         // Columns q | k | v again, then the projection's own gradients.
         const dqkv = tf.concat([headsToRows(dq, s), headsToRows(dk, s), headsToRows(dv, s)], 1);
-        return [tf.matMul(dqkv, tf.transpose(ws)), weightGrad(xs, dqkv), colSum(dqkv)];
+        return linearGrads(xs, ws, dqkv);
       },
     };
   });
@@ -112,29 +113,14 @@ function headsToRows(t: tf.Tensor3D, s: AttentionShape): tf.Tensor2D {
   return tf.reshape(tf.transpose(tf.reshape(t, [B, H, T, dh]), [0, 2, 1, 3]), [B * T, H * dh]);
 }
 
-function transpose3d(t: tf.Tensor3D): tf.Tensor3D {
-  return tf.transpose(t, [0, 2, 1]);
-}
-
 /**
- * Per-slice FLOPs (2*M*K*N) from which `bmm` runs one 2-D matMul per slice on wasm. Measured
- * on wasm: at T=32 (65k FLOPs) the batched kernel and the loop tie; at T=128 (1M) the loop is
- * 2-3x faster. Other backends have real batched kernels and always use them.
+ * Batched a @ b with optional transposes, [n, ., .] each. On wasm, big slices run on XNNPACK
+ * (wasm_kernels.ts), which takes only the plain form: transpose explicitly there. Small ones
+ * stay on the scalar kernel, which reads transposed operands in place at least as fast.
  */
-export const WASM_SLICED_BMM_MIN_FLOPS = 256 * 1024;
-
-/** a @ b over the leading axis: [n, M, K] x [n, K, N] → [n, M, N]. */
-export function bmm(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
-  const [n, m, k] = a.shape;
-  const cols = b.shape[2];
-  if (tf.getBackend() !== 'wasm' || 2 * m * k * cols < WASM_SLICED_BMM_MIN_FLOPS) return tf.matMul(a, b);
-  // 2-D views once, then contiguous row blocks (cheap with the Slice kernel that initBackend
-  // installs on wasm) and one concat: every op here costs ~10 us of tfjs overhead, x n.
-  const a2 = tf.reshape(a, [n * m, k]);
-  const b2 = tf.reshape(b, [n * k, cols]);
-  const outs: tf.Tensor2D[] = [];
-  for (let i = 0; i < n; i++) {
-    outs.push(tf.matMul(tf.slice(a2, [i * m, 0], [m, k]), tf.slice(b2, [i * k, 0], [k, cols])));
-  }
-  return tf.reshape(tf.concat(outs, 0), [n, m, cols]);
+function bmm(a: tf.Tensor3D, b: tf.Tensor3D, transposeA: boolean, transposeB: boolean): tf.Tensor3D {
+  const [m, k] = transposeA ? [a.shape[2], a.shape[1]] : [a.shape[1], a.shape[2]];
+  const cols = transposeB ? b.shape[1] : b.shape[2];
+  if (tf.getBackend() !== 'wasm' || 2 * m * k * cols < SLICED_MATMUL_MIN_FLOPS) return tf.matMul(a, b, transposeA, transposeB);
+  return tf.matMul(transposeA ? tf.transpose(a, [0, 2, 1]) : a, transposeB ? tf.transpose(b, [0, 2, 1]) : b);
 }

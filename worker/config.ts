@@ -59,6 +59,8 @@ export interface TrainConfig {
   readonly logFormat: LogFormat;
   /** Seconds a collective may wait for its peers before failing. */
   readonly collectiveTimeoutS: number;
+  /** Chrome trace of every rank's step phases, written by rank 0 at the end; null: not profiled. */
+  readonly profile: string | null;
 }
 
 type Kind = 'int' | 'posint' | 'float' | 'string' | 'bool';
@@ -66,8 +68,8 @@ interface OptionSpec {
   readonly flag: string;
   readonly kind: Kind;
   readonly describe: string;
-  /** A value, or a function of the program name. */
-  readonly default: number | string | boolean | ((p: ProgramName) => string);
+  /** A value, a function of the program name, or null: off unless given. */
+  readonly default: number | string | boolean | null | ((p: ProgramName) => string);
   readonly choices?: readonly string[];
 }
 
@@ -107,11 +109,12 @@ const OPTIONS = {
   logFile: { flag: 'log-file', kind: 'string', default: (p) => `logs/${p}.log`, describe: 'log file (rank 0; metrics go to <name>.metrics.jsonl)' },
   logFormat: { flag: 'log-format', kind: 'string', default: 'text', choices: ['text', 'json'], describe: 'console format' },
   collectiveTimeoutS: { flag: 'collective-timeout', kind: 'float', default: 300, describe: 'seconds a collective waits for its peers' },
+  profile: { flag: 'profile', kind: 'string', default: null, describe: 'write a Chrome trace of each rank\'s step phases to this .json file' },
 } as const satisfies Record<Exclude<keyof TrainConfig, 'program' | 'metricsFile'>, OptionSpec>;
 
 type OptionKey = keyof typeof OPTIONS;
 
-function defaultOf(spec: OptionSpec, program: ProgramName): number | string | boolean {
+function defaultOf(spec: OptionSpec, program: ProgramName): number | string | boolean | null {
   return typeof spec.default === 'function' ? spec.default(program) : spec.default;
 }
 
@@ -120,7 +123,7 @@ export function trainUsage(program: ProgramName): string {
   const lines = Object.values(OPTIONS as Record<OptionKey, OptionSpec>).map((o) => {
     const d = defaultOf(o, program);
     const flag = o.kind === 'bool' && d === true ? `--no-${o.flag}` : `--${o.flag}`;
-    return `  ${flag.padEnd(28)} ${o.describe}${o.kind === 'bool' ? '' : ` (default: ${String(d)})`}`;
+    return `  ${flag.padEnd(28)} ${o.describe}${o.kind === 'bool' ? '' : ` (default: ${d === null ? 'off' : String(d)})`}`;
   });
   return [`usage: ${program} [options]`, '', ...lines].join('\n');
 }

@@ -6,8 +6,8 @@
  *     world size and summed by one all-reduce (the ring segments it; no per-tensor calls);
  *   - `rootDecides`: rank 0 runs something (read or write a checkpoint) and every rank learns the
  *     outcome, errors included, so a failure on rank 0 stops all ranks at once instead of leaving
- *     them waiting for a collective;
- *   - `gatherJson`: a JSON value from every rank (backend and device for the log header).
+ *     them waiting for a collective.
+ * (A JSON value from every rank: `allGatherJson` in comm/process_group.ts.)
  * Every function here is a collective: all ranks call it, in the same order.
  */
 import { createHash } from 'node:crypto';
@@ -78,16 +78,4 @@ export async function rootDecides<T>(pg: ProcessGroup, fn: () => T | Promise<T>)
   if (pg.rank === 0) throw original;
   const Cls = ERRORS[shared.name] ?? RosedistError;
   throw new Cls(`rank 0: ${shared.message}`, shared.hint ?? undefined);
-}
-
-/** Every rank's `value`, indexed by rank. */
-export async function gatherJson<T>(pg: ProcessGroup, value: T): Promise<T[]> {
-  if (pg.worldSize === 1) return [value];
-  const bytes = new TextEncoder().encode(JSON.stringify(value));
-  const lengths = await pg.allGather(new Float64Array([bytes.length]));
-  const longest = Math.max(...lengths.map((l) => l[0]));
-  const padded = new Uint8Array(longest);
-  padded.set(bytes);
-  const all = await pg.allGather(padded);
-  return all.map((b, rank) => JSON.parse(new TextDecoder().decode(b.subarray(0, lengths[rank][0]))) as T);
 }

@@ -15,34 +15,26 @@
  */
 import { tf } from './tf.js';
 
-type T = tf.Tensor;
+type AnyTensor = tf.Tensor;
 type Save = tf.GradSaveFunc;
 
 /**
- * Column sums of t [N, D] → [D], as ones[1, N] @ t: one XNNPACK call. wasm's Sum over axis 0
- * transposes first and is 5-20x slower ([1024, 512]: 4.3 ms against 0.2).
+ * Gradients of y = x @ w (+ b): [dx, dw(, db)] for x [N, C], w [C, D], dy [N, D]. The weight
+ * gradient x^T @ dy is computed as (dy^T @ x)^T: on wasm that form measured 10-25% faster for
+ * every layer shape of the GPT (XNNPACK then packs x as its right-hand operand), and dy^T also
+ * gives db as a sum over its last axis, several times faster there than summing dy over axis 0.
  */
-export function colSum(t: tf.Tensor2D): tf.Tensor1D {
-  return tf.reshape(tf.matMul(tf.ones([1, t.shape[0]]), t), [t.shape[1]]);
-}
-
-/**
- * x^T @ dy for x [N, C], dy [N, D] → [C, D]: the weight gradient of a linear layer. On wasm,
- * 2-D transposes of wide activations are slow ([1024, 512]: 3.5 ms, [1024, 128]: 0.65), so the
- * narrower one is transposed, as (dy^T @ x)^T when that is dy. For a head much wider than its
- * input (the LM head) (dy^T @ x)^T also measured ~20% faster: XNNPACK then packs the small x.
- */
-export function weightGrad(x: tf.Tensor2D, dy: tf.Tensor2D): tf.Tensor2D {
-  const [c, d] = [x.shape[1], dy.shape[1]];
-  if (c > d || d > 8 * c) return tf.transpose(tf.matMul(tf.transpose(dy), x));
-  return tf.matMul(tf.transpose(x), dy);
+export function linearGrads(x: tf.Tensor2D, w: tf.Tensor2D, dy: tf.Tensor2D, bias = true): tf.Tensor[] {
+  const dyT = tf.transpose(dy);
+  const grads = [tf.matMul(dy, tf.transpose(w)), tf.transpose(tf.matMul(dyT, x))];
+  return bias ? [...grads, tf.sum(dyT, 1)] : grads;
 }
 
 /**
  * exp(u) for u <= 0 as sigmoid(u) / sigmoid(-u): sigmoid is an XNNPACK kernel on wasm, exp is
  * not (3x faster for [1024, 512]; relative error under 4e-7, and 0 once exp(u) < ~1e-38).
  */
-export function fastExp<R extends T>(u: R): R {
+export function fastExp<R extends AnyTensor>(u: R): R {
   return tf.div(tf.sigmoid(u), tf.sigmoid(tf.neg(u)));
 }
 
@@ -52,30 +44,30 @@ export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tens
   return linearBias(x, w, b);
 }
 
-const linearBias = tf.customGrad((...args: (T | Save)[]) => {
+const linearBias = tf.customGrad((...args: (AnyTensor | Save)[]) => {
   const [x, w, b, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, Save];
   save([x, w]);
   // _FusedMatMul: one XNNPACK call for the product and the bias on wasm.
   const value = tf.fused.matMul({ a: x, b: w, bias: b });
   return {
     value,
-    gradFunc: (dy: T, saved: T[]) => {
+    gradFunc: (dy: AnyTensor, saved: AnyTensor[]) => {
       const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
       const d = dy as tf.Tensor2D;
-      return [tf.matMul(d, tf.transpose(ws)), weightGrad(xs, d), colSum(d)];
+      return linearGrads(xs, ws, d);
     },
   };
 }) as (x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D;
 
-const linearNoBias = tf.customGrad((...args: (T | Save)[]) => {
+const linearNoBias = tf.customGrad((...args: (AnyTensor | Save)[]) => {
   const [x, w, save] = args as [tf.Tensor2D, tf.Tensor2D, Save];
   save([x, w]);
   return {
     value: tf.matMul(x, w),
-    gradFunc: (dy: T, saved: T[]) => {
+    gradFunc: (dy: AnyTensor, saved: AnyTensor[]) => {
       const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
       const d = dy as tf.Tensor2D;
-      return [tf.matMul(d, tf.transpose(ws)), weightGrad(xs, d)];
+      return linearGrads(xs, ws, d, false);
     },
   };
 }) as (x: tf.Tensor2D, w: tf.Tensor2D) => tf.Tensor2D;
@@ -86,12 +78,12 @@ const linearNoBias = tf.customGrad((...args: (T | Save)[]) => {
  * [V, C] zero table, summing rows whose ids repeat.
  */
 export function gatherRows(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
-  const op = tf.customGrad((...args: (T | Save)[]) => {
+  const op = tf.customGrad((...args: (AnyTensor | Save)[]) => {
     const [t, save] = args as [tf.Tensor2D, Save];
     save([ids]);
     return {
       value: tf.gather(t, ids),
-      gradFunc: (dy: T, saved: T[]) => {
+      gradFunc: (dy: AnyTensor, saved: AnyTensor[]) => {
         const [idx] = saved as [tf.Tensor1D];
         return [tf.scatterND(tf.reshape(idx, [-1, 1]), dy, t.shape)];
       },
@@ -102,7 +94,7 @@ export function gatherRows(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
 
 /** LayerNorm over the last axis, as torch.nn.LayerNorm (biased variance). x [N, C], g/b [C]. */
 export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps = 1e-5): tf.Tensor2D {
-  const op = tf.customGrad((...args: (T | Save)[]) => {
+  const op = tf.customGrad((...args: (AnyTensor | Save)[]) => {
     const [xi, g, b, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, Save];
     const xc = tf.sub(xi, tf.mean(xi, 1, true));
     const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xc), 1, true), eps)); // [N, 1]
@@ -110,14 +102,14 @@ export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D,
     save([xhat, rstd, g]);
     return {
       value: tf.add(tf.mul(xhat, g), b),
-      gradFunc: (dy: T, saved: T[]) => {
+      gradFunc: (dy: AnyTensor, saved: AnyTensor[]) => {
         const [xh, rs, gs] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
         // dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), per row.
         const dxhat = tf.mul(dy, gs);
         const meanD = tf.mean(dxhat, 1, true);
         const meanDX = tf.mean(tf.mul(dxhat, xh), 1, true);
         const dx = tf.mul(rs, tf.sub(tf.sub(dxhat, meanD), tf.mul(xh, meanDX)));
-        return [dx, colSum(tf.mul(dy, xh) as tf.Tensor2D), colSum(dy as tf.Tensor2D)];
+        return [dx, tf.sum(tf.mul(dy, xh), 0), tf.sum(dy, 0)];
       },
     };
   });
@@ -128,20 +120,20 @@ const SQRT1_2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
 /** Exact GELU, as torch.nn.functional.gelu: 0.5 x (1 + erf(x / sqrt(2))). Any shape. */
-export const gelu = tf.customGrad((...args: (T | Save)[]) => {
-  const [x, save] = args as [T, Save];
+export const gelu = tf.customGrad((...args: (AnyTensor | Save)[]) => {
+  const [x, save] = args as [AnyTensor, Save];
   const cdf = tf.mul(tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1), 0.5); // Phi(x)
   save([x, cdf]);
   return {
     value: tf.mul(x, cdf),
-    gradFunc: (dy: T, saved: T[]) => {
-      const [xs, cdfs] = saved as [T, T];
+    gradFunc: (dy: AnyTensor, saved: AnyTensor[]) => {
+      const [xs, cdfs] = saved as [AnyTensor, AnyTensor];
       // d/dx x Phi(x) = Phi(x) + x phi(x), phi the standard normal density.
       const pdf = tf.mul(fastExp(tf.mul(tf.square(xs), -0.5)), INV_SQRT_2PI);
       return [tf.mul(dy, tf.add(cdfs, tf.mul(xs, pdf)))];
     },
   };
-}) as <R extends T>(x: R) => R;
+}) as <R extends AnyTensor>(x: R) => R;
 
 /**
  * x [B*T, C] plus each sequence's positions table[0..T) ([P, C], P >= T). The table's gradient is
@@ -151,13 +143,13 @@ export function addPositions(x: tf.Tensor2D, table: tf.Tensor2D, batchSize: numb
   const [rows, C] = x.shape;
   const T = rows / batchSize;
   const P = table.shape[0];
-  const op = tf.customGrad((...args: (T | Save)[]) => {
+  const op = tf.customGrad((...args: (AnyTensor | Save)[]) => {
     const [xi, t] = args as [tf.Tensor2D, tf.Tensor2D];
     const value = tf.reshape(tf.add(tf.reshape(xi, [batchSize, T, C]), tf.slice(t, [0, 0], [T, C])), [rows, C]);
     return {
       value,
-      gradFunc: (dy: T) => {
-        const dTable = tf.reshape(colSum(tf.reshape(dy, [batchSize, T * C])), [T, C]);
+      gradFunc: (dy: AnyTensor) => {
+        const dTable = tf.reshape(tf.sum(tf.reshape(dy, [batchSize, T * C]), 0), [T, C]);
         return [dy, T === P ? dTable : tf.pad(dTable, [[0, P - T], [0, 0]])];
       },
     };
@@ -178,7 +170,7 @@ export function crossEntropySum(logits: tf.Tensor2D, targets: Int32Array): tf.Sc
   // z_i[y_i] by a flat gather at i * V + y_i: no one-hot in the forward pass.
   const flat = new Int32Array(n);
   for (let i = 0; i < n; i++) flat[i] = i * vocab + (targets[i] as number);
-  const op = tf.customGrad((...args: (T | Save)[]) => {
+  const op = tf.customGrad((...args: (AnyTensor | Save)[]) => {
     const [z, save] = args as [tf.Tensor2D, Save];
     const probs = tf.softmax(z);
     const lse = tf.sub(tf.max(z, 1), tf.log(tf.max(probs, 1))); // [n]
@@ -186,7 +178,7 @@ export function crossEntropySum(logits: tf.Tensor2D, targets: Int32Array): tf.Sc
     save([probs, tf.tensor1d(targets, 'int32')]);
     return {
       value: tf.sum(tf.sub(lse, picked)),
-      gradFunc: (dy: T, saved: T[]) => {
+      gradFunc: (dy: AnyTensor, saved: AnyTensor[]) => {
         const [p, ys] = saved as [tf.Tensor2D, tf.Tensor1D];
         const onehot = tf.cast(tf.oneHot(ys, vocab), 'float32'); // int32 first: wasm's float oneHot is broken
         return [tf.mul(tf.sub(p, onehot), dy)];

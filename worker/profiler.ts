@@ -11,10 +11,11 @@
  * writes one file (`writeTrace`). A disabled profiler records nothing: begin/end return at once
  * and span only calls its function.
  */
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { FileError } from '../shared/errors.js';
-import type { ProcessGroup } from './comm/process_group.js';
+import { allGatherJson, type ProcessGroup } from './comm/process_group.js';
 
 export type Phase = 'data' | 'forward_backward' | 'grad_copy' | 'allreduce' | 'optimizer' | 'eval' | 'checkpoint';
 export const PHASES: readonly Phase[] = ['data', 'forward_backward', 'grad_copy', 'allreduce', 'optimizer', 'eval', 'checkpoint'];
@@ -139,18 +140,28 @@ export function mergeTraces(perRank: TraceEvent[][]): MergedTrace {
 
 /**
  * Collective: every rank calls it with its own events; every rank gets all ranks' lists, indexed by
- * rank (rank 0 writes them). Travels as JSON bytes over two allGathers: the lengths, then the
- * texts padded with spaces to the longest (allGather needs equal lengths; JSON ignores the padding).
+ * rank (rank 0 writes them).
  */
 export async function gatherEvents(pg: ProcessGroup, events: TraceEvent[]): Promise<TraceEvent[][]> {
-  if (pg.worldSize === 1) return [events];
-  const bytes = new TextEncoder().encode(JSON.stringify(events));
-  const lengths = (await pg.allGather(new Float64Array([bytes.length]))).map((l) => l[0]);
-  const padded = new Uint8Array(Math.max(...lengths)).fill(0x20);
-  padded.set(bytes);
-  const texts = await pg.allGather(padded);
-  const decoder = new TextDecoder();
-  return texts.map((t, rank) => JSON.parse(decoder.decode(t.subarray(0, lengths[rank]))) as TraceEvent[]);
+  return allGatherJson(pg, events);
+}
+
+const TRACE_HINT = 'pass --profile a path in a writable directory';
+
+/**
+ * Fail before training rather than after it: creates `path`'s directory and checks that it is
+ * writable and that `path` is not a directory. Throws FileError.
+ */
+export async function checkTracePath(path: string): Promise<void> {
+  const dir = dirname(path);
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK);
+  } catch (e) {
+    throw new FileError(`cannot write the trace ${path}: ${(e as Error).message ?? String(e)}`, TRACE_HINT);
+  }
+  const existing = await stat(path).catch(() => undefined);
+  if (existing?.isDirectory()) throw new FileError(`cannot write the trace ${path}: it is a directory`, TRACE_HINT);
 }
 
 /** Write the trace to `path` atomically (a temporary file renamed over it). */
@@ -162,6 +173,6 @@ export async function writeTrace(path: string, merged: MergedTrace): Promise<voi
     await rename(tmp, path);
   } catch (e) {
     await rm(tmp, { force: true }).catch(() => undefined);
-    throw new FileError(`cannot write the trace ${path}: ${(e as Error).message ?? String(e)}`, 'pass --profile a path in a writable directory');
+    throw new FileError(`cannot write the trace ${path}: ${(e as Error).message ?? String(e)}`, TRACE_HINT);
   }
 }

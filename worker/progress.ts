@@ -29,6 +29,8 @@ export interface ProgressOptions {
   readonly enabled: boolean;
   /** Where the bar is drawn and whose `isTTY` picks the mode (default process.stderr). */
   readonly stream?: NodeJS.WriteStream;
+  /** false: plain lines even on a TTY (a JSON console). Default true: a bar when `stream.isTTY`. */
+  readonly bar?: boolean;
   /** Plain mode: a line every this many steps (default: about 20 lines over the run). */
   readonly plainEverySteps?: number;
   /** Plain mode: where lines go, without a newline (default: written to `stream`). */
@@ -65,6 +67,26 @@ export function etaSeconds(step: number, total: number, first: { step: number; m
   return Math.max(0, total - step) / (done / elapsedS);
 }
 
+/**
+ * Throughput over the last `window` samples (e.g. tokens per optimizer step and the step's
+ * seconds): sum of units / sum of seconds, so one slow step moves it by 1/window at most.
+ */
+export class RateMeter {
+  private readonly samples: { units: number; seconds: number }[] = [];
+  constructor(private readonly window = 10) {}
+
+  add(units: number, seconds: number): void {
+    this.samples.push({ units, seconds });
+    if (this.samples.length > this.window) this.samples.shift();
+  }
+
+  /** Units per second, or undefined before any sample with time in it. */
+  rate(): number | undefined {
+    const seconds = this.samples.reduce((a, s) => a + s.seconds, 0);
+    return seconds > 0 ? this.samples.reduce((a, s) => a + s.units, 0) / seconds : undefined;
+  }
+}
+
 /** 42s, 3m07s, 2h05m */
 export function formatDuration(seconds: number | undefined): string {
   if (seconds === undefined || !Number.isFinite(seconds)) return '-';
@@ -77,7 +99,7 @@ export function formatDuration(seconds: number | undefined): string {
 const num = (v: number | undefined, digits: number): string => (v === undefined ? '-' : v.toFixed(digits));
 
 /** The fields after "step n/total", shared by both modes. */
-function fieldsText(s: State): string {
+function fieldsText(s: Pick<State, 'tokensPerSec' | 'etaS' | 'trainLoss' | 'valPpl'>): string {
   return `${num(s.tokensPerSec, 0)} tok/s | ETA ${formatDuration(s.etaS)} | train loss ${num(s.trainLoss, 3)} | val ppl ${num(s.valPpl, 2)}`;
 }
 
@@ -102,7 +124,7 @@ export function createProgress(opts: ProgressOptions): Progress {
     if (state.first === undefined) state.first = { step, ms: now };
     state.etaS = etaSeconds(step, opts.total, state.first, now);
   };
-  return stream.isTTY === true ? barProgress(opts, stream, state, record) : linesProgress(opts, stream, state, record);
+  return stream.isTTY === true && opts.bar !== false ? barProgress(opts, stream, state, record) : linesProgress(opts, stream, state, record);
 }
 
 function linesProgress(opts: ProgressOptions, stream: NodeJS.WriteStream, state: State, record: (step: number, f: ProgressFields) => void): Progress {
@@ -148,12 +170,22 @@ function withoutCursorRestore(stream: NodeJS.WriteStream): NodeJS.WritableStream
   return view as unknown as NodeJS.WritableStream;
 }
 
+/**
+ * Bar cells (5 to 24) that leave room on one terminal line for the text around the bar at typical
+ * figures: cli-progress trims a line to the terminal width, which would cut off val ppl first.
+ */
+export function barWidth(columns: number | undefined, total: number): number {
+  const typical = fieldsText({ tokensPerSec: 9999, etaS: 599, trainLoss: 9.999, valPpl: 99.99 });
+  const text = `step ${total}/${total} || 100% | ${typical}`;
+  return Math.max(5, Math.min(24, (columns ?? 80) - 1 - text.length));
+}
+
 function barProgress(opts: ProgressOptions, stream: NodeJS.WriteStream, state: State, record: (step: number, f: ProgressFields) => void): Progress {
   const bar = new cliProgress.SingleBar(
     {
       stream: withoutCursorRestore(stream),
       format: 'step {value}/{total} |{bar}| {percentage}% | {fields}',
-      barsize: 24,
+      barsize: barWidth(stream.columns, opts.total),
       fps: 5,
       // Redraw even when unchanged: a log line printed by someone else then costs at most 200 ms
       // of a missing bar instead of a torn one.

@@ -13,6 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../shared/errors.js';
+import { installFastWasmKernels } from './wasm_kernels.js';
 
 export { tf };
 
@@ -43,6 +44,10 @@ export async function initBackend(choice: BackendChoice): Promise<BackendInfo> {
   if (!BACKEND_CHOICES.includes(choice)) {
     throw new ConfigError(`unknown backend "${String(choice)}"`, `use one of: ${BACKEND_CHOICES.join(', ')}`);
   }
+  // Production mode only mutes tfjs's console notes (its advert for tfjs-node on the first cpu
+  // tensor, among others), which would otherwise land in every worker's output; we report the
+  // backend, and why it was chosen, ourselves.
+  tf.enableProdMode();
   if (choice === 'cpu') return await useCpu();
   if (choice === 'wasm') {
     const wasm = await tryWasm();
@@ -110,83 +115,10 @@ async function tryWasm(): Promise<BackendInfo | string> {
       if (!before.unhandledRejection.includes(l)) process.removeListener('unhandledRejection', l);
     }
   }
-  installFastWasmKernels();
+  // ROSEDIST_STOCK_WASM_KERNELS=1 keeps tfjs's own kernels: for benchmarks and bug hunts.
+  if (process.env.ROSEDIST_STOCK_WASM_KERNELS !== '1') installFastWasmKernels(tf);
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
   return { name: 'wasm', device: `CPU (wasm, ${simd === true ? 'SIMD' : 'no SIMD'}, 1 thread)` };
-}
-
-/** What the wasm backend offers its kernels (tfjs-backend-wasm's BackendWasm). */
-interface WasmKernelBackend {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
-}
-
-interface KernelArgs {
-  inputs: tf.NamedTensorInfoMap;
-  attrs?: tf.NamedAttrMap;
-  backend: unknown;
-}
-
-/**
- * Replace two wasm kernels that are slow for the shapes the GPT uses; every other case goes to
- * the original kernel. Both copy rows between views of the wasm heap, as wasm's Concat does.
- *   - Slice first copies its WHOLE input out of the heap (readSync): n slices of a tensor cost n
- *     full copies (32 head slices of [32, 128, 32]: 8 ms instead of 0.3). A contiguous slice
- *     (a run of leading-axis rows) is now one copy of the slice.
- *   - GatherV2 copies element by element (~50 ns each: 1.5 ms for 256 rows of 128). Gathering
- *     whole rows along axis 0 is now one copy per row.
- */
-function installFastWasmKernels(): void {
-  replaceKernel('Slice', (args, original) => {
-    const x = args.inputs.x as tf.TensorInfo;
-    const attrs = args.attrs as { begin: number | number[]; size: number | number[] };
-    const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, attrs.begin, attrs.size);
-    if (x.dtype === 'string' || !tf.slice_util.isSliceContinous(x.shape, begin, size)) return original(args);
-    const backend = args.backend as WasmKernelBackend;
-    const offset = tf.slice_util.computeFlatOffset(begin, tf.util.computeStrides(x.shape));
-    const out = backend.makeOutput(size, x.dtype); // may grow the heap: take views after it
-    const n = tf.util.sizeFromShape(size);
-    backend.typedArrayFromHeap(out).set(backend.typedArrayFromHeap(x).subarray(offset, offset + n));
-    return out;
-  });
-  replaceKernel('GatherV2', (args, original) => {
-    const { x, indices } = args.inputs as { x: tf.TensorInfo; indices: tf.TensorInfo };
-    const { axis, batchDims } = args.attrs as { axis: number; batchDims: number };
-    if (tf.util.parseAxisParam(axis, x.shape)[0] !== 0 || batchDims !== 0 || x.dtype === 'string' || x.shape.length === 0) {
-      return original(args);
-    }
-    const backend = args.backend as WasmKernelBackend;
-    const rows = x.shape[0] as number;
-    const rowSize = tf.util.sizeFromShape(x.shape.slice(1));
-    const count = tf.util.sizeFromShape(indices.shape);
-    const bad = backend.typedArrayFromHeap(indices).find((i) => !(i >= 0 && i < rows));
-    if (bad !== undefined) throw new Error(`GatherV2: the index value ${bad} is not in [0, ${rows - 1}]`);
-    const out = backend.makeOutput([...indices.shape, ...x.shape.slice(1)], x.dtype);
-    const idx = backend.typedArrayFromHeap(indices);
-    const src = backend.typedArrayFromHeap(x);
-    const dst = backend.typedArrayFromHeap(out);
-    if (rowSize === 1) {
-      for (let i = 0; i < count; i++) dst[i] = src[idx[i] as number] as number;
-    } else {
-      for (let i = 0; i < count; i++) {
-        const from = (idx[i] as number) * rowSize;
-        dst.set(src.subarray(from, from + rowSize), i * rowSize);
-      }
-    }
-    return out;
-  });
-}
-
-type KernelImpl = (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[];
-
-/** Register `impl` as the wasm kernel `name`, handing it the original for the cases it leaves. */
-function replaceKernel(name: string, impl: (args: KernelArgs, original: KernelImpl) => tf.TensorInfo | tf.TensorInfo[]): void {
-  const config = tf.getKernel(name, 'wasm');
-  if (config === undefined || (config.kernelFunc as { replaced?: boolean }).replaced === true) return;
-  const original = config.kernelFunc as unknown as KernelImpl;
-  const kernelFunc = Object.assign((args: KernelArgs) => impl(args, original), { replaced: true });
-  tf.unregisterKernel(name, 'wasm');
-  tf.registerKernel({ ...config, kernelFunc: kernelFunc as unknown as tf.KernelFunc });
 }
 
 async function useCpu(): Promise<BackendInfo> {

@@ -10,22 +10,28 @@
  * ranks; every rank applies the same AdamW step to its flat parameter copy and writes it back to
  * the model. Dropout seeds are a function of (seed, step, micro-step, rank), the data order of
  * (seed, epoch): a resumed run repeats an uninterrupted one exactly.
+ *
+ * Observability: rank 0 shows progress (progress.ts: a bar on a TTY, plain lines otherwise) and
+ * appends one metrics line per evaluation; with --profile every rank times its step phases
+ * (profiler.ts; sequential on the loop's one thread) and rank 0 writes the merged trace at the end.
  */
 import type { WorkerEnv } from '../shared/env.js';
-import type { Logger } from '../shared/logging.js';
+import { quietConsole, type Logger } from '../shared/logging.js';
 import type { MetricsRecord } from '../shared/metrics.js';
-import type { ProcessGroup } from './comm/process_group.js';
+import { allGatherJson, type ProcessGroup } from './comm/process_group.js';
 import { gptConfigOf, type TrainConfig } from './config.js';
 import { collate } from './data/collate.js';
 import type { TokenDataset } from './data/dataset.js';
 import { loadDataset } from './data/index.js';
 import { mixSeed } from './data/rng.js';
 import { DistributedSampler, rescaleSamplerState, ShardStream, type SamplerState } from './data/sampler.js';
-import { averageGradients, gatherJson, syncParams } from './ddp.js';
+import { averageGradients, rootDecides, syncParams } from './ddp.js';
 import { evaluate } from './evaluate.js';
 import { formatEvalLine, MetricsLog } from './metrics_log.js';
 import { GPT } from './model.js';
 import { ADAMW_DEFAULTS, AdamW } from './optim.js';
+import { checkTracePath, gatherEvents, mergeTraces, Profiler, writeTrace } from './profiler.js';
+import { createProgress, RateMeter } from './progress.js';
 import { restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { initBackend, type BackendInfo } from './tf.js';
 
@@ -61,12 +67,16 @@ function header(run: TrainRun, started: Date, backends: readonly BackendInfo[], 
 }
 
 export async function train(run: TrainRun): Promise<TrainResult> {
-  const { cfg, pg, logger } = run;
+  const { cfg, pg } = run;
   const started = new Date();
   const t0 = performance.now();
+  // A bad --profile path fails now, not after the whole run.
+  const profilePath = cfg.profile;
+  if (profilePath !== null) await rootDecides(pg, () => checkTracePath(profilePath).then(() => null));
+  const profiler = new Profiler(pg.rank, profilePath !== null);
   const backend = await initBackend(cfg.backend);
   // Every rank's backend, with the reason for any fallback, goes into rank 0's header.
-  const backends = await gatherJson(pg, backend);
+  const backends = await allGatherJson(pg, backend);
 
   const dataset = await loadDataset(cfg.dataset, {
     seqLen: cfg.seqLen,
@@ -76,54 +86,95 @@ export async function train(run: TrainRun): Promise<TrainResult> {
     tokenizer: cfg.tokenizer,
   });
   const model = new GPT(gptConfigOf(cfg), cfg.seed);
+  let result: TrainResult;
   try {
     header(run, started, backends, dataset, model);
-    // PyTorch's AdamW defaults (betas 0.9/0.999, eps 1e-8), as the original; lr and decay from flags.
-    const hyper = { ...ADAMW_DEFAULTS, lr: cfg.lr, weightDecay: cfg.weightDecay };
-    const optimizer = new AdamW(model.numParams, hyper);
-    // The master copy of the weights, flat in GPT.params order; the model's variables mirror it.
-    const params = new Float32Array(model.numParams);
-    model.readFlat(params);
+    result = await loop(run, { t0, backendName: backend.name, dataset, model, profiler });
+  } finally {
+    model.dispose();
+  }
+  // Only a run that got here has a trace worth writing; every rank takes part.
+  if (profilePath !== null) await writeProfile(run, profiler, profilePath);
+  return result;
+}
 
-    let step = 0;
-    let tokensSeen = 0;
-    let trainLoss = Number.NaN;
-    let samplerState: SamplerState = { epoch: 0, position: 0 };
-    if (cfg.resume) {
-      const restored = await restoreCheckpoint(pg, cfg, model.params, params, optimizer, logger);
-      if (restored) {
-        ({ step, tokensSeen, trainLoss } = restored);
-        samplerState = rescaleSamplerState(restored.sampler, restored.worldSize, pg.worldSize);
-      }
+interface LoopParts {
+  /** performance.now() ms at the start of the attempt (for elapsed_s). */
+  readonly t0: number;
+  readonly backendName: string;
+  readonly dataset: TokenDataset;
+  readonly model: GPT;
+  readonly profiler: Profiler;
+}
+
+/** Optimizer, resume, then steps with evaluations and checkpoints; progress on rank 0. */
+async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }: LoopParts): Promise<TrainResult> {
+  const { cfg, pg, logger } = run;
+  // PyTorch's AdamW defaults (betas 0.9/0.999, eps 1e-8), as the original; lr and decay from flags.
+  const hyper = { ...ADAMW_DEFAULTS, lr: cfg.lr, weightDecay: cfg.weightDecay };
+  const optimizer = new AdamW(model.numParams, hyper);
+  // The master copy of the weights, flat in GPT.params order; the model's variables mirror it.
+  const params = new Float32Array(model.numParams);
+  model.readFlat(params);
+
+  let step = 0;
+  let tokensSeen = 0;
+  let trainLoss = Number.NaN;
+  let samplerState: SamplerState = { epoch: 0, position: 0 };
+  if (cfg.resume) {
+    const restored = await restoreCheckpoint(pg, cfg, model.params, params, optimizer, logger);
+    if (restored) {
+      ({ step, tokensSeen, trainLoss } = restored);
+      samplerState = rescaleSamplerState(restored.sampler, restored.worldSize, pg.worldSize);
     }
-    await syncParams(pg, params);
-    model.writeFlat(params);
+  }
+  await syncParams(pg, params);
+  model.writeFlat(params);
 
-    const sampler = new DistributedSampler(dataset.train.length, { worldSize: pg.worldSize, rank: pg.rank, seed: cfg.seed, dropLast: cfg.dropLast });
-    const stream = new ShardStream(sampler, samplerState);
-    const metricsLog = new MetricsLog(cfg.metricsFile, pg.rank === 0);
-    const metrics: MetricsRecord[] = [];
-    const evalAndLog = async (): Promise<void> => {
-      const val = await evaluate(model, dataset.val, cfg.batchSize, pg);
-      const record: MetricsRecord = {
-        step,
-        train_loss: trainLoss,
-        val_loss: val.loss,
-        val_ppl: val.ppl,
-        val_tokens: val.tokens,
-        tokens_seen: tokensSeen,
-        elapsed_s: (performance.now() - t0) / 1000,
-        world_size: pg.worldSize,
-        backend: backend.name,
-        run_id: run.env.runId,
-      };
-      metrics.push(record);
-      metricsLog.append(record);
-      logger.info(formatEvalLine(record, cfg.numSteps));
+  const sampler = new DistributedSampler(dataset.train.length, { worldSize: pg.worldSize, rank: pg.rank, seed: cfg.seed, dropLast: cfg.dropLast });
+  const stream = new ShardStream(sampler, samplerState);
+  const metricsLog = new MetricsLog(cfg.metricsFile, pg.rank === 0);
+  const metrics: MetricsRecord[] = [];
+  // Rank 0's progress: a live bar on a TTY (not with a JSON console), plain lines through the
+  // logger otherwise. While the bar runs, the console shows warnings only and `say` prints the
+  // lines that matter above the bar; the log file gets every info line, never a redraw.
+  const progress = createProgress({
+    total: cfg.numSteps,
+    startStep: step,
+    enabled: pg.rank === 0,
+    stream: process.stderr,
+    bar: cfg.logFormat !== 'json',
+    write: (line) => logger.info(line),
+  });
+  const restoreConsole = progress.mode === 'bar' ? quietConsole(logger) : () => {};
+  const say = (line: string): void => {
+    logger.info(line);
+    if (progress.mode === 'bar') progress.log(line);
+  };
+  const evalAndLog = async (): Promise<MetricsRecord> => {
+    const val = await evaluate(model, dataset.val, cfg.batchSize, pg);
+    const record: MetricsRecord = {
+      step,
+      train_loss: trainLoss,
+      val_loss: val.loss,
+      val_ppl: val.ppl,
+      val_tokens: val.tokens,
+      tokens_seen: tokensSeen,
+      elapsed_s: (performance.now() - t0) / 1000,
+      world_size: pg.worldSize,
+      backend: backendName,
+      run_id: run.env.runId,
     };
+    metrics.push(record);
+    metricsLog.append(record);
+    say(formatEvalLine(record, cfg.numSteps));
+    return record;
+  };
+  try {
     if (step >= cfg.numSteps) {
-      logger.info(`the checkpoint is at step ${step}, --num-steps is ${cfg.numSteps}: nothing left to train, evaluating only`);
-      await evalAndLog();
+      say(`the checkpoint is at step ${step}, --num-steps is ${cfg.numSteps}: nothing left to train, evaluating only`);
+      profiler.setStep(step);
+      await profiler.span('eval', evalAndLog);
       return { step, metrics };
     }
 
@@ -133,34 +184,62 @@ export async function train(run: TrainRun): Promise<TrainResult> {
     const grads = syncBuf.subarray(0, n);
     const micro = cfg.gradAccumSteps > 1 ? new Float32Array(n) : grads;
     const tokensPerStep = cfg.batchSize * cfg.seqLen * cfg.gradAccumSteps * pg.worldSize;
+    const throughput = new RateMeter();
     while (step < cfg.numSteps) {
       step += 1;
+      profiler.setStep(step);
+      const stepStart = performance.now();
       let lossSum = 0;
       for (let k = 0; k < cfg.gradAccumSteps; k++) {
+        profiler.begin('data');
         const batch = collate(dataset.train, stream.take(cfg.batchSize));
+        profiler.end('data');
+        // trainStep also copies the gradients out of the backend into `micro` (flat, float32).
+        profiler.begin('forward_backward');
         lossSum += model.trainStep(batch, mixSeed(cfg.seed, step, k, pg.rank), micro).loss;
+        profiler.end('forward_backward');
+        profiler.begin('grad_copy');
         if (micro !== grads) {
           if (k === 0) grads.set(micro);
           else for (let i = 0; i < n; i++) grads[i] += micro[i];
         }
+        if (k === cfg.gradAccumSteps - 1) {
+          if (cfg.gradAccumSteps > 1) for (let i = 0; i < n; i++) grads[i] /= cfg.gradAccumSteps;
+          syncBuf[n] = lossSum / cfg.gradAccumSteps;
+        }
+        profiler.end('grad_copy');
       }
-      if (cfg.gradAccumSteps > 1) for (let i = 0; i < n; i++) grads[i] /= cfg.gradAccumSteps;
-      syncBuf[n] = lossSum / cfg.gradAccumSteps;
-      await averageGradients(pg, syncBuf);
+      await profiler.span('allreduce', () => averageGradients(pg, syncBuf));
       trainLoss = syncBuf[n];
+      profiler.begin('optimizer');
       optimizer.step(params, grads);
       model.writeFlat(params);
+      profiler.end('optimizer');
       tokensSeen += tokensPerStep;
+      throughput.add(tokensPerStep, (performance.now() - stepStart) / 1000);
 
       const last = step === cfg.numSteps;
-      if (step % cfg.evalInterval === 0 || last) await evalAndLog();
+      let valPpl: number | undefined;
+      if (step % cfg.evalInterval === 0 || last) valPpl = (await profiler.span('eval', evalAndLog)).val_ppl;
+      progress.update(step, { tokensPerSec: throughput.rate(), trainLoss, valPpl });
       if (step % cfg.checkpointInterval === 0 || last) {
         const state = { step, params, optimizer, sampler: stream.state(), worldSize: pg.worldSize, tokensSeen, trainLoss };
-        await saveCheckpoint(pg, cfg, model, state, hyper, logger);
+        await profiler.span('checkpoint', () => saveCheckpoint(pg, cfg, model, state, hyper, logger));
       }
     }
     return { step, metrics };
   } finally {
-    model.dispose();
+    progress.stop();
+    restoreConsole();
   }
+}
+
+/** Collective, after a successful run: every rank's events to rank 0, which writes one trace. */
+async function writeProfile(run: TrainRun, profiler: Profiler, path: string): Promise<void> {
+  const { pg, logger } = run;
+  if (profiler.dropped > 0) logger.warn(`profile: rank ${pg.rank} recorded its first ${profiler.events().length} events only, ${profiler.dropped} more were dropped`);
+  const perRank = await gatherEvents(pg, profiler.events());
+  await rootDecides(pg, () => writeTrace(path, mergeTraces(perRank)).then(() => null));
+  const count = perRank.reduce((a, events) => a + events.length, 0);
+  logger.info(`profile: ${count} step-phase events of ${pg.worldSize} rank(s) written to ${path} (open it in ui.perfetto.dev or chrome://tracing)`);
 }

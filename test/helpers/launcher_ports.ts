@@ -1,11 +1,7 @@
-/** Free loopback ports for launcher tests (test/helpers/ports.ts did not exist when these were written). */
-import { canBind, freePort as pick } from '../../launcher/ports.js';
+/** A multi-node run's master port for launcher tests: p with p + 1 free too (node 0's launcher listens on p + 1). */
+import { canBind } from '../../launcher/ports.js';
+import { freePort } from './ports.js';
 
-export function freePort(): Promise<number> {
-  return pick('127.0.0.1');
-}
-
-/** A port p with p + 1 free too: a multi-node run's master port (node 0's launchers listen on p + 1). */
 export async function freePortPair(): Promise<number> {
   for (;;) {
     const port = await freePort();

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { FIXTURE, runLauncher } from '../helpers/launcher_run.js';
-import { freePort } from '../helpers/launcher_ports.js';
+import { freePort } from '../helpers/ports.js';
 
 /** Exit code 2, exactly one line on stderr naming what `pattern` says, no stack trace, no worker started. */
 async function badInput(args: string[], pattern: RegExp): Promise<void> {

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { countGpus } from '../../launcher/devices.js';
 import { readWorkerEnv, type WorkerEnv } from '../../shared/env.js';
 import { FIXTURE, startLauncher, tempDir, workerRecords } from '../helpers/launcher_run.js';
-import { freePort } from '../helpers/launcher_ports.js';
+import { freePort } from '../helpers/ports.js';
 
 test('every rank gets every variable of the contract', { timeout: 60_000 }, async () => {
   const out = tempDir('env');

@@ -11,6 +11,7 @@ import { after, describe, it } from 'node:test';
 import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
 import { decodeSafetensors, type NamedTensor } from '../../worker/safetensors.js';
 import { parseEvalLine } from '../../worker/metrics_log.js';
+import { PHASES, type MergedTrace, type TraceEvent } from '../../worker/profiler.js';
 import { freePort, spawnWorkers, type WorkerExit } from '../helpers/workers.js';
 
 const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
@@ -132,6 +133,41 @@ describe('train_ddp (real processes)', () => {
     assert.equal(last(resumed).val_loss, last(straight).val_loss);
     assert.equal(last(resumed).tokens_seen, last(straight).tokens_seen);
     assert.equal(maxAbsDiff(tensors(resumed.checkpoint), tensors(straight.checkpoint)), 0);
+  });
+
+  it('--profile: rank 0 writes one Chrome trace in which each rank has each phase; metrics follow the schema', async () => {
+    const trace = join(root, 'profiled', 'out', 'trace.json');
+    const run = await trainDdp('profiled', 2, ['--dataset', 'toy:60', '--batch-size', '2', '--num-steps', '4', '--eval-interval', '2',
+      '--checkpoint-interval', '3', '--profile', trace]);
+    const parsed = JSON.parse(readFileSync(trace, 'utf8')) as MergedTrace;
+    assert.equal(parsed.displayTimeUnit, 'ms');
+    const isPhase = (name: string) => (PHASES as readonly string[]).includes(name);
+    // The Chrome trace event schema, as the viewers read it.
+    for (const e of parsed.traceEvents as TraceEvent[]) {
+      assert.ok(e.ph === 'X' || e.ph === 'M', JSON.stringify(e));
+      assert.ok(typeof e.name === 'string' && (e.pid === 0 || e.pid === 1) && e.tid === 0, JSON.stringify(e));
+      assert.ok(Number.isFinite(e.ts) && e.ts >= 0, JSON.stringify(e));
+      if (e.ph === 'X') {
+        assert.ok(isPhase(e.name), e.name);
+        assert.ok(typeof e.dur === 'number' && e.dur >= 0 && Number.isInteger(e.args?.step), JSON.stringify(e));
+      } else {
+        assert.ok(['process_name', 'process_sort_index', 'thread_name'].includes(e.name), e.name);
+      }
+    }
+    for (const rank of [0, 1]) {
+      const mine = parsed.traceEvents.filter((e) => e.pid === rank);
+      assert.deepEqual(mine.filter((e) => e.name === 'process_name').map((e) => e.args?.name), [`rank ${rank}`]);
+      const phases = mine.filter((e) => e.ph === 'X');
+      assert.deepEqual([...new Set(phases.map((e) => e.name))].sort(), [...PHASES].sort(), `every phase on rank ${rank}`);
+      const count = (name: string) => phases.filter((e) => e.name === name).length;
+      assert.deepEqual([count('allreduce'), count('optimizer'), count('eval'), count('checkpoint')], [4, 4, 2, 2], `rank ${rank}`);
+    }
+    assert.match(run.log, /profile: \d+ step-phase events of 2 rank\(s\) written to .*trace\.json/);
+    assert.deepEqual(run.metrics.map((m) => m.step), [2, 4]);
+    for (const m of run.metrics) {
+      assert.equal(m.val_ppl, Math.exp(m.val_loss));
+      assert.equal(m.world_size, 2);
+    }
   });
 
   it('a bad flag stops every rank with exit code 2, each saying so with its rank', async () => {

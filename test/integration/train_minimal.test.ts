@@ -3,7 +3,7 @@
  * directory (the default log, metrics and checkpoint paths are relative to it).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,9 +30,10 @@ interface Exit {
   stderr: string;
 }
 
-function trainMinimal(cwd: string, args: string[], env: Record<string, string> = {}): Promise<Exit> {
+/** Run `command args` in `cwd` and collect its output. */
+function runIn(cwd: string, command: string, args: string[], env: Record<string, string> = {}): Promise<Exit> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...tsNodeArgs(), packagePath('worker/train_minimal.ts'), ...args], {
+    const child = spawn(command, args, {
       cwd,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -45,6 +46,16 @@ function trainMinimal(cwd: string, args: string[], env: Record<string, string> =
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
+
+const trainArgv = (args: string[]): string[] => [...tsNodeArgs(), packagePath('worker/train_minimal.ts'), ...args];
+
+function trainMinimal(cwd: string, args: string[], env: Record<string, string> = {}): Promise<Exit> {
+  return runIn(cwd, process.execPath, trainArgv(args), env);
+}
+
+/** A word for `sh -c`, quoted. */
+const shellQuote = (w: string): string => `'${w.replace(/'/g, `'\\''`)}'`;
+const hasScript = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
 
 describe('train_minimal program', () => {
   it('writes the log header, one eval line per interval with ppl = exp(loss), metrics and a checkpoint', async () => {
@@ -103,5 +114,53 @@ describe('train_minimal program', () => {
     const damaged = await trainMinimal(cwd, [...TINY, '--num-steps', '2', '--resume']);
     assert.equal(damaged.code, 1);
     assert.match(damaged.stderr, /not a valid safetensors file: .*truncated/);
+  });
+
+  it('--log-format json: every console line is a JSON log entry (progress, eval lines, a late error); the file stays text', async () => {
+    const cwd = freshDir();
+    // wasm: the cpu backend prints a plain-text banner of its own on first use.
+    const exit = await trainMinimal(cwd, [...TINY, '--backend', 'wasm', '--num-steps', '4', '--eval-interval', '2', '--log-format', 'json']);
+    assert.equal(exit.code, 0, exit.stderr);
+    assert.equal(exit.stderr, '');
+    const entries = exit.stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+    for (const e of entries) {
+      assert.equal(e.level, 'info');
+      assert.equal(e.rank, 0);
+      assert.equal(typeof e.message, 'string');
+      assert.ok(!Number.isNaN(Date.parse(String(e.timestamp))), JSON.stringify(e));
+    }
+    const messages = entries.map((e) => String(e.message));
+    assert.deepEqual(messages.map(parseEvalLine).filter((l) => l !== undefined).map((l) => l.step), [2, 4]);
+    assert.ok(messages.some((m) => /^step 4\/4 \(100%\) \| \d+ tok\/s \| ETA/.test(m)), 'progress lines are entries too');
+    assert.ok(messages.some((m) => /^train_minimal started /.test(m)));
+    const log = readFileSync(join(cwd, 'logs/train_minimal.log'), 'utf8');
+    assert.match(log, /^\S+ INFO  train_minimal started /);
+    assert.doesNotMatch(log, /"level"/);
+
+    // An error raised once the run's logger exists (a missing corpus) is a JSON entry on stderr.
+    const failed = await trainMinimal(cwd, [...TINY, '--backend', 'wasm', '--dataset', `text:${join(cwd, 'missing.txt')}`, '--vocab-size', '256', '--log-format', 'json']);
+    assert.equal(failed.code === 0, false);
+    const errors = failed.stderr.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.equal(errors.length, 1, failed.stderr);
+    assert.equal(errors[0].level, 'error');
+    assert.match(String(errors[0].message), /^train_minimal: .*missing\.txt/);
+  });
+
+  it('on a terminal (a pseudo-terminal from script(1)): a live bar with eval lines above it; the log file gets no redraw', { skip: !hasScript && 'script(1) is not installed' }, async () => {
+    const cwd = freshDir();
+    const command = [process.execPath, ...trainArgv([...TINY, '--backend', 'wasm', '--num-steps', '30', '--eval-interval', '10'])].map(shellQuote).join(' ');
+    const exit = await runIn(cwd, 'script', ['-qec', command, '/dev/null'], { COLUMNS: '120' });
+    assert.equal(exit.code, 0, exit.stdout + exit.stderr);
+    const screen = exit.stdout;
+    // cli-progress redraws in place: back to column 1, then clear to the end of the line.
+    assert.ok(screen.includes('\x1b[1G') && screen.includes('\x1b[0K'), JSON.stringify(screen.slice(0, 300)));
+    assert.match(screen, /step \d+\/30 \|[█░]+\| \d+% \| \d+ tok\/s \| ETA \S+ \| train loss \d\.\d{3}/);
+    assert.match(screen, /step 30\/30 \|█+\| 100%/);
+    // Each eval line on a line of its own: the bar's line cleared first, a newline after it.
+    for (const step of [10, 20, 30]) assert.match(screen, new RegExp(`\\r\\x1b\\[Kstep ${step}/30 \\| train loss \\S+ \\| val loss`));
+    const log = readFileSync(join(cwd, 'logs/train_minimal.log'), 'utf8');
+    assert.ok(!log.includes('\r') && !log.includes('\x1b'), 'no redraws in the log file');
+    assert.deepEqual(log.split('\n').map(parseEvalLine).filter((l) => l !== undefined).map((l) => l.step), [10, 20, 30]);
+    assert.doesNotMatch(log, /tok\/s/);
   });
 });

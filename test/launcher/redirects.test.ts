@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LineSplitter, outputPlan, parseStdSpec, stdFor, stdioFor } from '../../launcher/redirects.js';
+import { LineSplitter } from '../../launcher/lines.js';
+import { outputPlan, parseStdSpec, stdFor, stdioFor } from '../../launcher/redirects.js';
 import { ConfigError } from '../../shared/errors.js';
 
 test('std specs: one value for all local ranks, or per local rank', () => {

@@ -44,6 +44,7 @@ describe('parseTrainConfig', () => {
     assert.equal(c.dropLast, false);
     assert.equal(c.collectiveTimeoutS, 300);
     assert.equal(c.logFormat, 'text');
+    assert.equal(c.profile, null);
     assert.equal(c.checkpointPath, 'checkpoints/minigpt_single.safetensors');
     assert.equal(c.logFile, 'logs/train_minimal.log');
     assert.equal(c.metricsFile, 'logs/train_minimal.metrics.jsonl');
@@ -62,7 +63,8 @@ describe('parseTrainConfig', () => {
     const c = parseTrainConfig(
       ['--vocab-size', '64', '--d-model=16', '--n-heads', '2', '--n-layers', '1', '--seq-len', '8', '--dropout', '0', '--lr', '1e-3',
         '--no-amp', '--resume', '--drop-last', '--backend', 'cpu', '--log-file', '/tmp/x/run.log', '--dataset', 'text:/a b.txt',
-        '--grad-accum-steps', '3', '--collective-timeout', '2.5', '--log-format', 'json', '--seed', '7'],
+        '--grad-accum-steps', '3', '--collective-timeout', '2.5', '--log-format', 'json', '--seed', '7',
+        '--profile', 'logs/trace.json'],
       'train_ddp',
     );
     assert.equal(c.vocabSize, 64);
@@ -80,6 +82,7 @@ describe('parseTrainConfig', () => {
     assert.equal(c.collectiveTimeoutS, 2.5);
     assert.equal(c.logFormat, 'json');
     assert.equal(c.seed, 7);
+    assert.equal(c.profile, 'logs/trace.json');
   });
 
   it('the last of a repeated flag wins', () => {
@@ -107,6 +110,8 @@ describe('parseTrainConfig', () => {
       [['--collective-timeout', '0'], /--collective-timeout 0 must be positive/],
       [['--seed', '-1'], /--seed -1 is out of range/],
       [['--seq-len', '1'], /--seq-len 1 predicts nothing/],
+      [['--profile'], /--profile needs a value/],
+      [['--profile', '--lr', '1'], /--profile needs a value/],
     ];
     for (const [argv, pattern] of cases) assert.match(rejects(argv), pattern, argv.join(' '));
   });
@@ -118,5 +123,6 @@ describe('parseTrainConfig', () => {
     assert.match(usage, /--vocab-size\s+vocabulary size V \(default: 10000\)/);
     assert.match(usage, /--no-amp/);
     assert.match(usage, /minigpt_ddp\.safetensors/);
+    assert.match(usage, /--profile\s+write a Chrome trace .* \(default: off\)/);
   });
 });

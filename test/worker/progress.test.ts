@@ -5,7 +5,7 @@ import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { createProgress, etaSeconds, formatDuration } from '../../worker/progress.js';
+import { barWidth, createProgress, etaSeconds, formatDuration, RateMeter } from '../../worker/progress.js';
 import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
 
 const ESC = '\x1b';
@@ -124,4 +124,43 @@ test('ETA: steps left over the mean rate since the first update', () => {
   assert.equal(etaSeconds(10, 100, { step: 10, ms: 0 }, 10_000), undefined);
   assert.equal(etaSeconds(120, 100, { step: 10, ms: 0 }, 10_000), 0);
   assert.deepEqual([5, 187, 7530, undefined].map(formatDuration), ['5s', '3m07s', '2h05m', '-']);
+});
+
+test('bar: false on a TTY gives plain lines through write, nothing drawn on the terminal', () => {
+  const tty = Object.assign(new PassThrough(), { isTTY: true, columns: 120 });
+  let out = '';
+  tty.on('data', (d: Buffer) => (out += d.toString()));
+  const written: string[] = [];
+  const p = createProgress({ total: 4, startStep: 0, enabled: true, bar: false, stream: tty as unknown as NodeJS.WriteStream, write: (l) => written.push(l) });
+  assert.equal(p.mode, 'lines');
+  for (let step = 1; step <= 4; step += 1) p.update(step, { trainLoss: 1 });
+  p.stop();
+  assert.equal(out, '');
+  assert.deepEqual(written.map((l) => l.split(' ')[1]), ['1/4', '2/4', '3/4', '4/4']);
+});
+
+test('barWidth leaves room for the text on one line, between 5 and 24 cells', () => {
+  const text = (total: number) => `step ${total}/${total} || 100% | 9999 tok/s | ETA 9m59s | train loss 9.999 | val ppl 99.99`.length;
+  assert.equal(barWidth(200, 300), 24);
+  assert.equal(barWidth(40, 300), 5);
+  assert.equal(barWidth(undefined, 300), barWidth(80, 300));
+  const w = barWidth(text(300) + 1 + 12, 300);
+  assert.equal(w, 12);
+  // One more digit in the step count takes two cells from the bar.
+  assert.equal(barWidth(text(300) + 1 + 12, 3000), 10);
+});
+
+test('RateMeter: units over seconds of the last `window` samples', () => {
+  const m = new RateMeter(3);
+  assert.equal(m.rate(), undefined);
+  m.add(100, 0);
+  assert.equal(m.rate(), undefined);
+  m.add(100, 1);
+  m.add(100, 1);
+  assert.equal(m.rate(), 300 / 2);
+  // The first sample (100 units in 0 s) leaves the window: 300 units over 3 s.
+  m.add(100, 1);
+  assert.equal(m.rate(), 100);
+  m.add(400, 1);
+  assert.equal(m.rate(), 600 / 3);
 });

@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { ConfigError } from '../../shared/errors.js';
-import { bmm } from '../../worker/attention.js';
 import { initBackend, tf, type BackendChoice } from '../../worker/tf.js';
 
 /** Run f on a backend and return its result's values (tensors disposed). */
@@ -80,15 +79,51 @@ describe('wasm kernels agree with cpu', () => {
     assert.throws(() => tf.tidy(() => tf.gather(tf.tensor2d(x, [7, 3]), tf.tensor1d([7], 'int32'))), /index value 7/);
   });
 
-  it('bmm: per-slice 2-D matMuls (long sequences on wasm) equal the batched kernel', async () => {
-    // [4, 128, 16] x [4, 16, 128]: 524k FLOPs per slice, above the threshold of the sliced path.
+  it('Transpose: 2-D blocked copy (odd sizes, int32) and higher ranks left to the original', async () => {
+    const cases: (() => tf.Tensor)[] = [
+      () => tf.transpose(tf.tensor2d(values(37 * 70), [37, 70])),
+      () => tf.transpose(tf.tensor2d(Int32Array.from({ length: 6 * 33 }, (_, i) => i), [6, 33], 'int32')),
+      () => tf.transpose(tf.tensor3d(values(3 * 4 * 5), [3, 4, 5]), [0, 2, 1]),
+    ];
+    for (const [i, f] of cases.entries()) assert.deepEqual(await on('wasm', f), await on('cpu', f), `case ${i}`);
+  });
+
+  it('Identity: a clone shares the data and outlives its source', async () => {
+    await initBackend('wasm');
+    const x = tf.tensor1d([1, 2, 3]);
+    const y = tf.clone(x);
+    x.dispose();
+    assert.deepEqual(Array.from(y.dataSync()), [1, 2, 3]);
+    y.dispose();
+  });
+
+  it('BatchMatMul: per-slice XNNPACK matMuls on views, and the cases left to the original', async () => {
+    // [4, 128, 16] x [4, 16, 128]: 524k FLOPs per slice, above SLICED_MATMUL_MIN_FLOPS.
     const a = values(4 * 128 * 16);
     const b = values(4 * 16 * 128, 1);
-    const f = () => bmm(tf.tensor3d(a, [4, 128, 16]), tf.tensor3d(b, [4, 16, 128]));
-    const [w, c] = [await on('wasm', f), await on('cpu', f)];
-    assert.deepEqual(w.shape, [4, 128, 128]);
-    let err = 0;
-    for (let i = 0; i < c.values.length; i++) err = Math.max(err, Math.abs(w.values[i]! - c.values[i]!));
-    assert.ok(err < 1e-4, `max difference ${err}`);
+    const cases: [string, () => tf.Tensor][] = [
+      ['sliced', () => tf.matMul(tf.tensor3d(a, [4, 128, 16]), tf.tensor3d(b, [4, 16, 128]))],
+      ['small slices', () => tf.matMul(tf.tensor3d(a.subarray(0, 4 * 8 * 16), [4, 8, 16]), tf.tensor3d(b.subarray(0, 4 * 16 * 8), [4, 16, 8]))],
+      ['transposed', () => tf.matMul(tf.tensor3d(a, [4, 128, 16]), tf.tensor3d(b, [4, 128, 16]), false, true)],
+    ];
+    for (const [label, f] of cases) {
+      const [w, c] = [await on('wasm', f), await on('cpu', f)];
+      assert.deepEqual(w.shape, c.shape, label);
+      let err = 0;
+      for (let i = 0; i < c.values.length; i++) err = Math.max(err, Math.abs(w.values[i]! - c.values[i]!));
+      assert.ok(err < 1e-4, `${label}: max difference ${err}`);
+    }
+    // The views are unregistered and the result owns its memory: nothing leaks, values stay put.
+    await initBackend('wasm');
+    const before = tf.memory().numTensors;
+    const x = tf.tensor3d(a, [4, 128, 16]);
+    const y = tf.tensor3d(b, [4, 16, 128]);
+    const r1 = tf.matMul(x, y);
+    const first = r1.dataSync().slice();
+    const r2 = tf.matMul(x, y);
+    assert.deepEqual(r1.dataSync(), first);
+    assert.deepEqual(r2.dataSync(), first);
+    tf.dispose([x, y, r1, r2]);
+    assert.equal(tf.memory().numTensors, before);
   });
 });

@@ -3,14 +3,16 @@
  * resume, gradient accumulation. Multi-process runs are in test/integration/.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { readWorkerEnv } from '../../shared/env.js';
+import { FileError } from '../../shared/errors.js';
 import { closeLogger, createLogger } from '../../shared/logging.js';
 import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
 import { SingleProcessGroup } from '../../worker/comm/process_group.js';
+import { PHASES, type MergedTrace } from '../../worker/profiler.js';
 import { decodeSafetensors } from '../../worker/safetensors.js';
 import { parseTrainConfig } from '../../worker/config.js';
 import { tf } from '../../worker/tf.js';
@@ -100,5 +102,49 @@ describe('train (world of one)', () => {
     assert.match(log, /step 2\/2 \| train loss \d+\.\d{6} \| val loss \d+\.\d{6} \| val ppl \d+\.\d{3} \| amp: false/);
     // Every tensor of the run was disposed.
     assert.equal(tf.memory().numTensors, 0);
+  });
+
+  it('without a TTY, progress is plain lines in the log, every step of a short run, never a redraw', async () => {
+    // node --test runs this file with piped stdio: process.stderr is not a TTY here.
+    assert.notEqual(process.stderr.isTTY, true);
+    const { log } = await run('progress', ['--num-steps', '4', '--eval-interval', '2']);
+    const lines = log.split('\n').filter((l) => / \d+ tok\/s \| ETA /.test(l));
+    assert.deepEqual(lines.map((l) => /step (\d+)\/4 \(\d+%\)/.exec(l)?.[1]), ['1', '2', '3', '4']);
+    // The val ppl of the step-2 evaluation is shown from step 2 on.
+    assert.match(lines[0], /val ppl -$/);
+    const ppl2 = /step 2\/4 \| .* val ppl (\d+\.\d+) \| amp/.exec(log)?.[1];
+    assert.ok(ppl2 !== undefined);
+    assert.match(lines[2], new RegExp(`val ppl ${Number(ppl2).toFixed(2).replace('.', '\\.')}$`));
+    assert.ok(!log.includes('\r') && !log.includes('\x1b'), 'no carriage returns or escape sequences in the log');
+  });
+
+  it('--profile (world of one, 2 micro-batches): every phase, per step, in order, never overlapping', async () => {
+    const trace = join(dir, 'prof', 'trace.json');
+    await run('prof', ['--num-steps', '3', '--eval-interval', '2', '--checkpoint-interval', '3', '--batch-size', '2', '--grad-accum-steps', '2', '--profile', trace]);
+    const { traceEvents } = JSON.parse(readFileSync(trace, 'utf8')) as MergedTrace;
+    const complete = traceEvents.filter((e) => e.ph === 'X');
+    assert.ok(complete.every((e) => e.pid === 0 && e.tid === 0));
+    const perStep = (step: number) => complete.filter((e) => e.args?.step === step).map((e) => e.name);
+    const micro = ['data', 'forward_backward', 'grad_copy'];
+    assert.deepEqual(perStep(1), [...micro, ...micro, 'allreduce', 'optimizer']);
+    assert.deepEqual(perStep(2), [...micro, ...micro, 'allreduce', 'optimizer', 'eval']);
+    assert.deepEqual(perStep(3), [...micro, ...micro, 'allreduce', 'optimizer', 'eval', 'checkpoint']);
+    assert.deepEqual([...new Set(complete.map((e) => e.name))].sort(), [...PHASES].sort());
+    // Sequential: each event starts once the previous one ended (ts rounded to 1 µs).
+    for (let i = 1; i < complete.length; i++) assert.ok(complete[i].ts >= complete[i - 1].ts + (complete[i - 1].dur ?? 0) - 1);
+  });
+
+  it('--profile to an unwritable path fails before training, with a FileError', async () => {
+    const blocker = join(dir, 'not-a-dir');
+    writeFileSync(blocker, 'x');
+    const logFile = join(dir, 'badprof.log');
+    const cfg = parseTrainConfig([...TINY, '--num-steps', '2', '--log-file', logFile, '--profile', join(blocker, 'trace.json')], 'train_minimal');
+    const logger = createLogger({ rank: 0, file: logFile, silentConsole: true });
+    await assert.rejects(
+      train({ cfg, env: readWorkerEnv({}), pg: new SingleProcessGroup(), logger }),
+      (e: unknown) => e instanceof FileError && /cannot write the trace .*not-a-dir\/trace\.json/.test(e.message) && e.hint === 'pass --profile a path in a writable directory',
+    );
+    await closeLogger(logger);
+    assert.equal(existsSync(cfg.metricsFile), false, 'no step was trained');
   });
 });

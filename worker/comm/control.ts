@@ -9,7 +9,7 @@
  *   abort   any → any    "the group failed, with this message"  → ack
  * A frame that is not one JSON object with a known `t` is dropped and logged, never fatal.
  */
-import { clientOptions, Dealer, logHandshakeFailures, Router, serverOptions, type Auth } from './zmq.js';
+import { clientOptions, Dealer, Router, serverOptions, watchSocket, type Auth } from './zmq.js';
 
 export type ControlMessage = { readonly t: string } & Readonly<Record<string, unknown>>;
 export type Warn = (message: string) => void;
@@ -53,7 +53,7 @@ export class ControlServer {
   constructor(auth: Auth | undefined, warn: Warn) {
     this.router = new Router({ ...serverOptions(auth), linger: 1000, sendHighWaterMark: 0 });
     this.warn = warn;
-    logHandshakeFailures(this.router, 'control socket', warn);
+    watchSocket(this.router, 'control socket', warn);
   }
 
   /** Start serving (after binding). */

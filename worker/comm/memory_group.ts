@@ -11,6 +11,7 @@ import { createInMemoryRing } from './transport.js';
 
 export interface MemoryGroupOptions {
   readonly segmentBytes?: number;
+  readonly gatherBytes?: number;
   readonly collectiveTimeoutMs?: number;
   readonly reducer?: Reducer;
   readonly unresponsive?: readonly number[];
@@ -32,6 +33,7 @@ export function createMemoryGroups(worldSize: number, opts: MemoryGroupOptions =
         worldSize,
         transport: transports[rank],
         segmentBytes: opts.segmentBytes,
+        gatherBytes: opts.gatherBytes,
         collectiveTimeoutMs: opts.collectiveTimeoutMs,
         reducer: opts.reducer,
         control: {

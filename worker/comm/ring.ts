@@ -45,6 +45,11 @@ export interface RingContext {
   readonly transport: RingTransport;
   /** Segment size in bytes (about 1 MiB by default). */
   readonly segmentBytes: number;
+  /**
+   * All-reduces that would move at most this many bytes per rank as an all-gather
+   * ((N-1) × buffer bytes) take the all-gather path (see gatherAllReduce); 0: never.
+   */
+  readonly gatherBytes: number;
   readonly reducer: Reducer;
 }
 
@@ -114,6 +119,7 @@ async function sendSegments(ctx: RingContext, sig: Signature, step: number, byte
 export async function ringAllReduce(ctx: RingContext, buf: FloatArray, sig: Signature): Promise<void> {
   const n = ctx.worldSize;
   if (n === 1) return;
+  if ((n - 1) * buf.byteLength <= ctx.gatherBytes) return gatherAllReduce(ctx, buf, sig);
   const size = buf.BYTES_PER_ELEMENT;
   const segElems = segmentElemsFor(ctx.segmentBytes, size);
   const bytes = bytesOf(buf);
@@ -137,6 +143,22 @@ export async function ringAllReduce(ctx: RingContext, buf: FloatArray, sig: Sign
       if (step >= n - 2) bytes.set(payload, s.lo * size);
     }
   }
+}
+
+/**
+ * All-reduce of a small buffer, where the number of hops, not bandwidth, decides: every rank
+ * gathers every rank's buffer (N-1 ring steps instead of 2(N-1)) and reduces them itself, in
+ * rank order, so that every rank still gets the same bits. Moves (N-1)·bytes per rank instead of
+ * the ring's 2(N-1)/N·bytes (the same for N = 2), hence only under `ctx.gatherBytes`. The
+ * caller's buffer is sent from a private copy (ringAllGather) and written only at the end.
+ */
+async function gatherAllReduce(ctx: RingContext, buf: FloatArray, sig: Signature): Promise<void> {
+  const parts = await ringAllGather(ctx, buf, sig);
+  const op = sig.op === undefined || sig.op === 'mean' ? 'sum' : sig.op;
+  const acc = parts[0];
+  for (let r = 1; r < parts.length; r++) ctx.reducer.combine(acc, parts[r], op);
+  if (sig.op === 'mean') ctx.reducer.divide(acc, parts.length);
+  buf.set(acc);
 }
 
 /**

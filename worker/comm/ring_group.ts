@@ -40,10 +40,13 @@ export interface RingGroupOptions {
   readonly segmentBytes?: number;
   /** A collective still waiting after this long fails on every rank; default 300 s. */
   readonly collectiveTimeoutMs?: number;
+  /** All-reduces moving at most this many bytes per rank as an all-gather take that path; default 64 KiB. */
+  readonly gatherBytes?: number;
   readonly reducer?: Reducer;
 }
 
 export const DEFAULT_SEGMENT_BYTES = 1 << 20;
+export const DEFAULT_GATHER_BYTES = 64 << 10;
 export const DEFAULT_COLLECTIVE_TIMEOUT_MS = 300_000;
 
 type State = 'idle' | 'running' | 'failed' | 'closed';
@@ -59,6 +62,11 @@ export class RingGroup implements ProcessGroup {
   private last: Signature | undefined;
   private failure: CommError | undefined;
   private rejectFailed!: (e: CommError) => void;
+  /** Date.now() of the last message received (or of the start of the current collective). */
+  private lastProgress = 0;
+  /** A lost connection not yet checked (reported while no collective ran). */
+  private suspicion: string | undefined;
+  private suspecting = false;
   /** Rejects once the group fails; raced against every collective. */
   private readonly failed: Promise<never>;
 
@@ -67,11 +75,20 @@ export class RingGroup implements ProcessGroup {
     this.worldSize = opts.worldSize;
     this.control = opts.control;
     this.timeoutMs = opts.collectiveTimeoutMs ?? DEFAULT_COLLECTIVE_TIMEOUT_MS;
+    const inner = opts.transport;
     this.ctx = {
       rank: opts.rank,
       worldSize: opts.worldSize,
-      transport: opts.transport,
+      transport: {
+        send: (header, payload) => inner.send(header, payload),
+        receive: () =>
+          inner.receive().then((m) => {
+            this.lastProgress = Date.now();
+            return m;
+          }),
+      },
       segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
+      gatherBytes: opts.gatherBytes ?? DEFAULT_GATHER_BYTES,
       reducer: opts.reducer ?? createReducer(),
     };
     this.failed = new Promise<never>((_, reject) => {
@@ -126,6 +143,36 @@ export class RingGroup implements ProcessGroup {
     };
   }
 
+  /**
+   * A ring connection was lost (`cause`, e.g. "its connection from rank 2 closed"): once no
+   * message has arrived for a while, ask the peers where they are and fail the collective in
+   * progress if some rank cannot take part any more (dead, closed). Otherwise (a connection that
+   * came back, everyone still in it) nothing happens. Reported between collectives, the check
+   * runs when the next one starts.
+   */
+  async suspect(cause: string): Promise<void> {
+    if (this.state === 'idle') this.suspicion = cause;
+    if (this.state !== 'running' || this.suspecting) return;
+    this.suspecting = true;
+    this.suspicion = undefined;
+    const sig = this.last!;
+    const current = (): boolean => this.state === 'running' && this.last === sig;
+    try {
+      // Messages a neighbour sent before closing may still be queued here: let them drain.
+      const quietMs = Math.min(1000, this.timeoutMs / 4);
+      while (current() && Date.now() - this.lastProgress < quietMs) {
+        await new Promise((r) => setTimeout(r, quietMs - (Date.now() - this.lastProgress)));
+      }
+      if (!current()) return;
+      const statuses = await this.control.probe(this.probeWindowMs());
+      if (!current()) return;
+      const stall = describeStall(sig, this.rank, this.worldSize, `stalled after ${cause}`, statuses);
+      if (stall.missing > 0) this.fail(new CommError(stall.message, stall.hint), true);
+    } finally {
+      this.suspecting = false;
+    }
+  }
+
   /** A peer reports that the group failed: every collective of this rank rejects with `message`. */
   abortedBy(from: number, message: string): void {
     this.fail(new CommError(`${message} (reported by rank ${from})`, 'see the first failing rank\'s log'), false);
@@ -145,6 +192,8 @@ export class RingGroup implements ProcessGroup {
     const sig: Signature = { kind, seq: this.seq, dtype: dtypeOf(buf), count: buf.length, ...extra };
     this.last = sig;
     this.state = 'running';
+    this.lastProgress = Date.now();
+    if (this.suspicion !== undefined) void this.suspect(this.suspicion);
     const timer = setTimeout(() => void this.onTimeout(sig), this.timeoutMs);
     try {
       return await Promise.race([body(sig), this.failed]);
@@ -158,11 +207,15 @@ export class RingGroup implements ProcessGroup {
 
   private async onTimeout(sig: Signature): Promise<void> {
     if (this.state !== 'running' || this.last !== sig) return;
-    const window = Math.max(500, Math.min(5000, this.timeoutMs / 4));
-    const statuses = await this.control.probe(window);
+    const statuses = await this.control.probe(this.probeWindowMs());
     if (this.state !== 'running' || this.last !== sig) return; // finished while we asked
-    const { message, hint } = describeStall(sig, this.rank, this.worldSize, this.timeoutMs, statuses);
+    const { message, hint } = describeStall(sig, this.rank, this.worldSize, `timed out after ${this.timeoutMs / 1000} s`, statuses);
     this.fail(new CommError(message, hint), true);
+  }
+
+  /** How long a probe waits for answers: long enough for a busy peer, short against the timeout. */
+  private probeWindowMs(): number {
+    return Math.max(500, Math.min(5000, this.timeoutMs / 4));
   }
 
   /** Break the group with `error` (the first error wins) and, if it is ours, tell the peers. */

@@ -31,37 +31,43 @@ export function isRankStatus(x: unknown): x is RankStatus {
 function absence(sig: Signature, status: RankStatus | undefined): string | undefined {
   if (status === undefined) return 'no answer: stopped, stuck in a long computation, dead or unreachable';
   if (status.state === 'failed') return `failed: ${status.error ?? 'unknown error'}`;
-  if (status.state === 'closed') return 'closed its process group';
   if (status.seq < sig.seq) {
+    if (status.state === 'closed') return `closed its process group after ${status.collective}`;
     const when = status.state === 'running' ? 'still running' : 'finished';
     return `has not called it; its latest collective is ${status.collective}, ${when}`;
   }
   return undefined;
 }
 
-/** The CommError text for `sig` timing out on `self` after `timeoutMs`, given the peers' answers. */
+/**
+ * The CommError text for `sig` stalled on `self` (`what`: "timed out after 300 s", "stalled after
+ * its connection from rank 2 closed"), given the peers' answers; `missing`: how many ranks did
+ * not take part. A rank that closed its group after finishing `sig` took part.
+ */
 export function describeStall(
   sig: Signature,
   self: number,
   worldSize: number,
-  timeoutMs: number,
+  what: string,
   statuses: ReadonlyMap<number, RankStatus>,
-): { message: string; hint: string } {
+): { message: string; hint: string; missing: number } {
   const missing: string[] = [];
   for (let r = 0; r < worldSize; r++) {
     if (r === self) continue;
     const why = absence(sig, statuses.get(r));
     if (why !== undefined) missing.push(`${r} (${why})`);
   }
-  const head = `${describe(sig)} timed out after ${timeoutMs / 1000} s on rank ${self}`;
+  const head = `${describe(sig)} on rank ${self} ${what}`;
   if (missing.length === 0) {
     return {
       message: `${head}; every rank answered and is in it: the ring stalled (a connection between ranks may be broken)`,
       hint: 'check the network between the ranks; raise the collective timeout if they are only slow',
+      missing: 0,
     };
   }
   return {
     message: `${head}; ranks that did not take part: ${missing.join(', ')}`,
     hint: 'see the log of the ranks named; raise the collective timeout (--collective-timeout) if they are only slow',
+    missing: missing.length,
   };
 }

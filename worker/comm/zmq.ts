@@ -101,16 +101,19 @@ export function registerAuth(auth: Auth, warn: Warn): Promise<() => void> {
 }
 
 /**
- * Log failed handshakes on `socket` (a peer speaking another protocol or security mechanism,
- * or refused by the ZAP handler) until it closes. Garbage never reaches the application:
- * ZeroMQ drops the connection during the handshake.
+ * Watch `socket` until it closes: log failed handshakes (a peer speaking another protocol or
+ * security mechanism; garbage never reaches the application, ZeroMQ drops the connection during
+ * the handshake) and report lost connections to `onDisconnect`. One watcher per socket
+ * (zeromq.js allows one reader of a socket's events).
  */
-export function logHandshakeFailures(socket: Socket, what: string, warn: Warn): void {
+export function watchSocket(socket: Socket, what: string, warn: Warn, onDisconnect?: () => void): void {
   void (async () => {
     try {
       for await (const event of socket.events) {
         if (event.type === 'handshake:error:protocol' || event.type === 'handshake:error:other') {
           warn(`${what}: dropped a connection that failed the ZeroMQ handshake (${event.error.message})`);
+        } else if (event.type === 'disconnect') {
+          onDisconnect?.();
         }
       }
     } catch {

@@ -21,12 +21,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { WorkerEnv } from '../../shared/env.js';
 import { CommError } from '../../shared/errors.js';
+import { neighbours } from './chunks.js';
 import { ControlServer, request, type Warn } from './control.js';
 import { endpointFor, rendezvous, type PeerInfo } from './rendezvous.js';
 import { createReducer, type ReducerKind } from './reduce.js';
 import { RingGroup, type PeerControl } from './ring_group.js';
 import { isRankStatus, type RankStatus } from './stall.js';
-import { bindIpc, bindTcp, clientOptions, logHandshakeFailures, Pull, Push, registerAuth, serverOptions, tokenFor, type Auth } from './zmq.js';
+import { bindIpc, bindTcp, clientOptions, Pull, Push, registerAuth, serverOptions, tokenFor, watchSocket, type Auth } from './zmq.js';
 import { ZmqTransport } from './zmq_transport.js';
 
 export interface ZmqGroupOptions {
@@ -35,6 +36,7 @@ export interface ZmqGroupOptions {
   readonly segmentBytes: number;
   readonly warn: Warn;
   readonly reducer?: ReducerKind | undefined;
+  readonly gatherBytes?: number | undefined;
 }
 
 /** How long a flushing close waits for queued ring messages to leave (ms). */
@@ -123,16 +125,14 @@ export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Pro
   links.closers.push(() => push.close());
   try {
     if (auth !== undefined) links.closers.push(await registerAuth(auth, warn));
-    const dir = mkdtempSync(join(tmpdir(), 'rosedist-'));
+    const dir = mkdtempSync(join(tmpdir(), 'rosedist-pg-'));
     links.closers.push(() => rmSync(dir, { recursive: true, force: true }));
     const masterHost = env.nnodes === 1 ? '127.0.0.1' : await ipv4(env.masterAddr);
     const host = masterHost.startsWith('127.') ? '127.0.0.1' : await localAddressToward(masterHost);
     const master = `tcp://${masterHost}:${env.masterPort}`;
 
     const pull = new Pull({ ...serverOptions(auth), receiveHighWaterMark: 0, linger: 0 });
-    if (process.env.XBUF) { pull.receiveBufferSize = Number(process.env.XBUF); push.sendBufferSize = Number(process.env.XBUF); }
     links.closers.push(() => pull.close());
-    logHandshakeFailures(pull, 'data socket', warn);
     const data = { ipc: await bindIpc(pull, join(dir, 'data.sock')), tcp: await bindTcp(pull, host) };
 
     const server = new ControlServer(auth, warn);
@@ -153,8 +153,7 @@ export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Pro
     const self: PeerInfo = { rank: env.rank, nodeId: env.nodeId, data, control };
     links.peers = await rendezvous({ env, self, server: env.rank === 0 ? server : undefined, master, auth, timeoutMs: opts.rendezvousTimeoutMs, warn });
 
-    const right = links.peers[(env.rank + 1) % env.worldSize];
-    push.connect(endpointFor(right, 'data', env.nodeId));
+    push.connect(endpointFor(links.peers[(env.rank + 1) % env.worldSize], 'data', env.nodeId));
     const group = new RingGroup({
       rank: env.rank,
       worldSize: env.worldSize,
@@ -163,7 +162,13 @@ export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Pro
       segmentBytes: opts.segmentBytes,
       collectiveTimeoutMs: opts.collectiveTimeoutMs,
       reducer: createReducer(opts.reducer),
+      gatherBytes: opts.gatherBytes,
     });
+    // A lost ring connection (a neighbour died or closed) makes the group check at once whether
+    // a collective in progress can still finish, instead of waiting for the timeout.
+    const { left, right } = neighbours(env.rank, env.worldSize);
+    watchSocket(pull, 'data socket', warn, () => void group.suspect(`its connection from rank ${left} closed`));
+    watchSocket(push, 'data socket', warn, () => void group.suspect(`its connection to rank ${right} closed`));
     server.handler = ({ msg, reply }) => {
       if (msg.t === 'probe') {
         void reply({ t: 'status', status: group.status() });

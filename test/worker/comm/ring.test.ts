@@ -38,13 +38,15 @@ function assertClose(got: FloatArray, want: Float64Array, inputs: FloatArray[], 
   }
 }
 
-test('allReduce: every world size, odd lengths, every op, both float types, many segments', async () => {
+// gatherBytes 0: always the segmented ring; 1 GiB: always the all-gather path of small buffers.
+for (const [path, gatherBytes] of [['ring', 0], ['gather', 1 << 30]] as const) {
+test(`allReduce (${path}): every world size, odd lengths, every op, both float types, many segments`, async () => {
   for (const worldSize of [1, 2, 3, 4, 5, 8]) {
     for (const count of [0, 1, worldSize - 1, worldSize + 1, 97, 1031]) {
       for (const Ctor of [Float32Array, Float64Array]) {
         for (const op of ['sum', 'mean', 'max', 'min'] as ReduceOp[]) {
           // 40-byte segments: several segments per chunk, and a last one shorter than the others.
-          const groups = createMemoryGroups(worldSize, { segmentBytes: 40 });
+          const groups = createMemoryGroups(worldSize, { segmentBytes: 40, gatherBytes });
           const inputs = groups.map((g) => Ctor.from(random(count, g.rank + count)));
           const bufs = inputs.map((a) => a.slice());
           await Promise.all(groups.map((g) => g.allReduce(bufs[g.rank], op)));
@@ -56,6 +58,7 @@ test('allReduce: every world size, odd lengths, every op, both float types, many
     }
   }
 });
+}
 
 test('allReduce with the plain JavaScript reducer and one-element segments', async () => {
   const groups = createMemoryGroups(3, { segmentBytes: 1, reducer: createReducer('js') });
@@ -66,8 +69,8 @@ test('allReduce with the plain JavaScript reducer and one-element segments', asy
 });
 
 test('buffers are not read after a collective resolves (zero-copy sends)', async () => {
-  for (const worldSize of [2, 3, 5]) {
-    const groups = createMemoryGroups(worldSize, { segmentBytes: 64, maxDelayMs: 2, seed: worldSize });
+  for (const [worldSize, gatherBytes] of [[2, 0], [3, 0], [5, 0], [3, 1 << 30]]) {
+    const groups = createMemoryGroups(worldSize, { segmentBytes: 64, maxDelayMs: 2, seed: worldSize, gatherBytes });
     for (let round = 0; round < 6; round++) {
       const inputs = groups.map((g) => Float32Array.from(random(301, g.rank + 10 * round)));
       const bufs = inputs.map((a) => a.slice());
@@ -183,7 +186,7 @@ test('a rank that never calls: the others time out naming the op, sequence numbe
   await Promise.all(groups.map((g) => g.barrier()));
   const errors = await rejections(groups.filter((g) => g.rank !== 3).map((g) => g.allReduce(new Float32Array(100))));
   for (const e of errors) {
-    assert.match(e.message, /#2 allReduce\(sum, float32\[100\]\) timed out after 0\.2 s/);
+    assert.match(e.message, /#2 allReduce\(sum, float32\[100\]\) on rank \d timed out after 0\.2 s/);
     assert.match(e.message, /did not take part: 3 \(has not called it; its latest collective is #1 barrier\(\), finished\)/);
   }
   // Rank 3 learnt of the failure from the others: its next call fails with their message.
@@ -193,7 +196,21 @@ test('a rank that never calls: the others time out naming the op, sequence numbe
 test('a rank that does not answer is named as such', async () => {
   const groups = createMemoryGroups(3, { collectiveTimeoutMs: 150, unresponsive: [1] });
   const errors = await rejections([groups[0].barrier(), groups[2].barrier()]);
-  for (const e of errors) assert.match(e.message, /#1 barrier\(\) timed out .* did not take part: 1 \(no answer/);
+  for (const e of errors) assert.match(e.message, /#1 barrier\(\) on rank \d timed out .* did not take part: 1 \(no answer/);
+});
+
+test('a lost connection fails the collective only if a rank cannot take part any more', async () => {
+  const groups = createMemoryGroups(3, { collectiveTimeoutMs: 60_000 });
+  // Everyone is in it: a suspicion changes nothing.
+  const all = groups.map((g) => g.allReduce(new Float32Array(10).fill(1)));
+  await groups[0].suspect('a test');
+  await Promise.all(all);
+  // Rank 2 closes instead of calling: the others fail soon, long before the timeout.
+  const pending = [groups[0].allReduce(new Float32Array(10)), groups[1].allReduce(new Float32Array(10))];
+  await groups[2].close();
+  await groups[1].suspect('its connection to rank 2 closed');
+  const errors = await rejections(pending);
+  for (const e of errors) assert.match(e.message, /#2 allReduce\(sum, float32\[10\]\) on rank 1 stalled after its connection to rank 2 closed; ranks that did not take part: 2 \(closed its process group after #1 allReduce/);
 });
 
 test('close rejects a pending collective and is idempotent; bad arguments fail clearly', async () => {
