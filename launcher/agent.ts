@@ -90,6 +90,8 @@ export interface AgentOptions {
   readonly emit: EventSink;
   /** Where error files (and, with --log-dir, logs) go: the log dir or a temporary directory. */
   readonly fileBase: string;
+  /** The run's directory for the workers' temporary files (ipc sockets), which the caller removes; undefined: theirs. */
+  readonly tmpDir?: string;
 }
 
 export class Agent {
@@ -140,7 +142,7 @@ export class Agent {
   /** Start the group of one attempt and watch it until it is over here. True if interrupted. */
   private async runAttempt(start: Extract<Instruction, { type: 'start' }>): Promise<boolean> {
     const { config, rendezvous, emit } = this.opts;
-    const specs = workerSpecs(config, start.layout, start.attempt, this.opts.fileBase);
+    const specs = workerSpecs(config, start.layout, start.attempt, this.opts.fileBase, process.env, this.opts.tmpDir);
     const first = specs[0]?.rank ?? 0;
     emit({
       kind: 'starting',

@@ -6,7 +6,7 @@
  * the earliest failure: when one rank dies, its peers usually fail a moment later with "peer
  * gone", and those are consequences, not causes.
  */
-import { readErrorFile } from '../shared/error_file.js';
+import { readErrorFile, type CollectiveRecord } from '../shared/error_file.js';
 
 /** One failed worker. Plain JSON-safe data: it travels between nodes in the control protocol. */
 export interface ProcessFailure {
@@ -25,6 +25,8 @@ export interface ProcessFailure {
   /** The worker's own one-line account from its error file; undefined: it wrote none. */
   readonly message: string | undefined;
   readonly errorFile: string | undefined;
+  /** The worker's latest collectives, oldest first, from its error file; undefined: none recorded. */
+  readonly collectives?: readonly CollectiveRecord[] | undefined;
 }
 
 /** Who a failed process was, as the launcher knows it. */
@@ -57,6 +59,7 @@ export function failureOf(w: FailedWorker, code: number | null, signal: string |
     time: Math.min(recordedAt, exitedAt),
     message,
     errorFile: w.errorFile,
+    collectives: record?.collectives,
   };
 }
 
@@ -76,6 +79,10 @@ function describe(f: ProcessFailure, showErrorFile: boolean): string[] {
       ` at ${new Date(f.time).toISOString()}`,
     `  message: ${f.message ?? '(no error file: the worker died before it could write one, or was killed)'}`,
   ];
+  if (f.collectives !== undefined && f.collectives.length > 0) {
+    lines.push('  last collectives (oldest first):');
+    for (const c of f.collectives) lines.push(`    #${c.seq} ${c.op}, ${c.bytes} bytes: ${c.state}`);
+  }
   if (showErrorFile && f.errorFile !== undefined && f.message !== undefined) lines.push(`  error file: ${f.errorFile}`);
   return lines;
 }

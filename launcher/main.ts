@@ -65,11 +65,12 @@ async function main(argv: readonly string[]): Promise<number> {
     else abort.abort(signal);
   };
   for (const s of FORWARDED_SIGNALS) process.on(s, onSignal);
-  // Without --log-dir, error files go to a directory of our own, removed at the end.
-  const tmp = config.logDir === undefined ? mkdtempSync(join(tmpdir(), 'rosedist-')) : undefined;
+  // A directory of our own, removed at the end whatever happened (a killed worker cannot clean
+  // up): the workers' ipc sockets, and without --log-dir their error files.
+  const tmp = mkdtempSync(join(tmpdir(), 'rosedist-'));
   try {
     const rendezvous = await rendezvousFor(config, abort.signal);
-    agent = new Agent({ config, rendezvous, context: subprocessContext, emit: stderrSink, fileBase: config.logDir ?? (tmp as string) });
+    agent = new Agent({ config, rendezvous, context: subprocessContext, emit: stderrSink, fileBase: config.logDir ?? tmp, tmpDir: tmp });
     if (abort.signal.aborted) agent.interrupt(abort.signal.reason as NodeJS.Signals);
     const result = await agent.run();
     await rendezvous.close();
@@ -82,7 +83,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return 128 + (constants.signals[signal] ?? 15);
   } finally {
     for (const s of FORWARDED_SIGNALS) process.off(s, onSignal);
-    if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true });
+    rmSync(tmp, { recursive: true, force: true });
   }
 }
 

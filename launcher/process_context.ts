@@ -92,6 +92,9 @@ class SubprocessWorker implements Worker {
     this.signalled = true;
     try {
       this.child.kill(signal);
+      // A stopped worker (SIGSTOP, a debugger) would hold a SIGTERM pending until the grace
+      // period ends in SIGKILL: continue it so that it acts on the signal now.
+      if (signal !== 'SIGKILL' && signal !== 'SIGCONT') this.child.kill('SIGCONT');
     } catch {
       // It exited between the check and the kill.
     }

@@ -42,7 +42,8 @@ export function attemptDir(base: string, runId: string, attempt: number, rank: n
 
 /**
  * The workers this node starts for `attempt`. `fileBase` is the --log-dir or the launcher's
- * temporary directory; `baseEnv` is what the workers inherit (the launcher's environment).
+ * temporary directory; `baseEnv` is what the workers inherit (the launcher's environment);
+ * `tmpDir` the launcher's per-run directory for the workers' temporary files (undefined: theirs).
  */
 export function workerSpecs(
   config: LaunchConfig,
@@ -50,6 +51,7 @@ export function workerSpecs(
   attempt: number,
   fileBase: string,
   baseEnv: Readonly<Record<string, string | undefined>> = process.env,
+  tmpDir?: string,
 ): WorkerSpec[] {
   const offset = rankOffset(layout, config.nodeRank);
   const nodeId = `${hostname()}#${config.nodeRank}`;
@@ -73,6 +75,7 @@ export function workerSpecs(
       nodeId,
       secret: config.secret,
       launcherPid: process.pid,
+      tmpDir,
     };
     const env: Record<string, string | undefined> = {
       ...baseEnv,

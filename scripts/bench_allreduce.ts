@@ -128,7 +128,7 @@ async function runOurs(nproc: number, sizes: string, iters: number | undefined, 
     Array.from({ length: nproc }, (_, rank) => {
       const e: WorkerEnv = {
         rank, localRank: rank, worldSize: nproc, localWorldSize: nproc, nodeRank: 0, nnodes: 1, masterAddr: '127.0.0.1',
-        masterPort: port, runId: `bench-${port}`, restartCount: 0, maxRestarts: 0, errorFile: undefined, nodeId: 'bench', secret: undefined, launcherPid: undefined,
+        masterPort: port, runId: `bench-${port}`, restartCount: 0, maxRestarts: 0, errorFile: undefined, nodeId: 'bench', secret: undefined, launcherPid: undefined, tmpDir: undefined,
       };
       return run(process.execPath, args, { ...process.env, ...extraEnv, ...workerEnvVars(e) });
     }),

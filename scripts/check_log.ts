@@ -26,7 +26,7 @@ if (!path) {
   }
   const headers = lines.filter((l) => / started .*: world size \d+/.test(l)).length;
   if (headers !== 1) problems.push(`expected one header naming the world size, found ${headers}`);
-  if (lines.some((l) => /\[rank [1-9]\d*\]/.test(l))) problems.push('lines from a rank other than 0');
+  if (lines.some((l) => /\[rank ?[1-9]\d*\]/.test(l))) problems.push('lines from a rank other than 0');
   if (flag === '--expect-evals' && evals.length !== Number(value)) {
     problems.push(`expected ${value} eval lines, found ${evals.length}`);
   }

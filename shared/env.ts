@@ -43,6 +43,11 @@ export interface WorkerEnv {
   readonly secret: string | undefined;
   /** pid of the launcher; the worker exits when it disappears (no orphans). undefined: none. */
   readonly launcherPid: number | undefined;
+  /**
+   * The launcher's per-run directory for the worker's temporary files (ipc sockets), removed by
+   * the launcher when the run ends, even after a worker was killed; undefined: os.tmpdir().
+   */
+  readonly tmpDir: string | undefined;
 }
 
 /** The variable names, in one place. */
@@ -62,6 +67,7 @@ export const ENV = {
   nodeId: 'ROSEDIST_NODE_ID',
   secret: 'ROSEDIST_SECRET',
   launcherPid: 'ROSEDIST_LAUNCHER_PID',
+  tmpDir: 'ROSEDIST_TMPDIR',
 } as const satisfies Record<keyof WorkerEnv, string>;
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -92,6 +98,7 @@ export function workerEnvVars(e: WorkerEnv): Record<string, string> {
   }
   if (e.secret !== undefined) vars[ENV.secret] = e.secret;
   if (e.launcherPid !== undefined) vars[ENV.launcherPid] = String(e.launcherPid);
+  if (e.tmpDir !== undefined) vars[ENV.tmpDir] = e.tmpDir;
   return vars;
 }
 
@@ -172,5 +179,6 @@ export function readWorkerEnv(env: Env = process.env): WorkerEnv {
     nodeId: pick(env, [ENV.nodeId])?.value ?? `${hostname()}/${nodeRank}`,
     secret: pick(env, [ENV.secret])?.value,
     launcherPid,
+    tmpDir: pick(env, [ENV.tmpDir])?.value,
   };
 }

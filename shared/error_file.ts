@@ -6,6 +6,25 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { RosedistError } from './errors.js';
 
+/** One of a rank's latest collectives, as its process group saw it. */
+export interface CollectiveRecord {
+  /** Sequence number of the collective in its group (1, 2, ...). */
+  readonly seq: number;
+  /** e.g. "allReduce(sum, float32[1000])" */
+  readonly op: string;
+  /** Bytes of this rank's buffer. */
+  readonly bytes: number;
+  readonly state: 'running' | 'done' | 'failed';
+}
+
+function isCollectiveRecord(x: unknown): x is CollectiveRecord {
+  const c = x as Partial<CollectiveRecord> | null;
+  return (
+    typeof c === 'object' && c !== null && Number.isInteger(c.seq) && typeof c.op === 'string' && Number.isInteger(c.bytes) &&
+    (c.state === 'running' || c.state === 'done' || c.state === 'failed')
+  );
+}
+
 /** What a worker records about its own failure. */
 export interface WorkerErrorRecord {
   readonly name: string;
@@ -17,10 +36,15 @@ export interface WorkerErrorRecord {
   readonly pid: number;
   /** Unix time, ms. */
   readonly timestamp: number;
+  /** Its process group's latest collectives, oldest first; undefined: none recorded. */
+  readonly collectives?: readonly CollectiveRecord[] | undefined;
 }
 
-/** Record `e` at `path` (atomically: write a temporary file, then rename). Never throws. */
-export function writeErrorFile(path: string | undefined, e: unknown, rank?: number): void {
+/**
+ * Record `e` at `path` (atomically: write a temporary file, then rename), with the latest
+ * `collectives` of the rank's process group when it has one. Never throws.
+ */
+export function writeErrorFile(path: string | undefined, e: unknown, rank?: number, collectives?: readonly CollectiveRecord[]): void {
   if (path === undefined) return;
   const err = e instanceof Error ? e : new Error(String(e));
   const record: WorkerErrorRecord = {
@@ -31,6 +55,7 @@ export function writeErrorFile(path: string | undefined, e: unknown, rank?: numb
     rank,
     pid: process.pid,
     timestamp: Date.now(),
+    collectives: collectives !== undefined && collectives.length > 0 ? collectives : undefined,
   };
   try {
     mkdirSync(dirname(path), { recursive: true });
@@ -57,6 +82,7 @@ export function readErrorFile(path: string): WorkerErrorRecord | undefined {
       rank: typeof r.rank === 'number' ? r.rank : undefined,
       pid: typeof r.pid === 'number' ? r.pid : 0,
       timestamp: typeof r.timestamp === 'number' ? r.timestamp : 0,
+      collectives: Array.isArray(r.collectives) ? r.collectives.filter(isCollectiveRecord) : undefined,
     };
   } catch {
     return undefined;

@@ -105,11 +105,25 @@ export function encodeCheckpoint(layout: ParamLayout, state: TrainState, modelCo
   return encodeSafetensors(tensors, metadata);
 }
 
-/** Write `bytes` to `path` atomically (temp file, fsync, rename, fsync of the directory). */
+/** What to do about a checkpoint that cannot be written. */
+export const CHECKPOINT_WRITE_HINT =
+  'pass a --checkpoint-path in a writable directory with free space (the previous checkpoint there, if any, is unchanged), ' +
+  'or --tolerate-checkpoint-errors to train on without saving';
+
+/**
+ * Write `bytes` to `path` atomically (temp file, fsync, rename, fsync of the directory). Throws a
+ * FileError naming the path and the fix when any of it fails (no directory, permission denied,
+ * disk full); the file at `path`, if any, is then as it was.
+ */
 export function writeFileAtomic(path: string, bytes: Uint8Array): void {
   const dir = dirname(path);
-  mkdirSync(dir, { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
+  const failed = (e: unknown) => new FileError(`cannot write checkpoint ${path}: ${(e as Error).message}`, CHECKPOINT_WRITE_HINT);
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw failed(e);
+  }
   try {
     const fd = openSync(tmp, 'w');
     try {
@@ -125,13 +139,17 @@ export function writeFileAtomic(path: string, bytes: Uint8Array): void {
     } catch {
       // Not a file we made (or already gone): leave it; the error below says what failed.
     }
-    throw new FileError(`cannot write checkpoint ${path}: ${(e as Error).message}`, 'check that the directory is writable and the disk has space');
+    throw failed(e);
   }
-  const dfd = openSync(dir, 'r');
   try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
+    const dfd = openSync(dir, 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  } catch (e) {
+    throw failed(e);
   }
 }
 
@@ -289,7 +307,11 @@ export async function restoreCheckpoint(
   return summary;
 }
 
-/** Save a checkpoint collectively (every rank calls it; rank 0 writes). */
+/**
+ * Save a checkpoint collectively (every rank calls it; rank 0 writes). A failed write rejects on
+ * every rank with rank 0's FileError, or, with --tolerate-checkpoint-errors, is logged as a
+ * warning (rank 0) and resolves: training goes on, the previous checkpoint stays as it was.
+ */
 export async function saveCheckpoint(
   pg: ProcessGroup,
   cfg: TrainConfig,
@@ -298,9 +320,15 @@ export async function saveCheckpoint(
   hyper: AdamWConfig,
   logger: Logger,
 ): Promise<void> {
-  await rootDecides(pg, () => {
-    writeFileAtomic(cfg.checkpointPath, encodeCheckpoint(model.params, state, model.config, cfg, hyper));
-    return null;
+  const problem = await rootDecides(pg, (): string | null => {
+    try {
+      writeFileAtomic(cfg.checkpointPath, encodeCheckpoint(model.params, state, model.config, cfg, hyper));
+      return null;
+    } catch (e) {
+      if (!cfg.tolerateCheckpointErrors || !(e instanceof FileError)) throw e;
+      return e.message;
+    }
   });
-  logger.info(`checkpoint at step ${state.step} saved to ${cfg.checkpointPath}`);
+  if (problem === null) logger.info(`checkpoint at step ${state.step} saved to ${cfg.checkpointPath}`);
+  else if (pg.rank === 0) logger.warn(`checkpoint at step ${state.step} not saved: ${problem}; training goes on (--tolerate-checkpoint-errors)`);
 }

@@ -11,6 +11,7 @@ import { ConfigError } from '../shared/errors.js';
 import { yargs } from '../shared/yargs.js';
 import type { BackendChoice } from './tf.js';
 import type { GPTConfig } from './model.js';
+import type { NonFiniteMode } from './numerics.js';
 
 export type ProgramName = 'train_minimal' | 'train_ddp';
 export type LogFormat = 'text' | 'json';
@@ -61,6 +62,10 @@ export interface TrainConfig {
   readonly collectiveTimeoutS: number;
   /** Chrome trace of every rank's step phases, written by rank 0 at the end; null: not profiled. */
   readonly profile: string | null;
+  /** A NaN or infinite loss or gradient: stop the run, or skip that optimizer step (numerics.ts). */
+  readonly onNonfinite: NonFiniteMode;
+  /** A failed checkpoint write: warn and train on instead of stopping. */
+  readonly tolerateCheckpointErrors: boolean;
 }
 
 type Kind = 'int' | 'posint' | 'float' | 'string' | 'bool';
@@ -110,6 +115,8 @@ const OPTIONS = {
   logFormat: { flag: 'log-format', kind: 'string', default: 'text', choices: ['text', 'json'], describe: 'console format' },
   collectiveTimeoutS: { flag: 'collective-timeout', kind: 'float', default: 300, describe: 'seconds a collective waits for its peers' },
   profile: { flag: 'profile', kind: 'string', default: null, describe: 'write a Chrome trace of each rank\'s step phases to this .json file' },
+  onNonfinite: { flag: 'on-nonfinite', kind: 'string', default: 'stop', choices: ['stop', 'skip'], describe: 'a NaN/infinite loss or gradient: stop the run, or skip that optimizer step' },
+  tolerateCheckpointErrors: { flag: 'tolerate-checkpoint-errors', kind: 'bool', default: false, describe: 'a failed checkpoint write warns and training goes on' },
 } as const satisfies Record<Exclude<keyof TrainConfig, 'program' | 'metricsFile'>, OptionSpec>;
 
 type OptionKey = keyof typeof OPTIONS;

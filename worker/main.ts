@@ -2,7 +2,8 @@
  * The shared entry of the worker programs: `runProgram(name, body)` reads the environment
  * contract, runs `body`, and ends the way the launcher expects:
  *   - on an error: one line through the run's logger (formatError: message and hint, no stack for
- *     our own errors), the torchrun-style error file (ROSEDIST_ERROR_FILE), and
+ *     our own errors), the torchrun-style error file (ROSEDIST_ERROR_FILE, with the process
+ *     group's latest collectives), and
  *     process.exitCode = exitCodeOf(e) (2 for bad configuration);
  *   - always: the process group closed and the logger flushed before the process ends.
  * It never calls process.exit(): the event loop drains and Node exits with process.exitCode.
@@ -39,7 +40,7 @@ export async function runProgram(name: string, body: (scope: ProgramScope) => Pr
     const out = logger ?? createLogger({ rank, consoleInfo: true });
     out.error(`${name}: ${formatError(e)}`);
     if (out !== logger) await closeLogger(out);
-    writeErrorFile(env?.errorFile ?? process.env[ENV.errorFile] ?? process.env.TORCHELASTIC_ERROR_FILE, e, rank);
+    writeErrorFile(env?.errorFile ?? process.env[ENV.errorFile] ?? process.env.TORCHELASTIC_ERROR_FILE, e, rank, pg?.recentCollectives?.());
     process.exitCode = exitCodeOf(e);
   } finally {
     if (pg !== undefined) {

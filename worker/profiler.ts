@@ -37,6 +37,18 @@ export interface TraceEvent {
 export interface MergedTrace {
   readonly traceEvents: TraceEvent[];
   readonly displayTimeUnit: 'ms';
+  /** Run facts outside the timeline (the trace format's `otherData`; viewers show it as metadata). */
+  readonly otherData?: TraceOtherData;
+}
+
+export interface TraceOtherData {
+  /** Each rank's peak resident set size at the end of training, MiB, indexed by rank (the benchmark reads it). */
+  readonly peak_rss_mb: readonly number[];
+}
+
+/** This process's peak resident set size so far, MiB (getrusage's ru_maxrss, which Node gives in KiB). */
+export function peakRssMb(): number {
+  return process.resourceUsage().maxRSS / 1024;
 }
 
 /** The training loop's thread id in every rank's process. */

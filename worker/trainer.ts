@@ -30,10 +30,12 @@ import { evaluate } from './evaluate.js';
 import { formatEvalLine, MetricsLog } from './metrics_log.js';
 import { GPT } from './model.js';
 import { ADAMW_DEFAULTS, AdamW } from './optim.js';
-import { checkTracePath, gatherEvents, mergeTraces, Profiler, writeTrace } from './profiler.js';
+import { checkTracePath, gatherEvents, mergeTraces, peakRssMb, Profiler, writeTrace } from './profiler.js';
 import { createProgress, RateMeter } from './progress.js';
 import { restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { initBackend, type BackendInfo } from './tf.js';
+import { checkStep, localFinding } from './numerics.js';
+import { TestHooks } from './test_hooks.js';
 
 export interface TrainRun {
   readonly cfg: TrainConfig;
@@ -128,6 +130,7 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
       samplerState = rescaleSamplerState(restored.sampler, restored.worldSize, pg.worldSize);
     }
   }
+  if (run.env.restartCount > 0) logger.info(attemptLine(run, step));
   await syncParams(pg, params);
   model.writeFlat(params);
 
@@ -185,8 +188,10 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
     const micro = cfg.gradAccumSteps > 1 ? new Float32Array(n) : grads;
     const tokensPerStep = cfg.batchSize * cfg.seqLen * cfg.gradAccumSteps * pg.worldSize;
     const throughput = new RateMeter();
+    const hooks = TestHooks.read();
     while (step < cfg.numSteps) {
       step += 1;
+      hooks.atStepStart(step, pg.rank, run.env.restartCount);
       profiler.setStep(step);
       const stepStart = performance.now();
       let lossSum = 0;
@@ -209,12 +214,20 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
         }
         profiler.end('grad_copy');
       }
+      hooks.poisonGradient(step, pg.rank, grads);
+      // Looked for before the all-reduce overwrites the buffer; reported only if the sum is bad.
+      const mine = localFinding(pg.rank, syncBuf);
       await profiler.span('allreduce', () => averageGradients(pg, syncBuf));
-      trainLoss = syncBuf[n];
-      profiler.begin('optimizer');
-      optimizer.step(params, grads);
-      model.writeFlat(params);
-      profiler.end('optimizer');
+      const nonFinite = await checkStep(pg, step, mine, syncBuf, cfg.onNonfinite);
+      if (nonFinite === undefined) {
+        trainLoss = syncBuf[n];
+        profiler.begin('optimizer');
+        optimizer.step(params, grads);
+        model.writeFlat(params);
+        profiler.end('optimizer');
+      } else if (pg.rank === 0) {
+        logger.warn(`${nonFinite}; skipped this optimizer step (--on-nonfinite skip)`);
+      }
       tokensSeen += tokensPerStep;
       throughput.add(tokensPerStep, (performance.now() - stepStart) / 1000);
 
@@ -234,12 +247,23 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
   }
 }
 
+/** What a restarted attempt says first: which attempt, and where it continues from. */
+function attemptLine(run: TrainRun, step: number): string {
+  const { env, cfg } = run;
+  const head = `attempt ${env.restartCount} (restart ${env.restartCount} of ${env.maxRestarts})`;
+  if (!cfg.resume) return `${head} starts from step 0: --resume was not given, so the work of earlier attempts is not reused`;
+  if (step === 0) return `${head} starts from step 0: no checkpoint at ${cfg.checkpointPath} yet`;
+  return `${head} resumed from step ${step} of checkpoint ${cfg.checkpointPath}`;
+}
+
 /** Collective, after a successful run: every rank's events to rank 0, which writes one trace. */
 async function writeProfile(run: TrainRun, profiler: Profiler, path: string): Promise<void> {
   const { pg, logger } = run;
   if (profiler.dropped > 0) logger.warn(`profile: rank ${pg.rank} recorded its first ${profiler.events().length} events only, ${profiler.dropped} more were dropped`);
+  // The peak before gathering, so that the trace's own JSON does not count.
+  const peakRss = await allGatherJson(pg, peakRssMb());
   const perRank = await gatherEvents(pg, profiler.events());
-  await rootDecides(pg, () => writeTrace(path, mergeTraces(perRank)).then(() => null));
+  await rootDecides(pg, () => writeTrace(path, { ...mergeTraces(perRank), otherData: { peak_rss_mb: peakRss } }).then(() => null));
   const count = perRank.reduce((a, events) => a + events.length, 0);
   logger.info(`profile: ${count} step-phase events of ${pg.worldSize} rank(s) written to ${path} (open it in ui.perfetto.dev or chrome://tracing)`);
 }

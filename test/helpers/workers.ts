@@ -68,6 +68,7 @@ export function spawnWorkers(program: string, worldSize: number, args: readonly 
           nodeId: 'test-node',
           secret: undefined,
           launcherPid: undefined,
+          tmpDir: undefined,
         }),
         ...opts.env,
       },

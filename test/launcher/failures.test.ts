@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { failureOf, formatSummary, orderFailures } from '../../launcher/failures.js';
 import { writeErrorFile } from '../../shared/error_file.js';
@@ -33,4 +34,21 @@ test('the summary puts the earliest failure first, then the others', () => {
   assert.ok(othersAt > rootAt);
   assert.ok(text.indexOf('rank 0 (') < text.indexOf('rank 1 ('));
   assert.match(text, /rank 1 \(.*\) exited with code 3/);
+});
+
+test("a worker's latest collectives travel through its error file into the summary; malformed entries are dropped", () => {
+  const file = join(tempDir('fail'), 'error.json');
+  const collectives = [
+    { seq: 6, op: 'broadcast(root 0, uint8[12])', bytes: 12, state: 'done' as const },
+    { seq: 7, op: 'allReduce(sum, float32[100])', bytes: 400, state: 'failed' as const },
+  ];
+  writeErrorFile(file, new Error('stuck'), 0, collectives);
+  const f = failureOf(who(0, file), 1, null, Date.now());
+  assert.deepEqual(f.collectives, collectives);
+  const text = formatSummary({ runId: 'r', attempt: 0, maxRestarts: 0, failures: [f], reason: undefined, showErrorFiles: false });
+  assert.match(text, /last collectives \(oldest first\):\n\s+#6 broadcast\(root 0, uint8\[12\]\), 12 bytes: done\n\s+#7 allReduce\(sum, float32\[100\]\), 400 bytes: failed/);
+  writeFileSync(file, JSON.stringify({ message: 'x', collectives: [{ seq: 'one' }, collectives[0]] }));
+  assert.deepEqual(failureOf(who(0, file), 1, null, 0).collectives, [collectives[0]]);
+  const none = failureOf(who(1), 1, null, 0);
+  assert.doesNotMatch(formatSummary({ runId: 'r', attempt: 0, maxRestarts: 0, failures: [none], reason: undefined, showErrorFiles: false }), /last collectives/);
 });

@@ -26,7 +26,7 @@ test("node 1's workers follow node 0's; each gets the contract, one thread and i
     assert.deepEqual(e, {
       rank: s.rank, localRank: s.localRank, worldSize: 5, localWorldSize: 2, nodeRank: 1, nnodes: 2,
       masterAddr: '127.0.0.1', masterPort: 5000, runId: 'agreed', restartCount: 2, maxRestarts: 4,
-      errorFile: `/base/agreed/attempt_2/${s.rank}/error.json`, nodeId: `${hostname()}#1`, secret: 's'.repeat(20), launcherPid: process.pid,
+      errorFile: `/base/agreed/attempt_2/${s.rank}/error.json`, nodeId: `${hostname()}#1`, secret: 's'.repeat(20), launcherPid: process.pid, tmpDir: undefined,
     });
     assert.equal(s.env.OMP_NUM_THREADS, '1');
     assert.equal(s.env.ROSEDIST_PREFIXED, '1');

@@ -6,7 +6,7 @@ import { ConfigError } from '../../shared/errors.js';
 const sample: WorkerEnv = {
   rank: 3, localRank: 1, worldSize: 4, localWorldSize: 2, nodeRank: 1, nnodes: 2,
   masterAddr: '10.0.0.1', masterPort: 29400, runId: 'r1', restartCount: 2, maxRestarts: 5,
-  errorFile: '/tmp/e.json', nodeId: 'host#1', secret: 'abc', launcherPid: 1234,
+  errorFile: '/tmp/e.json', nodeId: 'host#1', secret: 'abc', launcherPid: 1234, tmpDir: '/tmp/rosedist-x',
 };
 
 test('env contract round-trips through variables', () => {

@@ -13,6 +13,8 @@
  *     op, its sequence number and the ranks that did not take part.
  */
 
+import type { CollectiveRecord } from '../../shared/error_file.js';
+
 export type ReduceOp = 'sum' | 'mean' | 'max' | 'min';
 export type FloatArray = Float32Array | Float64Array;
 export type NumericArray = Float32Array | Float64Array | Int32Array | Uint8Array;
@@ -30,6 +32,11 @@ export interface ProcessGroup {
   barrier(): Promise<void>;
   /** Release sockets. Idempotent. */
   close(): Promise<void>;
+  /**
+   * This rank's latest collectives (a few), oldest first: for its error file when it fails.
+   * Optional so that test doubles need not record anything.
+   */
+  recentCollectives?(): readonly CollectiveRecord[];
 }
 
 /** A world of one: every collective is the identity. */
@@ -45,6 +52,9 @@ export class SingleProcessGroup implements ProcessGroup {
   }
   async barrier(): Promise<void> {}
   async close(): Promise<void> {}
+  recentCollectives(): readonly CollectiveRecord[] {
+    return [];
+  }
 }
 
 /** Broadcast a JSON value from root (undefined elsewhere) to every rank. */

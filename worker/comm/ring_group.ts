@@ -10,6 +10,7 @@
  *     error names the ranks that did not take part and why (no answer, not called yet, failed).
  * The transport and the peer control are injected: ZeroMQ in zmq_group.ts, memory in the tests.
  */
+import type { CollectiveRecord } from '../../shared/error_file.js';
 import { CommError } from '../../shared/errors.js';
 import { describe, dtypeOf, type CollectiveKind, type Signature } from './frames.js';
 import type { FloatArray, NumericArray, ProcessGroup, ReduceOp } from './process_group.js';
@@ -48,6 +49,8 @@ export interface RingGroupOptions {
 export const DEFAULT_SEGMENT_BYTES = 1 << 20;
 export const DEFAULT_GATHER_BYTES = 64 << 10;
 export const DEFAULT_COLLECTIVE_TIMEOUT_MS = 300_000;
+/** How many of the latest collectives a group remembers (for the failure summary). */
+export const COLLECTIVE_HISTORY = 5;
 
 type State = 'idle' | 'running' | 'failed' | 'closed';
 
@@ -67,6 +70,8 @@ export class RingGroup implements ProcessGroup {
   /** A lost connection not yet checked (reported while no collective ran). */
   private suspicion: string | undefined;
   private suspecting = false;
+  /** The latest collectives, oldest first (at most COLLECTIVE_HISTORY); entries change state in place. */
+  private readonly history: { seq: number; op: string; bytes: number; state: CollectiveRecord['state'] }[] = [];
   /** Rejects once the group fails; raced against every collective. */
   private readonly failed: Promise<never>;
 
@@ -132,6 +137,10 @@ export class RingGroup implements ProcessGroup {
     await this.control.close(flush);
   }
 
+  recentCollectives(): readonly CollectiveRecord[] {
+    return this.history.map((h) => ({ ...h }));
+  }
+
   /** Where this rank is, for a peer's probe. */
   status(): RankStatus {
     return {
@@ -191,13 +200,19 @@ export class RingGroup implements ProcessGroup {
     this.seq += 1;
     const sig: Signature = { kind, seq: this.seq, dtype: dtypeOf(buf), count: buf.length, ...extra };
     this.last = sig;
+    const entry = { seq: sig.seq, op: describe(sig).replace(/^#\d+ /, ''), bytes: buf.byteLength, state: 'running' as CollectiveRecord['state'] };
+    this.history.push(entry);
+    if (this.history.length > COLLECTIVE_HISTORY) this.history.shift();
     this.state = 'running';
     this.lastProgress = Date.now();
     if (this.suspicion !== undefined) void this.suspect(this.suspicion);
     const timer = setTimeout(() => void this.onTimeout(sig), this.timeoutMs);
     try {
-      return await Promise.race([body(sig), this.failed]);
+      const result = await Promise.race([body(sig), this.failed]);
+      entry.state = 'done';
+      return result;
     } catch (e) {
+      entry.state = 'failed';
       throw this.fail(e instanceof CommError ? e : new CommError(`${describe(sig)} failed on rank ${this.rank}: ${String(e)}`), true);
     } finally {
       clearTimeout(timer);

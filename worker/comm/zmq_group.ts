@@ -3,7 +3,8 @@
  * and hands it all to a RingGroup.
  *
  * Sockets of one rank:
- *   data     PULL, bound on ipc:// (a file in a private directory under os.tmpdir()) and tcp://;
+ *   data     PULL, bound on ipc:// (a file in a private directory under ROSEDIST_TMPDIR or
+ *            os.tmpdir()) and tcp://;
  *            the left neighbour connects to it, over ipc when on the same node (same node id).
  *            PUSH, connected to the right neighbour's PULL.
  *   control  ROUTER (control.ts): rank 0's at tcp://MASTER_ADDR:MASTER_PORT, the others' on
@@ -125,7 +126,8 @@ export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Pro
   links.closers.push(() => push.close());
   try {
     if (auth !== undefined) links.closers.push(await registerAuth(auth, warn));
-    const dir = mkdtempSync(join(tmpdir(), 'rosedist-pg-'));
+    // Under the launcher's per-run directory when there is one: it is removed even if we are killed.
+    const dir = mkdtempSync(join(env.tmpDir ?? tmpdir(), 'rosedist-pg-'));
     links.closers.push(() => rmSync(dir, { recursive: true, force: true }));
     const masterHost = env.nnodes === 1 ? '127.0.0.1' : await ipv4(env.masterAddr);
     const host = masterHost.startsWith('127.') ? '127.0.0.1' : await localAddressToward(masterHost);
