@@ -177,6 +177,8 @@ export class Agent {
           return false;
         case 'failed':
           rendezvous.failing(start.attempt);
+          // Which rank died, said at once (the summary or the restart line follows the teardown).
+          for (const failure of state.failures) emit({ kind: 'worker_failed', failure });
           await this.stop(workers, 'SIGTERM');
           rendezvous.finished(start.attempt, failuresOf(workers));
           return false;

@@ -17,6 +17,7 @@ export type LauncherEvent =
       readonly masterPort: number;
     }
   | { readonly kind: 'restarting'; readonly attempt: number; readonly maxRestarts: number; readonly cause: ProcessFailure | undefined; readonly reason: string | undefined }
+  | { readonly kind: 'worker_failed'; readonly failure: ProcessFailure }
   | { readonly kind: 'stopping'; readonly ranks: readonly number[]; readonly signal: NodeJS.Signals; readonly graceMs: number }
   | { readonly kind: 'killing'; readonly ranks: readonly number[] }
   | { readonly kind: 'interrupted'; readonly signal: NodeJS.Signals }
@@ -38,6 +39,9 @@ const formatters: Formatters = {
       : (e.reason ?? 'the group stopped');
     return `${why}; restarting the group (restart ${e.attempt} of ${e.maxRestarts})`;
   },
+  worker_failed: (e) =>
+    `rank ${e.failure.rank} (local rank ${e.failure.localRank}, node ${e.failure.nodeRank}, pid ${e.failure.pid}) ${describeExit(e.failure)}` +
+    (e.failure.message === undefined ? '' : `: ${e.failure.message}`),
   stopping: (e) => `sending ${e.signal} to ranks ${e.ranks.join(', ')} (SIGKILL after ${e.graceMs / 1000} s)`,
   killing: (e) => `ranks ${e.ranks.join(', ')} still running after the grace period: SIGKILL`,
   interrupted: (e) => `received ${e.signal}: forwarding it to the workers`,

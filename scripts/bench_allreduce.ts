@@ -3,6 +3,7 @@
  *
  *   npm run bench:allreduce -- --nproc 2 [--sizes 4K,64K,1M,16M,64M,gpt] [--iters K] [--json FILE]
  *                              [--gloo] [--repeat R] [--segment-bytes B] [--kernels]
+ *                              [--worker-node-args=--single-threaded-gc]
  *
  * Per size (float32 elements; "gpt" = the default GPT's gradient, 2,973,184 floats): median time
  * of one all-reduce (the slowest rank of each iteration, as /work/shared/anchors/gloo_allreduce.py
@@ -18,6 +19,11 @@
  * when V8 collects it, and glibc's default trimming hands those pages back to the kernel, so
  * the next receives fault them in again (~2,500 page faults per 64 MiB received); with it
  * ~10% less time at 64 MiB, 4 processes. A launcher should start its workers with the same.
+ *
+ * --worker-node-args adds Node/V8 flags to our ranks only (the launcher adds none): with
+ * `--single-threaded-gc`, V8's GC helper threads, which spent ~15 ms of CPU per rank per 64 MiB
+ * all-reduce (2 processes; the received messages are external memory that forces a full GC every
+ * ~64 MiB), no longer compete with the ranks and ZeroMQ's I/O threads for the cores.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -120,10 +126,10 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<strin
   });
 }
 
-async function runOurs(nproc: number, sizes: string, iters: number | undefined, segmentBytes: number | undefined, extraEnv: Record<string, string>): Promise<Result> {
+async function runOurs(nproc: number, sizes: string, iters: number | undefined, segmentBytes: number | undefined, extraEnv: Record<string, string>, nodeArgs: string[]): Promise<Result> {
   const port = await freePort();
   const self = packagePath('scripts/bench_allreduce.ts');
-  const args = [...tsNodeArgs(), self, '--worker', '--sizes', sizes, ...(iters ? ['--iters', String(iters)] : []), ...(segmentBytes ? ['--segment-bytes', String(segmentBytes)] : [])];
+  const args = [...nodeArgs, ...tsNodeArgs(), self, '--worker', '--sizes', sizes, ...(iters ? ['--iters', String(iters)] : []), ...(segmentBytes ? ['--segment-bytes', String(segmentBytes)] : [])];
   const outs = await Promise.all(
     Array.from({ length: nproc }, (_, rank) => {
       const e: WorkerEnv = {
@@ -190,6 +196,7 @@ async function main(): Promise<void> {
     .option('segment-bytes', { type: 'number', describe: 'ring segment size (default 1 MiB)' })
     .option('malloc-tuning', { type: 'boolean', default: true, describe: 'start both with GLIBC_TUNABLES that keep freed receive buffers mapped' })
     .option('kernels', { type: 'boolean', default: false, describe: 'time the reduction kernels first' })
+    .option('worker-node-args', { type: 'string', default: '', describe: 'space-separated Node/V8 flags for our ranks, e.g. --worker-node-args=--single-threaded-gc' })
     .option('worker', { type: 'boolean', default: false, hidden: true })
     .strict()
     .parseAsync();
@@ -200,11 +207,12 @@ async function main(): Promise<void> {
   if (!Number.isInteger(argv.nproc) || argv.nproc < 2) throw new Error('--nproc must be 2 or more');
   if (argv.kernels) console.log(`${kernelTable()}\n`);
   const extraEnv: Record<string, string> = argv['malloc-tuning'] ? { GLIBC_TUNABLES: MALLOC_TUNING } : {};
-  console.log(`malloc tuning: ${argv['malloc-tuning'] ? `GLIBC_TUNABLES=${MALLOC_TUNING}` : 'off'}\n`);
+  const nodeArgs = argv['worker-node-args'].split(' ').filter(Boolean);
+  console.log(`malloc tuning: ${argv['malloc-tuning'] ? `GLIBC_TUNABLES=${MALLOC_TUNING}` : 'off'}; node args of our ranks: ${nodeArgs.join(' ') || 'none'}\n`);
   const ours: Result[] = [];
   const gloo: Result[] = [];
   for (let rep = 0; rep < argv.repeat; rep++) {
-    const r = await runOurs(argv.nproc, bytes.join(','), argv.iters, argv['segment-bytes'], extraEnv);
+    const r = await runOurs(argv.nproc, bytes.join(','), argv.iters, argv['segment-bytes'], extraEnv, nodeArgs);
     ours.push(r);
     console.log(table(`rosedist ring all-reduce (ZeroMQ), world size ${argv.nproc}, round ${rep + 1}`, r));
     if (argv.gloo) {

@@ -18,10 +18,21 @@ import { KERNEL_NAMES, kernelModuleBytes, type KernelName } from './wasm_kernels
 export type CombineOp = 'sum' | 'max' | 'min';
 export type ReducerKind = 'wasm' | 'js';
 
+/**
+ * What the ring's last reduce-scatter step also does with a combined segment, in the same pass
+ * (while each block is in cache): divide it (for `mean`) and copy it into the caller's buffer.
+ */
+export interface Finish {
+  /** dst[i] = op(dst[i], src[i]) / divideBy. */
+  readonly divideBy?: number;
+  /** Receives a copy of the result; one type and length as `dst`; may be `src` itself. */
+  readonly copyTo?: FloatArray;
+}
+
 export interface Reducer {
   readonly kind: ReducerKind;
-  /** dst[i] = op(dst[i], src[i]); `dst` and `src` have one type and one length. */
-  combine(dst: FloatArray, src: FloatArray, op: CombineOp): void;
+  /** dst[i] = op(dst[i], src[i]), then `finish`; `dst` and `src` have one type and one length. */
+  combine(dst: FloatArray, src: FloatArray, op: CombineOp, finish?: Finish): void;
   /** dst[i] = dst[i] / divisor. */
   divide(dst: FloatArray, divisor: number): void;
 }
@@ -55,16 +66,23 @@ class WasmReducer implements Reducer {
     this.fns = Object.fromEntries(KERNEL_NAMES.map((n) => [n, instance.exports[n]])) as typeof this.fns;
   }
 
-  combine(dst: FloatArray, src: FloatArray, op: CombineOp): void {
-    const kernel = this.fns[`${op === 'sum' ? 'add' : op}_${dst instanceof Float32Array ? 'f32' : 'f64'}`] as BinaryKernel;
+  combine(dst: FloatArray, src: FloatArray, op: CombineOp, finish?: Finish): void {
+    const f32 = dst instanceof Float32Array;
+    const kernel = this.fns[`${op === 'sum' ? 'add' : op}_${f32 ? 'f32' : 'f64'}`] as BinaryKernel;
+    const divideBy = finish?.divideBy;
+    const div = this.fns[f32 ? 'div_f32' : 'div_f64'] as DivKernel;
     const d = bytesOf(dst);
     const s = bytesOf(src);
+    const c = finish?.copyTo === undefined ? undefined : bytesOf(finish.copyTo);
     for (let off = 0; off < d.length; off += BLOCK_BYTES) {
       const n = Math.min(BLOCK_BYTES, d.length - off);
       this.mem.set(d.subarray(off, off + n), 0);
       this.mem.set(s.subarray(off, off + n), BLOCK_BYTES);
       kernel(0, 0, BLOCK_BYTES, n);
-      d.set(this.mem.subarray(0, n), off);
+      if (divideBy !== undefined) div(0, 0, n, divideBy);
+      const result = this.mem.subarray(0, n);
+      d.set(result, off);
+      c?.set(result, off);
     }
   }
 
@@ -107,10 +125,12 @@ function minJs(d: FloatArray, s: FloatArray): void {
 
 class JsReducer implements Reducer {
   readonly kind = 'js';
-  combine(dst: FloatArray, src: FloatArray, op: CombineOp): void {
+  combine(dst: FloatArray, src: FloatArray, op: CombineOp, finish?: Finish): void {
     if (op === 'sum') addJs(dst, src);
     else if (op === 'max') maxJs(dst, src);
     else minJs(dst, src);
+    if (finish?.divideBy !== undefined) this.divide(dst, finish.divideBy);
+    finish?.copyTo?.set(dst);
   }
   divide(dst: FloatArray, divisor: number): void {
     for (let i = 0; i < dst.length; i++) dst[i] /= divisor;

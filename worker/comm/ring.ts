@@ -134,13 +134,16 @@ export async function ringAllReduce(ctx: RingContext, buf: FloatArray, sig: Sign
       let payload = await receive(ctx, sig, step, j, (s.hi - s.lo) * size);
       if (step < n - 1) {
         const m = asFloat(payload, buf);
-        ctx.reducer.combine(m, buf.subarray(s.lo, s.hi), op);
-        if (step === n - 2 && sig.op === 'mean') ctx.reducer.divide(m, n);
+        const local = buf.subarray(s.lo, s.hi);
+        // The last reduce-scatter step makes the reduced segment: it is also written into the
+        // buffer in the same pass, while each block is in cache.
+        const finish = step === n - 2 ? { divideBy: sig.op === 'mean' ? n : undefined, copyTo: local } : undefined;
+        ctx.reducer.combine(m, local, op, finish);
         payload = bytesOf(m);
       }
       if (step + 1 < steps) await ctx.transport.send(header(sig, step + 1, j), payload);
-      // From the last reduce-scatter step on, the payload is the reduced segment.
-      if (step >= n - 2) bytes.set(payload, s.lo * size);
+      // All-gather steps: the payload is a reduced segment.
+      if (step >= n - 1) bytes.set(payload, s.lo * size);
     }
   }
 }

@@ -47,6 +47,27 @@ for (const kind of ['wasm', 'js'] as ReducerKind[]) {
     }
   });
 
+  test(`${kind}: combine with a finish divides and copies the result in the same pass`, () => {
+    // Across the 256 KiB staging blocks; copyTo either a separate array or src itself (as the ring does).
+    for (const n of [0, 7, 65536 + 5]) {
+      for (const Ctor of [Float32Array, Float64Array]) {
+        for (const into of ['other', 'src'] as const) {
+          const a = Ctor.from(random(n, n + 3));
+          const b = Ctor.from(random(n, n + 9));
+          const dst = a.slice();
+          const src = b.slice();
+          const copyTo = into === 'src' ? src : new Ctor(n);
+          reducer.combine(dst, src, 'sum', { divideBy: 3, copyTo });
+          // Rounded like the ring's unfused path: the sum rounded to the type, then divided.
+          const sum = Ctor.from(Array.from(a, (x, i) => x + b[i]));
+          const expected = Ctor.from(Array.from(sum, (x) => x / 3));
+          assert.deepEqual(dst, expected, `${kind} ${Ctor.name}[${n}] dst`);
+          assert.deepEqual(copyTo, expected, `${kind} ${Ctor.name}[${n}] copy into ${into}`);
+        }
+      }
+    }
+  });
+
   test(`${kind}: NaN propagates through max and min`, () => {
     for (const op of ['max', 'min'] as CombineOp[]) {
       const d = new Float32Array([1, NaN, 3, 4, 5]);

@@ -1,0 +1,273 @@
+/**
+ * Training benchmark: train_ddp through the real launcher, side by side with PyTorch DDP (Gloo, CPU).
+ *
+ *   npm run bench:train -- --nproc 1,2 [training options] [--steps S] [--warmup W] [--json FILE]
+ *                          [--repeat R] [--no-torch] [--keep]
+ *
+ * For each world size N in --nproc, ours runs as `rosedist --nproc-per-node N train_ddp [options]`
+ * with its log, checkpoint and a `--profile` trace in a temporary directory (logs/ is not touched)
+ * and eval/checkpoint intervals past the last step (both still run once at the end, outside the
+ * steps). From the trace (scripts/train_trace.ts): tokens/s of the training steps after the first
+ * W (all ranks together; the slowest rank's time), the all-reduce's share of step time, each
+ * phase's ms per step, and each worker's peak RSS. Then, when Debian's python3-torch is installed,
+ * `../shared/anchors/torchrun.sh N torch_ddp_ref.py` on the same model and batch (1 thread per
+ * process, as ours); it times every step (no warm-up skipped) and its peak RSS per worker comes
+ * from a sitecustomize hook (getrusage at exit). Without torch or the anchors, one line says so.
+ *
+ * Prints a table (rows: ours/PyTorch per N), ours/PyTorch ratios, the 2-vs-1 scaling efficiency
+ * tps(2) / (2 · tps(1)) when 1 and 2 are both given, and writes --json:
+ *   { rows: [{ impl, world_size, tokens_per_s, tokens_per_s_per_worker, allreduce_share,
+ *              peak_rss_mb, config, phase_ms? }], ratios, scaling_efficiency,
+ *     world_size, tokens_per_s, peak_rss_mb (ours, when one N) }
+ * The machine is shared and small: compare within one invocation; --repeat R runs R rounds
+ * (ours and PyTorch interleaved) and each row is the round with the median tokens/s.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, RosedistError, exitCodeOf, formatError } from '../shared/errors.js';
+import { packagePath } from '../shared/runtime.js';
+import { parseTrainConfig, type TrainConfig } from '../worker/config.js';
+import type { MergedTrace } from '../worker/profiler.js';
+import { summariseTrace } from './train_trace.js';
+
+interface Row {
+  impl: 'rosedist' | 'pytorch';
+  world_size: number;
+  tokens_per_s: number;
+  tokens_per_s_per_worker: number;
+  /** null: PyTorch's anchor does not time its all-reduce apart. */
+  allreduce_share: number | null;
+  /** Largest per-worker peak, MiB; null when not measured. */
+  peak_rss_mb: number | null;
+  config: Record<string, unknown>;
+  phase_ms?: Record<string, number>;
+  /** tokens_per_s of every round (--repeat), in run order. */
+  tokens_per_s_rounds?: number[];
+}
+
+interface BenchArgs {
+  nprocs: number[];
+  steps: number;
+  warmup: number;
+  json: string | undefined;
+  torch: boolean;
+  keep: boolean;
+  repeat: number;
+  /** Everything else: train_ddp's own options, passed on as given. */
+  trainArgs: string[];
+}
+
+/** Options the bench sets itself; given by the user they would break the timing or touch logs/. */
+const CONTROLLED = ['num-steps', 'eval-interval', 'checkpoint-interval', 'checkpoint-path', 'log-file', 'profile', 'resume'];
+const ANCHORS = packagePath('../shared/anchors');
+/** torchrun.sh execs this interpreter (Debian's python3-torch lives there). */
+const ANCHOR_PYTHON = '/usr/bin/python3';
+const USAGE = 'npm run bench:train -- --nproc 1,2 [training options] [--steps S] [--warmup W] [--repeat R] [--json FILE] [--no-torch] [--keep]';
+
+function parseArgs(argv: readonly string[]): BenchArgs {
+  const out: BenchArgs = { nprocs: [1], steps: 30, warmup: 2, json: undefined, torch: true, keep: false, repeat: 1, trainArgs: [] };
+  const int = (flag: string, text: string | undefined, min: number): number => {
+    const n = Number(text);
+    if (text === undefined || !Number.isSafeInteger(n) || n < min) throw new ConfigError(`--${flag} ${text ?? ''} must be a whole number ≥ ${min}`, USAGE);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].startsWith('--') ? (argv[i].slice(2).split(/=(.*)/s) as [string, string?]) : ['', undefined];
+    const value = (): string | undefined => inline ?? argv[++i];
+    if (flag === 'nproc') out.nprocs = (value() ?? '').split(',').map((s) => int('nproc', s.trim(), 1));
+    else if (flag === 'steps') out.steps = int('steps', value(), 1);
+    else if (flag === 'warmup') out.warmup = int('warmup', value(), 0);
+    else if (flag === 'repeat') out.repeat = int('repeat', value(), 1);
+    else if (flag === 'json') out.json = value();
+    else if (flag === 'no-torch') out.torch = false;
+    else if (flag === 'keep') out.keep = true;
+    else if (CONTROLLED.includes(flag)) throw new ConfigError(`--${flag} is set by the benchmark`, `leave it out (use --steps for the step count)`);
+    else out.trainArgs.push(argv[i]);
+  }
+  if (out.steps <= out.warmup) throw new ConfigError(`--steps ${out.steps} leaves no step after --warmup ${out.warmup}`, `pass --steps ${out.warmup + 3} or more`);
+  if (out.json === '') throw new ConfigError('--json needs a file', USAGE);
+  return out;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0));
+    });
+  });
+}
+
+/** Run to completion; rejects with the last lines of its output when it exits non-zero. */
+function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const keep = (d: Buffer): void => {
+      output = (output + d.toString()).slice(-4000);
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new RosedistError(`${cmd} ${args.slice(0, 4).join(' ')} … ended with ${code ?? signal}: ${output.trim().split('\n').slice(-6).join(' | ')}`));
+    });
+  });
+}
+
+/** The fields both implementations share, as PyTorch's anchor spells them (torch_ddp_ref.py). */
+function modelConfig(cfg: TrainConfig, steps: number, warmup: number): Record<string, number | string> {
+  return {
+    vocab_size: cfg.vocabSize, max_position_embeddings: cfg.maxPositionEmbeddings, n_layers: cfg.nLayers, n_heads: cfg.nHeads,
+    d_model: cfg.dModel, d_ff: cfg.dFf, dropout: cfg.dropout, batch_size: cfg.batchSize, seq_len: cfg.seqLen, lr: cfg.lr, seed: cfg.seed,
+    grad_accum_steps: cfg.gradAccumSteps, dataset: cfg.dataset, steps, warmup,
+  };
+}
+
+async function runOurs(n: number, a: BenchArgs, cfg: TrainConfig, dir: string): Promise<Row> {
+  const trace = join(dir, 'trace.json');
+  const past = String(a.steps + 1);
+  await run(process.execPath, [
+    packagePath('bin/rosedist.mjs'), '--nproc-per-node', String(n), '--log-dir', join(dir, 'launcher'), 'train_ddp', ...a.trainArgs,
+    '--num-steps', String(a.steps), '--eval-interval', past, '--checkpoint-interval', past,
+    '--checkpoint-path', join(dir, 'ckpt.safetensors'), '--log-file', join(dir, 'train_ddp.log'), '--profile', trace,
+  ]);
+  const s = summariseTrace(JSON.parse(readFileSync(trace, 'utf8')) as MergedTrace, a.warmup);
+  // The backend rank 0 ran on, from its log header ("rank 0: backend wasm, device …").
+  const backend = /rank 0: backend (\w+)/.exec(readFileSync(join(dir, 'train_ddp.log'), 'utf8'))?.[1] ?? cfg.backend;
+  if (s.worldSize !== n) throw new RosedistError(`the trace holds ${s.worldSize} rank(s), expected ${n}`);
+  const tps = (cfg.batchSize * cfg.seqLen * cfg.gradAccumSteps * n * s.timedSteps) / s.trainSeconds;
+  return {
+    impl: 'rosedist', world_size: n, tokens_per_s: tps, tokens_per_s_per_worker: tps / n, allreduce_share: s.allreduceShare,
+    peak_rss_mb: Math.max(...s.peakRssMb), config: { ...modelConfig(cfg, a.steps, a.warmup), backend }, phase_ms: s.phaseMs,
+  };
+}
+
+/** PyTorch's anchor can run this config; or why not (one line). */
+function torchMissing(cfg: TrainConfig): string | undefined {
+  if (!existsSync(join(ANCHORS, 'torchrun.sh'))) return `no anchors at ${ANCHORS}`;
+  if (spawnSync(ANCHOR_PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status !== 0) {
+    return `${ANCHOR_PYTHON} cannot import torch (apt-get install python3-torch libopenblas0-pthread)`;
+  }
+  if (cfg.gradAccumSteps !== 1) return 'the anchor has no --grad-accum-steps';
+  if (!/^toy(:\d+)?$/.test(cfg.dataset) && !(cfg.dataset.startsWith('text:') && cfg.tokenizer === 'byte')) return `the anchor has no --dataset ${cfg.dataset}`;
+  return undefined;
+}
+
+/** Writes each worker's peak RSS (MiB) at exit; torchrun sets RANK in workers only. */
+const PEAK_RSS_HOOK = `import atexit, os, resource
+def _peak():
+    rank, out = os.environ.get("RANK"), os.environ.get("ROSEDIST_BENCH_RSS_DIR")
+    if rank is not None and out:
+        with open(os.path.join(out, "rank_%s" % rank), "w") as f:
+            f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+atexit.register(_peak)
+`;
+
+async function runTorch(n: number, a: BenchArgs, cfg: TrainConfig, dir: string): Promise<Row> {
+  const json = join(dir, 'torch.json');
+  const hook = join(dir, 'pyhook');
+  const rss = join(dir, 'rss');
+  mkdirSync(hook);
+  mkdirSync(rss);
+  writeFileSync(join(hook, 'sitecustomize.py'), PEAK_RSS_HOOK);
+  const dataset = cfg.dataset.startsWith('text:') ? `bytes:${cfg.dataset.slice(5)}` : 'toy';
+  const c = modelConfig(cfg, a.steps, a.warmup);
+  const flags = ['vocab_size', 'max_position_embeddings', 'n_layers', 'n_heads', 'd_model', 'd_ff', 'dropout', 'batch_size', 'seq_len', 'lr', 'seed']
+    .flatMap((k) => [`--${k.replaceAll('_', '-')}`, String(c[k])]);
+  const args = [...flags, '--dataset', dataset, '--num-steps', String(a.steps), '--eval-interval', String(a.steps + 1), '--threads', '1', '--json', json];
+  const port = await freePort();
+  await run('sh', [join(ANCHORS, 'torchrun.sh'), String(n), join(ANCHORS, 'torch_ddp_ref.py'), ...args], {
+    ...process.env, MASTER_PORT: String(port), PYTHONPATH: [hook, process.env.PYTHONPATH].filter(Boolean).join(':'), ROSEDIST_BENCH_RSS_DIR: rss,
+  });
+  const result = JSON.parse(readFileSync(json, 'utf8')) as { world_size: number; tokens_per_s: number; torch: string };
+  const peaks = readdirSync(rss).map((f) => Number(readFileSync(join(rss, f), 'utf8')));
+  return {
+    impl: 'pytorch', world_size: result.world_size, tokens_per_s: result.tokens_per_s, tokens_per_s_per_worker: result.tokens_per_s / result.world_size,
+    allreduce_share: null, peak_rss_mb: peaks.length === n ? Math.max(...peaks) : null, config: { ...c, warmup: 0, backend: `torch ${result.torch} gloo` },
+  };
+}
+
+/** Per (impl, world size), the run with the median tokens/s (the lower one of an even count). */
+function medianRows(runs: readonly Row[]): Row[] {
+  const groups = new Map<string, Row[]>();
+  for (const r of runs) groups.set(`${r.impl} ${r.world_size}`, [...(groups.get(`${r.impl} ${r.world_size}`) ?? []), r]);
+  return [...groups.values()].map((g) => {
+    const sorted = [...g].sort((x, y) => x.tokens_per_s - y.tokens_per_s);
+    return { ...sorted[(sorted.length - 1) >> 1], tokens_per_s_rounds: g.map((r) => r.tokens_per_s) };
+  });
+}
+
+const fmt = (x: number | null, digits = 0): string => (x === null ? '—' : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+
+function report(rows: readonly Row[], nprocs: readonly number[]): Record<string, unknown> {
+  const lines = ['| impl | world_size | tokens/s total | tokens/s per worker | all-reduce share | peak RSS MiB (max worker) |', '|---|---|---|---|---|---|'];
+  for (const r of rows) {
+    lines.push(`| ${r.impl} | ${r.world_size} | ${fmt(r.tokens_per_s)} | ${fmt(r.tokens_per_s_per_worker)} | ${r.allreduce_share === null ? '—' : `${(r.allreduce_share * 100).toFixed(1)}%`} | ${fmt(r.peak_rss_mb)} |`);
+  }
+  const find = (impl: Row['impl'], n: number) => rows.find((r) => r.impl === impl && r.world_size === n);
+  const ratios = nprocs.flatMap((n) => {
+    const [o, t] = [find('rosedist', n), find('pytorch', n)];
+    if (!o || !t) return [];
+    return [{ world_size: n, tokens_per_s: o.tokens_per_s / t.tokens_per_s, peak_rss_mb: o.peak_rss_mb && t.peak_rss_mb ? o.peak_rss_mb / t.peak_rss_mb : null }];
+  });
+  if (ratios.length > 0) lines.push('', '| ours/PyTorch | tokens/s | peak RSS |', '|---|---|---|', ...ratios.map((q) => `| world ${q.world_size} | ${fmt(q.tokens_per_s, 2)} | ${fmt(q.peak_rss_mb, 2)} |`));
+  const scaling: Record<string, number> = {};
+  for (const impl of ['rosedist', 'pytorch'] as const) {
+    const [one, two] = [find(impl, 1), find(impl, 2)];
+    if (one && two) scaling[impl] = two.tokens_per_s / (2 * one.tokens_per_s);
+  }
+  if (Object.keys(scaling).length > 0) lines.push('', `scaling efficiency 2 vs 1, tps(2)/(2·tps(1)): ${Object.entries(scaling).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
+  for (const r of rows) {
+    if (r.phase_ms) lines.push(`${r.impl} world ${r.world_size}, ms per step: ${Object.entries(r.phase_ms).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
+  }
+  console.log(lines.join('\n'));
+  return { rows, ratios, scaling_efficiency: scaling };
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs(process.argv.slice(2));
+  const cfg = parseTrainConfig([...a.trainArgs, '--num-steps', String(a.steps)], 'train_ddp');
+  const missing = a.torch ? torchMissing(cfg) : 'skipped (--no-torch)';
+  if (missing !== undefined) console.log(`PyTorch: ${missing}; running ours only`);
+  const root = mkdtempSync(join(tmpdir(), 'rosedist-bench-train-'));
+  const runs: Row[] = [];
+  try {
+    // Rounds interleave ours and PyTorch, so that a burst of load on the shared machine hits both.
+    for (let round = 1; round <= a.repeat; round++) {
+      for (const n of a.nprocs) {
+        const dir = (label: string): string => mkdtempSync(join(root, `${label}-${n}-`));
+        console.error(`round ${round}/${a.repeat}: rosedist, ${n} worker(s), ${a.steps} steps …`);
+        runs.push(await runOurs(n, a, cfg, dir('ours')));
+        if (missing !== undefined) continue;
+        console.error(`round ${round}/${a.repeat}: pytorch, ${n} worker(s), ${a.steps} steps …`);
+        try {
+          runs.push(await runTorch(n, a, cfg, dir('torch')));
+        } catch (e) {
+          console.log(`PyTorch with ${n} worker(s) failed, left out: ${formatError(e)}`);
+        }
+      }
+    }
+  } finally {
+    if (a.keep) console.log(`kept: ${root}`);
+    else rmSync(root, { recursive: true, force: true });
+  }
+  console.log(`\ntraining steps ${a.warmup + 1}..${a.steps} of ours (PyTorch: all ${a.steps}), eval and checkpoints excluded; ${cfg.batchSize} samples × ${cfg.seqLen} tokens per worker per step`);
+  const rows = medianRows(runs);
+  if (a.repeat > 1) console.log(`each row: the round with the median tokens/s of ${a.repeat} (all rounds in tokens_per_s_rounds)`);
+  const result = report(rows, a.nprocs);
+  const ours = rows.filter((r) => r.impl === 'rosedist');
+  const single = a.nprocs.length === 1 ? { world_size: ours[0].world_size, tokens_per_s: ours[0].tokens_per_s, peak_rss_mb: ours[0].peak_rss_mb } : {};
+  if (a.json !== undefined) writeFileSync(a.json, `${JSON.stringify({ ...single, ...result }, null, 1)}\n`);
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench:train: ${formatError(e)}`);
+  process.exitCode = exitCodeOf(e);
+});

@@ -1,0 +1,84 @@
+/**
+ * What the training benchmark reads from train_ddp's `--profile` trace (worker/profiler.ts): step
+ * times, the all-reduce's share of them, a per-phase breakdown, and each rank's peak RSS.
+ *
+ * A training step of a rank is the span from the start of its first step phase to the end of its
+ * last one (data, forward_backward, grad_copy, allreduce, optimizer); `eval` and `checkpoint` are
+ * not part of it. The all-reduce phase includes waiting for the slowest rank, so its share is
+ * "time not computing because of communication", as a user sees it.
+ */
+import type { MergedTrace, Phase } from '../worker/profiler.js';
+
+/** The phases that make a training step, in loop order. */
+export const STEP_PHASES = ['data', 'forward_backward', 'grad_copy', 'allreduce', 'optimizer'] as const satisfies readonly Phase[];
+type StepPhase = (typeof STEP_PHASES)[number];
+
+export interface TraceSummary {
+  readonly worldSize: number;
+  /** Steps timed (after the warm-up), the same on every rank. */
+  readonly timedSteps: number;
+  /** Seconds the timed steps took on the slowest rank (ranks wait for each other every step). */
+  readonly trainSeconds: number;
+  /** Mean over ranks of allreduce time / step time, in [0, 1]. */
+  readonly allreduceShare: number;
+  /** Mean over ranks and timed steps of each phase, ms per step. */
+  readonly phaseMs: Readonly<Record<StepPhase, number>>;
+  /** Peak resident set size of each rank, MiB, indexed by rank. */
+  readonly peakRssMb: readonly number[];
+}
+
+interface StepSpan {
+  start: number;
+  end: number;
+  phases: Record<StepPhase, number>;
+}
+
+const isStepPhase = (name: string): name is StepPhase => (STEP_PHASES as readonly string[]).includes(name);
+
+/**
+ * Summarise `trace`, skipping the first `warmup` steps. Throws an Error saying what is missing when
+ * the trace has no step after the warm-up, ranks disagree on the steps, or there is no peak RSS.
+ */
+export function summariseTrace(trace: MergedTrace, warmup: number): TraceSummary {
+  // rank → step → span; ts and dur are µs.
+  const ranks = new Map<number, Map<number, StepSpan>>();
+  for (const e of trace.traceEvents) {
+    if (e.ph !== 'X' || !isStepPhase(e.name)) continue;
+    const step = e.args?.step;
+    if (typeof step !== 'number' || step <= warmup) continue;
+    const dur = e.dur ?? 0;
+    let steps = ranks.get(e.pid);
+    if (steps === undefined) ranks.set(e.pid, (steps = new Map()));
+    let span = steps.get(step);
+    if (span === undefined) {
+      span = { start: e.ts, end: e.ts + dur, phases: { data: 0, forward_backward: 0, grad_copy: 0, allreduce: 0, optimizer: 0 } };
+      steps.set(step, span);
+    }
+    span.start = Math.min(span.start, e.ts);
+    span.end = Math.max(span.end, e.ts + dur);
+    span.phases[e.name] += dur;
+  }
+  const peakRssMb = trace.otherData?.peak_rss_mb ?? [];
+  const worldSize = ranks.size;
+  if (worldSize === 0) throw new Error(`the trace has no training step after the ${warmup} warm-up step(s): pass more --steps`);
+  if (peakRssMb.length !== worldSize) throw new Error(`the trace has the peak RSS of ${peakRssMb.length} rank(s), steps of ${worldSize}`);
+
+  const perRank = [...ranks.values()];
+  const timedSteps = perRank[0].size;
+  if (perRank.some((s) => s.size !== timedSteps)) throw new Error('ranks timed different numbers of steps');
+  const phaseMs = { data: 0, forward_backward: 0, grad_copy: 0, allreduce: 0, optimizer: 0 };
+  let trainUs = 0;
+  let shareSum = 0;
+  for (const steps of perRank) {
+    let rankUs = 0;
+    let allreduceUs = 0;
+    for (const span of steps.values()) {
+      rankUs += span.end - span.start;
+      allreduceUs += span.phases.allreduce;
+      for (const p of STEP_PHASES) phaseMs[p] += span.phases[p] / 1000 / (timedSteps * worldSize);
+    }
+    trainUs = Math.max(trainUs, rankUs);
+    shareSum += rankUs > 0 ? allreduceUs / rankUs : 0;
+  }
+  return { worldSize, timedSteps, trainSeconds: trainUs / 1e6, allreduceShare: shareSum / worldSize, phaseMs, peakRssMb };
+}

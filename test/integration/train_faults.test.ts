@@ -1,0 +1,121 @@
+/**
+ * Faults inside a training run, over real worker processes (train_ddp, ZeroMQ on loopback, started
+ * with the environment contract by test/helpers/workers.ts): a NaN gradient (injected by the
+ * ROSEDIST_TEST_INJECT_NAN test hook, worker/test_hooks.ts) and an unwritable checkpoint path.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
+import { decodeSafetensors } from '../../worker/safetensors.js';
+import { freePort, spawnWorkers, type WorkerExit } from '../helpers/workers.js';
+
+const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
+  '--d-ff', '32', '--seq-len', '8', '--batch-size', '2', '--dataset', 'toy:60', '--backend', 'cpu', '--collective-timeout', '60'];
+
+const root = mkdtempSync(join(tmpdir(), 'rosedist-faults-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+interface Run {
+  readonly exits: WorkerExit[];
+  readonly log: string;
+  readonly metrics: MetricsRecord[];
+}
+
+/** train_ddp with `worldSize` workers, logging to `dir`/train.log; exits are returned, not checked. */
+async function run(dir: string, worldSize: number, args: string[], env: Record<string, string> = {}): Promise<Run> {
+  mkdirSync(dir, { recursive: true });
+  const group = spawnWorkers('worker/train_ddp.ts', worldSize, [...TINY, '--log-file', join(dir, 'train.log'), ...args], { masterPort: await freePort(), env });
+  const exits = await group.exited;
+  const metricsFile = join(dir, 'train.metrics.jsonl');
+  return {
+    exits,
+    log: existsSync(join(dir, 'train.log')) ? readFileSync(join(dir, 'train.log'), 'utf8') : '',
+    metrics: existsSync(metricsFile) ? parseMetrics(readFileSync(metricsFile, 'utf8')) : [],
+  };
+}
+
+const meta = (path: string) => decodeSafetensors(readFileSync(path), path).metadata;
+
+describe('non-finite gradients', () => {
+  it('a NaN in rank 1\'s gradient at step 3 stops both ranks, naming the step and the rank; the step-2 checkpoint is kept', async () => {
+    const dir = join(root, 'nan-stop');
+    const ckpt = join(dir, 'ckpt.safetensors');
+    const r = await run(dir, 2, ['--num-steps', '6', '--eval-interval', '1', '--checkpoint-interval', '2', '--checkpoint-path', ckpt],
+      { ROSEDIST_TEST_INJECT_NAN: '3:1' });
+    for (const e of r.exits) {
+      assert.equal(e.code, 1, `rank ${e.rank}: ${e.stderr}`);
+      assert.match(e.stderr, /non-finite loss or gradient at step 3: rank 1's gradient is NaN at index 0 \(lower --lr.*--on-nonfinite skip/);
+    }
+    assert.match(r.log, /ERROR.*at step 3: rank 1's gradient is NaN/);
+    // Nothing garbage was recorded: steps 1 and 2 only, finite; the checkpoint is step 2's.
+    assert.deepEqual(r.metrics.map((m) => m.step), [1, 2]);
+    assert.ok(r.metrics.every((m) => Number.isFinite(m.train_loss) && Number.isFinite(m.val_loss)));
+    assert.equal(meta(ckpt).step, '2');
+  });
+
+  it('--on-nonfinite skip: the run finishes, one warning names the skipped step, the optimizer took one step fewer', async () => {
+    const dir = join(root, 'nan-skip');
+    const ckpt = join(dir, 'ckpt.safetensors');
+    const r = await run(dir, 2, ['--num-steps', '4', '--eval-interval', '2', '--checkpoint-interval', '4', '--checkpoint-path', ckpt, '--on-nonfinite', 'skip'],
+      { ROSEDIST_TEST_INJECT_NAN: '3:1' });
+    for (const e of r.exits) assert.equal(e.code, 0, `rank ${e.rank}: ${e.stderr}`);
+    const warnings = r.log.split('\n').filter((l) => /skipped this optimizer step/.test(l));
+    assert.equal(warnings.length, 1, r.log);
+    assert.match(warnings[0] ?? '', /WARN.*at step 3: rank 1's gradient is NaN at index 0; skipped/);
+    assert.deepEqual(r.metrics.map((m) => m.step), [2, 4]);
+    assert.ok(r.metrics.every((m) => Number.isFinite(m.train_loss) && Number.isFinite(m.val_loss)), JSON.stringify(r.metrics));
+    const optimizer = JSON.parse(meta(ckpt).optimizer ?? '{}') as { stepCount: number };
+    assert.deepEqual([meta(ckpt).step, optimizer.stepCount], ['4', 3]);
+  });
+});
+
+describe('unwritable checkpoint path', () => {
+  it('under a regular file: both ranks stop with the path and the fix named', async () => {
+    const dir = join(root, 'ckpt-stop');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'blocker'), 'not a directory');
+    const ckpt = join(dir, 'blocker', 'ckpt.safetensors');
+    const r = await run(dir, 2, ['--num-steps', '4', '--eval-interval', '1', '--checkpoint-interval', '2', '--checkpoint-path', ckpt]);
+    for (const e of r.exits) {
+      assert.equal(e.code, 1, `rank ${e.rank}: ${e.stderr}`);
+      assert.match(e.stderr, new RegExp(`cannot write checkpoint ${ckpt}: (ENOTDIR|EEXIST).*\\(pass a --checkpoint-path in a writable directory.*--tolerate-checkpoint-errors`));
+      assert.doesNotMatch(e.stderr, /    at /, 'one line, no stack trace');
+    }
+    assert.deepEqual(r.metrics.map((m) => m.step), [1, 2], 'stopped at the first checkpoint');
+  });
+
+  it('--tolerate-checkpoint-errors: a warning per failed checkpoint, and training goes on to the end', async () => {
+    const dir = join(root, 'ckpt-tolerate');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'blocker'), 'not a directory');
+    const ckpt = join(dir, 'blocker', 'ckpt.safetensors');
+    const r = await run(dir, 2, ['--num-steps', '4', '--eval-interval', '2', '--checkpoint-interval', '2', '--checkpoint-path', ckpt, '--tolerate-checkpoint-errors']);
+    for (const e of r.exits) assert.equal(e.code, 0, `rank ${e.rank}: ${e.stderr}`);
+    const warnings = r.log.split('\n').filter((l) => /WARN.*not saved/.test(l));
+    assert.equal(warnings.length, 2, r.log);
+    assert.match(warnings[0] ?? '', new RegExp(`checkpoint at step 2 not saved: cannot write checkpoint ${ckpt}: (ENOTDIR|EEXIST).*training goes on`));
+    assert.match(warnings[1] ?? '', /checkpoint at step 4 not saved/);
+    assert.deepEqual(r.metrics.map((m) => m.step), [2, 4]);
+  });
+
+  it('a write that fails next to a good checkpoint leaves that checkpoint byte for byte as it was', async () => {
+    const dir = join(root, 'ckpt-keep');
+    const first = join(dir, 'first.safetensors');
+    const r1 = await run(dir, 1, ['--num-steps', '2', '--eval-interval', '2', '--checkpoint-path', first]);
+    assert.equal(r1.exits[0]?.code, 0, r1.exits[0]?.stderr);
+    // A name of 252 bytes: the file itself is fine, but the temporary file beside it
+    // (<name>.tmp-<pid>) is longer than a file name may be, so the next write fails (even as root).
+    const kept = join(dir, `${'c'.repeat(240)}.safetensors`);
+    copyFileSync(first, kept);
+    const before = readFileSync(kept);
+    const r2 = await run(dir, 1, ['--num-steps', '4', '--eval-interval', '2', '--checkpoint-interval', '2', '--checkpoint-path', kept, '--resume']);
+    assert.equal(r2.exits[0]?.code, 1, r2.exits[0]?.stderr);
+    assert.match(r2.log, /resumed from .* at step 2/);
+    assert.match(r2.exits[0]?.stderr ?? '', /cannot write checkpoint .*c{240}\.safetensors: ENAMETOOLONG/);
+    assert.deepEqual(readFileSync(kept), before);
+    assert.equal(meta(kept).step, '2');
+  });
+});

@@ -1,0 +1,91 @@
+/**
+ * scripts/bench_train.ts end to end (the real launcher, one tiny train_ddp worker, PyTorch off) and
+ * the trace arithmetic it rests on (scripts/train_trace.ts) on a hand-made two-rank trace.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
+import type { MergedTrace, TraceEvent } from '../../worker/profiler.js';
+import { summariseTrace } from '../../scripts/train_trace.js';
+
+const TINY = ['--vocab-size', '64', '--d-model', '16', '--n-layers', '1', '--n-heads', '2', '--d-ff', '32', '--seq-len', '8',
+  '--batch-size', '2', '--dataset', 'toy:64', '--backend', 'cpu'];
+
+const dir = mkdtempSync(join(tmpdir(), 'rosedist-bench-train-test-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function bench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...tsNodeArgs(), packagePath('scripts/bench_train.ts'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('bench:train', () => {
+  it('--no-torch --nproc 1 --steps 3: one row of ours, positive finite figures, world size 1', async () => {
+    const json = join(dir, 'bench.json');
+    const r = await bench(['--no-torch', '--nproc', '1', '--steps', '3', '--json', json, ...TINY]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /PyTorch: skipped \(--no-torch\)/);
+    assert.match(r.stdout, /\| rosedist \| 1 \|/);
+    const out = JSON.parse(readFileSync(json, 'utf8'));
+    assert.equal(out.world_size, 1);
+    assert.equal(out.rows.length, 1);
+    const [row] = out.rows;
+    assert.equal(row.impl, 'rosedist');
+    assert.equal(row.world_size, 1);
+    for (const x of [out.tokens_per_s, out.peak_rss_mb, row.tokens_per_s_per_worker, row.phase_ms.forward_backward]) {
+      assert.ok(Number.isFinite(x) && x > 0, String(x));
+    }
+    assert.equal(row.tokens_per_s, out.tokens_per_s);
+    assert.ok(row.allreduce_share >= 0 && row.allreduce_share < 1, String(row.allreduce_share));
+    assert.equal(row.config.backend, 'cpu');
+    assert.equal(row.config.d_model, 16);
+  });
+
+  it('an option the bench sets itself is refused in one line, exit 2', async () => {
+    const r = await bench(['--no-torch', '--num-steps', '5', ...TINY]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr.trim(), 'bench:train: --num-steps is set by the benchmark (leave it out (use --steps for the step count))');
+  });
+});
+
+describe('summariseTrace', () => {
+  // rank, step, phase, start µs, duration µs
+  const x = (pid: number, step: number, name: string, ts: number, dur: number): TraceEvent => ({ name, ph: 'X', ts, dur, pid, tid: 0, args: { step } });
+  const trace: MergedTrace = {
+    displayTimeUnit: 'ms',
+    otherData: { peak_rss_mb: [100, 120] },
+    traceEvents: [
+      // Step 1 is the warm-up: slow, skipped.
+      x(0, 1, 'forward_backward', 0, 900_000), x(1, 1, 'forward_backward', 0, 900_000),
+      // Step 2: rank 0 computes 600 ms, waits 400 ms in the all-reduce; rank 1 computes 900 ms, 100 ms all-reduce.
+      x(0, 2, 'data', 1_000_000, 0), x(0, 2, 'forward_backward', 1_000_000, 600_000), x(0, 2, 'allreduce', 1_600_000, 400_000), x(0, 2, 'optimizer', 2_000_000, 100_000),
+      x(1, 2, 'forward_backward', 1_000_000, 900_000), x(1, 2, 'allreduce', 1_900_000, 100_000), x(1, 2, 'optimizer', 2_000_000, 100_000),
+      // Not part of a step.
+      x(0, 2, 'eval', 2_100_000, 5_000_000), x(1, 2, 'checkpoint', 2_100_000, 5_000_000),
+    ],
+  };
+
+  it('skips the warm-up and eval/checkpoint; time of the slowest rank; mean all-reduce share; per-phase ms', () => {
+    const s = summariseTrace(trace, 1);
+    assert.equal(s.worldSize, 2);
+    assert.equal(s.timedSteps, 1);
+    assert.equal(s.trainSeconds, 1.1); // both ranks' step 2 spans 1.0 s → 2.1 s
+    assert.ok(Math.abs(s.allreduceShare - (0.4 / 1.1 + 0.1 / 1.1) / 2) < 1e-12, String(s.allreduceShare));
+    assert.deepEqual(s.phaseMs, { data: 0, forward_backward: 750, grad_copy: 0, allreduce: 250, optimizer: 100 });
+    assert.deepEqual(s.peakRssMb, [100, 120]);
+  });
+
+  it('no step after the warm-up: says to pass more --steps', () => {
+    assert.throws(() => summariseTrace(trace, 2), /no training step after the 2 warm-up step\(s\): pass more --steps/);
+  });
+});

@@ -1,0 +1,79 @@
+/**
+ * Non-finite losses and gradients: a NaN or an infinity in a step's gradients or loss stops the
+ * run (default) or skips that optimizer step (--on-nonfinite skip), instead of training garbage.
+ *
+ * The decision is taken on the all-reduced buffer, which is the same on every rank (a NaN from
+ * any rank spreads to the sum everywhere), so every rank stops, or skips, together: no rank is
+ * left waiting in a collective. Only when that buffer is not finite do the ranks exchange what
+ * each found in its own buffer before the all-reduce (one extra collective, never on a healthy
+ * step), so that the error names the rank(s) where the bad values came from.
+ */
+import { RosedistError } from '../shared/errors.js';
+import { allGatherJson, type ProcessGroup } from './comm/process_group.js';
+
+export type NonFiniteMode = 'stop' | 'skip';
+
+/** The run stopped on a NaN or infinite loss or gradient. */
+export class NonFiniteError extends RosedistError {
+  override readonly name: string = 'NonFiniteError';
+}
+
+/** Index of the first NaN or ±Infinity in `buf`, or -1. */
+export function firstNonFinite(buf: Float32Array): number {
+  for (let i = 0; i < buf.length; i++) if (!Number.isFinite(buf[i])) return i;
+  return -1;
+}
+
+/** What one rank found in its own buffer before the all-reduce. */
+interface LocalFinding {
+  readonly rank: number;
+  /** 'loss' or 'gradient' */
+  readonly what: string;
+  /** Index into the flat gradient [numParams]; -1 for the loss. */
+  readonly index: number;
+  /** 'NaN', 'Infinity' or '-Infinity' */
+  readonly value: string;
+}
+
+/**
+ * Where `buf` (gradients [n], then the loss at [n]) holds its first non-finite value, as this
+ * rank's finding; undefined when all is finite. Call it before the all-reduce overwrites `buf`.
+ */
+export function localFinding(rank: number, buf: Float32Array): LocalFinding | undefined {
+  const i = firstNonFinite(buf);
+  if (i < 0) return undefined;
+  const loss = i === buf.length - 1;
+  return { rank, what: loss ? 'loss' : 'gradient', index: loss ? -1 : i, value: String(buf[i]) };
+}
+
+function describeFinding(f: LocalFinding): string {
+  return f.what === 'loss' ? `rank ${f.rank}'s loss is ${f.value}` : `rank ${f.rank}'s gradient is ${f.value} at index ${f.index}`;
+}
+
+/**
+ * Collective, after the all-reduce of optimizer step `step`: resolves undefined when `reduced`
+ * (gradients [n], loss at [n], the same on every rank) is finite. Otherwise every rank learns what
+ * each found before the all-reduce (`mine`, from localFinding), and then in 'stop' mode every rank
+ * rejects with a NonFiniteError naming the step and the ranks; in 'skip' mode every rank resolves
+ * with that description (the caller skips the optimizer step and warns).
+ */
+export async function checkStep(
+  pg: ProcessGroup,
+  step: number,
+  mine: LocalFinding | undefined,
+  reduced: Float32Array,
+  mode: NonFiniteMode,
+): Promise<string | undefined> {
+  if (firstNonFinite(reduced) < 0) return undefined;
+  const found = (await allGatherJson(pg, mine ?? null)).filter((f): f is LocalFinding => f !== null);
+  const where =
+    found.length > 0
+      ? found.map(describeFinding).join('; ')
+      : 'every rank was finite before the all-reduce: the sum over ranks overflowed';
+  const text = `non-finite loss or gradient at step ${step}: ${where}`;
+  if (mode === 'skip') return text;
+  throw new NonFiniteError(
+    text,
+    'lower --lr, check the data of that step, or pass --on-nonfinite skip to skip such steps',
+  );
+}
