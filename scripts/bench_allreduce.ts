@@ -27,11 +27,11 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readWorkerEnv, workerEnvVars, type WorkerEnv } from '../shared/env.js';
 import { formatError } from '../shared/errors.js';
+import { freePort } from '../launcher/ports.js';
 import { packagePath, tsNodeArgs } from '../shared/runtime.js';
 import { hideBin, yargs } from '../shared/yargs.js';
 import { initProcessGroup } from '../worker/comm/index.js';
@@ -102,17 +102,6 @@ async function worker(sizes: number[], iters: number | undefined, segmentBytes: 
   await pg.close();
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0));
-    });
-  });
-}
-
 /** Run `cmd` and resolve with its stdout; reject with its stderr on a non-zero exit. */
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -127,7 +116,7 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<strin
 }
 
 async function runOurs(nproc: number, sizes: string, iters: number | undefined, segmentBytes: number | undefined, extraEnv: Record<string, string>, nodeArgs: string[]): Promise<Result> {
-  const port = await freePort();
+  const port = await freePort('127.0.0.1');
   const self = packagePath('scripts/bench_allreduce.ts');
   const args = [...nodeArgs, ...tsNodeArgs(), self, '--worker', '--sizes', sizes, ...(iters ? ['--iters', String(iters)] : []), ...(segmentBytes ? ['--segment-bytes', String(segmentBytes)] : [])];
   const outs = await Promise.all(
@@ -146,7 +135,7 @@ async function runOurs(nproc: number, sizes: string, iters: number | undefined, 
 
 async function runGloo(nproc: number, sizes: number[], extraEnv: Record<string, string>): Promise<Result> {
   const file = join(mkdtempSync(join(tmpdir(), 'gloo-')), 'gloo.json');
-  const port = await freePort();
+  const port = await freePort('127.0.0.1');
   await run('sh', [join(GLOO_ANCHOR, 'torchrun.sh'), String(nproc), join(GLOO_ANCHOR, 'gloo_allreduce.py'), '--sizes', sizes.join(','), '--json', file], { ...process.env, ...extraEnv, MASTER_PORT: String(port) });
   return JSON.parse(readFileSync(file, 'utf8')) as Result;
 }

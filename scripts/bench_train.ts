@@ -24,10 +24,10 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, RosedistError, exitCodeOf, formatError } from '../shared/errors.js';
+import { freePort } from '../launcher/ports.js';
 import { packagePath } from '../shared/runtime.js';
 import { parseTrainConfig, type TrainConfig } from '../worker/config.js';
 import type { MergedTrace } from '../worker/profiler.js';
@@ -90,17 +90,6 @@ function parseArgs(argv: readonly string[]): BenchArgs {
   if (out.steps <= out.warmup) throw new ConfigError(`--steps ${out.steps} leaves no step after --warmup ${out.warmup}`, `pass --steps ${out.warmup + 3} or more`);
   if (out.json === '') throw new ConfigError('--json needs a file', USAGE);
   return out;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0));
-    });
-  });
 }
 
 /** Run to completion; rejects with the last lines of its output when it exits non-zero. */
@@ -182,7 +171,7 @@ async function runTorch(n: number, a: BenchArgs, cfg: TrainConfig, dir: string):
   const flags = ['vocab_size', 'max_position_embeddings', 'n_layers', 'n_heads', 'd_model', 'd_ff', 'dropout', 'batch_size', 'seq_len', 'lr', 'seed']
     .flatMap((k) => [`--${k.replaceAll('_', '-')}`, String(c[k])]);
   const args = [...flags, '--dataset', dataset, '--num-steps', String(a.steps), '--eval-interval', String(a.steps + 1), '--threads', '1', '--json', json];
-  const port = await freePort();
+  const port = await freePort('127.0.0.1');
   await run('sh', [join(ANCHORS, 'torchrun.sh'), String(n), join(ANCHORS, 'torch_ddp_ref.py'), ...args], {
     ...process.env, MASTER_PORT: String(port), PYTHONPATH: [hook, process.env.PYTHONPATH].filter(Boolean).join(':'), ROSEDIST_BENCH_RSS_DIR: rss,
   });

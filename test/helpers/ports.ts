@@ -1,15 +1,6 @@
 /** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it; bind soon after). */
-import { createServer } from 'node:net';
+import { freePort as freePortOn } from '../../launcher/ports.js';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
+export function freePort(): Promise<number> {
+  return freePortOn('127.0.0.1');
 }

@@ -3,22 +3,10 @@
  * contract (shared/env.ts) written directly: no launcher involved. For integration tests.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { workerEnvVars } from '../../shared/env.js';
 import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './ports.js';
 
 export interface WorkerExit {
   readonly rank: number;

@@ -5,29 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CommError, ConfigError, FileError, RosedistError } from '../../shared/errors.js';
-import { createMemoryGroups } from '../../worker/comm/memory_group.js';
-import type { ProcessGroup } from '../../worker/comm/process_group.js';
+import { onRanks, settle } from '../helpers/memory_ranks.js';
 import { averageGradients, rootDecides, syncParams } from '../../worker/ddp.js';
-
-/** Run `fn` on every rank of a world of `worldSize` at once. */
-async function onRanks<T>(worldSize: number, fn: (pg: ProcessGroup) => Promise<T>): Promise<T[]> {
-  const groups = createMemoryGroups(worldSize, { collectiveTimeoutMs: 5000 });
-  try {
-    return await Promise.all(groups.map(fn));
-  } finally {
-    await Promise.all(groups.map((g) => g.close()));
-  }
-}
-
-/** Settle every rank, then report each outcome (so one rank's rejection does not hide the others). */
-async function settle<T>(worldSize: number, fn: (pg: ProcessGroup) => Promise<T>): Promise<PromiseSettledResult<T>[]> {
-  const groups = createMemoryGroups(worldSize, { collectiveTimeoutMs: 5000 });
-  try {
-    return await Promise.allSettled(groups.map(fn));
-  } finally {
-    await Promise.all(groups.map((g) => g.close()));
-  }
-}
 
 describe('ddp collectives', () => {
   it("syncParams gives every rank rank 0's parameters", async () => {

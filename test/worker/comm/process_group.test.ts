@@ -4,17 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createMemoryGroups } from '../../../worker/comm/memory_group.js';
-import { allGatherJson, broadcastJson, SingleProcessGroup, type ProcessGroup } from '../../../worker/comm/process_group.js';
-
-async function onRanks<T>(worldSize: number, fn: (pg: ProcessGroup) => Promise<T>): Promise<T[]> {
-  const groups = createMemoryGroups(worldSize, { collectiveTimeoutMs: 5000 });
-  try {
-    return await Promise.all(groups.map(fn));
-  } finally {
-    await Promise.all(groups.map((g) => g.close()));
-  }
-}
+import { onRanks } from '../../helpers/memory_ranks.js';
+import { allGatherJson, broadcastJson, SingleProcessGroup } from '../../../worker/comm/process_group.js';
 
 describe('allGatherJson', () => {
   it('gives every rank every rank value, of different lengths, indexed by rank', async () => {
