@@ -2,8 +2,8 @@
  * Worker failures as data (torchrun's error files): a worker that dies of an exception writes
  * it as JSON to the path in ROSEDIST_ERROR_FILE; the launcher reads it for the failure summary.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomicSync } from './atomic_file.js';
 import { RosedistError } from './errors.js';
 
 /** One of a rank's latest collectives, as its process group saw it. */
@@ -58,10 +58,7 @@ export function writeErrorFile(path: string | undefined, e: unknown, rank?: numb
     collectives: collectives !== undefined && collectives.length > 0 ? collectives : undefined,
   };
   try {
-    mkdirSync(dirname(path), { recursive: true });
-    const tmp = `${path}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(record));
-    renameSync(tmp, path);
+    writeFileAtomicSync(path, Buffer.from(JSON.stringify(record), 'utf8'));
   } catch {
     // The launcher then reports the exit code alone; failing here must not hide `e`.
   }

@@ -27,8 +27,8 @@
  * the start-up broadcast that every run does (syncParams), so nodes need no shared file system.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomicSync } from '../shared/atomic_file.js';
 import { ConfigError, FileError } from '../shared/errors.js';
 import type { Logger } from '../shared/logging.js';
 import type { ProcessGroup } from './comm/process_group.js';
@@ -110,46 +110,12 @@ export const CHECKPOINT_WRITE_HINT =
   'pass a --checkpoint-path in a writable directory with free space (the previous checkpoint there, if any, is unchanged), ' +
   'or --tolerate-checkpoint-errors to train on without saving';
 
-/**
- * Write `bytes` to `path` atomically (temp file, fsync, rename, fsync of the directory). Throws a
- * FileError naming the path and the fix when any of it fails (no directory, permission denied,
- * disk full); the file at `path`, if any, is then as it was.
- */
-export function writeFileAtomic(path: string, bytes: Uint8Array): void {
-  const dir = dirname(path);
-  const tmp = `${path}.tmp-${process.pid}`;
-  const failed = (e: unknown) => new FileError(`cannot write checkpoint ${path}: ${(e as Error).message}`, CHECKPOINT_WRITE_HINT);
+/** Write the checkpoint file image atomically and durably; a FileError naming the path on failure. */
+export function writeCheckpointFile(path: string, bytes: Uint8Array): void {
   try {
-    mkdirSync(dir, { recursive: true });
+    writeFileAtomicSync(path, bytes, true);
   } catch (e) {
-    throw failed(e);
-  }
-  try {
-    const fd = openSync(tmp, 'w');
-    try {
-      for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
-  } catch (e) {
-    try {
-      rmSync(tmp, { force: true });
-    } catch {
-      // Not a file we made (or already gone): leave it; the error below says what failed.
-    }
-    throw failed(e);
-  }
-  try {
-    const dfd = openSync(dir, 'r');
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
-    }
-  } catch (e) {
-    throw failed(e);
+    throw new FileError(`cannot write checkpoint ${path}: ${(e as Error).message}`, CHECKPOINT_WRITE_HINT);
   }
 }
 
@@ -322,7 +288,7 @@ export async function saveCheckpoint(
 ): Promise<void> {
   const problem = await rootDecides(pg, (): string | null => {
     try {
-      writeFileAtomic(cfg.checkpointPath, encodeCheckpoint(model.params, state, model.config, cfg, hyper));
+      writeCheckpointFile(cfg.checkpointPath, encodeCheckpoint(model.params, state, model.config, cfg, hyper));
       return null;
     } catch (e) {
       if (!cfg.tolerateCheckpointErrors || !(e instanceof FileError)) throw e;

@@ -12,8 +12,9 @@
  * and span only calls its function.
  */
 import { constants } from 'node:fs';
-import { access, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { access, mkdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { writeFileAtomic } from '../shared/atomic_file.js';
 import { FileError } from '../shared/errors.js';
 import { allGatherJson, type ProcessGroup } from './comm/process_group.js';
 
@@ -178,13 +179,9 @@ export async function checkTracePath(path: string): Promise<void> {
 
 /** Write the trace to `path` atomically (a temporary file renamed over it). */
 export async function writeTrace(path: string, merged: MergedTrace): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
   try {
-    await mkdir(dirname(path), { recursive: true });
-    await writeFile(tmp, JSON.stringify(merged));
-    await rename(tmp, path);
+    await writeFileAtomic(path, Buffer.from(JSON.stringify(merged), 'utf8'));
   } catch (e) {
-    await rm(tmp, { force: true }).catch(() => undefined);
     throw new FileError(`cannot write the trace ${path}: ${(e as Error).message ?? String(e)}`, TRACE_HINT);
   }
 }

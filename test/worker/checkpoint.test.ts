@@ -11,7 +11,7 @@ import {
   readCheckpoint,
   restoreCheckpoint,
   saveCheckpoint,
-  writeFileAtomic,
+  writeCheckpointFile,
   type TrainState,
 } from '../../worker/checkpoint.js';
 import { gptConfigOf, parseTrainConfig } from '../../worker/config.js';
@@ -43,7 +43,7 @@ function state(): TrainState {
 
 function write(path: string, extra: string[] = []): void {
   const cfg = cfgFor(path, extra);
-  writeFileAtomic(path, encodeCheckpoint(layout, state(), gptConfigOf(cfg), cfg, hyper));
+  writeCheckpointFile(path, encodeCheckpoint(layout, state(), gptConfigOf(cfg), cfg, hyper));
 }
 
 describe('safetensors', () => {
@@ -156,7 +156,7 @@ describe('checkpoint file', () => {
     // The temporary file's name is taken by a directory: the write fails before the rename.
     const blocker = `${path}.tmp-${process.pid}`;
     mkdirSync(blocker);
-    assert.throws(() => writeFileAtomic(path, new Uint8Array(10)), FileError);
+    assert.throws(() => writeCheckpointFile(path, new Uint8Array(10)), FileError);
     assert.deepEqual(readFileSync(path), before);
     rmSync(blocker, { recursive: true });
   });

@@ -15,9 +15,10 @@
  * rank preparing the same corpus at the same time) sees the old file, the new one or none: never half.
  * A file that is short, fails its checksum or holds another key reads as "damaged" and is rebuilt.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../../shared/atomic_file.js';
 import { FileError } from '../../shared/errors.js';
 
 /** Bump when the file layout or what goes into a cached corpus changes (tag stripping included). */
@@ -107,13 +108,9 @@ export async function writeTokenCache(path: string, key: string, corpus: Tokeniz
   const headerBytes = Buffer.from(JSON.stringify(header), 'utf8');
   const headerLength = Buffer.alloc(4);
   headerLength.writeUInt32LE(headerBytes.length);
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
-    await mkdir(join(path, '..'), { recursive: true });
-    await writeFile(tmp, Buffer.concat([MAGIC, headerLength, headerBytes, payload]));
-    await rename(tmp, path);
+    await writeFileAtomic(path, Buffer.concat([MAGIC, headerLength, headerBytes, payload]));
   } catch (e) {
-    await rm(tmp, { force: true });
     throw new FileError(
       `cannot write the token cache ${path}: ${(e as Error).message}`,
       'pass a writable --data-dir',
