@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import { CommError, ConfigError, FileError, RosedistError } from '../shared/errors.js';
 import { broadcastJson, type ProcessGroup } from './comm/process_group.js';
+import { findingAt, type LocalFinding } from './numerics.js';
 
 /** SHA-256 of a float buffer's bytes, as 4 float64 lanes (compared as bytes, never as values). */
 function digest(buf: Float32Array): Float64Array {
@@ -39,13 +40,24 @@ export async function syncParams(pg: ProcessGroup, params: Float32Array): Promis
 /**
  * Average the gradients over ranks, and the step's loss with them. `buf` holds the gradients in
  * [0, n-1) and this rank's loss in [n-1]; on return it holds the averages. One collective.
+ * Resolves with where this rank's own buffer held its first NaN or infinity (numerics.ts), found
+ * in the pre-division pass before the sum overwrites it; undefined when all was finite, and always
+ * with one rank (there the averaged buffer is the rank's own: checkStep looks at it).
  */
-export async function averageGradients(pg: ProcessGroup, buf: Float32Array): Promise<void> {
-  if (pg.worldSize === 1) return;
+export async function averageGradients(pg: ProcessGroup, buf: Float32Array): Promise<LocalFinding | undefined> {
+  if (pg.worldSize === 1) return undefined;
   // Pre-divide, then sum: the sum of W values of 1/W scale cannot overflow where a sum might.
+  // Scaling keeps a value finite or not, so the scaled buffer tells where the bad values were.
   const inv = 1 / pg.worldSize;
-  for (let i = 0; i < buf.length; i++) buf[i] *= inv;
+  let bad = -1;
+  for (let i = 0; i < buf.length; i++) {
+    const v = (buf[i] as number) * inv;
+    buf[i] = v;
+    if (bad < 0 && !Number.isFinite(v)) bad = i;
+  }
+  const mine = bad < 0 ? undefined : findingAt(pg.rank, buf, bad);
   await pg.allReduce(buf, 'sum');
+  return mine;
 }
 
 type Outcome<T> = { ok: true; value: T } | { ok: false; name: string; message: string; hint: string | null };

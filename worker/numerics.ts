@@ -25,7 +25,7 @@ export function firstNonFinite(buf: Float32Array): number {
 }
 
 /** What one rank found in its own buffer before the all-reduce. */
-interface LocalFinding {
+export interface LocalFinding {
   readonly rank: number;
   /** 'loss' or 'gradient' */
   readonly what: string;
@@ -35,15 +35,19 @@ interface LocalFinding {
   readonly value: string;
 }
 
+/** The finding for index `i` (non-finite) of `buf` (gradients [n], then the loss at [n]). */
+export function findingAt(rank: number, buf: Float32Array, i: number): LocalFinding {
+  const loss = i === buf.length - 1;
+  return { rank, what: loss ? 'loss' : 'gradient', index: loss ? -1 : i, value: String(buf[i]) };
+}
+
 /**
  * Where `buf` (gradients [n], then the loss at [n]) holds its first non-finite value, as this
  * rank's finding; undefined when all is finite. Call it before the all-reduce overwrites `buf`.
  */
 export function localFinding(rank: number, buf: Float32Array): LocalFinding | undefined {
   const i = firstNonFinite(buf);
-  if (i < 0) return undefined;
-  const loss = i === buf.length - 1;
-  return { rank, what: loss ? 'loss' : 'gradient', index: loss ? -1 : i, value: String(buf[i]) };
+  return i < 0 ? undefined : findingAt(rank, buf, i);
 }
 
 function describeFinding(f: LocalFinding): string {
@@ -53,7 +57,7 @@ function describeFinding(f: LocalFinding): string {
 /**
  * Collective, after the all-reduce of optimizer step `step`: resolves undefined when `reduced`
  * (gradients [n], loss at [n], the same on every rank) is finite. Otherwise every rank learns what
- * each found before the all-reduce (`mine`, from localFinding), and then in 'stop' mode every rank
+ * each found before the all-reduce (`mine`, from averageGradients; with one rank, `reduced` itself), and then in 'stop' mode every rank
  * rejects with a NonFiniteError naming the step and the ranks; in 'skip' mode every rank resolves
  * with that description (the caller skips the optimizer step and warns).
  */
@@ -65,7 +69,9 @@ export async function checkStep(
   mode: NonFiniteMode,
 ): Promise<string | undefined> {
   if (firstNonFinite(reduced) < 0) return undefined;
-  const found = (await allGatherJson(pg, mine ?? null)).filter((f): f is LocalFinding => f !== null);
+  // With one rank the reduced buffer is the rank's own (averageGradients left it as it was).
+  const own = pg.worldSize === 1 ? localFinding(pg.rank, reduced) : mine;
+  const found = (await allGatherJson(pg, own ?? null)).filter((f): f is LocalFinding => f !== null);
   const where =
     found.length > 0
       ? found.map(describeFinding).join('; ')

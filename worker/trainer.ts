@@ -34,7 +34,7 @@ import { checkTracePath, gatherEvents, mergeTraces, peakRssMb, Profiler, writeTr
 import { createProgress, RateMeter } from './progress.js';
 import { restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { initBackend, type BackendInfo } from './tf.js';
-import { checkStep, localFinding } from './numerics.js';
+import { checkStep } from './numerics.js';
 import { TestHooks } from './test_hooks.js';
 
 export interface TrainRun {
@@ -215,9 +215,8 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
         profiler.end('grad_copy');
       }
       hooks.poisonGradient(step, pg.rank, grads);
-      // Looked for before the all-reduce overwrites the buffer; reported only if the sum is bad.
-      const mine = localFinding(pg.rank, syncBuf);
-      await profiler.span('allreduce', () => averageGradients(pg, syncBuf));
+      // Where this rank's own buffer was bad, found before the sum; reported only if the sum is bad.
+      const mine = await profiler.span('allreduce', () => averageGradients(pg, syncBuf));
       const nonFinite = await checkStep(pg, step, mine, syncBuf, cfg.onNonfinite);
       if (nonFinite === undefined) {
         trainLoss = syncBuf[n];

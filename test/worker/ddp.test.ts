@@ -28,6 +28,24 @@ describe('ddp collectives', () => {
     for (const b of out) assert.deepEqual(b.map((v) => Math.round(v * 1e5) / 1e5), [1, 2, 11]);
   });
 
+  it("averageGradients tells each rank where its own buffer was not finite, before the sum spread it", async () => {
+    const own = [
+      [1, 2, 3],
+      [1, Number.NEGATIVE_INFINITY, Number.NaN],
+      [1, 2, Number.NaN],
+    ];
+    const out = await onRanks(3, async (pg) => {
+      const buf = Float32Array.from(own[pg.rank] as number[]);
+      const finding = await averageGradients(pg, buf);
+      return { finding, sumIsBad: !Number.isFinite(buf[1]) && Number.isNaN(buf[2]) };
+    });
+    assert.deepEqual(
+      out.map((o) => o.finding),
+      [undefined, { rank: 1, what: 'gradient', index: 1, value: '-Infinity' }, { rank: 2, what: 'loss', index: -1, value: 'NaN' }],
+    );
+    for (const o of out) assert.ok(o.sumIsBad);
+  });
+
   it('rootDecides hands rank 0 result to every rank', async () => {
     const out = await onRanks(2, (pg) => rootDecides(pg, () => ({ step: 5, rank: pg.rank })));
     assert.deepEqual(out, [{ step: 5, rank: 0 }, { step: 5, rank: 0 }]);

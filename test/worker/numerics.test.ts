@@ -25,7 +25,21 @@ test('world of one: finite passes; stop throws naming the step and rank; skip de
   const bad = new Float32Array([Number.NaN, 2]);
   await assert.rejects(checkStep(pg, 4, localFinding(0, bad), bad, 'stop'), (e) => e instanceof NonFiniteError && /at step 4: rank 0's gradient is NaN at index 0/.test(e.message) && /--on-nonfinite skip/.test(e.hint ?? ''));
   assert.match((await checkStep(pg, 4, localFinding(0, bad), bad, 'skip')) ?? '', /at step 4: rank 0's gradient is NaN/);
-  await assert.rejects(checkStep(pg, 9, undefined, new Float32Array([Infinity]), 'stop'), /sum over ranks overflowed/);
+  // With one rank the reduced buffer is the rank's own: checkStep finds the rank itself.
+  await assert.rejects(checkStep(pg, 9, undefined, new Float32Array([Infinity]), 'stop'), /at step 9: rank 0's loss is Infinity/);
+});
+
+test('ranks that were all finite, whose sum overflowed: the error says so', async () => {
+  const groups = createMemoryGroups(2);
+  const outcomes = await Promise.allSettled(
+    groups.map(async (pg) => {
+      const buf = new Float32Array([3e38]);
+      await pg.allReduce(buf, 'sum');
+      return checkStep(pg, 9, undefined, buf, 'stop');
+    }),
+  );
+  await Promise.all(groups.map((g) => g.close()));
+  for (const o of outcomes) assert.ok(o.status === 'rejected' && /at step 9: every rank was finite .*sum over ranks overflowed/.test(String(o.reason)), String(o.status === 'rejected' ? o.reason : o.value));
 });
 
 test('three ranks agree: every rank rejects naming the one poisoned rank', async () => {
