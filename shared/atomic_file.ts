@@ -5,7 +5,6 @@
  * came (callers wrap it in a FileError that names what the file is and how to fix it).
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** Beside the target (a rename does not cross file systems); per process, as ranks share paths. */
@@ -50,34 +49,6 @@ export function writeFileAtomicSync(path: string, bytes: Uint8Array, durable = f
       fsyncSync(dfd);
     } finally {
       closeSync(dfd);
-    }
-  }
-}
-
-/** writeFileAtomicSync without blocking the event loop. */
-export async function writeFileAtomic(path: string, bytes: Uint8Array, durable = false): Promise<void> {
-  const dir = dirname(path);
-  await mkdir(dir, { recursive: true });
-  const tmp = tmpName(path);
-  try {
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writeFile(bytes);
-      if (durable) await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true }).catch(() => undefined);
-    throw e;
-  }
-  if (durable) {
-    const dh = await open(dir, 'r');
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
     }
   }
 }

@@ -14,7 +14,7 @@
 import { constants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { writeFileAtomic } from '../shared/atomic_file.js';
+import { writeFileAtomicSync } from '../shared/atomic_file.js';
 import { FileError } from '../shared/errors.js';
 import { allGatherJson, type ProcessGroup } from './comm/process_group.js';
 
@@ -180,7 +180,7 @@ export async function checkTracePath(path: string): Promise<void> {
 /** Write the trace to `path` atomically (a temporary file renamed over it). */
 export async function writeTrace(path: string, merged: MergedTrace): Promise<void> {
   try {
-    await writeFileAtomic(path, Buffer.from(JSON.stringify(merged), 'utf8'));
+    writeFileAtomicSync(path, Buffer.from(JSON.stringify(merged), 'utf8'));
   } catch (e) {
     throw new FileError(`cannot write the trace ${path}: ${(e as Error).message ?? String(e)}`, TRACE_HINT);
   }

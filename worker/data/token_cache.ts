@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../shared/atomic_file.js';
+import { writeFileAtomicSync } from '../../shared/atomic_file.js';
 import { FileError } from '../../shared/errors.js';
 
 /** Bump when the file layout or what goes into a cached corpus changes (tag stripping included). */
@@ -109,7 +109,7 @@ export async function writeTokenCache(path: string, key: string, corpus: Tokeniz
   const headerLength = Buffer.alloc(4);
   headerLength.writeUInt32LE(headerBytes.length);
   try {
-    await writeFileAtomic(path, Buffer.concat([MAGIC, headerLength, headerBytes, payload]));
+    writeFileAtomicSync(path, Buffer.concat([MAGIC, headerLength, headerBytes, payload]));
   } catch (e) {
     throw new FileError(
       `cannot write the token cache ${path}: ${(e as Error).message}`,
