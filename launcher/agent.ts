@@ -15,7 +15,7 @@ import type { LaunchConfig } from './config.js';
 import type { EventSink } from './events.js';
 import { formatSummary, type ProcessFailure } from './failures.js';
 import type { ProcessContext, Worker } from './process_context.js';
-import type { Instruction, Rendezvous } from './rendezvous.js';
+import type { Instruction, Rendezvous } from './coordinator_client.js';
 import { workerSpecs } from './worker_spec.js';
 
 export interface RunResult {

@@ -3,7 +3,7 @@
  *
  * Frame: `<HMAC-SHA256 hex> <json>\n`, json = {"seq": n, "body": ...}. Each direction has its own
  * key, derived from the run's secret and the two nonces of the handshake
- * (launcher/node_rendezvous.ts), and its own sequence counting from 0: a frame from a stranger,
+ * (launcher/rendezvous.ts), and its own sequence counting from 0: a frame from a stranger,
  * a replayed or reordered frame, or one reflected back to its sender fails the check. A frame
  * that fails closes the channel (the peer is either broken or not who it says).
  */

@@ -4,7 +4,7 @@
  *   rosedist [launcher options] PROGRAM [program options]    launch a worker group
  *   rosedist plot ...                                        draw metrics (launcher/plot/main.ts)
  *
- * CLI → config → rendezvous (in memory on one node, node_rendezvous.ts on several) → agent. Ends
+ * CLI → config → rendezvous (in memory on one node, rendezvous.ts on several) → agent. Ends
  * by setting process.exitCode: 0 on success, 1 when the workers failed (after the summary), 2 on
  * bad input (one line, no stack), 128 + n after signal n.
  */
@@ -17,9 +17,9 @@ import { Agent } from './agent.js';
 import { parseCli, usage } from './cli.js';
 import { resolveConfig, type LaunchConfig } from './config.js';
 import { stderrSink } from './events.js';
-import { hostRun, joinRun } from './node_rendezvous.js';
+import { hostRun, joinRun } from './rendezvous.js';
 import { subprocessContext } from './process_context.js';
-import { localRendezvous, type Rendezvous } from './rendezvous.js';
+import { localRendezvous, type Rendezvous } from './coordinator_client.js';
 
 const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 

@@ -1,6 +1,6 @@
 /**
  * Messages between a node's agent and the run's coordinator (launcher/coordinator.ts). On one node
- * they stay in memory; across nodes they travel as signed JSON lines (launcher/node_rendezvous.ts).
+ * they stay in memory; across nodes they travel as signed JSON lines (launcher/rendezvous.ts).
  *
  * One attempt, seen from the coordinator:
  *   start(n) → every node starts its workers

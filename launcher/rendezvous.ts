@@ -1,105 +1,270 @@
 /**
- * The agent's side of the run's coordination: how a node learns that an attempt starts, must stop,
- * or that the run ended, and how it reports back (messages in launcher/protocol.ts).
+ * Multi-node runs: the launchers agree on the run before any worker starts, then fail together.
  *
- * `NodeClient` is the one implementation the agent sees; it is wired either to an in-memory
- * Coordinator (single node: `localRendezvous`) or to a control connection (multi-node:
- * launcher/node_rendezvous.ts). Nothing here runs concurrently with itself: it is all callbacks
- * on Node's one thread.
+ * Node 0's launcher listens on master-addr : master-port + 1 (the control port; master-port
+ * itself stays free for the rank-0 worker) and hosts the run's Coordinator. Every other launcher
+ * connects (retrying until --join-timeout) and shakes hands; lines of JSON over TCP:
+ *   0 → k  {"type":"challenge","version":1,"nonce":N0}                                 plain
+ *   k → 0  <mac> {"type":"hello","version":1,"serverNonce":N0,"nonce":Nk,"nodeRank":k,
+ *                 "nnodes":..,"localWorldSize":..,"maxRestarts":..,"runId":..|null}
+ *   0 → k  <mac> {"type":"welcome"|"reject","nonce":Nk,"reason"?:..}
+ *          or, when the hello's mac is wrong, plain {"type":"denied","reason":..} and a close
+ * mac = HMAC-SHA256(secret, json), so each side proves it knows the secret, and the nonces make a
+ * recorded handshake useless. Afterwards both sides talk through a SignedChannel
+ * (control_channel.ts) carrying launcher/protocol.ts messages. Once nnodes - 1 nodes are welcome,
+ * the Coordinator starts attempt 0 everywhere. Strangers and latecomers are refused and logged.
  */
+import { randomBytes } from 'node:crypto';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CommError, ConfigError } from '../shared/errors.js';
+import type { LaunchConfig } from './config.js';
+import { channelKeys, hmac, LineReader, sameMac, SignedChannel } from './control_channel.js';
 import { Coordinator } from './coordinator.js';
-import type { ProcessFailure } from './failures.js';
-import type { Layout, ToCoordinator, ToNode } from './protocol.js';
+import type { EventSink } from './events.js';
+import { asToCoordinator, asToNode } from './protocol.js';
+import { NodeClient, type Rendezvous } from './coordinator_client.js';
 
-export type Instruction = Extract<ToNode, { type: 'start' | 'end' }>;
+const VERSION = 1;
+/** How long a connection may take to say hello (or answer it), ms. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+const RETRY_MS = 500;
+/** How long a refused connection may take to read its refusal, ms. */
+const REFUSE_LINGER_MS = 1000;
+/** A hello is small; a longer first line is not one. */
+const MAX_HELLO = 4096;
 
-export interface Rendezvous {
-  /** The next start or end for this node. Resolves with an end (ok: false) if contact is lost. */
-  next(): Promise<Instruction>;
-  /** True once the run asked this node to stop `attempt` (or contact was lost). */
-  stopRequested(attempt: number): boolean;
-  /** A local worker failed: stop the other nodes now, before this node's cleanup. */
-  failing(attempt: number): void;
-  /** This node's workers of `attempt` are all gone; `failures` is empty if they all succeeded. */
-  finished(attempt: number, failures: readonly ProcessFailure[]): void;
-  /** This launcher got `signal`: the run ends everywhere without restart. */
-  abort(attempt: number, signal: string): void;
-  /** Flush what was sent and release the connection. */
-  close(): Promise<void>;
+export function controlPort(masterPort: number): number {
+  return masterPort + 1;
 }
 
-export class NodeClient implements Rendezvous {
-  private readonly inbox: Instruction[] = [];
-  private waiter: ((i: Instruction) => void) | undefined;
-  private stoppedAttempt = -1;
-  private lostReason: string | undefined;
-  private ended = false;
+interface Hello {
+  readonly nonce: string;
+  readonly nodeRank: number;
+  readonly nnodes: number;
+  readonly localWorldSize: number;
+  readonly maxRestarts: number;
+  readonly runId: string | null;
+}
 
-  constructor(
-    private readonly sendToCoordinator: (msg: ToCoordinator) => void,
-    private readonly closer: () => Promise<void> = async () => {},
-  ) {}
-
-  /** A message from the coordinator. */
-  deliver(msg: ToNode): void {
-    if (msg.type === 'stop') {
-      this.stoppedAttempt = Math.max(this.stoppedAttempt, msg.attempt);
-      return;
-    }
-    if (msg.type === 'end') this.ended = true;
-    this.push(msg);
+function parseObject(text: string): Record<string, unknown> | undefined {
+  try {
+    const v: unknown = JSON.parse(text);
+    return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
   }
+}
 
-  /** Contact with the coordinator is gone; harmless after the end. */
-  lostContact(why: string): void {
-    if (this.ended || this.lostReason !== undefined) return;
-    this.lostReason = why;
-    this.push({ type: 'end', attempt: -1, ok: false, failures: [], reason: why });
-  }
+/** `<mac> <json>` checked against the secret; the parsed object, or why not. */
+function openSigned(line: string, secret: string): Record<string, unknown> | string {
+  const space = line.indexOf(' ');
+  if (space <= 0) return 'not a signed line';
+  const json = line.slice(space + 1);
+  if (!sameMac(line.slice(0, space), hmac(secret, json))) return 'authentication failed (a different secret?)';
+  return parseObject(json) ?? 'not a JSON object';
+}
 
-  private push(i: Instruction): void {
-    const waiter = this.waiter;
-    if (waiter !== undefined) {
-      this.waiter = undefined;
-      waiter(i);
-    } else {
-      this.inbox.push(i);
-    }
-  }
+function signedLine(secret: string, value: unknown): string {
+  const json = JSON.stringify(value);
+  return `${hmac(secret, json)} ${json}\n`;
+}
 
-  next(): Promise<Instruction> {
-    const queued = this.inbox.shift();
-    if (queued !== undefined) return Promise.resolve(queued);
-    return new Promise((resolve) => {
-      this.waiter = resolve;
+function readHello(line: string, secret: string, serverNonce: string): Hello | string {
+  const v = openSigned(line, secret);
+  if (typeof v === 'string') return v;
+  const ints = ['nodeRank', 'nnodes', 'localWorldSize', 'maxRestarts'].every((k) => Number.isSafeInteger(v[k]));
+  if (v.type !== 'hello' || v.version !== VERSION || typeof v.nonce !== 'string' || !ints) return 'malformed hello';
+  if (v.serverNonce !== serverNonce) return 'stale hello (replayed?)';
+  return { ...(v as unknown as Hello), runId: typeof v.runId === 'string' ? v.runId : null };
+}
+
+/** What node 0 holds against a hello from an authenticated launcher; undefined: nothing. */
+function mismatch(h: Hello, config: LaunchConfig, joined: ReadonlySet<number>): string | undefined {
+  if (h.nnodes !== config.nnodes) return `--nnodes ${h.nnodes} differs from node 0's ${config.nnodes}`;
+  if (h.nodeRank < 1 || h.nodeRank >= config.nnodes) return `--node-rank ${h.nodeRank} is not in 1..${config.nnodes - 1}`;
+  if (joined.has(h.nodeRank)) return `node rank ${h.nodeRank} has already joined (two launchers with --node-rank ${h.nodeRank}?)`;
+  if (h.maxRestarts !== config.maxRestarts) return `--max-restarts ${h.maxRestarts} differs from node 0's ${config.maxRestarts}`;
+  if (h.localWorldSize < 1) return 'no workers on this node';
+  if (h.runId !== null && h.runId !== config.runId) return `--run-id ${h.runId} differs from node 0's ${config.runId}`;
+  return undefined;
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(new ConfigError(`cannot listen on ${host}:${port} for the other launchers (${e.code ?? e.message})`, 'pick a --master-port whose port and the next one are free on node 0')),
+    );
+    server.listen({ host, port, exclusive: true }, resolve);
+  });
+}
+
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    const fail = () => reject(new CommError(`interrupted by ${String(signal.reason)} while the nodes were joining`));
+    if (signal.aborted) fail();
+    else signal.addEventListener('abort', fail, { once: true });
+  });
+}
+
+/** Node 0: admit the other nodes' launchers, then run the Coordinator. Resolves once all joined. */
+export async function hostRun(config: LaunchConfig, emit: EventSink, abort: AbortSignal): Promise<Rendezvous> {
+  const port = controlPort(config.masterPort);
+  const address = `${config.masterAddr}:${port}`;
+  const peers = new Map<number, { channel: SignedChannel; localWorldSize: number }>();
+  let coordinator: Coordinator | undefined;
+  let joined: () => void = () => {};
+  const allJoined = new Promise<void>((resolve) => {
+    joined = resolve;
+  });
+
+  const admit = async (socket: Socket): Promise<void> => {
+    const from = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    socket.on('error', () => {});
+    const refuse = (reason: string, reply: string | undefined): void => {
+      emit({ kind: 'rejected_connection', from, reason });
+      if (reply === undefined) socket.end();
+      else socket.end(reply);
+      // A peer that never reads would keep the half-closed socket: drop it after a moment.
+      setTimeout(() => socket.destroy(), REFUSE_LINGER_MS).unref();
+    };
+    const reader = new LineReader(socket, MAX_HELLO);
+    const nonce = randomBytes(16).toString('hex');
+    socket.write(`${JSON.stringify({ type: 'challenge', version: VERSION, nonce })}\n`);
+    const line = await reader.next(HANDSHAKE_TIMEOUT_MS);
+    if (line === undefined) return refuse('no hello', undefined);
+    const hello = readHello(line, config.secret, nonce);
+    if (typeof hello === 'string') return refuse(hello, `${JSON.stringify({ type: 'denied', reason: hello })}\n`);
+    const problem = coordinator !== undefined ? 'the run has already formed' : mismatch(hello, config, new Set(peers.keys()));
+    if (problem !== undefined) return refuse(problem, signedLine(config.secret, { type: 'reject', nonce: hello.nonce, reason: problem }));
+    socket.write(signedLine(config.secret, { type: 'welcome', nonce: hello.nonce }));
+    const keys = channelKeys(config.secret, nonce, hello.nonce);
+    const channel = new SignedChannel(socket, reader, keys.toClient, keys.toServer);
+    const rank = hello.nodeRank;
+    peers.set(rank, { channel, localWorldSize: hello.localWorldSize });
+    channel.onMessage((body) => {
+      const msg = asToCoordinator(body);
+      if (msg !== undefined) coordinator?.receive(rank, msg);
     });
-  }
+    channel.onClose((why) => {
+      if (coordinator !== undefined) coordinator.lost(rank, why);
+      else peers.delete(rank);
+    });
+    emit({ kind: 'node_joined', nodeRank: rank, from });
+    emit({ kind: 'waiting_for_nodes', joined: peers.size + 1, nnodes: config.nnodes, address });
+    if (peers.size === config.nnodes - 1) joined();
+  };
 
-  stopRequested(attempt: number): boolean {
-    return this.lostReason !== undefined || this.stoppedAttempt >= attempt;
+  const server = createServer((socket) => void admit(socket).catch(() => socket.destroy()));
+  await listen(server, config.masterAddr, port);
+  const closeAll = async (): Promise<void> => {
+    server.close();
+    await Promise.all([...peers.values()].map((p) => p.channel.close()));
+  };
+  emit({ kind: 'waiting_for_nodes', joined: 1, nnodes: config.nnodes, address });
+  try {
+    await Promise.race([
+      allJoined,
+      aborted(abort),
+      sleep(config.joinTimeoutMs, undefined, { ref: false }).then(() => {
+        const missing = Array.from({ length: config.nnodes - 1 }, (_, i) => i + 1).filter((r) => !peers.has(r));
+        throw new CommError(
+          `node(s) ${missing.join(', ')} did not join within ${config.joinTimeoutMs / 1000} s`,
+          `start rosedist --nnodes ${config.nnodes} --node-rank K --master-addr ${config.masterAddr} --master-port ${config.masterPort} on each missing node`,
+        );
+      }),
+    ]);
+  } catch (e) {
+    await closeAll();
+    throw e;
   }
-
-  failing(attempt: number): void {
-    this.sendToCoordinator({ type: 'failing', attempt });
-  }
-
-  finished(attempt: number, failures: readonly ProcessFailure[]): void {
-    this.sendToCoordinator({ type: 'finished', attempt, failures });
-  }
-
-  abort(attempt: number, signal: string): void {
-    this.sendToCoordinator({ type: 'abort', attempt, signal });
-  }
-
-  close(): Promise<void> {
-    return this.closer();
-  }
+  const localWorldSizes = [config.nprocPerNode, ...Array.from({ length: config.nnodes - 1 }, (_, i) => peers.get(i + 1)?.localWorldSize ?? 0)];
+  const layout = { runId: config.runId, worldSize: localWorldSizes.reduce((a, b) => a + b, 0), localWorldSizes };
+  const client: NodeClient = new NodeClient((msg) => queueMicrotask(() => coordinator?.receive(0, msg)), closeAll);
+  const c = new Coordinator({ layout, maxRestarts: config.maxRestarts }, (node, msg) => {
+    if (node === 0) queueMicrotask(() => client.deliver(msg));
+    else peers.get(node)?.channel.send(msg);
+  });
+  coordinator = c;
+  c.begin();
+  return client;
 }
 
-/** A single-node run: the coordinator in this process, messages passed on the next tick. */
-export function localRendezvous(layout: Layout, maxRestarts: number): Rendezvous {
-  const coordinator = new Coordinator({ layout, maxRestarts }, (_node, msg) => queueMicrotask(() => client.deliver(msg)));
-  const client: NodeClient = new NodeClient((msg) => queueMicrotask(() => coordinator.receive(0, msg)));
-  coordinator.begin();
+/** Connect to `host:port`; undefined when nobody listens (yet). */
+function connectOnce(host: string, port: number): Promise<Socket | undefined> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    socket.once('connect', () => resolve(socket));
+    socket.once('error', () => {
+      socket.destroy();
+      resolve(undefined);
+    });
+  });
+}
+
+/** Node k > 0: join node 0's run. Resolves once welcome; rejects on refusal or timeout. */
+export async function joinRun(config: LaunchConfig, abort: AbortSignal): Promise<Rendezvous> {
+  const port = controlPort(config.masterPort);
+  const deadline = Date.now() + config.joinTimeoutMs;
+  let socket: Socket | undefined;
+  while (socket === undefined) {
+    if (abort.aborted) return aborted(abort);
+    socket = await connectOnce(config.masterAddr, port);
+    if (socket === undefined) {
+      if (Date.now() > deadline) {
+        throw new CommError(
+          `node 0 did not answer at ${config.masterAddr}:${port} within ${config.joinTimeoutMs / 1000} s`,
+          'start the launcher of node 0, and pass every node the same --master-addr and --master-port',
+        );
+      }
+      await Promise.race([sleep(RETRY_MS), aborted(abort)]);
+    }
+  }
+  socket.on('error', () => {});
+  const reader = new LineReader(socket);
+  const refused = (why: string): never => {
+    socket.destroy();
+    throw new ConfigError(`node 0 at ${config.masterAddr}:${port} refused this launcher: ${why}`, 'start every node with the same --nnodes, --max-restarts, --run-id and secret, each with its own --node-rank');
+  };
+  const first = await reader.next(HANDSHAKE_TIMEOUT_MS);
+  const challenge = first === undefined ? undefined : parseObject(first);
+  if (challenge?.type !== 'challenge' || challenge.version !== VERSION || typeof challenge.nonce !== 'string') {
+    return refused('it did not speak the rosedist control protocol (is something else on that port?)');
+  }
+  const serverNonce = challenge.nonce;
+  const nonce = randomBytes(16).toString('hex');
+  socket.write(
+    signedLine(config.secret, {
+      type: 'hello',
+      version: VERSION,
+      serverNonce,
+      nonce,
+      nodeRank: config.nodeRank,
+      nnodes: config.nnodes,
+      localWorldSize: config.nprocPerNode,
+      maxRestarts: config.maxRestarts,
+      runId: config.runIdGiven ? config.runId : null,
+    }),
+  );
+  const answer = await reader.next(HANDSHAKE_TIMEOUT_MS);
+  if (answer === undefined) return refused('it closed the connection during the handshake');
+  const reply = openSigned(answer, config.secret);
+  if (typeof reply === 'string') {
+    const denied = parseObject(answer)?.reason;
+    return refused(typeof denied === 'string' ? denied : `its answer failed: ${reply}`);
+  }
+  if (reply.nonce !== nonce) return refused('its answer was not for this handshake');
+  if (reply.type !== 'welcome') return refused(typeof reply.reason === 'string' ? reply.reason : 'no reason given');
+  const keys = channelKeys(config.secret, serverNonce, nonce);
+  const channel = new SignedChannel(socket, reader, keys.toServer, keys.toClient);
+  const client = new NodeClient(
+    (msg) => channel.send(msg),
+    () => channel.close(),
+  );
+  channel.onMessage((body) => {
+    const msg = asToNode(body);
+    if (msg !== undefined) client.deliver(msg);
+  });
+  channel.onClose((why) => client.lostContact(`lost contact with node 0's launcher (${why})`));
   return client;
 }

@@ -5,7 +5,7 @@
  *   npm run bench:backend -- [--backends wasm,cpu] [--steps 10] [--warmup 2] [--cpu-steps 3]
  *
  * Backends: wasm, cpu, tensorflow, and wasm-stock (wasm without the kernel replacements of
- * worker/wasm_kernels.ts, to measure what they bring).
+ * worker/tf_wasm_kernels.ts, to measure what they bring).
  *
  * Two configurations (batch 8): the defaults (vocab 10000, 2 layers, seq 32) and a long-sequence
  * one (--vocab-size 256 --n-layers 4 --seq-len 128). Each (config, backend) runs in its own
@@ -48,7 +48,7 @@ const CONFIGS = [
 /** One case, in this process: prints its BenchResult as JSON on the last line. */
 async function runCase(c: BenchCase): Promise<void> {
   const { initBackend } = await import('../worker/tf.js');
-  const { GPT } = await import('../worker/model.js');
+  const { GPT } = await import('../worker/model/gpt.js');
   const { AdamW, ADAMW_DEFAULTS } = await import('../worker/optim.js');
   if (c.backend === 'wasm-stock') process.env.ROSEDIST_STOCK_WASM_KERNELS = '1';
   const info = await initBackend(c.backend === 'wasm-stock' ? 'wasm' : c.backend);

@@ -30,7 +30,7 @@ import { ConfigError, RosedistError, exitCodeOf, formatError } from '../shared/e
 import { freePort } from '../launcher/ports.js';
 import { packagePath } from '../shared/runtime.js';
 import { parseTrainConfig, type TrainConfig } from '../worker/config.js';
-import type { MergedTrace } from '../worker/profiler.js';
+import type { MergedTrace } from '../worker/observe/profiler.js';
 import { summariseTrace } from './train_trace.js';
 
 interface Row {

@@ -5,7 +5,7 @@
  *   node --import tsx scripts/check_log.ts logs/train_ddp.log [--expect-evals N]
  */
 import { readFileSync } from 'node:fs';
-import { parseEvalLine } from '../worker/metrics_log.js';
+import { parseEvalLine } from '../worker/observe/metrics_log.js';
 
 const [path, flag, value] = process.argv.slice(2);
 if (!path) {

@@ -1,5 +1,5 @@
 /**
- * What the training benchmark reads from train_ddp's `--profile` trace (worker/profiler.ts): step
+ * What the training benchmark reads from train_ddp's `--profile` trace (worker/observe/profiler.ts): step
  * times, the all-reduce's share of them, a per-phase breakdown, and each rank's peak RSS.
  *
  * A training step of a rank is the span from the start of its first step phase to the end of its
@@ -7,7 +7,7 @@
  * not part of it. The all-reduce phase includes waiting for the slowest rank, so its share is
  * "time not computing because of communication", as a user sees it.
  */
-import type { MergedTrace, Phase } from '../worker/profiler.js';
+import type { MergedTrace, Phase } from '../worker/observe/profiler.js';
 
 /** The phases that make a training step, in loop order. */
 export const STEP_PHASES = ['data', 'forward_backward', 'grad_copy', 'allreduce', 'optimizer'] as const satisfies readonly Phase[];

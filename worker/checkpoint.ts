@@ -34,7 +34,7 @@ import type { Logger } from '../shared/logging.js';
 import type { ProcessGroup } from './comm/process_group.js';
 import { flagOf, MODEL_SHAPE_FIELDS, type TrainConfig } from './config.js';
 import type { SamplerState } from './data/sampler.js';
-import type { GPTConfig } from './model.js';
+import type { GPTConfig } from './model/gpt.js';
 import type { AdamWConfig } from './optim.js';
 import { rootDecides } from './ddp.js';
 import { decodeSafetensors, encodeSafetensors, type NamedTensor } from './safetensors.js';

@@ -10,7 +10,7 @@
 import { ConfigError } from '../shared/errors.js';
 import { yargs } from '../shared/yargs.js';
 import type { BackendChoice } from './tf.js';
-import type { GPTConfig } from './model.js';
+import type { GPTConfig } from './model/gpt.js';
 import type { NonFiniteMode } from './numerics.js';
 
 export type ProgramName = 'train_minimal' | 'train_ddp';

@@ -12,7 +12,7 @@ import { RosedistError } from '../shared/errors.js';
 import type { ProcessGroup } from './comm/process_group.js';
 import { collate } from './data/collate.js';
 import type { SampleSet } from './data/dataset.js';
-import type { GPT } from './model.js';
+import type { GPT } from './model/gpt.js';
 
 export interface EvalResult {
   /** Mean cross-entropy per predicted token, nats. */

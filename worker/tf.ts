@@ -13,7 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../shared/errors.js';
-import { installFastWasmKernels } from './wasm_kernels.js';
+import { installFastWasmKernels } from './tf_wasm_kernels.js';
 
 export { tf };
 

@@ -11,9 +11,9 @@
  * the model. Dropout seeds are a function of (seed, step, micro-step, rank), the data order of
  * (seed, epoch): a resumed run repeats an uninterrupted one exactly.
  *
- * Observability: rank 0 shows progress (progress.ts: a bar on a TTY, plain lines otherwise) and
+ * Observability: rank 0 shows progress (observe/progress.ts: a bar on a TTY, plain lines otherwise) and
  * appends one metrics line per evaluation; with --profile every rank times its step phases
- * (profiler.ts; sequential on the loop's one thread) and rank 0 writes the merged trace at the end.
+ * (observe/profiler.ts; sequential on the loop's one thread) and rank 0 writes the merged trace at the end.
  */
 import type { WorkerEnv } from '../shared/env.js';
 import { quietConsole, type Logger } from '../shared/logging.js';
@@ -27,11 +27,11 @@ import { mixSeed } from './data/rng.js';
 import { DistributedSampler, rescaleSamplerState, ShardStream, type SamplerState } from './data/sampler.js';
 import { averageGradients, rootDecides, syncParams } from './ddp.js';
 import { evaluate } from './evaluate.js';
-import { formatEvalLine, MetricsLog } from './metrics_log.js';
-import { GPT } from './model.js';
+import { formatEvalLine, MetricsLog } from './observe/metrics_log.js';
+import { GPT } from './model/gpt.js';
 import { ADAMW_DEFAULTS, AdamW } from './optim.js';
-import { checkTracePath, gatherEvents, mergeTraces, peakRssMb, Profiler, writeTrace } from './profiler.js';
-import { createProgress, RateMeter } from './progress.js';
+import { checkTracePath, gatherEvents, mergeTraces, peakRssMb, Profiler, writeTrace } from './observe/profiler.js';
+import { createProgress, RateMeter } from './observe/progress.js';
 import { restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { initBackend, type BackendInfo } from './tf.js';
 import { checkStep } from './numerics.js';

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packagePath } from '../../shared/runtime.js';
-import { Dealer } from '../../worker/comm/zmq.js';
+import { Dealer } from '../../worker/comm/zmq/zmq.js';
 import { inputFor } from '../fixtures/pg_data.js';
 import { freePort } from '../helpers/ports.js';
 import { spawnGroup, type RankResult } from '../helpers/spawn_group.js';

@@ -10,8 +10,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, it } from 'node:test';
 import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
 import { decodeSafetensors, type NamedTensor } from '../../worker/safetensors.js';
-import { parseEvalLine } from '../../worker/metrics_log.js';
-import { PHASES, type MergedTrace, type TraceEvent } from '../../worker/profiler.js';
+import { parseEvalLine } from '../../worker/observe/metrics_log.js';
+import { PHASES, type MergedTrace, type TraceEvent } from '../../worker/observe/profiler.js';
 import { freePort, spawnWorkers, type WorkerExit } from '../helpers/workers.js';
 
 const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',

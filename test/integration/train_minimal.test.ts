@@ -11,7 +11,7 @@ import { after, describe, it } from 'node:test';
 import { readErrorFile } from '../../shared/error_file.js';
 import { parseMetrics } from '../../shared/metrics.js';
 import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
-import { parseEvalLine } from '../../worker/metrics_log.js';
+import { parseEvalLine } from '../../worker/observe/metrics_log.js';
 
 const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
   '--d-ff', '32', '--seq-len', '8', '--batch-size', '4', '--backend', 'cpu', '--dataset', 'toy:60'];

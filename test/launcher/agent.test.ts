@@ -6,7 +6,7 @@ import { resolveConfig } from '../../launcher/config.js';
 import type { LauncherEvent } from '../../launcher/events.js';
 import { failureOf } from '../../launcher/failures.js';
 import type { ProcessContext, Worker, WorkerState } from '../../launcher/process_context.js';
-import { localRendezvous } from '../../launcher/rendezvous.js';
+import { localRendezvous } from '../../launcher/coordinator_client.js';
 import type { WorkerSpec } from '../../launcher/worker_spec.js';
 import { FIXTURE } from '../helpers/launcher_run.js';
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
-import type { MergedTrace, TraceEvent } from '../../worker/profiler.js';
+import type { MergedTrace, TraceEvent } from '../../worker/observe/profiler.js';
 import { summariseTrace } from '../../scripts/train_trace.js';
 
 const TINY = ['--vocab-size', '64', '--d-model', '16', '--n-layers', '1', '--n-heads', '2', '--d-ff', '32', '--seq-len', '8',

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { SingleProcessGroup } from '../../worker/comm/process_group.js';
 import type { Sample, SampleSet } from '../../worker/data/dataset.js';
-import { uniformGenerator } from '../../worker/model_rng.js';
+import { uniformGenerator } from '../../worker/model/rng.js';
 import { evalChunks, evaluate } from '../../worker/evaluate.js';
-import { GPT } from '../../worker/model.js';
+import { GPT } from '../../worker/model/gpt.js';
 import { initBackend, tf } from '../../worker/tf.js';
 
 const cfg = { vocabSize: 64, maxPositionEmbeddings: 16, nLayers: 1, nHeads: 2, dModel: 16, dFf: 32, dropout: 0.1 };

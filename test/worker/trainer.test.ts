@@ -12,7 +12,7 @@ import { FileError } from '../../shared/errors.js';
 import { closeLogger, createLogger } from '../../shared/logging.js';
 import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
 import { SingleProcessGroup } from '../../worker/comm/process_group.js';
-import { PHASES, type MergedTrace } from '../../worker/profiler.js';
+import { PHASES, type MergedTrace } from '../../worker/observe/profiler.js';
 import { decodeSafetensors } from '../../worker/safetensors.js';
 import { parseTrainConfig } from '../../worker/config.js';
 import { tf } from '../../worker/tf.js';

@@ -6,7 +6,7 @@
  *   await pg.close();
  *
  * A world of one gets a SingleProcessGroup (no sockets); larger worlds the ZeroMQ ring
- * (zmq_group.ts). Rejects with a CommError when the rendezvous fails (naming the missing ranks
+ * (zmq/zmq_group.ts). Rejects with a CommError when the rendezvous fails (naming the missing ranks
  * and the address waited on) or a socket cannot be bound.
  */
 import type { WorkerEnv } from '../../shared/env.js';
@@ -14,7 +14,7 @@ import { ConfigError } from '../../shared/errors.js';
 import { SingleProcessGroup, type ProcessGroup } from './process_group.js';
 import type { ReducerKind } from './reduce.js';
 import { DEFAULT_COLLECTIVE_TIMEOUT_MS, DEFAULT_GATHER_BYTES, DEFAULT_SEGMENT_BYTES } from './ring_group.js';
-import { createZmqGroup } from './zmq_group.js';
+import { createZmqGroup } from './zmq/zmq_group.js';
 
 export type { FloatArray, NumericArray, ProcessGroup, ReduceOp } from './process_group.js';
 export { broadcastJson, SingleProcessGroup } from './process_group.js';

@@ -1,6 +1,6 @@
 /**
  * The process group seam: the collectives a data-parallel worker needs. One real implementation
- * (ZeroMQ, zmq_group.ts) and one trivial one (a world of one process, below) for tests and for
+ * (ZeroMQ, zmq/zmq_group.ts) and one trivial one (a world of one process, below) for tests and for
  * train_minimal.
  *
  * Rules for every implementation:

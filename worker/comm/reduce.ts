@@ -1,7 +1,7 @@
 /**
  * Element-wise reduction kernels for the ring: `combine` (dst = op(dst, src)) and `divide`
  * (dst = dst / divisor, for `mean`). Two implementations of one interface:
- *   - 'wasm' (default): WebAssembly SIMD (wasm_kernels.ts). The operands live outside the module's
+ *   - 'wasm' (default): WebAssembly SIMD (simd.ts). The operands live outside the module's
  *     memory (a received message, a slice of the caller's buffer), so each 256 KiB block is
  *     copied in, combined with 16-byte vectors and copied back; the blocks stay in L2.
  *   - 'js': an 8-way unrolled loop, for engines without WebAssembly SIMD.
@@ -12,7 +12,7 @@
  * NaN propagates through max and min in both (as Math.max does), so a NaN gradient is not lost.
  */
 import type { FloatArray } from './process_group.js';
-import { KERNEL_NAMES, kernelModuleBytes, type KernelName } from './wasm_kernels.js';
+import { KERNEL_NAMES, kernelModuleBytes, type KernelName } from './simd.js';
 
 /** The element-wise operations a ring step applies (`mean` is `sum` then `divide`). */
 export type CombineOp = 'sum' | 'max' | 'min';

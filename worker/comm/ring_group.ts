@@ -8,7 +8,7 @@
  *     streams are out of step; the launcher restarts the group);
  *   - on timeout the rank first asks every peer where it is (`PeerControl.probe`), so that the
  *     error names the ranks that did not take part and why (no answer, not called yet, failed).
- * The transport and the peer control are injected: ZeroMQ in zmq_group.ts, memory in the tests.
+ * The transport and the peer control are injected: ZeroMQ in zmq/zmq_group.ts, memory in the tests.
  */
 import type { CollectiveRecord } from '../../shared/error_file.js';
 import { CommError } from '../../shared/errors.js';

@@ -1,7 +1,7 @@
 /**
  * The ring's transport seam: a rank sends to its right neighbour and receives from its left one,
  * messages arriving in the order they were sent. One real implementation (ZeroMQ PUSH/PULL,
- * zmq_group.ts) and one in memory (below) that runs N ranks of a ring in one process for tests.
+ * zmq/zmq_group.ts) and one in memory (below) that runs N ranks of a ring in one process for tests.
  */
 import type { Header } from './frames.js';
 

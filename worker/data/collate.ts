@@ -1,7 +1,7 @@
 /**
  * Samples → one Batch: row-major [B, T] Int32Arrays, as GPT.trainStep/evalBatch take them.
  */
-import type { Batch } from '../model.js';
+import type { Batch } from '../model/gpt.js';
 import type { SampleSet } from './dataset.js';
 
 /** The samples of `set` at `indices`, stacked. All samples must have the same length T. */

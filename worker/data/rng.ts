@@ -1,9 +1,9 @@
 /**
  * Seeded randomness for the data side: sample order, toy data, dropout seeds. Built on the
- * model's generator (model_rng.ts: mulberry32 streams, 32-bit integer arithmetic only), so every
+ * model's generator (model/rng.ts: mulberry32 streams, 32-bit integer arithmetic only), so every
  * rank and every backend draws the same numbers from the same seed.
  */
-import { streamSeed, uniformGenerator } from '../model_rng.js';
+import { streamSeed, uniformGenerator } from '../model/rng.js';
 
 /** One 32-bit seed from a seed and keys, e.g. (seed, step, microStep, rank): nearby inputs give unrelated seeds. */
 export function mixSeed(seed: number, ...keys: readonly number[]): number {

@@ -13,7 +13,7 @@
  * Memory: everything a gradient needs goes through `save` (tfjs keeps those until backprop ends);
  * intermediates are disposed by the enclosing tidy. All ops run inside the caller's tf.tidy.
  */
-import { tf } from './tf.js';
+import { tf } from '../tf.js';
 
 type AnyTensor = tf.Tensor;
 type Save = tf.GradSaveFunc;

@@ -5,14 +5,14 @@ import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { barWidth, createProgress, etaSeconds, formatDuration, RateMeter } from '../../worker/progress.js';
-import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
+import { barWidth, createProgress, etaSeconds, formatDuration, RateMeter } from '../../../worker/observe/progress.js';
+import { packagePath, tsNodeArgs } from '../../../shared/runtime.js';
 
 const ESC = '\x1b';
 
 /** Run `body` in a fresh Node process whose stdout and stderr are pipes (not TTYs). */
 function runChild(body: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const url = new URL(`file://${packagePath('worker/progress.ts')}`).href;
+  const url = new URL(`file://${packagePath('worker/observe/progress.ts')}`).href;
   const script = `const { createProgress } = await import(${JSON.stringify(url)});\n${body}`;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...tsNodeArgs(), '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -12,8 +12,8 @@
  * weight 1 and bias 0. Values are drawn in JavaScript from a seeded stream per parameter, so the
  * same seed gives the same weights on every backend.
  */
-import { ConfigError } from '../shared/errors.js';
-import { fillNormal, streamSeed } from './model_rng.js';
+import { ConfigError } from '../../shared/errors.js';
+import { fillNormal, streamSeed } from './rng.js';
 
 export interface GPTConfig {
   readonly vocabSize: number; // V

@@ -5,9 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { RosedistError } from '../../shared/errors.js';
-import { countParams, GPT, IGNORE_INDEX, type Batch, type GPTConfig } from '../../worker/model.js';
-import { initBackend, tf } from '../../worker/tf.js';
+import { RosedistError } from '../../../shared/errors.js';
+import { countParams, GPT, IGNORE_INDEX, type Batch, type GPTConfig } from '../../../worker/model/gpt.js';
+import { initBackend, tf } from '../../../worker/tf.js';
 
 const DEFAULTS: GPTConfig = {
   vocabSize: 10000, maxPositionEmbeddings: 128, nLayers: 2, nHeads: 4, dModel: 128, dFf: 512, dropout: 0.1,

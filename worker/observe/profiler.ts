@@ -14,9 +14,9 @@
 import { constants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { writeFileAtomicSync } from '../shared/atomic_file.js';
-import { FileError } from '../shared/errors.js';
-import { allGatherJson, type ProcessGroup } from './comm/process_group.js';
+import { writeFileAtomicSync } from '../../shared/atomic_file.js';
+import { FileError } from '../../shared/errors.js';
+import { allGatherJson, type ProcessGroup } from '../comm/process_group.js';
 
 export type Phase = 'data' | 'forward_backward' | 'grad_copy' | 'allreduce' | 'optimizer' | 'eval' | 'checkpoint';
 export const PHASES: readonly Phase[] = ['data', 'forward_backward', 'grad_copy', 'allreduce', 'optimizer', 'eval', 'checkpoint'];

@@ -15,11 +15,11 @@
  *
  * wasm speed (TFJS-NOTES.md): q, k, v come from three column blocks of W, so no activation is
  * split; only 4-D transposes (5-D ones are 100x slower there); transposes are explicit, so the
- * batched matMuls have the plain form that wasm_kernels.ts runs on XNNPACK, per (batch, head).
+ * batched matMuls have the plain form that tf_wasm_kernels.ts runs on XNNPACK, per (batch, head).
  */
 import { linearGrads } from './ops.js';
-import { SLICED_MATMUL_MIN_FLOPS } from './wasm_kernels.js';
-import { tf } from './tf.js';
+import { SLICED_MATMUL_MIN_FLOPS } from '../tf_wasm_kernels.js';
+import { tf } from '../tf.js';
 
 type AnyTensor = tf.Tensor;
 type Save = tf.GradSaveFunc;
@@ -115,7 +115,7 @@ function headsToRows(t: tf.Tensor3D, s: AttentionShape): tf.Tensor2D {
 
 /**
  * Batched a @ b with optional transposes, [n, ., .] each. On wasm, big slices run on XNNPACK
- * (wasm_kernels.ts), which takes only the plain form: transpose explicitly there. Small ones
+ * (tf_wasm_kernels.ts), which takes only the plain form: transpose explicitly there. Small ones
  * stay on the scalar kernel, which reads transposed operands in place at least as fast.
  */
 function bmm(a: tf.Tensor3D, b: tf.Tensor3D, transposeA: boolean, transposeB: boolean): tf.Tensor3D {

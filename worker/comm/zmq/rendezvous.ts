@@ -13,8 +13,8 @@
  * A hello from another run or attempt (run id, restart count, world size) or a duplicate rank is
  * refused with a reason and logged; malformed messages are dropped and logged.
  */
-import type { WorkerEnv } from '../../shared/env.js';
-import { CommError } from '../../shared/errors.js';
+import type { WorkerEnv } from '../../../shared/env.js';
+import { CommError } from '../../../shared/errors.js';
 import { parseControl, type ControlMessage, type ControlServer, type Incoming, type Warn } from './control.js';
 import { clientOptions, Dealer, type Auth } from './zmq.js';
 

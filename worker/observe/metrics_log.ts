@@ -7,7 +7,7 @@
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { MetricsRecord } from '../shared/metrics.js';
+import type { MetricsRecord } from '../../shared/metrics.js';
 
 export function formatEvalLine(r: MetricsRecord, numSteps: number): string {
   return (

@@ -5,11 +5,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ControlServer, parseControl, request } from '../../../worker/comm/control.js';
-import { encodeHeader, type Header } from '../../../worker/comm/frames.js';
-import { endpointFor, type PeerInfo } from '../../../worker/comm/rendezvous.js';
-import { bindTcp, clientOptions, Dealer, Pull, Push, registerAuth, serverOptions, tokenFor, type Auth } from '../../../worker/comm/zmq.js';
-import { ZmqTransport } from '../../../worker/comm/zmq_transport.js';
+import { ControlServer, parseControl, request } from '../../../../worker/comm/zmq/control.js';
+import { encodeHeader, type Header } from '../../../../worker/comm/frames.js';
+import { endpointFor, type PeerInfo } from '../../../../worker/comm/zmq/rendezvous.js';
+import { bindTcp, clientOptions, Dealer, Pull, Push, registerAuth, serverOptions, tokenFor, type Auth } from '../../../../worker/comm/zmq/zmq.js';
+import { ZmqTransport } from '../../../../worker/comm/zmq/zmq_transport.js';
 
 const header: Header = { kind: 'allReduce', seq: 1, dtype: 'float32', count: 4, op: 'sum', step: 0, segment: 0 };
 

@@ -4,10 +4,10 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FileError } from '../../shared/errors.js';
-import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
-import type { FloatArray, NumericArray, ProcessGroup } from '../../worker/comm/process_group.js';
-import { PHASES, Profiler, gatherEvents, mergeTraces, writeTrace, type TraceEvent } from '../../worker/profiler.js';
+import { FileError } from '../../../shared/errors.js';
+import { packagePath, tsNodeArgs } from '../../../shared/runtime.js';
+import type { FloatArray, NumericArray, ProcessGroup } from '../../../worker/comm/process_group.js';
+import { PHASES, Profiler, gatherEvents, mergeTraces, writeTrace, type TraceEvent } from '../../../worker/observe/profiler.js';
 
 let dir: string;
 before(() => {
@@ -132,7 +132,7 @@ test('3 ranks: gathered, merged and written; schema, every phase per rank, order
 });
 
 test('timestamps line up across processes (wall-clock µs)', async () => {
-  const url = new URL(`file://${packagePath('worker/profiler.ts')}`).href;
+  const url = new URL(`file://${packagePath('worker/observe/profiler.ts')}`).href;
   const script = `const { Profiler } = await import(${JSON.stringify(url)});
     const p = new Profiler(1, true);
     await p.span('data', () => new Promise((r) => setTimeout(r, 5)));

@@ -14,12 +14,12 @@
  * Memory: every method disposes what it creates (tf.tidy); `logits` hands its result to the caller.
  * Not re-entrant: one call at a time per model (tfjs runs synchronously anyway).
  */
-import { RosedistError } from '../shared/errors.js';
+import { RosedistError } from '../../shared/errors.js';
 import { attentionMaskBias, causalSelfAttention, type AttentionShape } from './attention.js';
-import { countParams, initialValues, paramSpecs, sizeOf, validateConfig, type GPTConfig } from './gpt_params.js';
-import { dropoutMask, streamSeed } from './model_rng.js';
+import { countParams, initialValues, paramSpecs, sizeOf, validateConfig, type GPTConfig } from './params.js';
+import { dropoutMask, streamSeed } from './rng.js';
 import { addPositions, crossEntropySum, gatherRows, gelu, layerNorm, linear } from './ops.js';
-import { tf } from './tf.js';
+import { tf } from '../tf.js';
 
 export { countParams, type GPTConfig };
 

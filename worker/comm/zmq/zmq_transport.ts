@@ -8,8 +8,8 @@
  * (the first 10, then every 100th): with a run secret only the run's ranks can connect, without
  * one a stranger's garbage must not crash or derail the ring.
  */
-import { decodeHeader, encodeHeader, type Header } from './frames.js';
-import type { Message, RingTransport } from './transport.js';
+import { decodeHeader, encodeHeader, type Header } from '../frames.js';
+import type { Message, RingTransport } from '../transport.js';
 import type { Pull, Push } from './zmq.js';
 
 export class ZmqTransport implements RingTransport {
