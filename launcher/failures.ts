@@ -27,6 +27,22 @@ export interface ProcessFailure {
   readonly errorFile: string | undefined;
   /** The worker's latest collectives, oldest first, from its error file; undefined: none recorded. */
   readonly collectives?: readonly CollectiveRecord[] | undefined;
+  /** A Python worker's traceback, shortened to where it raised and its last line; undefined: none. */
+  readonly traceback?: string | undefined;
+}
+
+/**
+ * `File "train.py", line 9, in main → ValueError: boom` from a Python traceback (torch's error
+ * file keeps the whole one): the innermost frame and the last line, which names the exception.
+ * undefined when `stack` is not a Python traceback (ours are JavaScript stacks: not shown).
+ */
+export function tracebackTail(stack: string | undefined): string | undefined {
+  if (stack === undefined || !stack.startsWith('Traceback (most recent call last):')) return undefined;
+  const lines = stack.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const frame = [...lines].reverse().find((l) => l.startsWith('File "'));
+  const last = lines.at(-1);
+  if (last === undefined || last === lines[0]) return undefined;
+  return frame === undefined ? last : `${frame} → ${last}`;
 }
 
 /** Who a failed process was, as the launcher knows it. */
@@ -60,6 +76,7 @@ export function failureOf(w: FailedWorker, code: number | null, signal: string |
     message,
     errorFile: w.errorFile,
     collectives: record?.collectives,
+    traceback: tracebackTail(record?.stack),
   };
 }
 
@@ -79,6 +96,7 @@ function describe(f: ProcessFailure, showErrorFile: boolean): string[] {
       ` at ${new Date(f.time).toISOString()}`,
     `  message: ${f.message ?? '(no error file: the worker died before it could write one, or was killed)'}`,
   ];
+  if (f.traceback !== undefined) lines.push(`  traceback: ${f.traceback}`);
   if (f.collectives !== undefined && f.collectives.length > 0) {
     lines.push('  last collectives (oldest first):');
     for (const c of f.collectives) lines.push(`    #${c.seq} ${c.op}, ${c.bytes} bytes: ${c.state}`);

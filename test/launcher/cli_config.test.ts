@@ -31,7 +31,7 @@ test('torchrun spellings, program and its arguments untouched', async () => {
     const c = await resolve([flag, '3', '--max_restarts=2', FIXTURE, '--nproc-per-node', '9', '-x', '1', '--', 'y']);
     assert.equal(c.nprocPerNode, 3);
     assert.equal(c.maxRestarts, 2);
-    assert.equal(c.program, FIXTURE);
+    assert.deepEqual(c.program, { kind: 'node', path: FIXTURE });
     assert.deepEqual(c.programArgs, ['--nproc-per-node', '9', '-x', '1', '--', 'y']);
     assert.ok(Object.isFrozen(c));
   }
