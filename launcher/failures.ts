@@ -33,16 +33,22 @@ export interface ProcessFailure {
 
 /**
  * `File "train.py", line 9, in main → ValueError: boom` from a Python traceback (torch's error
- * file keeps the whole one): the innermost frame and the last line, which names the exception.
+ * file keeps the whole one): the innermost frame and the exception that ends the traceback (its
+ * lines joined; the frame's source and caret lines, indented 4+ spaces, left out).
  * undefined when `stack` is not a Python traceback (ours are JavaScript stacks: not shown).
  */
 export function tracebackTail(stack: string | undefined): string | undefined {
   if (stack === undefined || !stack.startsWith('Traceback (most recent call last):')) return undefined;
-  const lines = stack.split('\n').map((l) => l.trim()).filter((l) => l !== '');
-  const frame = [...lines].reverse().find((l) => l.startsWith('File "'));
-  const last = lines.at(-1);
-  if (last === undefined || last === lines[0]) return undefined;
-  return frame === undefined ? last : `${frame} → ${last}`;
+  const lines = stack.split('\n');
+  let at = lines.length - 1;
+  while (at >= 0 && !/^\s*File "/.test(lines[at] ?? '')) at -= 1;
+  const exception = lines
+    .slice(at + 1)
+    .filter((l) => !l.startsWith('    ') && l.trim() !== '')
+    .map((l) => l.trim())
+    .join(' ');
+  if (exception === '') return undefined;
+  return at < 0 ? exception : `${(lines[at] ?? '').trim()} → ${exception}`;
 }
 
 /** Who a failed process was, as the launcher knows it. */

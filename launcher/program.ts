@@ -118,9 +118,9 @@ export function resolveProgram(name: string | undefined, o: ProgramOptions, env:
   const builtin = BUILTIN_PROGRAMS[name];
   const path = builtin !== undefined ? packagePath(builtin) : resolve(name);
   const ext = extname(path);
-  if (ext !== '.py' && !NODE_EXTENSIONS.has(ext)) {
-    throw new ConfigError(`program ${JSON.stringify(name)} is neither a .js/.mjs/.ts nor a .py file`, `pass ${ACCEPTED}`);
-  }
+  const unknownKind = (): ConfigError => new ConfigError(`program ${JSON.stringify(name)} is neither a .js/.mjs/.ts nor a .py file`, `pass ${ACCEPTED}`);
+  // x.rb: say what is accepted, whether or not it exists; a name without extension may be a typo.
+  if (ext !== '' && ext !== '.py' && !NODE_EXTENSIONS.has(ext)) throw unknownKind();
   if (!isFile(path)) {
     throw new ConfigError(
       builtin !== undefined ? `built-in program ${name} is missing from this installation (${path})` : `program ${JSON.stringify(name)} does not exist (${path})`,
@@ -128,6 +128,7 @@ export function resolveProgram(name: string | undefined, o: ProgramOptions, env:
     );
   }
   if (ext === '.py') return { kind: 'python', python: python(o.python, env), path };
+  if (!NODE_EXTENSIONS.has(ext)) throw unknownKind();
   if (o.python !== undefined) {
     throw new ConfigError(`${o.python.from} was given, but ${JSON.stringify(name)} is a JavaScript/TypeScript program`, `drop ${o.python.from}: node runs it`);
   }
