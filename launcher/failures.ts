@@ -96,11 +96,18 @@ export function orderFailures(failures: readonly ProcessFailure[]): ProcessFailu
   return [...failures].sort((a, b) => a.time - b.time || a.rank - b.rank);
 }
 
+/** What the summary says of a worker that left no error file. */
+function noErrorFile(f: ProcessFailure): string {
+  const text = '(no error file: the worker died before it could write one, or was killed';
+  // Our programs always write one on an exception; a Python program only under torch's @record.
+  return f.signal !== null ? `${text})` : `${text}; a Python main writes one when wrapped in torch.distributed.elastic.multiprocessing.errors.record)`;
+}
+
 function describe(f: ProcessFailure, showErrorFile: boolean): string[] {
   const lines = [
     `rank ${f.rank} (local rank ${f.localRank}, node ${f.nodeRank} ${f.nodeId}, pid ${f.pid}) ${describeExit(f)}` +
       ` at ${new Date(f.time).toISOString()}`,
-    `  message: ${f.message ?? '(no error file: the worker died before it could write one, or was killed)'}`,
+    `  message: ${f.message ?? noErrorFile(f)}`,
   ];
   if (f.traceback !== undefined) lines.push(`  traceback: ${f.traceback}`);
   if (f.collectives !== undefined && f.collectives.length > 0) {

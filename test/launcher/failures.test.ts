@@ -81,6 +81,10 @@ test("torch's error file (@record): its message, where it raised, and a time in 
   writeFileSync(file, JSON.stringify({ message: 'Signal 9 (SIGKILL) received by PID 7', timestamp: 1764590001 }));
   const old = failureOf(who(1, file), 1, null, 1764590009_000);
   assert.deepEqual([old.message, old.time, old.traceback], ['Signal 9 (SIGKILL) received by PID 7', 1764590001_999, undefined]);
+  // No error file: a hint at @record when the worker exited by itself, none when it was killed.
+  const summary = (x: ReturnType<typeof failureOf>) => formatSummary({ runId: 'r', attempt: 0, maxRestarts: 0, failures: [x], reason: undefined, showErrorFiles: false });
+  assert.match(summary(failureOf(who(1), 1, null, 0)), /message: \(no error file: .*wrapped in torch\.distributed\.elastic\.multiprocessing\.errors\.record\)/);
+  assert.doesNotMatch(summary(failureOf(who(1), null, 'SIGKILL', 0)), /record/);
   // Our own records keep their JavaScript stack out of the summary.
   writeErrorFile(file, new Error('plain'), 1);
   assert.equal(failureOf(who(1, file), 1, null, Date.now()).traceback, undefined);
