@@ -3,6 +3,8 @@
  *
  *   rosedist [launcher options] PROGRAM [program options]
  *
+ * PROGRAM: one of ours (train_ddp, a .js/.mjs/.ts file), a Python script (.py), a Python module
+ * with -m, or any executable with --no-python (launcher/program.ts resolves it).
  * Parsing stops at PROGRAM; everything after it goes to the program untouched. Options are spelled
  * as torchrun spells them (`--nproc-per-node` and `--nproc_per_node` both work), and each can come
  * from `PET_<NAME>` (e.g. PET_NPROC_PER_NODE) as torchrun reads them; the command line wins.
@@ -35,6 +37,9 @@ const OPTIONS = {
   secret: 'shared secret of a multi-node run (visible in ps: prefer --secret-file)',
   'secret-file': 'file holding the shared secret of a multi-node run (the same file on every node)',
   'join-timeout': 'seconds to wait for all nodes to join a multi-node run [default: 300]',
+  'no-python': 'run PROGRAM as an executable, without an interpreter (torchrun compatibility)',
+  module: 'PROGRAM is a Python module, run as python -m PROGRAM (torchrun compatibility)',
+  python: 'Python interpreter for .py programs and -m [default: $PYTHON, else $PYTHON_EXEC, else python3 on the PATH]',
 } as const;
 
 export type OptionName = keyof typeof OPTIONS;
@@ -48,12 +53,14 @@ export interface CliInput {
   readonly help: boolean;
 }
 
-const BOOLEAN: ReadonlySet<OptionName> = new Set(['standalone']);
+const BOOLEAN: ReadonlySet<OptionName> = new Set(['standalone', 'no-python', 'module']);
+/** Short spellings, as torchrun's. */
+const SHORT: Readonly<Partial<Record<OptionName, string>>> = { module: 'm' };
 
 function parser(argv: readonly string[]) {
   let y = yargs([...argv])
     .scriptName('rosedist')
-    .usage('$0 [launcher options] PROGRAM [program options]\n\nPROGRAM: train_ddp, train_minimal, or a path to a .js/.mjs/.ts file.\nEach option can also be set as PET_<NAME>, e.g. PET_NPROC_PER_NODE=2.')
+    .usage('$0 [launcher options] PROGRAM [program options]\n\nPROGRAM: train_ddp, train_minimal, a .js/.mjs/.ts or .py file, -m MODULE, or --no-python EXECUTABLE.\nEach option can also be set as PET_<NAME>, e.g. PET_NPROC_PER_NODE=2.')
     .parserConfiguration({ 'halt-at-non-option': true, 'parse-positional-numbers': false, 'camel-case-expansion': false, 'boolean-negation': false })
     .strict()
     .help(false)
@@ -64,7 +71,8 @@ function parser(argv: readonly string[]) {
     })
     .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' });
   for (const [name, describe] of Object.entries(OPTIONS)) {
-    const alias = name.includes('-') ? [name.replaceAll('-', '_')] : [];
+    const short = SHORT[name as OptionName];
+    const alias = [...(name.includes('-') ? [name.replaceAll('-', '_')] : []), ...(short !== undefined ? [short] : [])];
     y = y.option(name, { type: BOOLEAN.has(name as OptionName) ? 'boolean' : 'string', describe, alias });
   }
   return y;

@@ -5,20 +5,19 @@
  * happen here too, so that nothing starts on a configuration that cannot work.
  */
 import { randomBytes } from 'node:crypto';
-import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { extname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { ConfigError } from '../shared/errors.js';
-import { packagePath } from '../shared/runtime.js';
 import type { CliInput, Given, OptionName } from './cli.js';
 import { countGpus } from './devices.js';
 import { parseStdSpec, type StdSpec } from './redirects.js';
 import { canBind, freePort } from './ports.js';
+import { isSet, resolveProgram, type WorkerProgram } from './program.js';
 import { readSecret } from './secret.js';
 
 export interface LaunchConfig {
-  /** Absolute path of the worker program. */
-  readonly program: string;
+  /** What each worker runs (launcher/program.ts). */
+  readonly program: WorkerProgram;
   readonly programArgs: readonly string[];
   readonly nprocPerNode: number;
   readonly nnodes: number;
@@ -45,9 +44,6 @@ export interface LaunchConfig {
   readonly joinTimeoutMs: number;
 }
 
-/** The built-in programs, by name → path in this package. */
-export const BUILTIN_PROGRAMS: Readonly<Record<string, string>> = { train_ddp: 'worker/train_ddp.ts', train_minimal: 'worker/train_minimal.ts' };
-const EXTENSIONS = new Set(['.js', '.mjs', '.cjs', '.ts', '.mts', '.cts']);
 const DEFAULT_STOP_GRACE_S = 3;
 
 /** What the configuration asks of the host; injected by tests. */
@@ -76,31 +72,6 @@ function seconds(g: Given, min: number): number {
     throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} is not a number of seconds above ${min}`, `pass ${g.from} e.g. 0.5`);
   }
   return n;
-}
-
-function resolveProgram(name: string | undefined): string {
-  const builtins = Object.keys(BUILTIN_PROGRAMS).join(', ');
-  if (name === undefined) {
-    throw new ConfigError('no PROGRAM given', `usage: rosedist [options] PROGRAM [program options], PROGRAM being ${builtins} or a .js/.mjs/.ts file`);
-  }
-  const builtin = BUILTIN_PROGRAMS[name];
-  const path = builtin !== undefined ? packagePath(builtin) : resolve(name);
-  let isFile = false;
-  try {
-    isFile = statSync(path).isFile();
-  } catch {
-    // Reported below.
-  }
-  if (!isFile) {
-    throw new ConfigError(
-      builtin !== undefined ? `built-in program ${name} is missing from this installation (${path})` : `program ${JSON.stringify(name)} does not exist (${path})`,
-      `pass ${builtins} or the path of an existing .js/.mjs/.ts file`,
-    );
-  }
-  if (!EXTENSIONS.has(extname(path))) {
-    throw new ConfigError(`program ${JSON.stringify(name)} is not a .js, .mjs or .ts file`, 'rosedist runs JavaScript and TypeScript programs with node');
-  }
-  return path;
 }
 
 function nproc(g: Given | undefined, gpus: number, cpus: number): number {
@@ -148,7 +119,7 @@ function stopGraceMs(env: Env): number {
 /** Validate `cli` into a frozen LaunchConfig. Throws ConfigError (exit code 2) on any bad input. */
 export async function resolveConfig(cli: CliInput, env: Env = process.env, host: HostProbe = realHost): Promise<LaunchConfig> {
   const o: Readonly<Partial<Record<OptionName, Given>>> = cli.options;
-  const standalone = o.standalone !== undefined && ['true', '1'].includes(o.standalone.value);
+  const standalone = isSet(o.standalone);
   if (o.nnodes !== undefined && o.nnodes.value.includes(':')) {
     throw new ConfigError(`${o.nnodes.from} ${o.nnodes.value}: elastic node ranges are not supported`, `pass a fixed number of nodes, e.g. ${o.nnodes.from} 2`);
   }
@@ -160,7 +131,7 @@ export async function resolveConfig(cli: CliInput, env: Env = process.env, host:
   if (nodeRank >= nnodes) {
     throw new ConfigError(`${o['node-rank']?.from} ${nodeRank} is not below --nnodes ${nnodes}`, `node ranks run from 0 to ${nnodes - 1}`);
   }
-  const program = resolveProgram(cli.program);
+  const program = resolveProgram(cli.program, { noPython: o['no-python'], module: o.module, python: o.python }, env);
   const gpuCount = gpusVisible(host.countGpus(), env.CUDA_VISIBLE_DEVICES);
   const nprocPerNode = nproc(o['nproc-per-node'], gpuCount, host.cpus());
   const masterAddr = o['master-addr']?.value.trim() || '127.0.0.1';

@@ -27,6 +27,28 @@ export interface ProcessFailure {
   readonly errorFile: string | undefined;
   /** The worker's latest collectives, oldest first, from its error file; undefined: none recorded. */
   readonly collectives?: readonly CollectiveRecord[] | undefined;
+  /** A Python worker's traceback, shortened to where it raised and its last line; undefined: none. */
+  readonly traceback?: string | undefined;
+}
+
+/**
+ * `File "train.py", line 9, in main → ValueError: boom` from a Python traceback (torch's error
+ * file keeps the whole one): the innermost frame and the exception that ends the traceback (its
+ * lines joined; the frame's source and caret lines, indented 4+ spaces, left out).
+ * undefined when `stack` is not a Python traceback (ours are JavaScript stacks: not shown).
+ */
+export function tracebackTail(stack: string | undefined): string | undefined {
+  if (stack === undefined || !stack.startsWith('Traceback (most recent call last):')) return undefined;
+  const lines = stack.split('\n');
+  let at = lines.length - 1;
+  while (at >= 0 && !/^\s*File "/.test(lines[at] ?? '')) at -= 1;
+  const exception = lines
+    .slice(at + 1)
+    .filter((l) => !l.startsWith('    ') && l.trim() !== '')
+    .map((l) => l.trim())
+    .join(' ');
+  if (exception === '') return undefined;
+  return at < 0 ? exception : `${(lines[at] ?? '').trim()} → ${exception}`;
 }
 
 /** Who a failed process was, as the launcher knows it. */
@@ -60,6 +82,7 @@ export function failureOf(w: FailedWorker, code: number | null, signal: string |
     message,
     errorFile: w.errorFile,
     collectives: record?.collectives,
+    traceback: tracebackTail(record?.stack),
   };
 }
 
@@ -73,12 +96,20 @@ export function orderFailures(failures: readonly ProcessFailure[]): ProcessFailu
   return [...failures].sort((a, b) => a.time - b.time || a.rank - b.rank);
 }
 
+/** What the summary says of a worker that left no error file. */
+function noErrorFile(f: ProcessFailure): string {
+  const text = '(no error file: the worker died before it could write one, or was killed';
+  // Our programs always write one on an exception; a Python program only under torch's @record.
+  return f.signal !== null ? `${text})` : `${text}; a Python main writes one when wrapped in torch.distributed.elastic.multiprocessing.errors.record)`;
+}
+
 function describe(f: ProcessFailure, showErrorFile: boolean): string[] {
   const lines = [
     `rank ${f.rank} (local rank ${f.localRank}, node ${f.nodeRank} ${f.nodeId}, pid ${f.pid}) ${describeExit(f)}` +
       ` at ${new Date(f.time).toISOString()}`,
-    `  message: ${f.message ?? '(no error file: the worker died before it could write one, or was killed)'}`,
+    `  message: ${f.message ?? noErrorFile(f)}`,
   ];
+  if (f.traceback !== undefined) lines.push(`  traceback: ${f.traceback}`);
   if (f.collectives !== undefined && f.collectives.length > 0) {
     lines.push('  last collectives (oldest first):');
     for (const c of f.collectives) lines.push(`    #${c.seq} ${c.op}, ${c.bytes} bytes: ${c.state}`);

@@ -7,7 +7,8 @@
  * completed from its error file.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { failureOf, type ProcessFailure } from './failures.js';
 import { attachOutput, stdioFor } from './redirects.js';
 import type { WorkerSpec } from './worker_spec.js';
@@ -50,6 +51,8 @@ class SubprocessWorker implements Worker {
   constructor(readonly spec: WorkerSpec) {
     // A stale error file from an earlier run with the same id would be read as this worker's.
     rmSync(spec.errorFile, { force: true });
+    // Its folder must exist: torch's @record opens the file without creating folders.
+    mkdirSync(dirname(spec.errorFile), { recursive: true });
     this.child = spawn(spec.command, [...spec.args], { env: spec.env, stdio: stdioFor(spec.output) });
     this.pid = this.child.pid ?? 0;
     const output = attachOutput(this.child, spec.output);

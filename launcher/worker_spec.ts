@@ -2,19 +2,17 @@
  * The blueprint of each worker of an attempt (torchrun's WorkerSpec, one per local rank): the
  * command line, the environment contract (shared/env.ts) and where its output and error file go.
  *
- * Command: node <tsx loader> --import <shared/launcher_watch.ts> PROGRAM ARGS... — the same for
- * .js and .ts programs; the watch preload ends the worker when the launcher disappears and records
- * uncaught exceptions in the error file.
+ * Command: launcher/program.ts's, for our .js/.ts programs, Python scripts and modules, executables.
+ * Environment: the contract as torchrun sets it, so that torch's env:// rendezvous works unchanged.
  * Files: <base>/<run-id>/attempt_<n>/<rank>/{error.json,stdout.log,stderr.log}, base being the
  * --log-dir or a temporary directory of this launcher.
  */
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { workerEnvVars, type WorkerEnv } from '../shared/env.js';
-import { packagePath, tsNodeArgs } from '../shared/runtime.js';
 import type { LaunchConfig } from './config.js';
 import { visibleDeviceFor } from './devices.js';
+import { programCommand } from './program.js';
 import type { Layout } from './protocol.js';
 import { outputPlan, type OutputPlan } from './redirects.js';
 
@@ -55,7 +53,7 @@ export function workerSpecs(
 ): WorkerSpec[] {
   const offset = rankOffset(layout, config.nodeRank);
   const nodeId = `${hostname()}#${config.nodeRank}`;
-  const args = [...tsNodeArgs(), '--import', pathToFileURL(packagePath('shared/launcher_watch.ts')).href, config.program, ...config.programArgs];
+  const { command, args } = programCommand(config.program, config.programArgs, baseEnv);
   return Array.from({ length: config.nprocPerNode }, (_, localRank) => {
     const rank = offset + localRank;
     const dir = attemptDir(fileBase, layout.runId, attempt, rank);
@@ -80,10 +78,13 @@ export function workerSpecs(
     const env: Record<string, string | undefined> = {
       ...baseEnv,
       ...workerEnvVars(contract),
-      // One thread per worker unless the user says otherwise: N workers share the cores (torchrun does the same).
-      OMP_NUM_THREADS: baseEnv.OMP_NUM_THREADS ?? '1',
       ROSEDIST_PREFIXED: '1',
     };
+    // As torchrun: N > 1 workers share the cores, one thread each unless the user says otherwise;
+    // a single worker keeps them all.
+    if (baseEnv.OMP_NUM_THREADS === undefined && config.nprocPerNode > 1) env.OMP_NUM_THREADS = '1';
+    // As torchrun (torch 1.13): NCCL reports a failed collective as an error instead of hanging.
+    env.NCCL_ASYNC_ERROR_HANDLING = baseEnv.NCCL_ASYNC_ERROR_HANDLING ?? '1';
     const device = visibleDeviceFor(localRank, config.gpuCount, baseEnv.CUDA_VISIBLE_DEVICES);
     if (device !== undefined) env.CUDA_VISIBLE_DEVICES = device;
     return {
@@ -91,7 +92,7 @@ export function workerSpecs(
       localRank,
       nodeRank: config.nodeRank,
       nodeId,
-      command: process.execPath,
+      command,
       args,
       env,
       errorFile: join(dir, 'error.json'),

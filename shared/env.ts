@@ -87,10 +87,17 @@ export function workerEnvVars(e: WorkerEnv): Record<string, string> {
     [ENV.restartCount]: String(e.restartCount),
     [ENV.maxRestarts]: String(e.maxRestarts),
     [ENV.nodeId]: e.nodeId,
-    // torchrun's names for the same facts, for programs written against torchrun.
+    // torchrun's names for the same facts, for programs written against torchrun (one role,
+    // "default", holds every worker, so its ranks are the global ones).
     TORCHELASTIC_RUN_ID: e.runId,
     TORCHELASTIC_RESTART_COUNT: String(e.restartCount),
     TORCHELASTIC_MAX_RESTARTS: String(e.maxRestarts),
+    ROLE_NAME: 'default',
+    ROLE_RANK: String(e.rank),
+    ROLE_WORLD_SIZE: String(e.worldSize),
+    // No launcher-hosted store: rank 0's torch process hosts it on MASTER_PORT (torch's env://
+    // would otherwise only connect to it, and wait forever).
+    TORCHELASTIC_USE_AGENT_STORE: 'False',
   };
   if (e.errorFile !== undefined) {
     vars[ENV.errorFile] = e.errorFile;

@@ -1,6 +1,7 @@
 /**
  * Worker failures as data (torchrun's error files): a worker that dies of an exception writes
- * it as JSON to the path in ROSEDIST_ERROR_FILE; the launcher reads it for the failure summary.
+ * it as JSON to the path in ROSEDIST_ERROR_FILE (= TORCHELASTIC_ERROR_FILE); the launcher reads
+ * it for the failure summary. The reader also understands the file torch's `@record` writes.
  */
 import { readFileSync } from 'node:fs';
 import { writeFileAtomicSync } from './atomic_file.js';
@@ -64,12 +65,44 @@ export function writeErrorFile(path: string | undefined, e: unknown, rank?: numb
   }
 }
 
-/** Read a worker's error file; undefined when it is absent or unreadable. */
+/**
+ * A timestamp as ms. torch writes Unix seconds (as a string in its current form); a second means
+ * "some time within that second", so it becomes the second's last millisecond and the exit the
+ * launcher saw (in ms) decides the order within a second. Ours are ms already (≥ 1e11 since 1973).
+ */
+function timestampMs(t: unknown): number {
+  const n = typeof t === 'string' && t.trim() !== '' ? Number(t) : typeof t === 'number' ? t : NaN;
+  if (!Number.isFinite(n) || n <= 0) return 0;
+  return n < 1e11 ? Math.floor(n) * 1000 + 999 : n;
+}
+
+/**
+ * torch's error file (torch.distributed.elastic.multiprocessing.errors, written by a main wrapped
+ * in `@record`) as our record:
+ *   {"message": {"message": "ValueError: boom", "extraInfo": {"py_callstack": "Traceback ...",
+ *                "timestamp": "1764590000"}}}
+ * Its older form, {"message": "text", "timestamp": 1764590000}, reads as ours does.
+ */
+function fromTorch(m: Record<string, unknown>): WorkerErrorRecord | undefined {
+  if (typeof m.message !== 'string') return undefined;
+  const extra = typeof m.extraInfo === 'object' && m.extraInfo !== null ? (m.extraInfo as Record<string, unknown>) : {};
+  return {
+    // torch's message is already "ValueError: boom"; the summary shows it on one line.
+    name: '',
+    message: m.message.trim().replace(/\s*\n\s*/g, ' '),
+    stack: typeof extra.py_callstack === 'string' ? extra.py_callstack : undefined,
+    pid: 0,
+    timestamp: timestampMs(extra.timestamp),
+  };
+}
+
+/** Read a worker's error file (ours or torch's); undefined when it is absent or unreadable. */
 export function readErrorFile(path: string): WorkerErrorRecord | undefined {
   try {
     const value: unknown = JSON.parse(readFileSync(path, 'utf8'));
     if (typeof value !== 'object' || value === null) return undefined;
     const r = value as Partial<WorkerErrorRecord>;
+    if (typeof r.message === 'object' && r.message !== null) return fromTorch(r.message as Record<string, unknown>);
     if (typeof r.message !== 'string') return undefined;
     return {
       name: typeof r.name === 'string' ? r.name : 'Error',
@@ -78,7 +111,7 @@ export function readErrorFile(path: string): WorkerErrorRecord | undefined {
       stack: typeof r.stack === 'string' ? r.stack : undefined,
       rank: typeof r.rank === 'number' ? r.rank : undefined,
       pid: typeof r.pid === 'number' ? r.pid : 0,
-      timestamp: typeof r.timestamp === 'number' ? r.timestamp : 0,
+      timestamp: timestampMs(r.timestamp),
       collectives: Array.isArray(r.collectives) ? r.collectives.filter(isCollectiveRecord) : undefined,
     };
   } catch {

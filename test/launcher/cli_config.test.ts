@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseCli } from '../../launcher/cli.js';
 import { resolveConfig, type HostProbe } from '../../launcher/config.js';
 import { ConfigError } from '../../shared/errors.js';
+import { packagePath } from '../../shared/runtime.js';
 import { FIXTURE, tempDir } from '../helpers/launcher_run.js';
 
 /** A host with `gpus` GPUs, 6 CPUs, every port free except those in `busy`; picks port 41000. */
@@ -31,7 +32,7 @@ test('torchrun spellings, program and its arguments untouched', async () => {
     const c = await resolve([flag, '3', '--max_restarts=2', FIXTURE, '--nproc-per-node', '9', '-x', '1', '--', 'y']);
     assert.equal(c.nprocPerNode, 3);
     assert.equal(c.maxRestarts, 2);
-    assert.equal(c.program, FIXTURE);
+    assert.deepEqual(c.program, { kind: 'node', path: FIXTURE });
     assert.deepEqual(c.programArgs, ['--nproc-per-node', '9', '-x', '1', '--', 'y']);
     assert.ok(Object.isFrozen(c));
   }
@@ -106,4 +107,54 @@ test('multi-node needs a shared secret of some length', async () => {
   await rejects(['--nnodes', '2', '--secret', 'short', FIXTURE], /too short/);
   await rejects(['--nnodes', '2', '--secret-file', '/no/such/file', FIXTURE], /--secret-file \/no\/such\/file/);
   await rejects(['--secret', 'd'.repeat(20), '--secret-file', '/x', FIXTURE], /both --secret and --secret-file/);
+});
+
+test('PROGRAM: ours, a Python script or module with the chosen interpreter, or any executable with --no-python', async () => {
+  const dir = tempDir('prog');
+  const script = join(dir, 'train.py');
+  writeFileSync(script, 'print(1)\n');
+  const python = join(dir, 'python3');
+  writeFileSync(python, '#!/bin/sh\n');
+  chmodSync(python, 0o755);
+  const tool = join(dir, 'tool');
+  writeFileSync(tool, '#!/bin/sh\n');
+  chmodSync(tool, 0o755);
+  const onPath = { PATH: dir };
+  assert.deepEqual((await resolve(['train_ddp'])).program, { kind: 'node', path: packagePath('worker/train_ddp.ts') });
+  assert.deepEqual((await resolve([script, '--x'], onPath)).program, { kind: 'python', python, path: script });
+  assert.deepEqual((await resolve([script], { PYTHON: tool })).program, { kind: 'python', python: tool, path: script }, '$PYTHON');
+  assert.deepEqual((await resolve([script], { PYTHON_EXEC: tool })).program, { kind: 'python', python: tool, path: script }, "torchrun's $PYTHON_EXEC");
+  assert.deepEqual((await resolve(['--python', tool, script], { PYTHON: python })).program, { kind: 'python', python: tool, path: script }, '--python wins');
+  for (const m of ['-m', '--module']) {
+    assert.deepEqual((await resolve([m, 'pkg.train', '--lr', '1'], onPath)).program, { kind: 'module', python, module: 'pkg.train' });
+  }
+  assert.deepEqual((await resolve(['pkg.train'], { ...onPath, PET_MODULE: '1' })).program, { kind: 'module', python, module: 'pkg.train' });
+  for (const flag of ['--no-python', '--no_python']) {
+    assert.deepEqual((await resolve([flag, tool, 'a'])).program, { kind: 'executable', path: tool });
+    assert.deepEqual((await resolve([flag, 'tool'], onPath)).program, { kind: 'executable', path: tool }, 'a command on the PATH');
+  }
+  assert.deepEqual((await resolve(['tool'], { ...onPath, PET_NO_PYTHON: 'true' })).program, { kind: 'executable', path: tool });
+});
+
+test('PROGRAM: what cannot run is one ConfigError naming the fix', async () => {
+  const dir = tempDir('prog-bad');
+  const script = join(dir, 'train.py');
+  writeFileSync(script, 'print(1)\n');
+  const notExecutable = join(dir, 'run.sh');
+  writeFileSync(notExecutable, 'echo\n');
+  await rejects([join(dir, 'train.rb')], /program ".*train\.rb" is neither a \.js\/\.mjs\/\.ts nor a \.py file/);
+  await rejects([join(dir, 'run')], /program ".*run" does not exist/);
+  writeFileSync(join(dir, 'run'), '#!/bin/sh\n');
+  await rejects([join(dir, 'run')], /program ".*run" is neither a \.js\/\.mjs\/\.ts nor a \.py file/);
+  await rejects([join(dir, 'missing.py')], /program ".*missing\.py" does not exist/);
+  await rejects([script], /python3 is not on the PATH/, { PATH: dir });
+  await rejects([script], /PYTHON "\/no\/python" is not an executable file/, { PYTHON: '/no/python' });
+  await rejects(['--python', 'nopython3', script], /--python "nopython3" is not an executable file/, { PATH: dir });
+  await rejects(['--python', '/bin/sh', FIXTURE], /--python was given, but .* is a JavaScript\/TypeScript program/);
+  await rejects(['--no-python', '-m', 'pkg'], /--no-python and --module were both given/);
+  await rejects(['--no-python', '--python', '/bin/sh', 'ls'], /--python was given with --no-python/);
+  await rejects(['-m', 'pkg/train.py'], /--module "pkg\/train.py" is not a Python module name/);
+  await rejects(['--no-python', notExecutable], /cannot run program ".*run\.sh" with --no-python: .* is not an executable file/);
+  await rejects(['--no-python', 'no-such-command'], /cannot run program "no-such-command" with --no-python: it is not on the PATH/, { PATH: dir });
+  await rejects([FIXTURE], /PET_NO_PYTHON "maybe" is not a yes or no/, { PET_NO_PYTHON: 'maybe' });
 });

@@ -52,3 +52,40 @@ test("a worker's latest collectives travel through its error file into the summa
   const none = failureOf(who(1), 1, null, 0);
   assert.doesNotMatch(formatSummary({ runId: 'r', attempt: 0, maxRestarts: 0, failures: [none], reason: undefined, showErrorFiles: false }), /last collectives/);
 });
+
+test("torch's error file (@record): its message, where it raised, and a time in seconds that an earlier exit beats", () => {
+  const file = join(tempDir('fail'), 'error.json');
+  const callstack = [
+    'Traceback (most recent call last):',
+    '  File "/usr/lib/python3/dist-packages/torch/distributed/elastic/multiprocessing/errors/__init__.py", line 346, in wrapper',
+    '    return f(*args, **kwargs)',
+    '  File "/job/train.py", line 12, in main',
+    '    raise ValueError("loss is\\nnan")',
+    'ValueError: loss is',
+    'nan',
+    '',
+  ].join('\n');
+  // As torch's ErrorHandler.record_exception writes it: Unix seconds, as a string.
+  writeFileSync(file, JSON.stringify({ message: { message: 'ValueError: loss is\nnan', extraInfo: { py_callstack: callstack, timestamp: '1764590000' } } }));
+  const f = failureOf(who(1, file), 1, null, 1764590000_500);
+  assert.equal(f.message, 'ValueError: loss is nan', 'one line, named as torch names it');
+  assert.equal(f.traceback, 'File "/job/train.py", line 12, in main → ValueError: loss is nan');
+  assert.equal(f.time, 1764590000_500, 'within its second, the exit the launcher saw decides');
+  assert.equal(failureOf(who(1, file), 1, null, 1764590009_000).time, 1764590000_999, 'the second it was written bounds it');
+  // A peer killed earlier in the same second is the root cause.
+  const killed = failureOf(who(0), null, 'SIGKILL', 1764590000_400);
+  assert.deepEqual(orderFailures([f, killed]).map((x) => x.rank), [0, 1]);
+  const text = formatSummary({ runId: 'r', attempt: 0, maxRestarts: 0, failures: [f], reason: undefined, showErrorFiles: true });
+  assert.match(text, /message: ValueError: loss is nan\n\s+traceback: File "\/job\/train.py", line 12, in main → ValueError: loss is nan\n\s+error file: /);
+  // torch's older form: a plain message and a numeric timestamp in seconds.
+  writeFileSync(file, JSON.stringify({ message: 'Signal 9 (SIGKILL) received by PID 7', timestamp: 1764590001 }));
+  const old = failureOf(who(1, file), 1, null, 1764590009_000);
+  assert.deepEqual([old.message, old.time, old.traceback], ['Signal 9 (SIGKILL) received by PID 7', 1764590001_999, undefined]);
+  // No error file: a hint at @record when the worker exited by itself, none when it was killed.
+  const summary = (x: ReturnType<typeof failureOf>) => formatSummary({ runId: 'r', attempt: 0, maxRestarts: 0, failures: [x], reason: undefined, showErrorFiles: false });
+  assert.match(summary(failureOf(who(1), 1, null, 0)), /message: \(no error file: .*wrapped in torch\.distributed\.elastic\.multiprocessing\.errors\.record\)/);
+  assert.doesNotMatch(summary(failureOf(who(1), null, 'SIGKILL', 0)), /record/);
+  // Our own records keep their JavaScript stack out of the summary.
+  writeErrorFile(file, new Error('plain'), 1);
+  assert.equal(failureOf(who(1, file), 1, null, Date.now()).traceback, undefined);
+});

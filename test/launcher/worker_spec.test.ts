@@ -61,3 +61,38 @@ test('GPUs are counted from the driver directory, else from nvidia-smi -L, else 
   assert.equal(countGpus({ procDir: join(dir, 'none'), nvidiaSmi: smi }), 3);
   assert.equal(countGpus({ procDir: join(dir, 'none'), nvidiaSmi: join(dir, 'no-smi') }), 0);
 });
+
+test("Python scripts, modules and executables: their command lines, torchrun's variables, a parent-death signal where setpriv is", async () => {
+  const dir = tempDir('spec-py');
+  const python = join(dir, 'python3');
+  const setpriv = join(dir, 'setpriv');
+  const script = join(dir, 'train.py');
+  for (const f of [python, setpriv, script]) {
+    writeFileSync(f, '#!/bin/sh\n');
+    chmodSync(f, 0o755);
+  }
+  const host = { countGpus: () => 0, canBind: async () => true, freePort: async () => 41000, cpus: () => 4 };
+  const layout = { runId: 'r', worldSize: 3, localWorldSizes: [3] };
+  const specsOf = async (argv: string[], baseEnv: Record<string, string>) =>
+    workerSpecs(await resolveConfig(parseCli(['--nproc-per-node', '3', '--max-restarts', '2', ...argv], {}), { PYTHON: python }, host), layout, 1, '/b', baseEnv);
+  const bare = { PATH: join(dir, 'none') };
+  const [s] = await specsOf([script, '--lr', '1'], bare);
+  assert.deepEqual([s?.command, s?.args], [python, ['-u', script, '--lr', '1']]);
+  const [m] = await specsOf(['-m', 'pkg.train', '--lr', '1'], bare);
+  assert.deepEqual([m?.command, m?.args], [python, ['-u', '-m', 'pkg.train', '--lr', '1']]);
+  const [x] = await specsOf(['--no-python', script, 'a'], bare);
+  assert.deepEqual([x?.command, x?.args], [script, ['a']]);
+  const [w] = await specsOf([script], { PATH: dir });
+  assert.deepEqual([w?.command, w?.args], [setpriv, ['--pdeathsig', 'TERM', '--', python, '-u', script]]);
+  const [n] = await specsOf([FIXTURE], { PATH: dir });
+  assert.equal(n?.command, process.execPath, 'our own programs have the watch preload instead');
+  for (const spec of await specsOf([script], bare)) {
+    const expected = {
+      RANK: String(spec.rank), LOCAL_RANK: String(spec.rank), WORLD_SIZE: '3', LOCAL_WORLD_SIZE: '3', GROUP_RANK: '0', GROUP_WORLD_SIZE: '1',
+      ROLE_NAME: 'default', ROLE_RANK: String(spec.rank), ROLE_WORLD_SIZE: '3', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '41000',
+      TORCHELASTIC_RESTART_COUNT: '1', TORCHELASTIC_MAX_RESTARTS: '2', TORCHELASTIC_RUN_ID: 'r', TORCHELASTIC_USE_AGENT_STORE: 'False',
+      TORCHELASTIC_ERROR_FILE: `/b/r/attempt_1/${spec.rank}/error.json`, OMP_NUM_THREADS: '1', NCCL_ASYNC_ERROR_HANDLING: '1',
+    };
+    for (const [name, value] of Object.entries(expected)) assert.equal(spec.env[name], value, `rank ${spec.rank}: ${name}`);
+  }
+});
