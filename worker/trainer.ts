@@ -64,8 +64,9 @@ function header(run: TrainRun, started: Date, backends: readonly BackendInfo[], 
     `model: GPT, ${model.numParams.toLocaleString('en-US')} parameters ` +
       `(${c.nLayers} layers, ${c.nHeads} heads, d_model ${c.dModel}, d_ff ${c.dFf}, vocab ${c.vocabSize}, ${c.maxPositionEmbeddings} positions)`,
   );
-  logger.info(`arguments: ${JSON.stringify(cfg)}`);
-  logger.info('amp: false — tfjs has no float16 training; running float32');
+  // The arguments as resolved for this run: amp is off whatever was asked (the line after says why).
+  logger.info(`arguments: ${JSON.stringify({ ...cfg, amp: false })}`);
+  logger.info(`amp: false — ${cfg.amp ? 'asked for (the default; --no-amp turns it off), but ' : ''}tfjs has no float16 training; running float32`);
 }
 
 export async function train(run: TrainRun): Promise<TrainResult> {
