@@ -163,7 +163,7 @@ export async function restoreCheckpoint(
 ): Promise<RestoredSummary | undefined> {
   const path = cfg.checkpointPath;
   let loaded: Checkpoint | undefined;
-  const summary = await rootDecides(pg, (): RestoredSummary | null => {
+  let summary = await rootDecides(pg, (): RestoredSummary | null => {
     const read = readCheckpoint(path, layout, cfg);
     if (read === undefined) return null;
     loaded = read;
@@ -182,6 +182,8 @@ export async function restoreCheckpoint(
     optimizer.v.set(loaded.optimizer.v);
   }
   optimizer.stepCount = summary.stepCount;
+  // A NaN loss reaches the other ranks as JSON's null.
+  if (typeof summary.trainLoss !== 'number') summary = { ...summary, trainLoss: Number.NaN };
   if (summary.source === 'weights') {
     logger.info(`loaded the model weights of ${path} (no rosedist training state in it): training starts at step 0 with a fresh optimizer`);
     return summary;

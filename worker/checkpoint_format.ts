@@ -261,7 +261,8 @@ export function decodeCheckpoint(
   };
   const opt = metaJson(meta, 'optimizer', path) as { stepCount?: unknown } | null;
   const sampler = metaJson(meta, 'sampler', path) as Partial<SamplerState> | null;
-  const trainLoss = metaJson(meta, 'train_loss', path);
+  // JSON writes a NaN loss (no step taken yet, or all skipped) as null.
+  const trainLoss = metaJson(meta, 'train_loss', path) ?? Number.NaN;
   if (typeof trainLoss !== 'number' || !isCount(opt?.stepCount) || !isCount(sampler?.epoch) || !isCount(sampler?.position)) {
     throw damaged(path, 'has a malformed optimizer or sampler state');
   }

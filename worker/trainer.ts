@@ -66,7 +66,7 @@ function header(run: TrainRun, started: Date, backends: readonly BackendInfo[], 
   );
   // The arguments as resolved for this run: amp is off whatever was asked (the line after says why).
   logger.info(`arguments: ${JSON.stringify({ ...cfg, amp: false })}`);
-  logger.info(`amp: false — ${cfg.amp ? 'asked for (the default; --no-amp turns it off), but ' : ''}tfjs has no float16 training; running float32`);
+  logger.info(`amp: false — tfjs has no float16 training; running float32${cfg.amp ? ' (--amp, the default, is ignored; --no-amp says so)' : ''}`);
 }
 
 export async function train(run: TrainRun): Promise<TrainResult> {

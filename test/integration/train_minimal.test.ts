@@ -70,7 +70,7 @@ describe('train_minimal program', () => {
     // The resolved arguments and the run agree on amp (asked for by default, off on tfjs).
     assert.match(log, /arguments: \{.*"amp":false/);
     assert.doesNotMatch(log, /"amp":true/);
-    assert.match(log, /amp: false — asked for \(the default; --no-amp turns it off\), but tfjs has no float16 training/);
+    assert.match(log, /amp: false — tfjs has no float16 training; running float32 \(--amp, the default, is ignored; --no-amp says so\)/);
     const lines = log.split('\n').map(parseEvalLine).filter((l) => l !== undefined);
     assert.deepEqual(lines.map((l) => l.step), [2, 4, 6]);
     for (const l of lines) {

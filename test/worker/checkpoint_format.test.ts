@@ -100,6 +100,10 @@ describe('checkpoint format 2', () => {
     );
   });
 
+  it('a NaN train loss (no update yet) round-trips', () => {
+    assert.ok(Number.isNaN(decodeCheckpoint(image(state({ trainLoss: Number.NaN })), 'p', layout).trainLoss));
+  });
+
   it('refuses a sampler position that is not a count', () => {
     assert.throws(() => decodeCheckpoint(image(state({ sampler: { epoch: 0, position: -1 } })), 'p', layout), /malformed optimizer or sampler state/);
   });
