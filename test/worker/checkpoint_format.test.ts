@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { FileError } from '../../shared/errors.js';
 import { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_V1, decodeCheckpoint, encodeCheckpoint, type ParamLayout, type TrainState } from '../../worker/checkpoint_format.js';
+import { paramSpecs } from '../../worker/model/params.js';
 import { decodeSafetensors, encodeSafetensors } from '../../worker/safetensors.js';
 
 // A linear layer of 2 inputs and 3 outputs (held [2, 3]), a square one (held [2, 2]), a bias.
@@ -48,6 +49,12 @@ const edit = (bytes: Uint8Array, from: string, to: string): Uint8Array => {
 };
 
 describe('checkpoint format 2', () => {
+  it("marks exactly the GPT's nn.Linear weights, the square out_proj included (a missed one would be stored [in, out])", () => {
+    const linear = paramSpecs({ ...model, nLayers: 2 }).filter((p) => p.linear).map((p) => p.name);
+    const perBlock = (l: number) => ['attn.qkv_proj', 'attn.out_proj', 'mlp.fc1', 'mlp.fc2'].map((m) => `blocks.${l}.${m}.weight`);
+    assert.deepEqual(linear, [...perBlock(0), ...perBlock(1), 'lm_head.weight']);
+  });
+
   it('stores linear weights in PyTorch layout [out, in], the square one transposed too, and reads them back as held', () => {
     const bytes = image();
     assert.equal(decodeSafetensors(bytes, 't').metadata.format, CHECKPOINT_FORMAT);

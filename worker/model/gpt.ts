@@ -72,7 +72,7 @@ export class GPT {
       const initial = tf.tensor(initialValues(spec, index, seed), [...spec.shape], 'float32');
       const variable = tf.variable(initial, true); // shares initial's data; the name is made unique
       initial.dispose();
-      return { name: spec.name, variable, shape: spec.shape, linear: spec.linear };
+      return { name: spec.name, variable, shape: spec.shape, linear: spec.linear === true };
     });
     this.numParams = countParams(cfg);
     this.byName = new Map(this.params.map((p) => [p.name, p.variable]));

@@ -33,7 +33,7 @@ export interface ParamSpec {
   readonly shape: readonly number[];
   readonly init: ParamInit;
   /** A linear layer's weight: [in, out] here, [out, in] in PyTorch and in checkpoints. */
-  readonly linear: boolean;
+  readonly linear?: boolean;
 }
 
 /** Standard deviation of the normal initialisation (GPT-2, nanoGPT). */
@@ -59,16 +59,16 @@ export function validateConfig(cfg: GPTConfig): void {
 export function paramSpecs(cfg: GPTConfig): ParamSpec[] {
   const { vocabSize: V, maxPositionEmbeddings: P, dModel: C, dFf: F } = cfg;
   const specs: ParamSpec[] = [
-    { name: 'token_embedding.weight', shape: [V, C], init: 'normal', linear: false },
-    { name: 'position_embedding.weight', shape: [P, C], init: 'normal', linear: false },
+    { name: 'token_embedding.weight', shape: [V, C], init: 'normal' },
+    { name: 'position_embedding.weight', shape: [P, C], init: 'normal' },
   ];
   const layerNorm = (prefix: string) => specs.push(
-    { name: `${prefix}.weight`, shape: [C], init: 'ones', linear: false },
-    { name: `${prefix}.bias`, shape: [C], init: 'zeros', linear: false },
+    { name: `${prefix}.weight`, shape: [C], init: 'ones' },
+    { name: `${prefix}.bias`, shape: [C], init: 'zeros' },
   );
   const linear = (prefix: string, nIn: number, nOut: number) => specs.push(
     { name: `${prefix}.weight`, shape: [nIn, nOut], init: 'normal', linear: true },
-    { name: `${prefix}.bias`, shape: [nOut], init: 'zeros', linear: false },
+    { name: `${prefix}.bias`, shape: [nOut], init: 'zeros' },
   );
   for (let l = 0; l < cfg.nLayers; l++) {
     const p = `blocks.${l}`;
