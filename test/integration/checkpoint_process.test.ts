@@ -12,6 +12,7 @@ import { packagePath } from '../../shared/runtime.js';
 import { readCheckpoint } from '../../worker/checkpoint.js';
 import { gptConfigOf, parseTrainConfig } from '../../worker/config.js';
 import { paramSpecs } from '../../worker/model/params.js';
+import { launcherLines, startLauncher } from '../helpers/launcher_run.js';
 import { spawnGroup, type RankResult } from '../helpers/spawn_group.js';
 
 const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
@@ -48,6 +49,19 @@ describe('a signal during a checkpoint save', () => {
       assert.equal(readCheckpoint(path, paramSpecs(gptConfigOf(cfg)), cfg)?.step, 2);
     });
   }
+
+  it('under the launcher with 2 ranks: rank 0 completes the save before SIGTERM ends it; --resume continues from that step', async () => {
+    const dir = freshDir();
+    const path = join(dir, 'ck.safetensors');
+    const args = [...TINY, '--checkpoint-path', path, '--log-file', join(dir, 'run.log'), '--checkpoint-interval', '2'];
+    const stopped = await startLauncher(['--nproc-per-node', '2', 'train_ddp', ...args, '--num-steps', '4'], { ROSEDIST_TEST_SIGNAL_IN_SAVE: 'SIGTERM' }).done;
+    assert.equal(stopped.code, 1, stopped.stderr);
+    assert.ok(launcherLines(stopped.stderr).some((l) => /rank 0 .* was killed by SIGTERM/.test(l)), stopped.stderr);
+    assert.deepEqual(temps(dir), []);
+    const resumed = await startLauncher(['--nproc-per-node', '2', 'train_ddp', ...args, '--num-steps', '4', '--resume']).done;
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(log(dir), /resumed from .* at step 2/);
+  });
 
   it('SIGKILL halfway leaves the temporary file; the next run removes it, as its process is gone', async () => {
     const dir = freshDir();
