@@ -1,24 +1,18 @@
 /**
- * Checkpoints: everything a run needs to continue, in ONE safetensors file, written atomically.
+ * Checkpoints: everything a run needs to continue, in ONE safetensors file (its format:
+ * checkpoint_format.ts), written atomically, checked against the run's options on resume.
  *
- * Layout (so that other tools read the weights with any safetensors reader):
- *   tensors      every model parameter under its own name and shape (GPT.params order), then
- *                "optimizer.m" and "optimizer.v": AdamW's moments, flat [numParams], same order;
- *   __metadata__ format       "rosedist-checkpoint/1"
- *                model_config JSON GPTConfig (the shape fields are checked on resume)
- *                train_config JSON of the resolved TrainConfig
- *                step, world_size, tokens_seen   decimal integers
- *                train_loss   the last step's train loss (JSON number)
- *                sampler      JSON SamplerState {epoch, position} of the ranks that wrote it
- *                optimizer    JSON {stepCount, lr, beta1, beta2, eps, weightDecay}
- *                sha256       hex SHA-256 of the data section (every tensor byte)
- * One file keeps weights and state consistent without a second rename; the checksum catches a
- * damaged data section, the header's own checks (JSON, offsets, sizes) a damaged header.
+ * Atomic write: a temporary file beside the target (`<path>.tmp-<pid>`), fsync, rename over the
+ * target, fsync the directory. A crash mid-write leaves the previous checkpoint as it was;
+ * SIGINT/SIGTERM/SIGHUP during the write wait until it is complete (signals.ts), and rank 0
+ * removes the temporary files of dead processes (a SIGKILL mid-write) at start.
  * Dropout seeds derive from (seed, step, micro-step, rank) and the data order from (seed, epoch),
  * so `step` and `sampler` are the whole RNG state.
  *
- * Atomic write: a temporary file beside the target, fsync, rename over the target, fsync the
- * directory. A crash mid-write leaves the previous checkpoint as it was.
+ * Resume compatibility: a different model (shape flags) or different data (--dataset, --seq-len,
+ * --seed, --drop-last, --tokenizer of text data) is refused naming every difference; a different
+ * --batch-size or --grad-accum-steps (or world size) continues with a warning, because the
+ * sampler position counts samples: the same epoch order continues at the same sample.
  *
  * Collectively (`saveCheckpoint`, `restoreCheckpoint`): rank 0 alone touches the file and every
  * rank learns the outcome (ddp.ts rootDecides), which is also the barrier: no rank goes on before
@@ -26,9 +20,8 @@
  * On resume rank 0 reads the file and broadcasts the optimizer state; the parameters follow in
  * the start-up broadcast that every run does (syncParams), so nodes need no shared file system.
  */
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { writeFileAtomicSync } from '../shared/atomic_file.js';
+import { removeStaleTempFiles, writeFileAtomicSync } from '../shared/atomic_file.js';
 import { ConfigError, FileError } from '../shared/errors.js';
 import type { Logger } from '../shared/logging.js';
 import type { ProcessGroup } from './comm/process_group.js';
@@ -37,105 +30,31 @@ import type { SamplerState } from './data/sampler.js';
 import type { GPTConfig } from './model/gpt.js';
 import type { AdamWConfig } from './optim.js';
 import { rootDecides } from './ddp.js';
-import { decodeSafetensors, encodeSafetensors, type NamedTensor } from './safetensors.js';
+import { decodeCheckpoint, encodeCheckpoint, type Checkpoint, type ParamLayout, type TrainState } from './checkpoint_format.js';
+import { withSignalsDeferred } from './signals.js';
 
-export const CHECKPOINT_FORMAT = 'rosedist-checkpoint/1';
-
-/** Names and shapes of the model's parameters, in flat order (GPT.params fits). */
-export type ParamLayout = readonly { readonly name: string; readonly shape: readonly number[] }[];
-
-export interface OptimizerState {
-  readonly stepCount: number;
-  /** AdamW first and second moments, flat [numParams]. */
-  readonly m: Float32Array;
-  readonly v: Float32Array;
-}
-
-/** A run's state at the end of an optimizer step. */
-export interface TrainState {
-  /** Optimizer steps done. */
-  readonly step: number;
-  /** Flat parameters [numParams], in layout order. */
-  readonly params: Float32Array;
-  readonly optimizer: OptimizerState;
-  readonly sampler: SamplerState;
-  /** The world size that wrote the state (the sampler state is per rank of that world). */
-  readonly worldSize: number;
-  /** Training tokens processed, all ranks together. */
-  readonly tokensSeen: number;
-  /** Train loss of the last step (mean over ranks), reported by an evaluation right after resuming. */
-  readonly trainLoss: number;
-}
-
-export interface Checkpoint extends TrainState {
-  readonly modelConfig: GPTConfig;
-  readonly trainConfig: Readonly<Record<string, unknown>>;
-}
-
-const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
-
-/** The file image of a checkpoint. */
-export function encodeCheckpoint(layout: ParamLayout, state: TrainState, modelConfig: GPTConfig, cfg: TrainConfig, hyper: AdamWConfig): Uint8Array {
-  const tensors: NamedTensor[] = [];
-  let offset = 0;
-  for (const p of layout) {
-    const n = numel(p.shape);
-    tensors.push({ name: p.name, shape: p.shape, data: state.params.subarray(offset, offset + n) });
-    offset += n;
-  }
-  if (offset !== state.params.length) throw new RangeError(`checkpoint: layout has ${offset} values, params ${state.params.length}`);
-  tensors.push({ name: 'optimizer.m', shape: [offset], data: state.optimizer.m });
-  tensors.push({ name: 'optimizer.v', shape: [offset], data: state.optimizer.v });
-  const metadata = {
-    format: CHECKPOINT_FORMAT,
-    model_config: JSON.stringify(modelConfig),
-    train_config: JSON.stringify(cfg),
-    step: String(state.step),
-    world_size: String(state.worldSize),
-    tokens_seen: String(state.tokensSeen),
-    train_loss: JSON.stringify(state.trainLoss),
-    sampler: JSON.stringify(state.sampler),
-    optimizer: JSON.stringify({ stepCount: state.optimizer.stepCount, ...hyper }),
-    sha256: '',
-  };
-  // The checksum covers the data section: the tensors' bytes, in order.
-  const hash = createHash('sha256');
-  for (const t of tensors) hash.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-  metadata.sha256 = hash.digest('hex');
-  return encodeSafetensors(tensors, metadata);
-}
+export { CHECKPOINT_FORMAT, encodeCheckpoint, type Checkpoint, type OptimizerState, type ParamLayout, type TrainState } from './checkpoint_format.js';
 
 /** What to do about a checkpoint that cannot be written. */
 export const CHECKPOINT_WRITE_HINT =
   'pass a --checkpoint-path in a writable directory with free space (the previous checkpoint there, if any, is unchanged), ' +
   'or --tolerate-checkpoint-errors to train on without saving';
 
-/** Write the checkpoint file image atomically and durably; a FileError naming the path on failure. */
-export function writeCheckpointFile(path: string, bytes: Uint8Array): void {
+/**
+ * Write the checkpoint file image atomically and durably; a FileError naming the path on failure.
+ * `midWrite` runs halfway through (a test hook: a signal mid-save).
+ */
+export function writeCheckpointFile(path: string, bytes: Uint8Array, midWrite?: () => void): void {
   try {
-    writeFileAtomicSync(path, bytes, true);
+    writeFileAtomicSync(path, bytes, true, midWrite);
   } catch (e) {
     throw new FileError(`cannot write checkpoint ${path}: ${(e as Error).message}`, CHECKPOINT_WRITE_HINT);
   }
 }
 
-function metaJson(meta: Readonly<Record<string, string>>, key: string, path: string): unknown {
-  const text = meta[key];
-  const problem = new FileError(`checkpoint ${path} has no valid "${key}" in its metadata`, 'the file was not written by rosedist or is damaged');
-  if (text === undefined) throw problem;
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw problem;
-  }
-}
-
-function metaInt(meta: Readonly<Record<string, string>>, key: string, path: string): number {
-  const n = metaJson(meta, key, path);
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
-    throw new FileError(`checkpoint ${path}: "${key}" is not a count`, 'the file was not written by rosedist or is damaged');
-  }
-  return n;
+/** Rank 0 at start: remove `<path>.tmp-<pid>` files of processes that are gone (killed mid-save). */
+export function removeStaleCheckpointTemps(path: string, logger: Logger): void {
+  for (const f of removeStaleTempFiles(path)) logger.warn(`removed ${f}, the temporary file of a checkpoint save that was killed before it finished`);
 }
 
 /** Throw a ConfigError listing every model shape field where `saved` and `cfg` differ. */
@@ -149,11 +68,38 @@ export function checkModelConfig(saved: GPTConfig, cfg: TrainConfig, path: strin
   }
 }
 
+/** Data settings a resumed run must share: the sampler position indexes samples of this data in this order. */
+const DATA_FIXED = ['dataset', 'seqLen', 'seed', 'dropLast', 'tokenizer'] as const;
+/** Settings that may change: the position counts samples, so the epoch continues at the same sample. */
+const DATA_SCALABLE = ['batchSize', 'gradAccumSteps'] as const;
+
+/**
+ * Compare the data settings of a checkpoint's train config with this run's: a ConfigError naming
+ * every fixed setting that differs; otherwise the warnings for settings that may change.
+ * (Settings the checkpoint does not record, as older ones, are not compared.)
+ */
+export function checkDataConfig(saved: Readonly<Record<string, unknown>>, cfg: TrainConfig, path: string): string[] {
+  const differs = (k: keyof TrainConfig): boolean => k in saved && saved[k] !== cfg[k];
+  const say = (k: (typeof DATA_FIXED)[number] | (typeof DATA_SCALABLE)[number]): string => `${flagOf(k)} ${String(saved[k])} there, ${String(cfg[k])} here`;
+  // The toy datasets have no tokenizer: a --tokenizer there is ignored.
+  const fixed = DATA_FIXED.filter((k) => differs(k) && !(k === 'tokenizer' && cfg.dataset.startsWith('toy')));
+  if (fixed.length > 0) {
+    throw new ConfigError(
+      `checkpoint ${path} was written with other data settings: ${fixed.map(say).join('; ')}`,
+      "pass the checkpoint's data options to continue it (its sampler position indexes that data), or another --checkpoint-path (or no --resume) to start afresh",
+    );
+  }
+  const scalable = DATA_SCALABLE.filter(differs);
+  if (scalable.length === 0) return [];
+  return [`resuming checkpoint ${path} with ${scalable.map(say).join('; ')}: the data order continues at the same sample, with ${cfg.batchSize * cfg.gradAccumSteps} samples per rank per step`];
+}
+
 /**
  * Read and check a checkpoint: undefined when `path` does not exist; FileError when it is damaged
- * (bad header, truncated, checksum mismatch, missing tensor); ConfigError when its model differs.
+ * (bad header, truncated, checksum mismatch, inconsistent counts, missing tensor); ConfigError
+ * when its model or data settings differ. `warnings`: the changed settings it accepts.
  */
-export function readCheckpoint(path: string, layout: ParamLayout, cfg: TrainConfig): Checkpoint | undefined {
+export function readCheckpoint(path: string, layout: ParamLayout, cfg: TrainConfig): (Checkpoint & { readonly warnings: readonly string[] }) | undefined {
   let bytes: Uint8Array;
   try {
     bytes = readFileSync(path);
@@ -161,59 +107,33 @@ export function readCheckpoint(path: string, layout: ParamLayout, cfg: TrainConf
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new FileError(`cannot read checkpoint ${path}: ${(e as Error).message}`, 'check the path and its permissions');
   }
-  const file = decodeSafetensors(bytes, `checkpoint ${path}`);
-  const meta = file.metadata;
-  if (meta.format !== CHECKPOINT_FORMAT) {
-    throw new FileError(`checkpoint ${path} is not a rosedist checkpoint (format ${JSON.stringify(meta.format ?? null)})`, `expected ${CHECKPOINT_FORMAT}`);
+  let warnings: string[] = [];
+  const checkpoint = decodeCheckpoint(bytes, path, layout, (model, train) => {
+    checkModelConfig(model, cfg, path);
+    warnings = checkDataConfig(train, cfg, path);
+  });
+  return { ...checkpoint, warnings };
+}
+
+/**
+ * The sampler position of a resumed checkpoint must lie within a shard of its world size (each
+ * rank's shard has ceil(size / worldSize) samples, floor with --drop-last): a FileError otherwise.
+ */
+export function checkSamplerState(s: SamplerState, worldSize: number, trainSize: number, dropLast: boolean, path: string): void {
+  const perRank = dropLast && trainSize % worldSize !== 0 ? Math.floor(trainSize / worldSize) : Math.ceil(trainSize / worldSize);
+  if (s.position > perRank) {
+    throw new FileError(
+      `checkpoint ${path}: its sampler position ${s.position} is past the end of a shard (${perRank} samples per rank at world size ${worldSize})`,
+      'the file is damaged or the dataset changed; delete it, restore a good copy, or start afresh without --resume',
+    );
   }
-  const sha = createHash('sha256').update(file.dataSection).digest('hex');
-  if (sha !== meta.sha256) {
-    throw new FileError(`checkpoint ${path} fails its checksum (sha256 ${sha}, recorded ${meta.sha256})`, 'the file is damaged; delete it or restore a good copy');
-  }
-  const modelConfig = metaJson(meta, 'model_config', path) as GPTConfig;
-  checkModelConfig(modelConfig, cfg, path);
-  const byName = new Map(file.tensors.map((t) => [t.name, t]));
-  const numParams = layout.reduce((a, p) => a + numel(p.shape), 0);
-  const params = new Float32Array(numParams);
-  let offset = 0;
-  for (const p of layout) {
-    const t = byName.get(p.name);
-    if (t === undefined || t.shape.join(',') !== p.shape.join(',')) {
-      throw new FileError(
-        `checkpoint ${path}: parameter ${p.name} ${t ? `has shape [${t.shape.join(', ')}], expected [${p.shape.join(', ')}]` : 'is missing'}`,
-        'the checkpoint was written by another model version; start afresh without --resume',
-      );
-    }
-    params.set(t.data, offset);
-    offset += t.data.length;
-  }
-  const moment = (name: string): Float32Array => {
-    const t = byName.get(name);
-    if (t === undefined || t.data.length !== numParams) throw new FileError(`checkpoint ${path}: ${name} is missing or has the wrong length`, 'the file is damaged');
-    return t.data;
-  };
-  const opt = metaJson(meta, 'optimizer', path) as { stepCount?: unknown };
-  const sampler = metaJson(meta, 'sampler', path) as Partial<SamplerState>;
-  const trainLoss = metaJson(meta, 'train_loss', path);
-  if (typeof trainLoss !== 'number' || typeof opt?.stepCount !== 'number' || typeof sampler?.epoch !== 'number' || typeof sampler.position !== 'number') {
-    throw new FileError(`checkpoint ${path}: optimizer or sampler state is malformed`, 'the file is damaged');
-  }
-  return {
-    step: metaInt(meta, 'step', path),
-    worldSize: metaInt(meta, 'world_size', path),
-    tokensSeen: metaInt(meta, 'tokens_seen', path),
-    trainLoss,
-    params,
-    optimizer: { stepCount: opt.stepCount, m: moment('optimizer.m'), v: moment('optimizer.v') },
-    sampler: { epoch: sampler.epoch, position: sampler.position },
-    modelConfig,
-    trainConfig: metaJson(meta, 'train_config', path) as Record<string, unknown>,
-  };
 }
 
 /** What every rank learns from a restored checkpoint (the arrays travel separately). */
 export interface RestoredSummary {
+  readonly source: Checkpoint['source'];
   readonly step: number;
+  readonly skippedSteps: number;
   readonly worldSize: number;
   readonly tokensSeen: number;
   readonly trainLoss: number;
@@ -243,11 +163,14 @@ export async function restoreCheckpoint(
 ): Promise<RestoredSummary | undefined> {
   const path = cfg.checkpointPath;
   let loaded: Checkpoint | undefined;
-  const summary = await rootDecides(pg, (): RestoredSummary | null => {
-    loaded = readCheckpoint(path, layout, cfg);
-    if (loaded === undefined) return null;
-    const { step, worldSize, tokensSeen, trainLoss, sampler } = loaded;
-    return { step, worldSize, tokensSeen, trainLoss, sampler, stepCount: loaded.optimizer.stepCount };
+  let summary = await rootDecides(pg, (): RestoredSummary | null => {
+    const read = readCheckpoint(path, layout, cfg);
+    if (read === undefined) return null;
+    loaded = read;
+    for (const w of read.warnings) logger.warn(w);
+    const { source, step, skippedSteps, tokensSeen, trainLoss, sampler } = read;
+    const worldSize = source === 'weights' ? pg.worldSize : read.worldSize;
+    return { source, step, skippedSteps, worldSize, tokensSeen, trainLoss, sampler, stepCount: read.optimizer.stepCount };
   });
   if (summary === null) {
     logger.info(`no checkpoint at ${path}, starting from scratch`);
@@ -259,6 +182,12 @@ export async function restoreCheckpoint(
     optimizer.v.set(loaded.optimizer.v);
   }
   optimizer.stepCount = summary.stepCount;
+  // A NaN loss reaches the other ranks as JSON's null.
+  if (typeof summary.trainLoss !== 'number') summary = { ...summary, trainLoss: Number.NaN };
+  if (summary.source === 'weights') {
+    logger.info(`loaded the model weights of ${path} (no rosedist training state in it): training starts at step 0 with a fresh optimizer`);
+    return summary;
+  }
   if (pg.worldSize > 1) {
     await pg.broadcast(optimizer.m, 0);
     await pg.broadcast(optimizer.v, 0);
@@ -277,6 +206,7 @@ export async function restoreCheckpoint(
  * Save a checkpoint collectively (every rank calls it; rank 0 writes). A failed write rejects on
  * every rank with rank 0's FileError, or, with --tolerate-checkpoint-errors, is logged as a
  * warning (rank 0) and resolves: training goes on, the previous checkpoint stays as it was.
+ * A SIGINT/SIGTERM/SIGHUP during the write takes effect once the file is complete.
  */
 export async function saveCheckpoint(
   pg: ProcessGroup,
@@ -285,16 +215,19 @@ export async function saveCheckpoint(
   state: TrainState,
   hyper: AdamWConfig,
   logger: Logger,
+  midWrite?: () => void,
 ): Promise<void> {
-  const problem = await rootDecides(pg, (): string | null => {
-    try {
-      writeCheckpointFile(cfg.checkpointPath, encodeCheckpoint(model.params, state, model.config, cfg, hyper));
-      return null;
-    } catch (e) {
-      if (!cfg.tolerateCheckpointErrors || !(e instanceof FileError)) throw e;
-      return e.message;
-    }
-  });
+  const problem = await rootDecides(pg, () =>
+    withSignalsDeferred((): string | null => {
+      try {
+        writeCheckpointFile(cfg.checkpointPath, encodeCheckpoint(model.params, state, model.config, cfg, hyper), midWrite);
+        return null;
+      } catch (e) {
+        if (!cfg.tolerateCheckpointErrors || !(e instanceof FileError)) throw e;
+        return e.message;
+      }
+    }),
+  );
   if (problem === null) logger.info(`checkpoint at step ${state.step} saved to ${cfg.checkpointPath}`);
   else if (pg.rank === 0) logger.warn(`checkpoint at step ${state.step} not saved: ${problem}; training goes on (--tolerate-checkpoint-errors)`);
 }

@@ -167,7 +167,8 @@ function validate(c: TrainConfig): void {
   if (!(c.dropout >= 0 && c.dropout < 1)) {
     throw new ConfigError(`--dropout ${c.dropout} is outside [0, 1)`, 'pass a probability such as --dropout 0.1 (0 disables it)');
   }
-  if (!(c.lr > 0)) throw new ConfigError(`--lr ${c.lr} must be positive`, 'pass e.g. --lr 3e-4');
+  // 0 is allowed, as by torch.optim.AdamW: a frozen run (weights unchanged) is a common check.
+  if (!(c.lr >= 0)) throw new ConfigError(`--lr ${c.lr} must be 0 or more`, 'pass e.g. --lr 3e-4 (--lr 0 trains nothing)');
   if (!(c.weightDecay >= 0)) throw new ConfigError(`--weight-decay ${c.weightDecay} must be 0 or more`, 'pass e.g. --weight-decay 0.01');
   if (!(c.collectiveTimeoutS > 0)) {
     throw new ConfigError(`--collective-timeout ${c.collectiveTimeoutS} must be positive`, 'pass a number of seconds, e.g. --collective-timeout 300');

@@ -2,7 +2,7 @@
  * The shared entry of the worker programs: `runProgram(name, body)` reads the environment
  * contract, runs `body`, and ends the way the launcher expects:
  *   - on an error: one line through the run's logger (formatError: message and hint, no stack for
- *     our own errors), the torchrun-style error file (ROSEDIST_ERROR_FILE, with the process
+ *     our own errors; before the logger exists, a console one in argv's --log-format), the torchrun-style error file (ROSEDIST_ERROR_FILE, with the process
  *     group's latest collectives), and
  *     process.exitCode = exitCodeOf(e) (2 for bad configuration);
  *   - always: the process group closed and the logger flushed before the process ends.
@@ -11,7 +11,8 @@
 import { ENV, readWorkerEnv, type WorkerEnv } from '../shared/env.js';
 import { writeErrorFile } from '../shared/error_file.js';
 import { exitCodeOf, formatError } from '../shared/errors.js';
-import { closeLogger, createLogger, type Logger } from '../shared/logging.js';
+import { closeLogger, createLogger, type ConsoleFormat, type Logger } from '../shared/logging.js';
+import { hideBin } from '../shared/yargs.js';
 import type { ProcessGroup } from './comm/process_group.js';
 
 export interface ProgramScope {
@@ -20,6 +21,19 @@ export interface ProgramScope {
   useLogger(logger: Logger): Logger;
   /** Register the process group: it is closed at the end, whatever happens. */
   useProcessGroup(pg: ProcessGroup): ProcessGroup;
+}
+
+/**
+ * The console format asked for in argv (`--log-format json` or `--log-format=json`, the last one
+ * winning as in the parser), read by hand: an error in the flags comes before any parsed config.
+ */
+export function consoleFormatOf(argv: readonly string[]): ConsoleFormat {
+  let format: ConsoleFormat = 'text';
+  argv.forEach((a, i) => {
+    const value = a === '--log-format' ? argv[i + 1] : a.startsWith('--log-format=') ? a.slice('--log-format='.length) : undefined;
+    if (value === 'json' || value === 'text') format = value;
+  });
+  return format;
 }
 
 export async function runProgram(name: string, body: (scope: ProgramScope) => Promise<void>): Promise<void> {
@@ -37,7 +51,7 @@ export async function runProgram(name: string, body: (scope: ProgramScope) => Pr
   } catch (e) {
     const rank = env?.rank ?? 0;
     // Before the logger exists (bad flags, bad environment), a console-only one carries the line.
-    const out = logger ?? createLogger({ rank, consoleInfo: true });
+    const out = logger ?? createLogger({ rank, consoleInfo: true, consoleFormat: consoleFormatOf(hideBin(process.argv)) });
     out.error(`${name}: ${formatError(e)}`);
     if (out !== logger) await closeLogger(out);
     writeErrorFile(env?.errorFile ?? process.env[ENV.errorFile] ?? process.env.TORCHELASTIC_ERROR_FILE, e, rank, pg?.recentCollectives?.());

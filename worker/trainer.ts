@@ -32,7 +32,7 @@ import { GPT } from './model/gpt.js';
 import { ADAMW_DEFAULTS, AdamW } from './optim.js';
 import { checkTracePath, gatherEvents, mergeTraces, peakRssMb, Profiler, writeTrace } from './observe/profiler.js';
 import { createProgress, RateMeter } from './observe/progress.js';
-import { restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { checkSamplerState, removeStaleCheckpointTemps, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { initBackend, type BackendInfo } from './tf.js';
 import { checkStep } from './numerics.js';
 import { TestHooks } from './test_hooks.js';
@@ -64,8 +64,9 @@ function header(run: TrainRun, started: Date, backends: readonly BackendInfo[], 
     `model: GPT, ${model.numParams.toLocaleString('en-US')} parameters ` +
       `(${c.nLayers} layers, ${c.nHeads} heads, d_model ${c.dModel}, d_ff ${c.dFf}, vocab ${c.vocabSize}, ${c.maxPositionEmbeddings} positions)`,
   );
-  logger.info(`arguments: ${JSON.stringify(cfg)}`);
-  logger.info('amp: false — tfjs has no float16 training; running float32');
+  // The arguments as resolved for this run: amp is off whatever was asked (the line after says why).
+  logger.info(`arguments: ${JSON.stringify({ ...cfg, amp: false })}`);
+  logger.info(`amp: false — tfjs has no float16 training; running float32${cfg.amp ? ' (--amp, the default, is ignored; --no-amp says so)' : ''}`);
 }
 
 export async function train(run: TrainRun): Promise<TrainResult> {
@@ -120,13 +121,17 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
   model.readFlat(params);
 
   let step = 0;
+  /** Steps whose update --on-nonfinite skip dropped: optimizer.stepCount = step - skippedSteps. */
+  let skippedSteps = 0;
   let tokensSeen = 0;
   let trainLoss = Number.NaN;
   let samplerState: SamplerState = { epoch: 0, position: 0 };
+  if (pg.rank === 0) removeStaleCheckpointTemps(cfg.checkpointPath, logger);
   if (cfg.resume) {
     const restored = await restoreCheckpoint(pg, cfg, model.params, params, optimizer, logger);
     if (restored) {
-      ({ step, tokensSeen, trainLoss } = restored);
+      ({ step, skippedSteps, tokensSeen, trainLoss } = restored);
+      checkSamplerState(restored.sampler, restored.worldSize, dataset.train.length, cfg.dropLast, cfg.checkpointPath);
       samplerState = rescaleSamplerState(restored.sampler, restored.worldSize, pg.worldSize);
     }
   }
@@ -224,8 +229,9 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
         optimizer.step(params, grads);
         model.writeFlat(params);
         profiler.end('optimizer');
-      } else if (pg.rank === 0) {
-        logger.warn(`${nonFinite}; skipped this optimizer step (--on-nonfinite skip)`);
+      } else {
+        skippedSteps += 1;
+        if (pg.rank === 0) logger.warn(`${nonFinite}; skipped this optimizer step (--on-nonfinite skip)`);
       }
       tokensSeen += tokensPerStep;
       throughput.add(tokensPerStep, (performance.now() - stepStart) / 1000);
@@ -235,8 +241,8 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
       if (step % cfg.evalInterval === 0 || last) valPpl = (await profiler.span('eval', evalAndLog)).val_ppl;
       progress.update(step, { tokensPerSec: throughput.rate(), trainLoss, valPpl });
       if (step % cfg.checkpointInterval === 0 || last) {
-        const state = { step, params, optimizer, sampler: stream.state(), worldSize: pg.worldSize, tokensSeen, trainLoss };
-        await profiler.span('checkpoint', () => saveCheckpoint(pg, cfg, model, state, hyper, logger));
+        const state = { step, skippedSteps, params, optimizer, sampler: stream.state(), worldSize: pg.worldSize, tokensSeen, trainLoss };
+        await profiler.span('checkpoint', () => saveCheckpoint(pg, cfg, model, state, hyper, logger, hooks.midSave));
       }
     }
     return { step, metrics };

@@ -67,6 +67,10 @@ describe('train_minimal program', () => {
       assert.match(log, pattern);
       assert.equal(log.split('\n').filter((l) => pattern.test(l)).length, 1, `${pattern} once`);
     }
+    // The resolved arguments and the run agree on amp (asked for by default, off on tfjs).
+    assert.match(log, /arguments: \{.*"amp":false/);
+    assert.doesNotMatch(log, /"amp":true/);
+    assert.match(log, /amp: false — tfjs has no float16 training; running float32 \(--amp, the default, is ignored; --no-amp says so\)/);
     const lines = log.split('\n').map(parseEvalLine).filter((l) => l !== undefined);
     assert.deepEqual(lines.map((l) => l.step), [2, 4, 6]);
     for (const l of lines) {
@@ -85,6 +89,22 @@ describe('train_minimal program', () => {
     assert.ok(existsSync(join(cwd, 'checkpoints/minigpt_single.safetensors')));
     // Rank 0's info lines reach the console too.
     assert.match(exit.stdout, /step 6\/6 \| train loss/);
+  });
+
+  it('an error before the logger exists is a JSON line too under --log-format json', async () => {
+    const cwd = freshDir();
+    for (const [args, env, pattern] of [
+      [['--log-format', 'json', '--batch-size', 'many'], {}, /--batch-size "many" is not a number/],
+      [['--log-format=json'], { WORLD_SIZE: 'two' }, /WORLD_SIZE/],
+    ] as const) {
+      const exit = await trainMinimal(cwd, [...args], env);
+      assert.equal(exit.code, 2, exit.stderr);
+      const lines = exit.stderr.split('\n').filter((l) => l.trim() !== '');
+      assert.equal(lines.length, 1, exit.stderr);
+      const entry = JSON.parse(lines[0] as string) as { level: string; message: string };
+      assert.equal(entry.level, 'error');
+      assert.match(entry.message, pattern);
+    }
   });
 
   it('a bad flag exits 2 with one line (no stack) and an error file', async () => {

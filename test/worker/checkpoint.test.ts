@@ -6,9 +6,12 @@ import { after, describe, it } from 'node:test';
 import { ConfigError, FileError } from '../../shared/errors.js';
 import { closeLogger, createLogger } from '../../shared/logging.js';
 import { SingleProcessGroup } from '../../worker/comm/process_group.js';
+import { spawnSync } from 'node:child_process';
 import {
+  checkSamplerState,
   encodeCheckpoint,
   readCheckpoint,
+  removeStaleCheckpointTemps,
   restoreCheckpoint,
   saveCheckpoint,
   writeCheckpointFile,
@@ -32,6 +35,7 @@ function state(): TrainState {
   const f = (k: number) => Float32Array.from({ length: 8 }, (_, i) => (i + 1) * k + 0.125);
   return {
     step: 7,
+    skippedSteps: 0,
     params: f(1),
     optimizer: { stepCount: 7, m: f(-0.5), v: f(0.25) },
     sampler: { epoch: 2, position: 5 },
@@ -100,8 +104,9 @@ describe('checkpoint file', () => {
     assert.equal(c.worldSize, 2);
     assert.equal(c.tokensSeen, 4096);
     assert.equal(c.trainLoss, 1.5);
-    assert.equal(c.modelConfig.vocabSize, 3);
-    assert.equal(c.trainConfig.checkpointPath, path);
+    assert.equal(c.source, 'rosedist');
+    assert.equal(c.modelConfig?.vocabSize, 3);
+    assert.equal(c.trainConfig?.checkpointPath, path);
     // Other tools see each parameter under its name and shape.
     const file = decodeSafetensors(readFileSync(path), path);
     assert.deepEqual(file.tensors.find((t) => t.name === 'tok.weight')?.shape, [3, 2]);
@@ -122,6 +127,17 @@ describe('checkpoint file', () => {
     assert.throws(() => readCheckpoint(path, layout, cfgFor(path)), (e) => e instanceof FileError && /fails its checksum/.test(e.message));
   });
 
+  it('an edited step or sampler position in the metadata is refused as damaged (the checksum covers the whole file)', () => {
+    const path = join(dir, 'edited.safetensors');
+    write(path);
+    const good = readFileSync(path).toString('latin1');
+    for (const [from, to] of [['"step":"7"', '"step":"9"'], ['\\"position\\":5', '\\"position\\":1']]) {
+      assert.ok(good.includes(from), from);
+      writeFileSync(path, Buffer.from(good.replace(from, to), 'latin1'));
+      assert.throws(() => readCheckpoint(path, layout, cfgFor(path)), (e) => e instanceof FileError && /fails its checksum/.test(e.message), to);
+    }
+  });
+
   it('a truncated file says so', () => {
     const path = join(dir, 'trunc.safetensors');
     write(path);
@@ -133,8 +149,11 @@ describe('checkpoint file', () => {
 
   it('a file of another program is refused', () => {
     const path = join(dir, 'foreign.safetensors');
-    writeFileSync(path, encodeSafetensors([{ name: 'w', shape: [1], data: Float32Array.from([1]) }]));
+    writeFileSync(path, encodeSafetensors([{ name: 'w', shape: [1], data: Float32Array.from([1]) }], { format: 'other' }));
     assert.throws(() => readCheckpoint(path, layout, cfgFor(path)), /not a rosedist checkpoint/);
+    // Without metadata it is read as a weights-only file, whose tensors must be this model's.
+    writeFileSync(path, encodeSafetensors([{ name: 'w', shape: [1], data: Float32Array.from([1]) }]));
+    assert.throws(() => readCheckpoint(path, layout, cfgFor(path)), /holds tensors this model does not have: w/);
   });
 
   it('a different model is a ConfigError naming every differing flag', () => {
@@ -147,6 +166,46 @@ describe('checkpoint file', () => {
     );
     // Dropout and training options may change.
     assert.ok(readCheckpoint(path, layout, cfgFor(path, ['--dropout', '0', '--batch-size', '3'])));
+  });
+
+  it('different data settings are refused naming each one; a different batch size continues with a warning', () => {
+    const path = join(dir, 'data.safetensors');
+    write(path, ['--dataset', 'toy:100']);
+    assert.throws(
+      () => readCheckpoint(path, layout, cfgFor(path, ['--seq-len', '3', '--dataset', 'toy:90', '--seed', '1'])),
+      (e) =>
+        e instanceof ConfigError &&
+        e.message === `checkpoint ${path} was written with other data settings: --dataset toy:100 there, toy:90 here; --seq-len 4 there, 3 here; --seed 0 there, 1 here` &&
+        /pass the checkpoint's data options/.test(e.hint ?? ''),
+    );
+    // The toy data has no tokenizer: a different --tokenizer is no difference there.
+    assert.deepEqual(readCheckpoint(path, layout, cfgFor(path, ['--dataset', 'toy:100', '--tokenizer', 'gpt2']))?.warnings, []);
+    const c = readCheckpoint(path, layout, cfgFor(path, ['--dataset', 'toy:100', '--batch-size', '3', '--grad-accum-steps', '2']));
+    assert.deepEqual(c?.warnings, [
+      `resuming checkpoint ${path} with --batch-size 8 there, 3 here; --grad-accum-steps 1 there, 2 here: the data order continues at the same sample, with 6 samples per rank per step`,
+    ]);
+  });
+
+  it('a sampler position past the end of a shard is refused', () => {
+    // 10 samples at world size 2: 5 per rank; 4 per rank with --drop-last and 9 samples.
+    assert.doesNotThrow(() => checkSamplerState({ epoch: 3, position: 5 }, 2, 10, false, 'p'));
+    assert.throws(() => checkSamplerState({ epoch: 3, position: 6 }, 2, 10, false, 'p'), /sampler position 6 is past the end of a shard \(5 samples per rank at world size 2\)/);
+    assert.throws(() => checkSamplerState({ epoch: 0, position: 5 }, 2, 9, true, 'p'), /4 samples per rank/);
+  });
+
+  it('temporary files of dead processes are removed at start, those of live ones kept', async () => {
+    const path = join(dir, 'stale', 'ck.safetensors');
+    mkdirSync(join(dir, 'stale'));
+    const dead = spawnSync(process.execPath, ['-e', '']).pid;
+    assert.ok(dead);
+    for (const pid of [dead, process.pid, process.ppid]) writeFileSync(`${path}.tmp-${pid}`, 'partial');
+    writeFileSync(`${path}.tmp-notapid`, 'x');
+    const logFile = join(dir, 'stale.log');
+    const logger = createLogger({ rank: 0, file: logFile, silentConsole: true });
+    removeStaleCheckpointTemps(path, logger);
+    await closeLogger(logger);
+    assert.deepEqual(readdirSync(join(dir, 'stale')).sort(), [`ck.safetensors.tmp-${process.pid}`, `ck.safetensors.tmp-${process.ppid}`, 'ck.safetensors.tmp-notapid'].sort());
+    assert.match(readFileSync(logFile, 'utf8'), new RegExp(`WARN  removed .*ck\\.safetensors\\.tmp-${dead}, the temporary file of a checkpoint save that was killed`));
   });
 
   it('a failed write leaves the previous checkpoint in place', () => {
@@ -174,7 +233,16 @@ describe('checkpoint collectives (world of one)', () => {
     assert.equal(await restoreCheckpoint(pg, cfg, layout, params, opt, logger), undefined);
     await saveCheckpoint(pg, cfg, { config: gptConfigOf(cfg), params: layout }, state(), hyper, logger);
     const summary = await restoreCheckpoint(pg, cfg, layout, params, opt, logger);
-    assert.deepEqual(summary, { step: 7, worldSize: 2, tokensSeen: 4096, trainLoss: 1.5, sampler: { epoch: 2, position: 5 }, stepCount: 7 });
+    assert.deepEqual(summary, {
+      source: 'rosedist',
+      step: 7,
+      skippedSteps: 0,
+      worldSize: 2,
+      tokensSeen: 4096,
+      trainLoss: 1.5,
+      sampler: { epoch: 2, position: 5 },
+      stepCount: 7,
+    });
     assert.deepEqual(params, state().params);
     assert.deepEqual(opt.v, state().optimizer.v);
     assert.equal(opt.stepCount, 7);

@@ -87,6 +87,8 @@ describe('parseTrainConfig', () => {
 
   it('the last of a repeated flag wins', () => {
     assert.equal(parseTrainConfig(['--lr', '1', '--lr', '2'], 'train_minimal').lr, 2);
+    // As torch.optim.AdamW: lr 0 is a frozen run.
+    assert.equal(parseTrainConfig(['--lr', '0'], 'train_minimal').lr, 0);
   });
 
   it('rejects each bad flag with a message naming it and a hint', () => {
@@ -102,7 +104,9 @@ describe('parseTrainConfig', () => {
       [['--seq-len', '200'], /--seq-len 200 is longer than --max-position-embeddings 128/],
       [['--dropout', '1'], /--dropout 1 is outside \[0, 1\)/],
       [['--dropout', '-0.1'], /--dropout -0.1 is outside/],
-      [['--lr', '0'], /--lr 0 must be positive/],
+      [['--lr', '-1'], /--lr -1 must be 0 or more/],
+      [['--lr', 'nan'], /--lr "nan" is not a number/],
+      [['--lr', 'inf'], /--lr "inf" is not a number/],
       [['--weight-decay', '-1'], /--weight-decay -1/],
       [['--backend', 'gpu'], /--backend gpu is not one of auto, tensorflow, wasm, cpu/],
       [['--log-format', 'xml'], /--log-format xml/],

@@ -56,6 +56,15 @@ describe('AdamW', () => {
     close(params[2]!, decayed, 'zero gradient');
   });
 
+  it('lr 0 (a frozen run, as torch allows) leaves the weights exactly as they were, moments still updated', () => {
+    const opt = new AdamW(3, { ...cfg, lr: 0 });
+    const params = Float32Array.from([2, -0.5, 0.125]);
+    for (let k = 0; k < 3; k++) opt.step(params, Float32Array.from([0.5, -3, 0]));
+    assert.deepEqual([...params], [2, -0.5, 0.125]);
+    assert.equal(opt.stepCount, 3);
+    assert.ok(opt.m[0]! > 0);
+  });
+
   it('uses PyTorch defaults and rejects mismatched buffers with a clear error', () => {
     assert.deepEqual({ ...ADAMW_DEFAULTS, lr: 0, weightDecay: 0 }, { lr: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 });
     assert.equal(ADAMW_DEFAULTS.weightDecay, 0.01);

@@ -39,6 +39,8 @@ export interface ModelParam {
   readonly name: string;
   readonly variable: tf.Variable;
   readonly shape: readonly number[];
+  /** A linear layer's weight, held [in, out] (PyTorch: [out, in]). */
+  readonly linear: boolean;
 }
 
 /** The constant tensors of one batch: made before the taped function so they outlive backprop. */
@@ -70,7 +72,7 @@ export class GPT {
       const initial = tf.tensor(initialValues(spec, index, seed), [...spec.shape], 'float32');
       const variable = tf.variable(initial, true); // shares initial's data; the name is made unique
       initial.dispose();
-      return { name: spec.name, variable, shape: spec.shape };
+      return { name: spec.name, variable, shape: spec.shape, linear: spec.linear === true };
     });
     this.numParams = countParams(cfg);
     this.byName = new Map(this.params.map((p) => [p.name, p.variable]));

@@ -3,9 +3,10 @@
  *
  * Names and order are the Python original's `state_dict()` keys (registration order of its
  * modules: token and position embeddings, then per block ln1, ln2, attn.qkv_proj, attn.out_proj,
- * mlp.fc1, mlp.fc2, then ln_f and lm_head). Shapes differ in one way: linear weights are stored
- * [in, out] (as tfjs Dense stores them, so the forward pass is a plain x @ W) where PyTorch's
- * nn.Linear stores [out, in]; transpose them when exchanging weights with PyTorch.
+ * mlp.fc1, mlp.fc2, then ln_f and lm_head). Shapes differ in one way: linear weights are held
+ * [in, out] in memory (as tfjs Dense holds them, so the forward pass is a plain x @ W) where
+ * PyTorch's nn.Linear holds [out, in]; they carry `linear: true`, and checkpoints store them
+ * transposed, in PyTorch's layout (worker/checkpoint_format.ts).
  *
  * Initialisation (PyTorch's defaults would draw nn.Embedding from N(0, 1), far too large for a
  * GPT): as nanoGPT, weights of embeddings and linear layers ~ N(0, 0.02^2), biases 0, LayerNorm
@@ -31,6 +32,8 @@ export interface ParamSpec {
   readonly name: string;
   readonly shape: readonly number[];
   readonly init: ParamInit;
+  /** A linear layer's weight: [in, out] here, [out, in] in PyTorch and in checkpoints. */
+  readonly linear?: boolean;
 }
 
 /** Standard deviation of the normal initialisation (GPT-2, nanoGPT). */
@@ -64,7 +67,7 @@ export function paramSpecs(cfg: GPTConfig): ParamSpec[] {
     { name: `${prefix}.bias`, shape: [C], init: 'zeros' },
   );
   const linear = (prefix: string, nIn: number, nOut: number) => specs.push(
-    { name: `${prefix}.weight`, shape: [nIn, nOut], init: 'normal' },
+    { name: `${prefix}.weight`, shape: [nIn, nOut], init: 'normal', linear: true },
     { name: `${prefix}.bias`, shape: [nOut], init: 'zeros' },
   );
   for (let l = 0; l < cfg.nLayers; l++) {
@@ -77,7 +80,7 @@ export function paramSpecs(cfg: GPTConfig): ParamSpec[] {
     linear(`${p}.mlp.fc2`, F, C);
   }
   layerNorm('ln_f');
-  specs.push({ name: 'lm_head.weight', shape: [C, V], init: 'normal' }); // untied, no bias
+  specs.push({ name: 'lm_head.weight', shape: [C, V], init: 'normal', linear: true }); // untied, no bias
   return specs;
 }
 
