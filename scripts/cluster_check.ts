@@ -77,14 +77,14 @@ async function waitJob(id: string, limitMs = JOB_LIMIT_MS): Promise<string> {
 
 interface Proc { readonly pid: number; readonly cmd: string; readonly rank: string | undefined }
 
-/** rosedist processes (launchers, npx, workers) in namespace `ns`. */
+/** rosedist processes (launchers, npx, workers; not the Slurm daemons) in namespace `ns`. */
 async function nodeProcs(ns: string): Promise<Proc[]> {
   const r = await run('ip', ['netns', 'pids', ns]);
   const procs: Proc[] = [];
   for (const pid of r.out.split('\n').filter((l) => /^\d+$/.test(l)).map(Number)) {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-      if (!/rosedist|train_ddp/.test(cmd)) continue;
+      if (!/bin\/rosedist\.mjs|npm exec rosedist|worker\/train_ddp\.ts/.test(cmd)) continue;
       const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
       procs.push({ pid, cmd, rank: env.find((e) => e.startsWith('RANK='))?.slice(5) });
     } catch {
