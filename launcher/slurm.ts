@@ -35,7 +35,7 @@ export function slurmDefaults(given: Options, env: Env): SchedulerDefaults {
   const batchNodes = slurmBatchNodes(env);
   if (batchNodes !== undefined && batchNodes > 1 && given.nnodes === undefined) {
     throw new ConfigError(
-      `rosedist runs in the batch script of a ${batchNodes}-node Slurm job (SLURM_JOB_NUM_NODES=${batchNodes}), where it would use this node only`,
+      `rosedist runs outside any srun step of a ${batchNodes}-node Slurm job (SLURM_JOB_NUM_NODES=${batchNodes}: a batch script or salloc shell), where it would use this node only`,
       'start one launcher per node: srun --ntasks-per-node=1 npx rosedist ... (scripts/slurm/train_ddp.sbatch), or pass --nnodes 1 to use this node alone',
     );
   }

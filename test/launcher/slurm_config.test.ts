@@ -42,7 +42,7 @@ test('srun starting several launchers on one node is refused: each would run its
 
 test('a launcher in the batch script of a 2-node job is refused unless told to use one node', async () => {
   const env = captured('batch')[0]?.env ?? {};
-  await rejects([FIXTURE], env, /batch script of a 2-node Slurm job \(SLURM_JOB_NUM_NODES=2\)/, /srun --ntasks-per-node=1.*--nnodes 1/);
+  await rejects([FIXTURE], env, /outside any srun step of a 2-node Slurm job \(SLURM_JOB_NUM_NODES=2: a batch script or salloc shell\)/, /srun --ntasks-per-node=1.*--nnodes 1/);
   const c = await resolve(['--nnodes', '1', FIXTURE], env);
   assert.deepEqual([c.nnodes, c.masterAddr, c.masterPort], [1, '127.0.0.1', 41000]);
 });
