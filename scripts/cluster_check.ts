@@ -6,6 +6,7 @@
  *   launcher    sbatch scripts/slurm/train_ddp.sbatch: srun starts one launcher per node
  *   srun        sbatch scripts/slurm/train_ddp_srun.sbatch: srun starts every worker
  *   mpirun      sbatch scripts/slurm/train_ddp_mpirun.sbatch: mpirun inside the allocation
+ *   mpirun -np 4 on this host, outside Slurm
  * Each must end with rank 0's val loss within 1e-6 of the reference's, its log written by rank 0
  * alone. Then, on long launcher runs: SIGKILL of a worker on n2 must end the job with the summary
  * on rank 0's node (task 0) naming n2, the rank and pid; a launcher on n2 with another key must be
@@ -157,6 +158,16 @@ async function main(): Promise<void> {
   await check('sbatch train_ddp_srun.sbatch: srun starts the 2 × 2 workers', () => trainThrough('srun', 'train_ddp_srun.sbatch', reference));
   const asRoot: Record<string, string> = process.getuid?.() === 0 ? { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' } : {};
   await check('sbatch train_ddp_mpirun.sbatch: mpirun inside the allocation, 2 × 2', () => trainThrough('mpirun', 'train_ddp_mpirun.sbatch', reference, asRoot));
+
+  await check('mpirun -np 4 on one host, outside Slurm', async () => {
+    const args = ['-np', '4', '--oversubscribe', ...(process.getuid?.() === 0 ? ['--allow-run-as-root'] : []), process.execPath, '--import', 'tsx', 'worker/train_ddp.ts', ...SHORT, ...logFiles('mpirun-host')];
+    const r = await run('mpirun', args, { ROSEDIST_KEY_FILE: KEY });
+    if (r.code !== 0) throw new Error(r.out.split('\n').slice(-5).join(' | '));
+    const loss = finalValLoss(join(T, 'mpirun-host', 'train.log'));
+    const diff = Math.abs(loss - reference);
+    if (!(diff <= 1e-6)) throw new Error(`val loss ${loss} differs from the reference ${reference} by ${diff}`);
+    return `val loss ${loss} (|Δ| ${diff.toExponential(1)})`;
+  });
 
   await check('SIGKILL of a worker on n2 ends the job; summary on rank 0\'s node names n2', async () => {
     const job = await submit('kill', 'train_ddp.sbatch', [...LONG, ...logFiles('kill')]);
