@@ -56,13 +56,16 @@ export interface SlurmStep {
 }
 
 /**
- * A port every process of a job computes alike, so that no one has to pick and spread it:
- * even, in [20000, 59998], so that it and the next one (the launchers' control port) are both
- * below 60000 and two jobs' pairs never overlap. MASTER_PORT / --master-port override it.
+ * A port every process of a job computes alike, so that no one has to pick and spread it: even,
+ * in [20000, 32764], so that it and the next one (the launchers' control port) sit below Linux's
+ * default ephemeral range (32768-60999; every node must compute the same, so not each node's own
+ * range): an outgoing connection cannot take it while the workers start (launcher/ports.ts). Two
+ * jobs' pairs never overlap; two jobs on one node share a pair with odds 1 in 6383.
+ * MASTER_PORT / --master-port override it.
  */
 export function derivedPort(jobKey: string): number {
   const h = createHash('sha256').update(jobKey).digest().readUInt32BE(0);
-  return 20000 + 2 * (h % 20000);
+  return 20000 + 2 * (h % 6383);
 }
 
 function list<T>(env: Env, names: readonly string[], parse: (text: string) => T, why: string): { value: T; name: string; text: string } {

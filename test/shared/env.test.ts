@@ -5,6 +5,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../../shared/errors.js';
+import { derivedPort } from '../../shared/scheduler_env.js';
 import { captured } from '../helpers/scheduler_fixtures.js';
 
 const tempKeyDir = (): string => mkdtempSync(join(tmpdir(), 'rosedist-key-'));
@@ -110,4 +111,11 @@ test('a malformed value names the variable', () => {
   assert.throws(() => readWorkerEnv({ RANK: 'x', WORLD_SIZE: '2' }), (e: unknown) => e instanceof ConfigError && /RANK="x"/.test(e.message));
   assert.throws(() => readWorkerEnv({ RANK: '2', WORLD_SIZE: '2' }), /not below WORLD_SIZE/);
   assert.throws(() => readWorkerEnv({ MASTER_PORT: '70000' }), /MASTER_PORT/);
+});
+
+test('derived ports: even, below the ephemeral range with the next one, the same for the same job', () => {
+  const ports = Array.from({ length: 2000 }, (_, i) => derivedPort(`slurm/${i}/0`));
+  assert.ok(ports.every((p) => p % 2 === 0 && p >= 20000 && p + 1 <= 32767));
+  assert.ok(new Set(ports).size > 1500, 'spread over the range');
+  assert.equal(derivedPort('slurm/5/0'), derivedPort('slurm/5/0'));
 });
