@@ -22,10 +22,10 @@ export interface Given {
 /** The launcher options, each as its own flag name; the help text says what each does. */
 const OPTIONS = {
   'nproc-per-node': 'workers on this node: a number, auto (GPUs if any, else CPUs), cpu or gpu [default: 1]',
-  nnodes: 'number of nodes [default: 1]',
-  'node-rank': 'rank of this node, 0 ≤ node-rank < nnodes [default: 0]',
-  'master-addr': 'address of node 0; its rank-0 worker listens there [default: 127.0.0.1]',
-  'master-port': 'port of rank 0 [default: a free port on one node, 29500 on several; node 0 also listens on master-port + 1 for the launchers]',
+  nnodes: "number of nodes [default: 1; under srun: the step's nodes]",
+  'node-rank': 'rank of this node, 0 ≤ node-rank < nnodes [default: 0; under srun: SLURM_NODEID]',
+  'master-addr': "address of node 0; its rank-0 worker listens there [default: 127.0.0.1; under srun: the step's first host]",
+  'master-port': 'port of rank 0 [default: a free port on one node, 29500 on several, one derived from the job id under srun; node 0 also listens on master-port + 1 for the launchers]',
   standalone: 'single-node run on a free local port (torchrun compatibility)',
   'max-restarts': 'restart the whole group up to this many times after a failure [default: 0]',
   'monitor-interval': 'seconds between checks of the workers [default: 0.1]',
@@ -35,7 +35,7 @@ const OPTIONS = {
   tee: 'copy worker streams to files and the console, values as --redirects [default: 0]',
   'local-ranks-filter': 'comma-separated local ranks whose output is shown on the console [default: all]',
   secret: 'shared secret of a multi-node run (visible in ps: prefer --secret-file)',
-  'secret-file': 'file holding the shared secret of a multi-node run (the same file on every node)',
+  'secret-file': 'file holding the shared secret of a multi-node run (the same file on every node) [under srun: derived from ~/.rosedist/key and the job]',
   'join-timeout': 'seconds to wait for all nodes to join a multi-node run [default: 300]',
   'no-python': 'run PROGRAM as an executable, without an interpreter (torchrun compatibility)',
   module: 'PROGRAM is a Python module, run as python -m PROGRAM (torchrun compatibility)',

@@ -8,12 +8,14 @@ import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { ConfigError } from '../shared/errors.js';
-import type { CliInput, Given, OptionName } from './cli.js';
+import { jobSecret } from '../shared/job_secret.js';
+import type { CliInput, Given } from './cli.js';
 import { countGpus } from './devices.js';
 import { parseStdSpec, type StdSpec } from './redirects.js';
 import { canBind, freePort } from './ports.js';
 import { isSet, resolveProgram, type WorkerProgram } from './program.js';
 import { readSecret } from './secret.js';
+import { slurmDefaults } from './slurm.js';
 
 export interface LaunchConfig {
   /** What each worker runs (launcher/program.ts). */
@@ -118,7 +120,8 @@ function stopGraceMs(env: Env): number {
 
 /** Validate `cli` into a frozen LaunchConfig. Throws ConfigError (exit code 2) on any bad input. */
 export async function resolveConfig(cli: CliInput, env: Env = process.env, host: HostProbe = realHost): Promise<LaunchConfig> {
-  const o: Readonly<Partial<Record<OptionName, Given>>> = cli.options;
+  // Under srun, the options not given come from the step (launcher/slurm.ts).
+  const { options: o, jobKey } = slurmDefaults(cli.options, env);
   const standalone = isSet(o.standalone);
   if (o.nnodes !== undefined && o.nnodes.value.includes(':')) {
     throw new ConfigError(`${o.nnodes.from} ${o.nnodes.value}: elastic node ranges are not supported`, `pass a fixed number of nodes, e.g. ${o.nnodes.from} 2`);
@@ -146,9 +149,10 @@ export async function resolveConfig(cli: CliInput, env: Env = process.env, host:
     for (const port of ports) {
       if (!(await host.canBind(masterAddr, port))) {
         const from = portGiven.from;
+        const flag = /^(--|PET_)/.test(from) ? from : '--master-port';
         throw new ConfigError(
           `cannot listen on ${masterAddr}:${port} (${from} ${masterPort}): the port is in use or the address is not this host's`,
-          multiNode ? `pick a ${from} whose port and the next one are free` : `pick another ${from}, or omit it to get a free port`,
+          multiNode ? `pick a ${flag} whose port and the next one are free` : `pick another ${flag}, or omit it to get a free port`,
         );
       }
     }
@@ -176,7 +180,7 @@ export async function resolveConfig(cli: CliInput, env: Env = process.env, host:
     redirects,
     tee,
     localRanksFilter: ranksFilter(o['local-ranks-filter']),
-    secret: readSecret(o.secret, o['secret-file'], multiNode),
+    secret: readSecret(o.secret, o['secret-file'], multiNode, jobKey === undefined ? undefined : () => jobSecret(env, jobKey)),
     gpuCount,
     stopGraceMs: stopGraceMs(env),
     joinTimeoutMs: o['join-timeout'] === undefined ? 300_000 : seconds(o['join-timeout'], 0) * 1000,

@@ -92,9 +92,14 @@ function mismatch(h: Hello, config: LaunchConfig, joined: ReadonlySet<number>): 
 
 function listen(server: Server, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    server.once('error', (e: NodeJS.ErrnoException) =>
-      reject(new ConfigError(`cannot listen on ${host}:${port} for the other launchers (${e.code ?? e.message})`, 'pick a --master-port whose port and the next one are free on node 0')),
-    );
+    server.once('error', (e: NodeJS.ErrnoException) => {
+      // A name that does not resolve, or an address of another host: the address is wrong, not the port.
+      const wrongAddress = ['ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL'].includes(e.code ?? '');
+      const hint = wrongAddress
+        ? "pass --master-addr with node 0's own address or a name that resolves to it (under srun: the step's first host)"
+        : 'pick a --master-port whose port and the next one are free on node 0';
+      reject(new ConfigError(`cannot listen on ${host}:${port} for the other launchers (${e.code ?? e.message})`, hint));
+    });
     server.listen({ host, port, exclusive: true }, resolve);
   });
 }

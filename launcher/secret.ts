@@ -2,7 +2,8 @@
  * The run's shared secret. It authenticates the launchers of a multi-node run to each other
  * (HMAC, launcher/control_channel.ts) and is handed to every worker (ROSEDIST_SECRET) for its
  * sockets. A single-node run makes a random one; the nodes of a multi-node run must share one,
- * which the user passes as --secret-file (the same file on every node) or --secret.
+ * which the user passes as --secret-file (the same file on every node) or --secret, or which,
+ * under srun, every node derives from the user's key and the job (shared/job_secret.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -12,7 +13,7 @@ import type { Given } from './cli.js';
 /** Shortest secret accepted from the user, in characters. */
 const MIN_LENGTH = 16;
 
-export function readSecret(secret: Given | undefined, secretFile: Given | undefined, multiNode: boolean): string {
+export function readSecret(secret: Given | undefined, secretFile: Given | undefined, multiNode: boolean, derive?: () => string): string {
   if (secret !== undefined && secretFile !== undefined) {
     throw new ConfigError(`both ${secret.from} and ${secretFile.from} were given`, 'pass only one of them');
   }
@@ -29,6 +30,7 @@ export function readSecret(secret: Given | undefined, secretFile: Given | undefi
     }
   }
   if (text === undefined) {
+    if (multiNode && derive !== undefined) return derive();
     if (multiNode) {
       throw new ConfigError(
         'a multi-node run needs a shared secret',

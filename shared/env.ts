@@ -7,13 +7,17 @@
  * schedulers set, so that they can start our workers directly:
  *   - torchrun / torch.distributed.elastic: RANK, LOCAL_RANK, WORLD_SIZE, ..., TORCHELASTIC_*
  *   - Kubeflow's PyTorchJob: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (and PET_* for torchrun)
- *   - Slurm `srun`: SLURM_PROCID, SLURM_LOCALID, SLURM_NTASKS, SLURM_NODEID, SLURM_NNODES, ...
- *   - Open MPI `mpirun`: OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE, OMPI_COMM_WORLD_LOCAL_RANK, ...
- * Our own names win over torchrun's, which win over Slurm's, which win over Open MPI's.
+ *   - Slurm `srun` and Open MPI `mpirun` (shared/scheduler_env.ts reads them)
+ * One of them is chosen as a whole (see `placement`); MASTER_ADDR, MASTER_PORT and ROSEDIST_SECRET
+ * set by hand win over what a scheduler implies. Under srun or mpirun with several processes and
+ * no ROSEDIST_SECRET, the secret is derived from the user's key and the job (shared/job_secret.ts).
  * With none of them set, a worker is a single process: rank 0 of a world of 1.
  */
 import { hostname } from 'node:os';
+import { intVar, pick, type Env } from './env_vars.js';
 import { ConfigError } from './errors.js';
+import { jobSecret } from './job_secret.js';
+import { openMpiPlacement, slurmPlacement, slurmStep, type Placement } from './scheduler_env.js';
 
 /** Everything a worker learns from its launcher. Read-only once parsed. */
 export interface WorkerEnv {
@@ -70,8 +74,6 @@ export const ENV = {
   tmpDir: 'ROSEDIST_TMPDIR',
 } as const satisfies Record<keyof WorkerEnv, string>;
 
-type Env = Readonly<Record<string, string | undefined>>;
-
 /** The variables that carry `e` to a worker (the launcher adds OMP_NUM_THREADS, CUDA_* itself). */
 export function workerEnvVars(e: WorkerEnv): Record<string, string> {
   const vars: Record<string, string> = {
@@ -109,82 +111,86 @@ export function workerEnvVars(e: WorkerEnv): Record<string, string> {
   return vars;
 }
 
-/** First defined value among `names`, with the name it came from. */
-function pick(env: Env, names: readonly string[]): { name: string; value: string } | undefined {
-  for (const name of names) {
-    const value = env[name];
-    if (value !== undefined && value !== '') return { name, value };
-  }
-  return undefined;
-}
+/** A process's place in its job; a scheduler's Placement, or what our launcher or torchrun say. */
+type Where = Omit<Placement, 'scheduler' | 'masterAddr' | 'runId' | 'jobKey'> & Partial<Pick<Placement, 'masterAddr' | 'runId' | 'jobKey'>>;
 
-function int(env: Env, names: readonly string[], fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const found = pick(env, names);
-  if (found === undefined) return fallback;
-  const n = Number(found.value);
-  if (!/^-?\d+$/.test(found.value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-    throw new ConfigError(
-      `environment variable ${found.name}=${JSON.stringify(found.value)} is not an integer in [${min}, ${max}]`,
-      `set ${found.name} to a valid value, or unset it`,
-    );
-  }
-  return n;
-}
-
-/** Parse the worker's environment. Throws ConfigError naming the variable on a bad value. */
-export function readWorkerEnv(env: Env = process.env): WorkerEnv {
-  const worldSize = int(env, [ENV.worldSize, 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE', 'PMI_SIZE'], 1, 1);
-  const rank = int(env, [ENV.rank, 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK', 'PMI_RANK'], 0, 0);
+/** Where this process sits, from our own launcher's or torchrun's variables. */
+function torchrunPlacement(env: Env): Where {
+  const worldSize = intVar(env, [ENV.worldSize], 1, 1);
+  const rank = intVar(env, [ENV.rank], 0, 0);
   if (rank >= worldSize) {
     throw new ConfigError(`RANK=${rank} is not below WORLD_SIZE=${worldSize}`, 'each rank must be in [0, WORLD_SIZE)');
   }
-  const localWorldSize = int(
-    env,
-    [ENV.localWorldSize, 'SLURM_NTASKS_PER_NODE', 'OMPI_COMM_WORLD_LOCAL_SIZE'],
-    worldSize,
-    1,
-  );
-  const localRank = int(env, [ENV.localRank, 'SLURM_LOCALID', 'OMPI_COMM_WORLD_LOCAL_RANK'], rank % localWorldSize, 0);
+  const localWorldSize = intVar(env, [ENV.localWorldSize], worldSize, 1);
+  const localRank = intVar(env, [ENV.localRank], rank % localWorldSize, 0);
   if (localRank >= localWorldSize) {
     throw new ConfigError(
       `LOCAL_RANK=${localRank} is not below LOCAL_WORLD_SIZE=${localWorldSize}`,
       'each local rank must be in [0, LOCAL_WORLD_SIZE)',
     );
   }
-  const nnodes = int(
-    env,
-    [ENV.nnodes, 'PET_NNODES', 'SLURM_NNODES', 'SLURM_JOB_NUM_NODES'],
-    Math.max(1, Math.ceil(worldSize / localWorldSize)),
-    1,
-  );
-  const nodeRank = int(
-    env,
-    [ENV.nodeRank, 'PET_NODE_RANK', 'SLURM_NODEID', 'OMPI_COMM_WORLD_NODE_RANK'],
-    Math.floor(rank / localWorldSize),
-    0,
-  );
-  const masterPort = int(env, [ENV.masterPort, 'PET_MASTER_PORT'], 29500, 1, 65535);
-  const masterAddr = pick(env, [ENV.masterAddr, 'PET_MASTER_ADDR'])?.value ?? '127.0.0.1';
-  const runId =
-    pick(env, [ENV.runId, 'TORCHELASTIC_RUN_ID', 'PET_RUN_ID', 'SLURM_JOB_ID'])?.value ?? `local-${masterPort}`;
-  const restartCount = int(env, [ENV.restartCount, 'TORCHELASTIC_RESTART_COUNT'], 0, 0);
-  const maxRestarts = int(env, [ENV.maxRestarts, 'TORCHELASTIC_MAX_RESTARTS'], 0, 0);
-  const launcherPid = pick(env, [ENV.launcherPid]) ? int(env, [ENV.launcherPid], 0, 1) : undefined;
+  const nnodes = intVar(env, [ENV.nnodes, 'PET_NNODES'], Math.max(1, Math.ceil(worldSize / localWorldSize)), 1);
+  const nodeRank = intVar(env, [ENV.nodeRank, 'PET_NODE_RANK'], Math.floor(rank / localWorldSize), 0);
+  if (nodeRank >= nnodes) {
+    throw new ConfigError(`GROUP_RANK=${nodeRank} (the node's rank) is not below GROUP_WORLD_SIZE=${nnodes}`, 'each node rank must be in [0, GROUP_WORLD_SIZE)');
+  }
+  return { rank, worldSize, localRank, localWorldSize, nodeRank, nnodes, masterPort: 29500 };
+}
+
+/**
+ * Who started this process decides which variables count, as a whole: mixing them goes wrong
+ * (mpirun inside sbatch leaks the batch step's SLURM_PROCID=0 into every rank).
+ *   RANK or WORLD_SIZE set       our launcher, torchrun, Kubeflow
+ *   OMPI_COMM_WORLD_RANK set     Open MPI's mpirun (even inside a Slurm allocation)
+ *   SLURM_STEP_ID set            a task of an srun step
+ *   none of them                 a single process (a batch script's own process too: it is alone)
+ */
+function placement(env: Env): Where {
+  if (pick(env, [ENV.rank, ENV.worldSize]) !== undefined) return torchrunPlacement(env);
+  const found = openMpiPlacement(env) ?? fromSlurm(env);
+  if (found !== undefined) return found;
+  if (pick(env, ['PMI_RANK']) !== undefined) {
+    throw new ConfigError(
+      'PMI_RANK is set: this process was started by an MPI other than Open MPI, whose placement rosedist does not read',
+      'start the workers with rosedist, srun or Open MPI\'s mpirun, or set RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK, GROUP_WORLD_SIZE, MASTER_ADDR and MASTER_PORT',
+    );
+  }
+  return torchrunPlacement(env);
+}
+
+function fromSlurm(env: Env): Placement | undefined {
+  const step = slurmStep(env);
+  return step === undefined ? undefined : slurmPlacement(step);
+}
+
+/** Parse the worker's environment. Throws ConfigError naming the variable on a bad value. */
+export function readWorkerEnv(env: Env = process.env): WorkerEnv {
+  const p = placement(env);
+  // Set by hand (or by a job script), these win over what the scheduler implies.
+  const masterPort = intVar(env, [ENV.masterPort, 'PET_MASTER_PORT'], p.masterPort, 1, 65535);
+  const masterAddr = pick(env, [ENV.masterAddr, 'PET_MASTER_ADDR'])?.value ?? p.masterAddr ?? '127.0.0.1';
+  const runId = pick(env, [ENV.runId, 'TORCHELASTIC_RUN_ID', 'PET_RUN_ID'])?.value ?? p.runId ?? `local-${masterPort}`;
+  const restartCount = intVar(env, [ENV.restartCount, 'TORCHELASTIC_RESTART_COUNT'], 0, 0);
+  const maxRestarts = intVar(env, [ENV.maxRestarts, 'TORCHELASTIC_MAX_RESTARTS'], 0, 0);
+  const launcherPid = pick(env, [ENV.launcherPid]) ? intVar(env, [ENV.launcherPid], 0, 1) : undefined;
+  // A scheduler's job of several processes authenticates its sockets with the job's derived secret.
+  const given = pick(env, [ENV.secret])?.value;
+  const secret = given ?? (p.jobKey !== undefined && p.worldSize > 1 ? jobSecret(env, p.jobKey) : undefined);
   return {
-    rank,
-    localRank,
-    worldSize,
-    localWorldSize,
-    nodeRank,
-    nnodes,
+    rank: p.rank,
+    localRank: p.localRank,
+    worldSize: p.worldSize,
+    localWorldSize: p.localWorldSize,
+    nodeRank: p.nodeRank,
+    nnodes: p.nnodes,
     masterAddr,
     masterPort,
     runId,
     restartCount,
     maxRestarts,
     errorFile: pick(env, [ENV.errorFile, 'TORCHELASTIC_ERROR_FILE'])?.value,
-    nodeId: pick(env, [ENV.nodeId])?.value ?? `${hostname()}/${nodeRank}`,
-    secret: pick(env, [ENV.secret])?.value,
+    nodeId: pick(env, [ENV.nodeId])?.value ?? `${hostname()}/${p.nodeRank}`,
+    secret,
     launcherPid,
     tmpDir: pick(env, [ENV.tmpDir])?.value,
   };

@@ -144,7 +144,7 @@ export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Pro
       try {
         await server.router.bind(master);
       } catch (e) {
-        throw new CommError(`rank 0 cannot listen at ${master}: ${(e as Error).message}`, 'pick a free MASTER_PORT (another run may be using this one)');
+        throw new CommError(`rank 0 cannot listen at ${master}: ${(e as Error).message}`, 'pick a free MASTER_PORT (another run may be using this one), and run rank 0 on the host MASTER_ADDR names');
       }
       control = { tcp: master };
     } else {

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The cluster test (issue 14): train_ddp under the real Slurm 22.05 and Open MPI 4.1 on a 2-node
+# cluster made of network namespaces on this host (scripts/cluster/netns-cluster.sh: ctl runs
+# slurmctld, n1 and n2 run slurmd, each with its own address, hostname and /etc/hosts), checked by
+# scripts/cluster_check.ts: the three sbatch scripts of scripts/slurm/ against 4 workers on one
+# host (same val loss to 1e-6), a worker killed on n2, a stranger launcher, scancel.
+#   scripts/cluster_test.sh [--require]        (npm run test:cluster)
+# Installs the missing apt packages first. The cluster comes down on any exit (trap). Needs root
+# and network namespaces: elsewhere it prints "cluster test SKIPPED: <why>" and exits 0, or 1
+# with --require. The repository and node_modules must be where every namespace sees them (the
+# namespaces share this host's filesystem), node on PATH. About 2 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REQUIRE=0
+[ "${1:-}" = --require ] && REQUIRE=1
+skip() { echo "cluster test SKIPPED: $*" >&2; exit "$REQUIRE"; }
+[ "$(id -u)" = 0 ] || skip "not root (network namespaces and slurmd need root)"
+command -v node >/dev/null || { echo "cluster test: node is not on PATH" >&2; exit 1; }
+TOOLS=${ROSEDIST_CLUSTER_TOOLS:-scripts/cluster}
+
+PKGS="slurmctld slurmd slurm-client munge openmpi-bin iproute2 iptables nftables libnetfilter-queue-dev gcc libc6-dev"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  command -v apt-get >/dev/null || skip "packages missing ($missing) and no apt-get to install them"
+  echo "cluster test: installing$missing" >&2
+  apt-get update -o DPkg::Lock::Timeout=600 >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=600 $missing >/dev/null
+fi
+
+probe="rosedist-probe-$$"
+ip netns add "$probe" 2>/dev/null || skip "cannot create network namespaces here (ip netns add failed: a container without CAP_SYS_ADMIN?)"
+ip netns del "$probe"
+if ip netns list | awk '{print $1}' | grep -qxE 'sw|ctl|n[0-9]+'; then
+  echo "cluster test: a namespace cluster is already up ($(ip netns list | awk '{print $1}' | tr '\n' ' ')); take it down first: $TOOLS/netns-cluster.sh down" >&2
+  exit 1
+fi
+
+NSCLUSTER_DIR=$(mktemp -d /tmp/nscluster-XXXXXX)
+export NSCLUSTER_DIR
+export SLURM_CONF="$NSCLUSTER_DIR/etc/slurm.conf"
+down() {
+  # Jobs first, then whatever of theirs is left on the nodes, then the daemons and namespaces.
+  ip netns exec ctl scancel --full --user="$(id -un)" >/dev/null 2>&1 || true
+  for ns in n1 n2; do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do
+      case "$(cat "/proc/$pid/comm" 2>/dev/null)" in slurmd) ;; *) kill -KILL "$pid" 2>/dev/null || true ;; esac
+    done
+  done
+  "$TOOLS/netns-cluster.sh" down >/dev/null 2>&1 || true
+  rm -rf "$NSCLUSTER_DIR"
+}
+trap down EXIT
+trap 'exit 130' INT TERM
+
+start=$(date +%s)
+"$TOOLS/netns-cluster.sh" up 2 >/dev/null
+echo "cluster test: namespace cluster up in $(( $(date +%s) - start )) s (ctl 10.77.0.10, n1 10.77.0.11, n2 10.77.0.12)" >&2
+node --import tsx scripts/cluster_check.ts
+echo "cluster test: $(( $(date +%s) - start )) s in all" >&2
