@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The cluster test (issue 14): train_ddp under the real Slurm 22.05 and Open MPI 4.1 on a 2-node
-# cluster made of network namespaces on this host (scripts/cluster/netns-cluster.sh: ctl runs
+# cluster made of network namespaces on this host (../shared/cluster/netns-cluster.sh beside the
+# checkout, or $ROSEDIST_CLUSTER_TOOLS: ctl runs
 # slurmctld, n1 and n2 run slurmd, each with its own address, hostname and /etc/hosts), checked by
 # scripts/cluster_check.ts: the three sbatch scripts of scripts/slurm/ against 4 workers on one
 # host (same val loss to 1e-6), a worker killed on n2, a stranger launcher, scancel.
@@ -16,7 +17,8 @@ REQUIRE=0
 skip() { echo "cluster test SKIPPED: $*" >&2; exit "$REQUIRE"; }
 [ "$(id -u)" = 0 ] || skip "not root (network namespaces and slurmd need root)"
 command -v node >/dev/null || { echo "cluster test: node is not on PATH" >&2; exit 1; }
-TOOLS=${ROSEDIST_CLUSTER_TOOLS:-scripts/cluster}
+TOOLS=${ROSEDIST_CLUSTER_TOOLS:-../shared/cluster}
+[ -f "$TOOLS/netns-cluster.sh" ] || skip "no cluster tools at $TOOLS (the shared/ folder beside the checkout; set ROSEDIST_CLUSTER_TOOLS)"
 
 PKGS="slurmctld slurmd slurm-client munge openmpi-bin iproute2 iptables nftables libnetfilter-queue-dev gcc libc6-dev"
 missing=""
@@ -49,14 +51,14 @@ down() {
       case "$(cat "/proc/$pid/comm" 2>/dev/null)" in slurmd) ;; *) kill -KILL "$pid" 2>/dev/null || true ;; esac
     done
   done
-  "$TOOLS/netns-cluster.sh" down >/dev/null 2>&1 || true
+  bash "$TOOLS/netns-cluster.sh" down >/dev/null 2>&1 || true
   rm -rf "$NSCLUSTER_DIR"
 }
 trap down EXIT
 trap 'exit 130' INT TERM
 
 start=$(date +%s)
-"$TOOLS/netns-cluster.sh" up 2 >/dev/null
+bash "$TOOLS/netns-cluster.sh" up 2 >/dev/null
 echo "cluster test: namespace cluster up in $(( $(date +%s) - start )) s (ctl 10.77.0.10, n1 10.77.0.11, n2 10.77.0.12)" >&2
 node --import tsx scripts/cluster_check.ts
 echo "cluster test: $(( $(date +%s) - start )) s in all" >&2
