@@ -141,6 +141,14 @@ const fmtSpread = (xs: number[], digits = 1) => `${median(xs).toFixed(digits)} (
 
 function benchProducts(c: Config, rounds: number, minMs: number): string[] {
   const lines: string[] = [];
+  // Warm-up over every product first: the first one measured would otherwise pay for the JIT
+  // and for the heap's first growth.
+  for (const p of products(c)) {
+    const s = sides(p);
+    timeIt(s.ours, minMs);
+    timeIt(s.theirs, minMs);
+    s.dispose();
+  }
   for (const p of products(c)) {
     const s = sides(p);
     const flops = 2 * p.batch * p.m * p.n * p.k;

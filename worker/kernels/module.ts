@@ -62,5 +62,10 @@ export function kernelModule(): object | string {
 export function instantiateKernels(memory: WasmMemory): KernelExports | string {
   const mod = kernelModule();
   if (typeof mod === 'string') return mod;
-  return new WebAssembly.Instance(mod, { env: { memory } }).exports as unknown as KernelExports;
+  try {
+    return new WebAssembly.Instance(mod, { env: { memory } }).exports as unknown as KernelExports;
+  } catch (e) {
+    // A shared (threaded) memory does not match the module's import, for one.
+    return `our SIMD kernels did not link to that memory (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`;
+  }
 }
