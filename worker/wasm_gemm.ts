@@ -6,7 +6,7 @@
  *
  * No copies: the module is instantiated on the backend's own memory and reads the operands at
  * their offsets; the output comes from the backend's makeOutput, the GEMM's scratch (gemm.c's
- * packed panels, ~1.3 MB) from its malloc, once. Cases handled: float32, ranks >= 2 whose batch
+ * packed panels, 1.2 MB) from its malloc, once. Cases handled: float32, ranks >= 2 whose batch
  * dimensions are equal or one side's are all 1; _FusedMatMul with no activation (or 'linear') and
  * a bias of [N] or none. Anything else goes to the original kernel.
  *
