@@ -13,7 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../shared/errors.js';
-import { installFastWasmKernels } from './tf_wasm_kernels.js';
+import { installFastWasmKernels, wasmMatMulTakesTransposes } from './tf_wasm_kernels.js';
 
 export { tf };
 
@@ -60,6 +60,19 @@ export async function initBackend(choice: BackendChoice): Promise<BackendInfo> {
   const wasm = await tryWasm();
   if (typeof wasm !== 'string') return { ...wasm, fallbackReason: gpu };
   return { ...(await useCpu()), fallbackReason: `${gpu}; and the wasm backend did not start: ${wasm}` };
+}
+
+/** Whether the current backend is wasm with our GEMM (wasm_gemm.ts) behind its matMuls. */
+export function onOurWasmGemm(): boolean {
+  return tf.getBackend() === 'wasm' && wasmMatMulTakesTransposes();
+}
+
+/**
+ * Whether matMul with transposeA/B runs as fast as a plain one: on every backend but stock wasm,
+ * whose transposed forms are 10-30x slower (there the model transposes explicitly).
+ */
+export function matMulTakesTransposes(): boolean {
+  return tf.getBackend() !== 'wasm' || wasmMatMulTakesTransposes();
 }
 
 /** Load tfjs-node-gpu; the BackendInfo, or one line saying why it could not be used. */

@@ -12,15 +12,18 @@
  *               original is 2x slower on power-of-two shapes ([1024, 512]: 3.5 ms, not 1.5).
  *   Identity    copies its input; tfjs runs it for every tensor saved for a gradient. Tensors
  *               are immutable, so it now shares the data (reference-counted), as Reshape does.
- *   BatchMatMul with a batch > 1 runs a scalar triple loop (~1.5 GFLOP/s) instead of XNNPACK
- *               (~17). Big enough slices now run one XNNPACK matMul each, on views of the
- *               operands' memory: registered as temporary tensors, never copied.
+ *   BatchMatMul and _FusedMatMul run our SIMD GEMM (wasm_gemm.ts): XNNPACK's plain 2-D
+ *               products are slower, batched ones run a scalar loop (~1.5 GFLOP/s) and transposed
+ *               forms are 10-30x slower than plain ones. If our module cannot load, batched
+ *               products with big enough slices run one XNNPACK matMul per slice instead, on views
+ *               of the operands' memory (registered as temporary tensors, never copied).
  *
  * The backend internals used (dataIdMap, dataIdNextNumber, wasm.tfjs.registerTensor/disposeData,
  * wasm.cwrap) are checked when installing: if one is missing, that kernel is left alone.
  * Only tf.ts calls this (it alone imports tfjs; `typeof tf` is a type-only import).
  */
 import type { tf as TF } from './tf.js';
+import { gemmFor, type GemmBackend } from './wasm_gemm.js';
 
 type Tfjs = typeof TF;
 type Info = TF.TensorInfo;
@@ -43,13 +46,13 @@ interface WasmBackend {
   };
 }
 
-interface KernelArgs {
+export interface KernelArgs {
   inputs: TF.NamedTensorInfoMap;
   attrs?: TF.NamedAttrMap;
   backend: unknown;
 }
 
-type KernelImpl = (args: KernelArgs) => Info | Info[];
+export type KernelImpl = (args: KernelArgs) => Info | Info[];
 
 /**
  * Per-slice FLOPs (2*M*K*N) from which a batched matMul runs one XNNPACK matMul per slice. At
@@ -58,12 +61,29 @@ type KernelImpl = (args: KernelArgs) => Info | Info[];
  */
 export const SLICED_MATMUL_MIN_FLOPS = 256 * 1024;
 
+let ourGemm = false;
+const stock = new Map<string, KernelImpl>();
+
+/** tfjs's own wasm kernel that a replacement stands in for (benchmarks compare the two). */
+export function stockWasmKernel(name: string): KernelImpl | undefined {
+  return stock.get(name);
+}
+
+/**
+ * Whether matMuls on the wasm backend run our GEMM, which takes transposed operands as fast as
+ * plain ones (XNNPACK's are 10-30x slower: the model then transposes explicitly).
+ */
+export function wasmMatMulTakesTransposes(): boolean {
+  return ourGemm;
+}
+
 /** Install the replacements on the registered wasm backend (idempotent). */
 export function installFastWasmKernels(tf: Tfjs): void {
   const replace = (name: string, impl: (args: KernelArgs, original: KernelImpl) => Info | Info[]) => {
     const config = tf.getKernel(name, 'wasm');
     if (config === undefined || (config.kernelFunc as { replaced?: boolean }).replaced === true) return;
     const original = config.kernelFunc as unknown as KernelImpl;
+    stock.set(name, original);
     const kernelFunc = Object.assign((args: KernelArgs) => impl(args, original), { replaced: true });
     tf.unregisterKernel(name, 'wasm');
     tf.registerKernel({ ...config, kernelFunc: kernelFunc as unknown as TF.KernelFunc });
@@ -136,11 +156,41 @@ export function installFastWasmKernels(tf: Tfjs): void {
   });
 
   const backend = tf.findBackend('wasm') as unknown as Partial<WasmBackend> | null;
+  const sliced = slicedBatchMatMul(backend);
+  if (sliced !== undefined) stock.set('BatchMatMul:xnnpack-slices', (args) => sliced(args, stock.get('BatchMatMul') as KernelImpl));
+  const gemm = (be: unknown) => gemmFor(tf, be as GemmBackend);
+  if (backend !== null && typeof gemm(backend) !== 'string') {
+    replace('BatchMatMul', (args, original) => {
+      const { a, b } = args.inputs as { a: Info; b: Info };
+      const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+      const g = gemm(args.backend);
+      return (typeof g === 'string' ? undefined : g.matMul(a, b, transposeA, transposeB)) ?? original(args);
+    });
+    replace('_FusedMatMul', (args, original) => {
+      const { a, b, bias, preluActivationWeights } = args.inputs as { a: Info; b: Info; bias?: Info; preluActivationWeights?: Info };
+      const { transposeA, transposeB, activation } = args.attrs as { transposeA: boolean; transposeB: boolean; activation?: string };
+      const g = gemm(args.backend);
+      if (typeof g === 'string' || preluActivationWeights != null || (activation !== undefined && activation !== 'linear')) {
+        return original(args);
+      }
+      return g.matMul(a, b, transposeA, transposeB, bias ?? undefined) ?? original(args);
+    });
+    ourGemm = true;
+  } else if (sliced !== undefined) {
+    replace('BatchMatMul', sliced);
+  }
+}
+
+/**
+ * The fallback BatchMatMul when our GEMM cannot load: big enough slices of a plain batched
+ * product run one XNNPACK matMul each; undefined if the backend lacks an internal it needs.
+ */
+function slicedBatchMatMul(backend: Partial<WasmBackend> | null): ((args: KernelArgs, original: KernelImpl) => Info | Info[]) | undefined {
   if (typeof backend?.wasm?.cwrap !== 'function' || typeof backend.wasm.tfjs?.registerTensor !== 'function' ||
-    typeof backend.wasm.tfjs.disposeData !== 'function' || typeof backend.dataIdNextNumber !== 'number') return;
+    typeof backend.wasm.tfjs.disposeData !== 'function' || typeof backend.dataIdNextNumber !== 'number') return undefined;
   const wasmBatchMatMul = backend.wasm.cwrap('BatchMatMul', null,
     ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
-  replace('BatchMatMul', (args, original) => {
+  return (args, original) => {
     const { a, b } = args.inputs as { a: Info; b: Info };
     const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
     if (transposeA || transposeB || a.shape.length !== 3 || b.shape.length !== 3 || a.dtype !== 'float32' ||
@@ -170,5 +220,5 @@ export function installFastWasmKernels(tf: Tfjs): void {
       }
     }
     return out;
-  });
+  };
 }

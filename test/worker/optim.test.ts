@@ -65,6 +65,43 @@ describe('AdamW', () => {
     assert.ok(opt.m[0]! > 0);
   });
 
+  it('runs the SIMD kernel, which agrees with the JavaScript loop to float32 rounding (chunks, odd tail, steps 1-5)', () => {
+    const n = 2 * 16384 + 1237; // three staging chunks, the last one not a multiple of 4
+    let s = 7;
+    const rand = () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 4294967296 - 0.5; };
+    const p0 = Float32Array.from({ length: n }, () => rand() * 4);
+    const simd = new AdamW(n, cfg);
+    const js = new AdamW(n, cfg, { simd: false });
+    assert.ok(simd.usesSimd && !js.usesSimd);
+    const [pSimd, pJs] = [p0.slice(), p0.slice()];
+    let worst = 0;
+    for (let step = 0; step < 5; step++) {
+      // Gradients over many scales, zeros included.
+      const g = Float32Array.from({ length: n }, (_, i) => (i % 97 === 0 ? 0 : rand() * 10 ** Math.floor(rand() * 8 - 5)));
+      // Each step from the same state (the JavaScript loop's): one step's rounding, not a
+      // difference carried from earlier steps.
+      pSimd.set(pJs);
+      simd.m.set(js.m);
+      simd.v.set(js.v);
+      const [pPrev, mPrev] = [pJs.slice(), js.m.slice()];
+      simd.step(pSimd, g);
+      js.step(pJs, g);
+      // Differences in units of the terms each value is a sum of (|p|·decay + |update|, and
+      // beta1·|m| + (1 - beta1)·|g|), as terms of opposite signs may cancel; v's terms cannot.
+      for (let i = 0; i < n; i++) {
+        const pScale = Math.abs(pPrev[i]!) + Math.abs(pJs[i]! - pPrev[i]!) + cfg.lr;
+        const mScale = cfg.beta1 * Math.abs(mPrev[i]!) + (1 - cfg.beta1) * Math.abs(g[i]!) || 1e-30;
+        const vScale = Math.abs(js.v[i]!) || 1e-30;
+        worst = Math.max(worst, Math.abs(pSimd[i]! - pJs[i]!) / pScale, Math.abs(simd.m[i]! - js.m[i]!) / mScale,
+          Math.abs(simd.v[i]! - js.v[i]!) / vScale);
+      }
+    }
+    assert.equal(simd.stepCount, 5);
+    // A few float32 roundings apart (2^-24 each), never more.
+    assert.ok(worst < 8 * 2 ** -24, `largest relative difference ${worst}`);
+    assert.ok(!pSimd.every((x, i) => x === p0[i]), 'the weights moved');
+  });
+
   it('uses PyTorch defaults and rejects mismatched buffers with a clear error', () => {
     assert.deepEqual({ ...ADAMW_DEFAULTS, lr: 0, weightDecay: 0 }, { lr: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 });
     assert.equal(ADAMW_DEFAULTS.weightDecay, 0.01);

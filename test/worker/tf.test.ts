@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { ConfigError } from '../../shared/errors.js';
 import { initBackend, tf, type BackendChoice } from '../../worker/tf.js';
+import { stockWasmKernel } from '../../worker/tf_wasm_kernels.js';
 
 /** Run f on a backend and return its result's values (tensors disposed). */
 async function on(backend: 'cpu' | 'wasm', f: () => tf.Tensor): Promise<{ shape: number[]; values: Float32Array | Int32Array }> {
@@ -97,7 +98,7 @@ describe('wasm kernels agree with cpu', () => {
     y.dispose();
   });
 
-  it('BatchMatMul: per-slice XNNPACK matMuls on views, and the cases left to the original', async () => {
+  it('BatchMatMul: our GEMM, the per-slice XNNPACK fallback on views, and the cases left to the original', async () => {
     // [4, 128, 16] x [4, 16, 128]: 524k FLOPs per slice, above SLICED_MATMUL_MIN_FLOPS.
     const a = values(4 * 128 * 16);
     const b = values(4 * 16 * 128, 1);
@@ -113,6 +114,19 @@ describe('wasm kernels agree with cpu', () => {
       for (let i = 0; i < c.values.length; i++) err = Math.max(err, Math.abs(w.values[i]! - c.values[i]!));
       assert.ok(err < 1e-4, `${label}: max difference ${err}`);
     }
+    // The fallback for when our GEMM cannot load: one XNNPACK matMul per slice.
+    const sliced = async () => {
+      await initBackend('wasm');
+      const kernel = stockWasmKernel('BatchMatMul:xnnpack-slices');
+      assert.ok(kernel !== undefined);
+      const [x, y] = [tf.tensor3d(a, [4, 128, 16]), tf.tensor3d(b, [4, 16, 128])];
+      const out = tf.engine().makeTensorFromTensorInfo(kernel({ inputs: { a: x, b: y }, attrs: { transposeA: false, transposeB: false }, backend: tf.backend() }) as tf.TensorInfo);
+      const values = out.dataSync().slice();
+      tf.dispose([x, y, out]);
+      return values;
+    };
+    const [fromSlices, onCpu] = [await sliced(), (await on('cpu', cases[0]![1])).values];
+    for (let i = 0; i < onCpu.length; i++) assert.ok(Math.abs(fromSlices[i]! - onCpu[i]!) < 1e-4, `sliced ${i}`);
     // The views are unregistered and the result owns its memory: nothing leaks, values stay put.
     await initBackend('wasm');
     const before = tf.memory().numTensors;

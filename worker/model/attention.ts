@@ -14,12 +14,12 @@
  * visible key comes out exactly as with -inf, since exp(-1e9 - max) is 0 in float32.
  *
  * wasm speed (TFJS-NOTES.md): q, k, v come from three column blocks of W, so no activation is
- * split; only 4-D transposes (5-D ones are 100x slower there); transposes are explicit, so the
- * batched matMuls have the plain form that tf_wasm_kernels.ts runs on XNNPACK, per (batch, head).
+ * split; only 4-D transposes (5-D ones are 100x slower there); the batched matMuls of the backward
+ * take transposed operands on our GEMM (bmm below).
  */
 import { linearGrads } from './ops.js';
 import { SLICED_MATMUL_MIN_FLOPS } from '../tf_wasm_kernels.js';
-import { tf } from '../tf.js';
+import { matMulTakesTransposes, tf } from '../tf.js';
 
 type AnyTensor = tf.Tensor;
 type Save = tf.GradSaveFunc;
@@ -114,13 +114,15 @@ function headsToRows(t: tf.Tensor3D, s: AttentionShape): tf.Tensor2D {
 }
 
 /**
- * Batched a @ b with optional transposes, [n, ., .] each. On wasm, big slices run on XNNPACK
- * (tf_wasm_kernels.ts), which takes only the plain form: transpose explicitly there. Small ones
+ * Batched a @ b with optional transposes, [n, ., .] each. Our GEMM (and every backend but stock
+ * wasm) takes the transposed forms directly. On stock wasm, big slices run on XNNPACK
+ * (tf_wasm_kernels.ts), which takes only the plain form: transpose explicitly there; small ones
  * stay on the scalar kernel, which reads transposed operands in place at least as fast.
  */
 function bmm(a: tf.Tensor3D, b: tf.Tensor3D, transposeA: boolean, transposeB: boolean): tf.Tensor3D {
+  if (matMulTakesTransposes()) return tf.matMul(a, b, transposeA, transposeB);
   const [m, k] = transposeA ? [a.shape[2], a.shape[1]] : [a.shape[1], a.shape[2]];
   const cols = transposeB ? b.shape[1] : b.shape[2];
-  if (tf.getBackend() !== 'wasm' || 2 * m * k * cols < SLICED_MATMUL_MIN_FLOPS) return tf.matMul(a, b, transposeA, transposeB);
+  if (2 * m * k * cols < SLICED_MATMUL_MIN_FLOPS) return tf.matMul(a, b, transposeA, transposeB);
   return tf.matMul(transposeA ? tf.transpose(a, [0, 2, 1]) : a, transposeB ? tf.transpose(b, [0, 2, 1]) : b);
 }

@@ -1,8 +1,9 @@
 /**
  * The GPT's building blocks as tfjs ops with hand-written gradients, chosen for speed on the wasm
  * backend (measured there; see TFJS-NOTES.md) and correct on every backend:
- *   - matMul's autodiff uses `transposeA/B`, which leaves XNNPACK on wasm (10-30x slower): our
- *     gradients transpose explicitly, then run plain 2-D matMuls.
+ *   - matMul's autodiff uses `transposeA/B`, which leaves XNNPACK on stock wasm (10-30x slower):
+ *     there our gradients transpose explicitly; on our GEMM (wasm_gemm.ts) they take the
+ *     transposed forms directly.
  *   - gather's autodiff needs UnsortedSegmentSum, which wasm lacks: the embedding gradient
  *     scatters instead (scatterND sums duplicate indices).
  *   - tf.oneHot(.., 'float32') is broken on wasm: one-hots are built int32, then cast.
@@ -13,21 +14,36 @@
  * Memory: everything a gradient needs goes through `save` (tfjs keeps those until backprop ends);
  * intermediates are disposed by the enclosing tidy. All ops run inside the caller's tf.tidy.
  */
-import { tf } from '../tf.js';
+import { matMulTakesTransposes, onOurWasmGemm, tf } from '../tf.js';
 
 type AnyTensor = tf.Tensor;
 type Save = tf.GradSaveFunc;
 
 /**
- * Gradients of y = x @ w (+ b): [dx, dw(, db)] for x [N, C], w [C, D], dy [N, D]. The weight
- * gradient x^T @ dy is computed as (dy^T @ x)^T: on wasm that form measured 10-25% faster for
- * every layer shape of the GPT (XNNPACK then packs x as its right-hand operand), and dy^T also
- * gives db as a sum over its last axis, several times faster there than summing dy over axis 0.
+ * Gradients of y = x @ w (+ b): [dx, dw(, db)] for x [N, C], w [C, D], dy [N, D].
+ * dx = dy @ w^T, dw = x^T @ dy: transposed matMuls where they run as fast as plain ones (our GEMM
+ * on wasm folds the transposes into its packing). On stock wasm, whose transposed forms are
+ * 10-30x slower, the transposes are explicit, and the weight gradient is (dy^T @ x)^T: 10-25%
+ * faster there for every layer shape of the GPT, and dy^T also gives db as a sum over its last axis.
  */
 export function linearGrads(x: tf.Tensor2D, w: tf.Tensor2D, dy: tf.Tensor2D, bias = true): tf.Tensor[] {
+  if (matMulTakesTransposes()) {
+    const grads = [tf.matMul(dy, w, false, true), tf.matMul(x, dy, true, false)];
+    return bias ? [...grads, columnSums(dy)] : grads;
+  }
   const dyT = tf.transpose(dy);
   const grads = [tf.matMul(dy, tf.transpose(w)), tf.transpose(tf.matMul(dyT, x))];
   return bias ? [...grads, tf.sum(dyT, 1)] : grads;
+}
+
+/**
+ * x [N, D] summed over its rows → [D]. On wasm with our GEMM, as ones[1, N] @ x: tfjs's Sum over a
+ * leading axis transposes first and is 5-8x slower there ([1024, 512]: 3.3 ms, not 0.4-0.7).
+ */
+export function columnSums(x: tf.Tensor2D): tf.Tensor1D {
+  if (!onOurWasmGemm()) return tf.sum(x, 0);
+  const [n, d] = x.shape;
+  return tf.reshape(tf.matMul(tf.ones([1, n]), x), [d]);
 }
 
 /**
@@ -109,7 +125,7 @@ export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D,
         const meanD = tf.mean(dxhat, 1, true);
         const meanDX = tf.mean(tf.mul(dxhat, xh), 1, true);
         const dx = tf.mul(rs, tf.sub(tf.sub(dxhat, meanD), tf.mul(xh, meanDX)));
-        return [dx, tf.sum(tf.mul(dy, xh), 0), tf.sum(dy, 0)];
+        return [dx, columnSums(tf.mul(dy, xh) as tf.Tensor2D), columnSums(dy as tf.Tensor2D)];
       },
     };
   });
@@ -149,7 +165,7 @@ export function addPositions(x: tf.Tensor2D, table: tf.Tensor2D, batchSize: numb
     return {
       value,
       gradFunc: (dy: AnyTensor) => {
-        const dTable = tf.reshape(tf.sum(tf.reshape(dy, [batchSize, T * C]), 0), [T, C]);
+        const dTable = tf.reshape(columnSums(tf.reshape(dy, [batchSize, T * C])), [T, C]);
         return [dy, T === P ? dTable : tf.pad(dTable, [[0, P - T], [0, 0]])];
       },
     };

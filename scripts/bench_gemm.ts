@@ -1,0 +1,227 @@
+/**
+ * Our wasm kernels against tfjs's, interleaved in one process: GFLOP/s of every matrix product
+ * the GPT runs (forward and backward) for each config, and ms of one AdamW step (JavaScript loop
+ * vs our SIMD kernel) over the GPT's parameters.
+ *
+ *   npm run bench:kernels -- [--rounds 7] [--min-ms 20] [--configs defaults,long] [--adamw-only]
+ *
+ * Baseline per product, as the trainer ran it before our GEMM (worker/tf_wasm_kernels.ts):
+ *   - plain 2-D products, with or without bias: tfjs's own kernel (XNNPACK);
+ *   - transposed forms: tf.transpose of the operand, then XNNPACK (tfjs's own transposed path is
+ *     10-30x slower: the model never used it);
+ *   - batched (attention) products: one XNNPACK call per slice when a slice is big enough,
+ *     tfjs's scalar loop otherwise (the previous BatchMatMul replacement).
+ * Each round times both sides, alternating, over at least --min-ms of CPU time each (this
+ * process's, so that time spent waiting for a core on a shared machine is not counted); the table
+ * shows medians and the min-max spread over rounds, and the median of ours/tfjs per round. On a
+ * shared machine the absolute figures still drop (caches and cores are shared); ratios hold better.
+ */
+import { ConfigError, exitCodeOf, formatError } from '../shared/errors.js';
+import { hideBin, yargs } from '../shared/yargs.js';
+import { initBackend, tf } from '../worker/tf.js';
+import { stockWasmKernel } from '../worker/tf_wasm_kernels.js';
+import { AdamW, ADAMW_DEFAULTS } from '../worker/optim.js';
+import { GPT } from '../worker/model/gpt.js';
+
+interface Product {
+  readonly op: string;
+  readonly batch: number; // 1: a 2-D product
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly transposeA: boolean;
+  readonly transposeB: boolean;
+  readonly bias: boolean;
+}
+
+interface Config {
+  readonly name: string;
+  readonly vocab: number;
+  readonly layers: number;
+  readonly seqLen: number;
+}
+
+const CONFIGS: Record<string, Config> = {
+  defaults: { name: 'defaults (V 10000, T 32)', vocab: 10000, layers: 2, seqLen: 32 },
+  long: { name: 'V 256, L 4, T 128', vocab: 256, layers: 4, seqLen: 128 },
+};
+const BATCH = 8;
+const D = 128;
+const FF = 512;
+const HEADS = 4;
+
+/** Every distinct product of one training step (model/gpt.ts, attention.ts, ops.ts). */
+function products(c: Config): Product[] {
+  const rows = BATCH * c.seqLen;
+  const T = c.seqLen;
+  const dh = D / HEADS;
+  const bh = BATCH * HEADS;
+  const p = (op: string, batch: number, m: number, n: number, k: number, tA = false, tB = false, bias = false): Product =>
+    ({ op, batch, m, n, k, transposeA: tA, transposeB: tB, bias });
+  const linear = (name: string, cin: number, cout: number, bias: boolean): Product[] => [
+    p(`${name} fwd`, 1, rows, cout, cin, false, false, bias),
+    p(`${name} dx`, 1, rows, cin, cout, false, true),
+    p(`${name} dW`, 1, cin, cout, rows, true, false),
+  ];
+  return [
+    p('qkv fwd (x3)', 1, rows, D, D, false, false, true),
+    p('qkv dx', 1, rows, D, 3 * D, false, true),
+    p('qkv dW', 1, D, 3 * D, rows, true, false),
+    p('attn q@kT', bh, T, T, dh),
+    p('attn P@v', bh, T, dh, T),
+    p('attn dv=PT@dY', bh, T, dh, T, true, false),
+    p('attn dP=dY@vT', bh, T, T, dh, false, true),
+    p('attn dq=dS@k', bh, T, dh, T, false, true),
+    p('attn dk=dST@q', bh, T, dh, T, true, false),
+    ...linear('attn out', D, D, true),
+    ...linear('ff1', D, FF, true),
+    ...linear('ff2', FF, D, true),
+    ...linear('lm head', D, c.vocab, false),
+  ];
+}
+
+function randomTensor(shape: number[], seed: number): tf.Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const v = new Float32Array(n);
+  let x = seed >>> 0;
+  for (let i = 0; i < n; i++) { x = (Math.imul(x, 1664525) + 1013904223) >>> 0; v[i] = x / 2 ** 32 - 0.5; }
+  return tf.tensor(v, shape);
+}
+
+type Run = () => void;
+
+/** The two sides of one product: ours (the registered kernels) and the previous path. */
+function sides(p: Product): { ours: Run; theirs: Run; dispose: () => void } {
+  const shapeA = p.transposeA ? [p.k, p.m] : [p.m, p.k];
+  const shapeB = p.transposeB ? [p.n, p.k] : [p.k, p.n];
+  const lead = p.batch > 1 ? [p.batch] : [];
+  const a = randomTensor([...lead, ...shapeA], 1);
+  const b = randomTensor([...lead, ...shapeB], 2);
+  const bias = p.bias ? randomTensor([p.n], 3) : undefined;
+  const backend = tf.backend();
+  const fused = stockWasmKernel('_FusedMatMul');
+  const plain = p.batch > 1 ? (stockWasmKernel('BatchMatMul:xnnpack-slices') ?? stockWasmKernel('BatchMatMul')) : stockWasmKernel('BatchMatMul');
+  if (fused === undefined || plain === undefined) throw new ConfigError('our GEMM is not installed (ROSEDIST_STOCK_WASM_KERNELS set?)');
+  const perm = p.batch > 1 ? [0, 2, 1] : [1, 0];
+  // Kernels run synchronously on wasm: the tidy's end disposes a finished result.
+  const ours = () => tf.tidy(() => {
+    if (bias !== undefined) tf.fused.matMul({ a, b, bias, transposeA: p.transposeA, transposeB: p.transposeB });
+    else tf.matMul(a, b, p.transposeA, p.transposeB);
+  });
+  const theirs = () => tf.tidy(() => {
+    // As tfjs-core hands them to the kernels: rank 3.
+    const to3d = (t: tf.Tensor) => t.rank === 3 ? t : tf.reshape(t, [1, ...t.shape]);
+    const aa = to3d(p.transposeA ? tf.transpose(a, perm) : a);
+    const bb = to3d(p.transposeB ? tf.transpose(b, perm) : b);
+    const attrs = { transposeA: false, transposeB: false, activation: 'linear' };
+    const info = bias !== undefined ? fused({ inputs: { a: aa, b: bb, bias }, attrs, backend })
+      : plain({ inputs: { a: aa, b: bb }, attrs, backend });
+    tf.engine().makeTensorFromTensorInfo(info as tf.TensorInfo).dispose();
+  });
+  return { ours, theirs, dispose: () => tf.dispose([a, b, ...(bias ? [bias] : [])]) };
+}
+
+/** This process's CPU time in ms: on a shared machine, time spent waiting for a core is not counted. */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+/** CPU ms per call of f, over at least minMs of it. */
+function timeIt(f: Run, minMs: number): number {
+  let reps = 0;
+  const t0 = cpuMs();
+  let t = t0;
+  do { f(); reps++; t = cpuMs(); } while (t - t0 < minMs);
+  return (t - t0) / reps;
+}
+
+const median = (xs: number[]) => { const s = [...xs].sort((x, y) => x - y); return s[Math.floor(s.length / 2)] as number; };
+const fmtSpread = (xs: number[], digits = 1) => `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)})`;
+
+function benchProducts(c: Config, rounds: number, minMs: number): string[] {
+  const lines: string[] = [];
+  // Warm-up over every product first: the first one measured would otherwise pay for the JIT
+  // and for the heap's first growth.
+  for (const p of products(c)) {
+    const s = sides(p);
+    timeIt(s.ours, minMs);
+    timeIt(s.theirs, minMs);
+    s.dispose();
+  }
+  for (const p of products(c)) {
+    const s = sides(p);
+    const flops = 2 * p.batch * p.m * p.n * p.k;
+    s.ours(); s.theirs(); // warm-up: XNNPACK builds its operator, the GEMM touches its scratch
+    const ours: number[] = [];
+    const theirs: number[] = [];
+    const ratio: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const [first, second] = r % 2 === 0 ? [s.ours, s.theirs] : [s.theirs, s.ours];
+      const t1 = timeIt(first, minMs);
+      const t2 = timeIt(second, minMs);
+      const [to, tt] = r % 2 === 0 ? [t1, t2] : [t2, t1];
+      ours.push(flops / to / 1e6);
+      theirs.push(flops / tt / 1e6);
+      ratio.push(tt / to);
+    }
+    s.dispose();
+    const shape = `${p.batch > 1 ? `${p.batch}x ` : ''}${p.m}x${p.k}${p.transposeA ? 'ᵀ' : ''} · ${p.k}x${p.n}${p.transposeB ? 'ᵀ' : ''}${p.bias ? ' +b' : ''}`;
+    lines.push(`| ${c.name} | ${p.op} | ${shape} | ${fmtSpread(theirs)} | ${fmtSpread(ours)} | ${median(ratio).toFixed(2)}x |`);
+  }
+  return lines;
+}
+
+function benchAdamW(rounds: number): string[] {
+  const lines: string[] = [];
+  for (const c of Object.values(CONFIGS)) {
+    const model = new GPT({ vocabSize: c.vocab, maxPositionEmbeddings: 128, nLayers: c.layers, nHeads: HEADS, dModel: D, dFf: FF, dropout: 0.1 }, 0);
+    const n = model.numParams;
+    model.dispose();
+    const js = new AdamW(n, ADAMW_DEFAULTS, { simd: false });
+    const simd = new AdamW(n, ADAMW_DEFAULTS);
+    const params = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+    const grads = Float32Array.from({ length: n }, (_, i) => Math.cos(i) * 1e-2);
+    const tJs: number[] = [];
+    const tSimd: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      tJs.push(timeIt(() => js.step(params, grads), 100));
+      tSimd.push(timeIt(() => simd.step(params, grads), 100));
+    }
+    lines.push(`| ${c.name} | ${n.toLocaleString('en-US')} | ${fmtSpread(tJs, 2)} | ${fmtSpread(tSimd, 2)} | ${(median(tJs) / median(tSimd)).toFixed(2)}x |`);
+  }
+  return lines;
+}
+
+async function main(): Promise<void> {
+  const argv = await yargs(hideBin(process.argv))
+    .option('rounds', { type: 'number', default: 7, describe: 'interleaved rounds per product' })
+    .option('min-ms', { type: 'number', default: 20, describe: 'time each side at least this long per round' })
+    .option('configs', { type: 'string', default: 'defaults,long', describe: 'comma-separated: defaults, long' })
+    .option('adamw-only', { type: 'boolean', default: false })
+    .strict()
+    .parseAsync();
+  if (!Number.isInteger(argv.rounds) || argv.rounds < 1) throw new ConfigError(`--rounds must be a positive integer, got ${argv.rounds}`);
+  if (!(argv['min-ms'] > 0)) throw new ConfigError(`--min-ms must be positive, got ${argv['min-ms']}`);
+  const configs = argv.configs.split(',').map((s) => s.trim()).filter((s) => s !== '').map((name) => {
+    const c = CONFIGS[name];
+    if (c === undefined) throw new ConfigError(`--configs: unknown config "${name}"`, 'use defaults and/or long');
+    return c;
+  });
+  await initBackend('wasm');
+  if (!argv['adamw-only']) {
+    console.log('GFLOP/s, median (min-max) over rounds; ratio: median of ours/theirs per round');
+    console.log('| config | product | shape (M x K · K x N) | tfjs (before) | ours | ours/tfjs |');
+    console.log('|---|---|---|---|---|---|');
+    for (const c of configs) for (const line of benchProducts(c, argv.rounds, argv['min-ms'])) console.log(line);
+  }
+  console.log('\nAdamW step, ms, median (min-max)');
+  console.log('| config | parameters | JavaScript | SIMD | JS/SIMD |');
+  console.log('|---|---|---|---|---|');
+  for (const line of benchAdamW(argv.rounds)) console.log(line);
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench: ${formatError(e)}`);
+  process.exitCode = exitCodeOf(e);
+});
