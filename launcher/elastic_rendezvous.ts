@@ -103,7 +103,8 @@ function hostElastic(config: LaunchConfig, emit: EventSink, server: Server): Ren
   const e = config.elastic as NonNullable<LaunchConfig['elastic']>;
   const say = (text: string): void => emit({ kind: 'membership', text });
   const peers = new Map<number, SignedChannel>();
-  const hosts = new Set<string>([hostname()]);
+  /** The host names of the connected launchers (a name is free again once its launcher left). */
+  const hostOf = new Map<number, string>([[HOST_ID, hostname()]]);
   let nextId = HOST_ID + 1;
   const client: NodeClient = new NodeClient(
     (msg) => queueMicrotask(() => coordinator.receive(HOST_ID, msg)),
@@ -144,8 +145,8 @@ function hostElastic(config: LaunchConfig, emit: EventSink, server: Server): Ren
     const id = nextId;
     nextId += 1;
     // Name nodes by host; launchers sharing a host (loopback runs) by host:pid.
-    const label = hosts.has(hello.host) ? `${hello.host}:${hello.pid}` : hello.host;
-    hosts.add(hello.host);
+    const label = [...hostOf.values()].includes(hello.host) ? `${hello.host}:${hello.pid}` : hello.host;
+    hostOf.set(id, hello.host);
     peers.set(id, channel);
     channel.onMessage((body) => {
       const msg = asToCoordinator(body);
@@ -153,6 +154,7 @@ function hostElastic(config: LaunchConfig, emit: EventSink, server: Server): Ren
     });
     channel.onClose((why) => {
       peers.delete(id);
+      hostOf.delete(id);
       coordinator.lost(id, why);
     });
     coordinator.join(id, { label, localWorldSize: hello.localWorldSize });
