@@ -90,16 +90,25 @@ describe('elastic membership on loopback', () => {
 
   it('fewer than MIN nodes for --rdzv-timeout: every launcher exits 1 with one line naming how many came and how many were needed', { timeout: 90_000 }, async () => {
     const port = await freePortPair();
-    const args = [...elastic(port, '3:4', ['--rdzv-timeout', '4', '--rdzv-last-call', '1']), FIXTURE];
+    const args = [...elastic(port, '3:4', ['--rdzv-timeout', '10', '--rdzv-last-call', '1']), FIXTURE];
     const first = startLauncher(args);
     await waitFor('node 0 to host the rendezvous', () => /hosting the rendezvous/.test(first.stderr()), 60_000);
     const second = startLauncher(args);
+    // A launcher without the run's secret is refused, and does not count.
+    const otherSecret = join(root, 'other-secret');
+    writeFileSync(otherSecret, randomBytes(32).toString('hex'));
+    const stranger = await startLauncher(args.map((a) => (a === secretFile ? otherSecret : a))).done;
+    assert.equal(stranger.code, 2, stranger.stderr);
+    const said = launcherLines(stranger.stderr);
+    assert.equal(said.length, 1, stranger.stderr);
+    assert.match(said[0] ?? '', new RegExp(`^rosedist: the rendezvous host at 127\\.0\\.0\\.1:${port + 1} refused this launcher: authentication failed \\(a different secret\\?\\) \\(start every node with the same`));
     for (const r of await Promise.all([first.done, second.done])) {
       assert.equal(r.code, 1, r.stderr);
       const failed = launcherLines(r.stderr).filter((l) => /rendezvous failed/.test(l));
-      assert.deepEqual(failed, ['[rosedist] rendezvous failed: 2 of the 3 nodes needed (--nnodes 3:4) joined within --rdzv-timeout 4 s'], r.stderr);
+      assert.deepEqual(failed, ['[rosedist] rendezvous failed: 2 of the 3 nodes needed (--nnodes 3:4) joined within --rdzv-timeout 10 s'], r.stderr);
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
     }
+    assert.match((await first.done).stderr, /rejected a control connection from 127\.0\.0\.1:\d+: authentication failed/);
   });
 
   it('node 0 (the rendezvous host) SIGKILLed: the other launchers stop their workers and fail naming it', { timeout: 90_000 }, async () => {
