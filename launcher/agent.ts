@@ -17,6 +17,7 @@ import { formatSummary, type ProcessFailure } from './failures.js';
 import type { ProcessContext, Worker } from './process_context.js';
 import type { Instruction, Rendezvous } from './coordinator_client.js';
 import { workerSpecs } from './worker_spec.js';
+import { MEMBERSHIP_CHANGE_VAR } from '../shared/env.js';
 
 export interface RunResult {
   readonly exitCode: number;
@@ -131,7 +132,11 @@ export class Agent {
       if (next.type === 'end') return this.end(next, attempt);
       attempt = next.attempt;
       this.runId = next.layout.runId;
-      if (attempt > 0) {
+      if (next.nodeRank !== undefined) {
+        // Elastic: rounds are not all restarts (a joining node spends none).
+        if (next.change !== undefined) this.opts.emit({ kind: 'membership', text: `${next.change}: round ${attempt} (restarts spent ${next.restartCount ?? 0} of ${this.opts.config.maxRestarts})` });
+        else if (attempt > 0) this.opts.emit({ kind: 'restarting', attempt: next.restartCount ?? attempt, maxRestarts: this.opts.config.maxRestarts, cause: next.cause, reason: undefined });
+      } else if (attempt > 0) {
         this.opts.emit({ kind: 'restarting', attempt, maxRestarts: this.opts.config.maxRestarts, cause: next.cause, reason: undefined });
       }
       const interrupted = await this.runAttempt(next);
@@ -142,13 +147,19 @@ export class Agent {
   /** Start the group of one attempt and watch it until it is over here. True if interrupted. */
   private async runAttempt(start: Extract<Instruction, { type: 'start' }>): Promise<boolean> {
     const { config, rendezvous, emit } = this.opts;
-    const specs = workerSpecs(config, start.layout, start.attempt, this.opts.fileBase, process.env, this.opts.tmpDir);
+    // Elastic: this round's node rank and node count; the workers learn what changed.
+    const nodeRank = start.nodeRank ?? config.nodeRank;
+    const roundConfig = start.nodeRank === undefined ? config : { ...config, nodeRank, nnodes: start.layout.localWorldSizes.length };
+    const baseEnv: Record<string, string | undefined> = { ...process.env };
+    delete baseEnv[MEMBERSHIP_CHANGE_VAR];
+    if (start.change !== undefined) baseEnv[MEMBERSHIP_CHANGE_VAR] = start.change;
+    const specs = workerSpecs(roundConfig, start.layout, start.attempt, this.opts.fileBase, baseEnv, this.opts.tmpDir, start.restartCount);
     const first = specs[0]?.rank ?? 0;
     emit({
       kind: 'starting',
       runId: start.layout.runId,
       attempt: start.attempt,
-      nodeRank: config.nodeRank,
+      nodeRank,
       ranks: [first, first + specs.length - 1],
       worldSize: start.layout.worldSize,
       masterAddr: config.masterAddr,
@@ -215,6 +226,10 @@ export class Agent {
 
   private end(end: Extract<Instruction, { type: 'end' }>, attempt: number): RunResult {
     const { config, emit } = this.opts;
+    if (end.rendezvousFailed === true) {
+      emit({ kind: 'rendezvous_failed', reason: end.reason ?? 'too few nodes' });
+      return { exitCode: 1, failures: [] };
+    }
     if (end.ok) {
       emit({ kind: 'succeeded', runId: this.runId, attempt: end.attempt });
       return { exitCode: 0, failures: [] };

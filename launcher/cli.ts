@@ -22,7 +22,7 @@ export interface Given {
 /** The launcher options, each as its own flag name; the help text says what each does. */
 const OPTIONS = {
   'nproc-per-node': 'workers on this node: a number, auto (GPUs if any, else CPUs), cpu or gpu [default: 1]',
-  nnodes: "number of nodes [default: 1; under srun: the step's nodes]",
+  nnodes: "number of nodes, or MIN:MAX for an elastic run (starts with MIN, admits up to MAX, goes on when nodes leave or join) [default: 1; under srun: the step's nodes]",
   'node-rank': 'rank of this node, 0 ≤ node-rank < nnodes [default: 0; under srun: SLURM_NODEID]',
   'master-addr': "address of node 0; its rank-0 worker listens there [default: 127.0.0.1; under srun: the step's first host]",
   'master-port': 'port of rank 0 [default: a free port on one node, 29500 on several, one derived from the job id under srun; node 0 also listens on master-port + 1 for the launchers]',
@@ -37,6 +37,8 @@ const OPTIONS = {
   secret: 'shared secret of a multi-node run (visible in ps: prefer --secret-file)',
   'secret-file': 'file holding the shared secret of a multi-node run (the same file on every node) [under srun: derived from ~/.rosedist/key and the job]',
   'join-timeout': 'seconds to wait for all nodes to join a multi-node run [default: 300]',
+  'rdzv-timeout': 'elastic runs: seconds a rendezvous round waits for MIN nodes before the run fails [default: 900, as torchrun]',
+  'rdzv-last-call': 'elastic runs: seconds a round waits for more nodes once MIN are there (MAX ends the wait at once) [default: 30, as torchrun]',
   'no-python': 'run PROGRAM as an executable, without an interpreter (torchrun compatibility)',
   module: 'PROGRAM is a Python module, run as python -m PROGRAM (torchrun compatibility)',
   python: 'Python interpreter for .py programs and -m [default: $PYTHON, else $PYTHON_EXEC, else python3 on the PATH]',

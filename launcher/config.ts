@@ -44,6 +44,20 @@ export interface LaunchConfig {
   readonly stopGraceMs: number;
   /** How long the nodes of a multi-node run wait for each other, ms. */
   readonly joinTimeoutMs: number;
+  /**
+   * `--nnodes MIN:MAX` (launcher/elastic.ts): undefined for a fixed number of nodes. Then
+   * `nnodes` is MAX, and `nodeRank` means nothing until a round assigns one.
+   */
+  readonly elastic: ElasticConfig | undefined;
+}
+
+export interface ElasticConfig {
+  readonly minNodes: number;
+  readonly maxNodes: number;
+  /** How long a round waits for MIN nodes, ms (--rdzv-timeout). */
+  readonly rdzvTimeoutMs: number;
+  /** How long a round waits for more once MIN are there, ms (--rdzv-last-call). */
+  readonly lastCallMs: number;
 }
 
 const DEFAULT_STOP_GRACE_S = 3;
@@ -123,14 +137,17 @@ export async function resolveConfig(cli: CliInput, env: Env = process.env, host:
   // Under srun, the options not given come from the step (launcher/slurm.ts).
   const { options: o, jobKey } = slurmDefaults(cli.options, env);
   const standalone = isSet(o.standalone);
-  if (o.nnodes !== undefined && o.nnodes.value.includes(':')) {
-    throw new ConfigError(`${o.nnodes.from} ${o.nnodes.value}: elastic node ranges are not supported`, `pass a fixed number of nodes, e.g. ${o.nnodes.from} 2`);
+  const elastic = elasticConfig(o);
+  const nnodes = elastic !== undefined ? elastic.maxNodes : o.nnodes === undefined ? 1 : int(o.nnodes, 1, 1024, 'a number of nodes (1 or more)');
+  if (standalone && (nnodes > 1 || elastic !== undefined)) {
+    throw new ConfigError(`--standalone runs a single node, but ${o.nnodes?.from} is ${o.nnodes?.value}`, 'drop --standalone for a multi-node run');
   }
-  const nnodes = o.nnodes === undefined ? 1 : int(o.nnodes, 1, 1024, 'a number of nodes (1 or more)');
-  if (standalone && nnodes > 1) {
-    throw new ConfigError(`--standalone runs a single node, but ${o.nnodes?.from} is ${nnodes}`, 'drop --standalone for a multi-node run');
+  // Elastic: the rendezvous numbers the nodes (node 0 hosts it); a rank from Slurm is ignored.
+  const rankGiven = o['node-rank'] !== undefined && /^(--|PET_)/.test(o['node-rank'].from);
+  if (elastic !== undefined && rankGiven) {
+    throw new ConfigError(`${o['node-rank']?.from} was given with ${o.nnodes?.from} ${o.nnodes?.value}`, 'drop it: in an elastic run the rendezvous assigns node ranks (the launcher that hosts it is node 0)');
   }
-  const nodeRank = o['node-rank'] === undefined ? 0 : int(o['node-rank'], 0, 1023, 'a node rank');
+  const nodeRank = o['node-rank'] === undefined || elastic !== undefined ? 0 : int(o['node-rank'], 0, 1023, 'a node rank');
   if (nodeRank >= nnodes) {
     throw new ConfigError(`${o['node-rank']?.from} ${nodeRank} is not below --nnodes ${nnodes}`, `node ranks run from 0 to ${nnodes - 1}`);
   }
@@ -138,13 +155,14 @@ export async function resolveConfig(cli: CliInput, env: Env = process.env, host:
   const gpuCount = gpusVisible(host.countGpus(), env.CUDA_VISIBLE_DEVICES);
   const nprocPerNode = nproc(o['nproc-per-node'], gpuCount, host.cpus());
   const masterAddr = o['master-addr']?.value.trim() || '127.0.0.1';
-  const multiNode = nnodes > 1;
+  const multiNode = nnodes > 1 || elastic !== undefined;
   // On several nodes node 0 listens on master-port + 1 for the other launchers.
   const maxPort = multiNode ? 65534 : 65535;
   const portGiven = o['master-port'];
   const masterPort =
     portGiven !== undefined ? int(portGiven, 1, maxPort, `a port from 1 to ${maxPort}`) : multiNode ? 29500 : await host.freePort(masterAddr);
-  if (portGiven !== undefined && (!multiNode || nodeRank === 0)) {
+  // Elastic: whichever launcher can listen there hosts the rendezvous (launcher/elastic_rendezvous.ts).
+  if (portGiven !== undefined && elastic === undefined && (!multiNode || nodeRank === 0)) {
     const ports = multiNode ? [masterPort, masterPort + 1] : [masterPort];
     for (const port of ports) {
       if (!(await host.canBind(masterAddr, port))) {
@@ -184,8 +202,33 @@ export async function resolveConfig(cli: CliInput, env: Env = process.env, host:
     gpuCount,
     stopGraceMs: stopGraceMs(env),
     joinTimeoutMs: o['join-timeout'] === undefined ? 300_000 : seconds(o['join-timeout'], 0) * 1000,
+    elastic,
   };
   return Object.freeze(config);
+}
+
+/** torchrun's defaults: rdzv timeout 900 s, last call 30 s. */
+const DEFAULT_RDZV_TIMEOUT_S = 900;
+const DEFAULT_LAST_CALL_S = 30;
+
+/** `--nnodes MIN:MAX` and its rendezvous options; undefined for a fixed number of nodes. */
+function elasticConfig(o: CliInput['options']): ElasticConfig | undefined {
+  const g = o.nnodes;
+  if (g === undefined || !g.value.includes(':')) {
+    for (const name of ['rdzv-timeout', 'rdzv-last-call'] as const) {
+      const given = o[name];
+      if (given !== undefined) throw new ConfigError(`${given.from} applies to elastic runs only`, `pass --nnodes MIN:MAX, or drop ${given.from}`);
+    }
+    return undefined;
+  }
+  const m = /^\s*(\d+)\s*:\s*(\d+)\s*$/.exec(g.value);
+  const min = Number(m?.[1]);
+  const max = Number(m?.[2]);
+  if (m === null || min < 1 || max < min || max > 1024) {
+    throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} is not a range of nodes`, `pass ${g.from} MIN:MAX with 1 ≤ MIN ≤ MAX ≤ 1024, e.g. ${g.from} 2:4`);
+  }
+  const s = (name: 'rdzv-timeout' | 'rdzv-last-call', dflt: number): number => (o[name] === undefined ? dflt : seconds(o[name], 0)) * 1000;
+  return { minNodes: min, maxNodes: max, rdzvTimeoutMs: s('rdzv-timeout', DEFAULT_RDZV_TIMEOUT_S), lastCallMs: s('rdzv-last-call', DEFAULT_LAST_CALL_S) };
 }
 
 /** GPUs a worker may use: those detected, narrowed by a user's CUDA_VISIBLE_DEVICES list. */

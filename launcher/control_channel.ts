@@ -89,6 +89,10 @@ export class LineReader {
   }
 }
 
+function isHeartbeat(body: unknown): boolean {
+  return typeof body === 'object' && body !== null && (body as { type?: unknown }).type === 'heartbeat';
+}
+
 export class SignedChannel {
   private sendSeq = 0;
   private recvSeq = 0;
@@ -99,6 +103,8 @@ export class SignedChannel {
   private readonly pending: unknown[] = [];
   private closeHandler: (why: string) => void = () => {};
   private rejected = false;
+  private lastHeard = Date.now();
+  private heartbeat: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -126,6 +132,21 @@ export class SignedChannel {
     const why = this.closedWhy;
     if (why !== undefined) queueMicrotask(() => handler(why));
     else this.closeHandler = handler;
+  }
+
+  /**
+   * Send a heartbeat every `intervalMs` and close the channel when nothing (heartbeat or message)
+   * arrived for `timeoutMs`: a peer that stopped answering without closing (a frozen or cut-off
+   * host) is then lost like one whose connection closed. Both sides must call it.
+   */
+  keepAlive(intervalMs: number, timeoutMs: number): void {
+    this.lastHeard = Date.now();
+    this.heartbeat = setInterval(() => {
+      const silent = Date.now() - this.lastHeard;
+      if (silent > timeoutMs) this.reject(`no heartbeat for ${(silent / 1000).toFixed(1)} s`);
+      else this.send({ type: 'heartbeat' });
+    }, intervalMs);
+    this.heartbeat.unref();
   }
 
   send(body: unknown): void {
@@ -163,6 +184,8 @@ export class SignedChannel {
     }
     if (frame.seq !== this.recvSeq) return this.reject(`frame ${String(frame.seq)} arrived where ${this.recvSeq} was due (replayed?)`);
     this.recvSeq += 1;
+    this.lastHeard = Date.now();
+    if (isHeartbeat(frame.body)) return;
     if (this.handler !== undefined) this.handler(frame.body);
     else this.pending.push(frame.body);
   }
@@ -174,6 +197,7 @@ export class SignedChannel {
   }
 
   private closed(why: string): void {
+    clearInterval(this.heartbeat);
     this.closedWhy = why;
     const handler = this.closeHandler;
     this.closeHandler = () => {};

@@ -24,6 +24,8 @@ export type LauncherEvent =
   | { readonly kind: 'waiting_for_nodes'; readonly joined: number; readonly nnodes: number; readonly address: string }
   | { readonly kind: 'node_joined'; readonly nodeRank: number; readonly from: string }
   | { readonly kind: 'rejected_connection'; readonly from: string; readonly reason: string }
+  | { readonly kind: 'membership'; readonly text: string }
+  | { readonly kind: 'rendezvous_failed'; readonly reason: string }
   | { readonly kind: 'succeeded'; readonly runId: string; readonly attempt: number }
   | { readonly kind: 'summary'; readonly text: string };
 
@@ -48,6 +50,8 @@ const formatters: Formatters = {
   waiting_for_nodes: (e) => `node 0 listens on ${e.address}: ${e.joined} of ${e.nnodes} nodes joined`,
   node_joined: (e) => `node ${e.nodeRank} joined from ${e.from}`,
   rejected_connection: (e) => `rejected a control connection from ${e.from}: ${e.reason}`,
+  membership: (e) => e.text,
+  rendezvous_failed: (e) => `rendezvous failed: ${e.reason}`,
   succeeded: (e) => `run ${e.runId} succeeded on attempt ${e.attempt}`,
   summary: (e) => e.text,
 };

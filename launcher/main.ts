@@ -18,6 +18,7 @@ import { parseCli, usage } from './cli.js';
 import { resolveConfig, type LaunchConfig } from './config.js';
 import { stderrSink } from './events.js';
 import { hostRun, joinRun } from './rendezvous.js';
+import { elasticRendezvous } from './elastic_rendezvous.js';
 import { subprocessContext } from './process_context.js';
 import { localRendezvous, type Rendezvous } from './coordinator_client.js';
 
@@ -43,6 +44,7 @@ async function runPlotCommand(argv: readonly string[]): Promise<number> {
 }
 
 function rendezvousFor(config: LaunchConfig, abort: AbortSignal): Promise<Rendezvous> {
+  if (config.elastic !== undefined) return elasticRendezvous(config, stderrSink, abort);
   if (config.nnodes === 1) {
     const n = config.nprocPerNode;
     return Promise.resolve(localRendezvous({ runId: config.runId, worldSize: n, localWorldSizes: [n] }, config.maxRestarts));

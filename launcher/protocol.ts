@@ -26,6 +26,12 @@ export type ToNode =
       readonly layout: Layout;
       /** Why the previous attempt ended (attempt > 0): its first failure. */
       readonly cause?: ProcessFailure | undefined;
+      /** Elastic runs: this node's rank in this round (else the node's --node-rank). */
+      readonly nodeRank?: number | undefined;
+      /** Elastic runs: restarts counted against --max-restarts so far (else `attempt`). */
+      readonly restartCount?: number | undefined;
+      /** Elastic runs: what changed since the last round, e.g. "world size 4 → 2 (node n3 lost)". */
+      readonly change?: string | undefined;
     }
   | { readonly type: 'stop'; readonly attempt: number }
   | {
@@ -35,6 +41,8 @@ export type ToNode =
       readonly failures: readonly ProcessFailure[];
       /** A failure that is not a worker's (a lost node, an interrupted launcher). */
       readonly reason?: string | undefined;
+      /** The rendezvous itself failed (too few nodes): `reason` is the whole story, one line. */
+      readonly rendezvousFailed?: boolean | undefined;
     };
 
 export type ToCoordinator =

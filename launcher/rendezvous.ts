@@ -25,14 +25,14 @@ import type { EventSink } from './events.js';
 import { asToCoordinator, asToNode } from './protocol.js';
 import { NodeClient, type Rendezvous } from './coordinator_client.js';
 
-const VERSION = 1;
+export const VERSION = 1;
 /** How long a connection may take to say hello (or answer it), ms. */
-const HANDSHAKE_TIMEOUT_MS = 10_000;
-const RETRY_MS = 500;
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+export const RETRY_MS = 500;
 /** How long a refused connection may take to read its refusal, ms. */
-const REFUSE_LINGER_MS = 1000;
+export const REFUSE_LINGER_MS = 1000;
 /** A hello is small; a longer first line is not one. */
-const MAX_HELLO = 4096;
+export const MAX_HELLO = 4096;
 
 export function controlPort(masterPort: number): number {
   return masterPort + 1;
@@ -47,7 +47,7 @@ interface Hello {
   readonly runId: string | null;
 }
 
-function parseObject(text: string): Record<string, unknown> | undefined {
+export function parseObject(text: string): Record<string, unknown> | undefined {
   try {
     const v: unknown = JSON.parse(text);
     return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : undefined;
@@ -57,7 +57,7 @@ function parseObject(text: string): Record<string, unknown> | undefined {
 }
 
 /** `<mac> <json>` checked against the secret; the parsed object, or why not. */
-function openSigned(line: string, secret: string): Record<string, unknown> | string {
+export function openSigned(line: string, secret: string): Record<string, unknown> | string {
   const space = line.indexOf(' ');
   if (space <= 0) return 'not a signed line';
   const json = line.slice(space + 1);
@@ -65,7 +65,7 @@ function openSigned(line: string, secret: string): Record<string, unknown> | str
   return parseObject(json) ?? 'not a JSON object';
 }
 
-function signedLine(secret: string, value: unknown): string {
+export function signedLine(secret: string, value: unknown): string {
   const json = JSON.stringify(value);
   return `${hmac(secret, json)} ${json}\n`;
 }
@@ -104,7 +104,7 @@ function listen(server: Server, host: string, port: number): Promise<void> {
   });
 }
 
-function aborted(signal: AbortSignal): Promise<never> {
+export function aborted(signal: AbortSignal): Promise<never> {
   return new Promise((_, reject) => {
     const fail = () => reject(new CommError(`interrupted by ${String(signal.reason)} while the nodes were joining`));
     if (signal.aborted) fail();
@@ -196,7 +196,7 @@ export async function hostRun(config: LaunchConfig, emit: EventSink, abort: Abor
 }
 
 /** Connect to `host:port`; undefined when nobody listens (yet). */
-function connectOnce(host: string, port: number): Promise<Socket | undefined> {
+export function connectOnce(host: string, port: number): Promise<Socket | undefined> {
   return new Promise((resolve) => {
     const socket = connect({ host, port });
     socket.once('connect', () => resolve(socket));

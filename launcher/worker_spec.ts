@@ -50,6 +50,8 @@ export function workerSpecs(
   fileBase: string,
   baseEnv: Readonly<Record<string, string | undefined>> = process.env,
   tmpDir?: string,
+  /** Restarts spent so far (elastic rounds that a joining node caused are not restarts); default `attempt`. */
+  restartCount: number = attempt,
 ): WorkerSpec[] {
   const offset = rankOffset(layout, config.nodeRank);
   const nodeId = `${hostname()}#${config.nodeRank}`;
@@ -67,7 +69,7 @@ export function workerSpecs(
       masterAddr: config.masterAddr,
       masterPort: config.masterPort,
       runId: layout.runId,
-      restartCount: attempt,
+      restartCount,
       maxRestarts: config.maxRestarts,
       errorFile: join(dir, 'error.json'),
       nodeId,

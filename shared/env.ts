@@ -54,6 +54,12 @@ export interface WorkerEnv {
   readonly tmpDir: string | undefined;
 }
 
+/**
+ * Set by the launcher of an elastic run on the first round after a membership change, e.g.
+ * "world size 4 → 2 (node n3 lost)"; rank 0 logs it with the step and checkpoint it resumed from.
+ */
+export const MEMBERSHIP_CHANGE_VAR = 'ROSEDIST_MEMBERSHIP_CHANGE';
+
 /** The variable names, in one place. */
 export const ENV = {
   rank: 'RANK',

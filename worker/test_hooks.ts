@@ -12,9 +12,16 @@
  *   ROSEDIST_TEST_SIGNAL_IN_SAVE=<SIGNAL>   the checkpoint writer sends itself <SIGNAL> (SIGINT,
  *                                           SIGTERM, SIGHUP or SIGKILL) when half of the file's
  *                                           bytes are written, at every save
+ *   ROSEDIST_TEST_HOLD_AT=<step>:<path>[,...] when optimizer step <step> begins and <path> does not
+ *                                           exist, every rank waits until it does (polling; signals
+ *                                           still end the worker), rank 0 first creating
+ *                                           <path>.held: a test holds a run at a known step, acts
+ *                                           (kills a launcher, starts one), then releases it
  *
  * A malformed value is a ConfigError naming the variable (a typo must not silently test nothing).
  */
+import { existsSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError } from '../shared/errors.js';
 
 interface StepRank {
@@ -26,7 +33,24 @@ export const TEST_HOOK_VARS = {
   injectNan: 'ROSEDIST_TEST_INJECT_NAN',
   killAt: 'ROSEDIST_TEST_KILL_AT',
   signalInSave: 'ROSEDIST_TEST_SIGNAL_IN_SAVE',
+  holdAt: 'ROSEDIST_TEST_HOLD_AT',
 } as const;
+
+/** How often a held rank looks for its release file, ms. */
+const HOLD_POLL_MS = 50;
+
+function parseHolds(env: Readonly<Record<string, string | undefined>>): ReadonlyMap<number, string> {
+  const name = TEST_HOOK_VARS.holdAt;
+  const text = env[name];
+  const holds = new Map<number, string>();
+  if (text === undefined || text === '') return holds;
+  for (const part of text.split(',')) {
+    const m = /^(\d+):(.+)$/.exec(part.trim());
+    if (!m) throw new ConfigError(`test hook ${name}=${JSON.stringify(text)} is not <step>:<path>[,...]`, `set it like ${name}=5:/tmp/release, or unset it`);
+    holds.set(Number(m[1]), m[2] as string);
+  }
+  return holds;
+}
 
 const SAVE_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGKILL'] as const;
 
@@ -51,17 +75,26 @@ export class TestHooks {
     private readonly nanAt: StepRank | undefined,
     private readonly killAt: StepRank | undefined,
     private readonly saveSignal: NodeJS.Signals | undefined,
+    private readonly holds: ReadonlyMap<number, string> = new Map(),
   ) {}
 
   /** The hooks set in `env` (default: this process's environment). Throws ConfigError. */
   static read(env: Readonly<Record<string, string | undefined>> = process.env): TestHooks {
-    return new TestHooks(parse(env, TEST_HOOK_VARS.injectNan), parse(env, TEST_HOOK_VARS.killAt), parseSignal(env, TEST_HOOK_VARS.signalInSave));
+    return new TestHooks(parse(env, TEST_HOOK_VARS.injectNan), parse(env, TEST_HOOK_VARS.killAt), parseSignal(env, TEST_HOOK_VARS.signalInSave), parseHolds(env));
   }
 
   /** At the start of optimizer step `step`: die by SIGKILL if asked (first attempt only). */
   atStepStart(step: number, rank: number, restartCount: number): void {
     const k = this.killAt;
     if (k !== undefined && k.step === step && k.rank === rank && restartCount === 0) process.kill(process.pid, 'SIGKILL');
+  }
+
+  /** At the start of optimizer step `step`: wait for the release file of a hold there, if asked. */
+  async holdAt(step: number, rank: number): Promise<void> {
+    const path = this.holds.get(step);
+    if (path === undefined || existsSync(path)) return;
+    if (rank === 0) writeFileSync(`${path}.held`, String(step));
+    while (!existsSync(path)) await sleep(HOLD_POLL_MS);
   }
 
   /** After the local backward pass of `step`: poison `grads` [numParams] if asked. */

@@ -15,7 +15,7 @@
  * appends one metrics line per evaluation; with --profile every rank times its step phases
  * (observe/profiler.ts; sequential on the loop's one thread) and rank 0 writes the merged trace at the end.
  */
-import type { WorkerEnv } from '../shared/env.js';
+import { MEMBERSHIP_CHANGE_VAR, type WorkerEnv } from '../shared/env.js';
 import { quietConsole, type Logger } from '../shared/logging.js';
 import type { MetricsRecord } from '../shared/metrics.js';
 import { allGatherJson, type ProcessGroup } from './comm/process_group.js';
@@ -136,6 +136,8 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
     }
   }
   if (run.env.restartCount > 0) logger.info(attemptLine(run, step));
+  const change = process.env[MEMBERSHIP_CHANGE_VAR];
+  if (change !== undefined && change !== '') logger.info(membershipLine(change, cfg, step));
   await syncParams(pg, params);
   model.writeFlat(params);
 
@@ -197,6 +199,7 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
     while (step < cfg.numSteps) {
       step += 1;
       hooks.atStepStart(step, pg.rank, run.env.restartCount);
+      await hooks.holdAt(step, pg.rank);
       profiler.setStep(step);
       const stepStart = performance.now();
       let lossSum = 0;
@@ -250,6 +253,12 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
     progress.stop();
     restoreConsole();
   }
+}
+
+/** An elastic run's new round: "world size 4 → 2 (node n3 lost) at step S, resumed from checkpoint PATH". */
+function membershipLine(change: string, cfg: TrainRun['cfg'], step: number): string {
+  if (step > 0) return `${change} at step ${step}, resumed from checkpoint ${cfg.checkpointPath}`;
+  return `${change} at step 0: ${cfg.resume ? `no checkpoint at ${cfg.checkpointPath} yet` : '--resume was not given'}, starting afresh`;
 }
 
 /** What a restarted attempt says first: which attempt, and where it continues from. */

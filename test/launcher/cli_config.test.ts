@@ -79,7 +79,7 @@ test('bad input names the option', async () => {
   await rejects(['--master-port', '0', FIXTURE], /--master-port "0"/);
   await rejects(['--nnodes', '2', '--master-port', '65535', '--secret', 'b'.repeat(20), FIXTURE], /--master-port "65535"/);
   await rejects(['--nnodes', '2', '--node-rank', '2', FIXTURE], /--node-rank 2 is not below --nnodes 2/);
-  await rejects(['--nnodes', '1:2', FIXTURE], /--nnodes 1:2/);
+  await rejects(['--nnodes', '1:2', FIXTURE], /a multi-node run needs a shared secret/);
   await rejects(['--standalone', '--nnodes', '2', FIXTURE], /--standalone/);
   await rejects(['--max-restarts', '-1', FIXTURE], /--max-restarts "-1"/);
   await rejects(['--monitor-interval', '0', FIXTURE], /--monitor-interval "0"/);
@@ -157,4 +157,26 @@ test('PROGRAM: what cannot run is one ConfigError naming the fix', async () => {
   await rejects(['--no-python', notExecutable], /cannot run program ".*run\.sh" with --no-python: .* is not an executable file/);
   await rejects(['--no-python', 'no-such-command'], /cannot run program "no-such-command" with --no-python: it is not on the PATH/, { PATH: dir });
   await rejects([FIXTURE], /PET_NO_PYTHON "maybe" is not a yes or no/, { PET_NO_PYTHON: 'maybe' });
+});
+
+const S = 'e'.repeat(32);
+
+test('--nnodes MIN:MAX: an elastic run with torchrun\'s rendezvous defaults (900 s, last call 30 s), or its options', async () => {
+  const c = await resolve(['--nnodes', '2:4', '--secret', S, FIXTURE]);
+  assert.deepEqual(c.elastic, { minNodes: 2, maxNodes: 4, rdzvTimeoutMs: 900_000, lastCallMs: 30_000 });
+  assert.equal(c.nnodes, 4);
+  const d = await resolve(['--nnodes', '1:1', '--rdzv-timeout', '5', '--rdzv_last_call', '0.5', '--secret', S, FIXTURE]);
+  assert.deepEqual(d.elastic, { minNodes: 1, maxNodes: 1, rdzvTimeoutMs: 5000, lastCallMs: 500 });
+  assert.equal((await resolve(['--nnodes', '2', '--node-rank', '1', '--secret', S, FIXTURE])).elastic, undefined);
+  // The port is checked when a launcher tries to host (any launcher may), not here.
+  assert.equal((await resolve(['--nnodes', '1:2', '--master-port', '29400', '--secret', S, FIXTURE], {}, host(0, [29400, 29401]))).masterPort, 29400);
+});
+
+test('bad elastic options: one ConfigError naming the option', async () => {
+  for (const range of ['3:2', '0:2', '1:', ':2', 'a:b', '1:2:3', '2:2000']) await rejects(['--nnodes', range, '--secret', S, FIXTURE], new RegExp(`--nnodes "${range}" is not a range of nodes`));
+  await rejects(['--nnodes', '2:3', '--node-rank', '1', '--secret', S, FIXTURE], /--node-rank was given with --nnodes 2:3/);
+  await rejects(['--nnodes', '2', '--node-rank', '0', '--rdzv-timeout', '5', '--secret', S, FIXTURE], /--rdzv-timeout applies to elastic runs only/);
+  await rejects(['--rdzv-last-call', '5', FIXTURE], /--rdzv-last-call applies to elastic runs only/);
+  await rejects(['--nnodes', '2:3', '--rdzv-timeout', '0', '--secret', S, FIXTURE], /--rdzv-timeout "0" is not a number of seconds/);
+  await rejects(['--nnodes', '1:2', '--standalone', FIXTURE], /--standalone runs a single node/);
 });
