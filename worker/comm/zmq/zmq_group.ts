@@ -26,7 +26,7 @@ import { neighbours } from '../chunks.js';
 import { ControlServer, request, type Warn } from './control.js';
 import { endpointFor, rendezvous, type PeerInfo } from './rendezvous.js';
 import { createReducer, type ReducerKind } from '../reduce.js';
-import { RingGroup, type PeerControl } from '../ring_group.js';
+import { RingGroup, type AllReduceAlgorithm, type PeerControl } from '../ring_group.js';
 import { isRankStatus, type RankStatus } from '../stall.js';
 import { bindIpc, bindTcp, clientOptions, Pull, Push, registerAuth, serverOptions, tokenFor, watchSocket, type Auth } from './zmq.js';
 import { ZmqTransport } from './zmq_transport.js';
@@ -38,6 +38,7 @@ export interface ZmqGroupOptions {
   readonly warn: Warn;
   readonly reducer?: ReducerKind | undefined;
   readonly gatherBytes?: number | undefined;
+  readonly allReduceAlgorithm?: AllReduceAlgorithm | 'auto' | undefined;
 }
 
 /** How long a flushing close waits for queued ring messages to leave (ms). */
@@ -165,6 +166,7 @@ export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Pro
       collectiveTimeoutMs: opts.collectiveTimeoutMs,
       reducer: createReducer(opts.reducer),
       gatherBytes: opts.gatherBytes,
+      allReduceAlgorithm: opts.allReduceAlgorithm,
     });
     // A lost ring connection (a neighbour died or closed) makes the group check at once whether
     // a collective in progress can still finish, instead of waiting for the timeout.
