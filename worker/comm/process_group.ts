@@ -31,7 +31,9 @@ export interface ProcessGroup {
   /**
    * Reduce `buf` (the whole buffer, equal lengths) over all ranks into this rank's shard only:
    * on return `buf[shardRange(buf.length, worldSize, rank)]` (chunks.ts) holds the result, the
-   * rest of `buf` is as it was. Moves (N-1)/N of the buffer per rank: half an all-reduce.
+   * rest of `buf` is as it was; the shard has exactly the bits allReduce would give it. Moves
+   * (N-1)/N of the buffer per rank (half an all-reduce) on the ring; small buffers take the
+   * all-reduce's small-buffer path.
    */
   reduceScatter(buf: FloatArray, op?: ReduceOp): Promise<void>;
   /**

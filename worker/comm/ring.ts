@@ -260,6 +260,20 @@ export async function gatherAllReduce(ctx: RingContext, buf: FloatArray, sig: Si
 }
 
 /**
+ * Reduce-scatter of a small buffer, the counterpart of gatherAllReduce: every rank gathers every
+ * rank's buffer and reduces its own chunk, in rank order, so that the chunk has exactly the bits
+ * gatherAllReduce gives it.
+ */
+export async function gatherReduceScatter(ctx: RingContext, buf: FloatArray, sig: Signature): Promise<void> {
+  const parts = await ringAllGather(ctx, buf, sig);
+  const { lo, hi } = chunkRange(buf.length, ctx.worldSize, ctx.rank);
+  const acc = parts[0].subarray(lo, hi);
+  for (let r = 1; r < parts.length; r++) ctx.reducer.combine(acc, parts[r].subarray(lo, hi), combineOp(sig));
+  if (sig.op === 'mean') ctx.reducer.divide(acc, parts.length);
+  buf.set(acc, lo);
+}
+
+/**
  * Overwrite `buf` with root's, as a pipelined chain root → root+1 → … → root-1. The last rank
  * then sends an empty acknowledgement to root, so root returns only once every rank has its data
  * (root's buffer was sent without a copy) and a mismatch is seen by root too.

@@ -15,7 +15,7 @@ import { CommError } from '../../shared/errors.js';
 import { describe, dtypeOf, type CollectiveKind, type Signature } from './frames.js';
 import type { FloatArray, NumericArray, ProcessGroup, ReduceOp } from './process_group.js';
 import { createReducer, type Reducer } from './reduce.js';
-import { gatherAllReduce, ringAllGather, ringAllGatherChunks, ringAllReduce, ringBroadcast, ringReduceScatter, type RingContext } from './ring.js';
+import { gatherAllReduce, gatherReduceScatter, ringAllGather, ringAllGatherChunks, ringAllReduce, ringBroadcast, ringReduceScatter, type RingContext } from './ring.js';
 import { describeStall, type RankStatus } from './stall.js';
 import type { RingTransport } from './transport.js';
 
@@ -140,7 +140,9 @@ export class RingGroup implements ProcessGroup {
   async reduceScatter(buf: FloatArray, op: ReduceOp = 'sum'): Promise<void> {
     checkFloat('reduceScatter', buf);
     checkOp('reduceScatter', op);
-    await this.run('reduceScatter', buf, { op }, (sig) => ringReduceScatter(this.ctx, buf, sig));
+    // The all-reduce's algorithm for this size, so that the shard has exactly its bits.
+    const algorithm = this.allReduceAlgorithm(buf.byteLength);
+    await this.run('reduceScatter', buf, { op }, (sig) => (algorithm === 'ring' ? ringReduceScatter : gatherReduceScatter)(this.ctx, buf, sig));
   }
 
   async allGatherChunks(buf: NumericArray): Promise<void> {

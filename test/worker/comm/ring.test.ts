@@ -78,15 +78,18 @@ test('reduceScatter leaves the reduced shard in place and the rest untouched; al
     for (const count of [0, 1, worldSize - 1, worldSize + 1, 97, 1031]) {
       for (const Ctor of [Float32Array, Float64Array]) {
         for (const op of ['sum', 'mean', 'max', 'min'] as ReduceOp[]) {
-          const groups = createMemoryGroups(worldSize, { segmentBytes: 40, maxDelayMs: 1, seed: count });
+          // 'auto' with 64-byte all-gathers at most: small ones take the gather path, the others the ring.
+          const algorithm = count % 2 === 0 ? 'ring' : 'auto';
+          const opts = { segmentBytes: 40, maxDelayMs: 1, seed: count, allReduceAlgorithm: algorithm, gatherBytes: 64 } as const;
+          const groups = createMemoryGroups(worldSize, opts);
           const inputs = groups.map((g) => Ctor.from(random(count, g.rank + count + 3)));
           const bufs = inputs.map((a) => a.slice());
           await Promise.all(groups.map((g) => g.reduceScatter(bufs[g.rank], op)));
-          const what = `N=${worldSize} ${Ctor.name}[${count}] ${op}`;
+          const what = `N=${worldSize} ${Ctor.name}[${count}] ${op} ${algorithm}`;
           const want = reference(inputs, op);
           // What the all-reduce gives, bit for bit.
           const full = inputs.map((a) => a.slice());
-          await Promise.all(createMemoryGroups(worldSize, { segmentBytes: 40, allReduceAlgorithm: 'ring' }).map((g) => g.allReduce(full[g.rank], op)));
+          await Promise.all(createMemoryGroups(worldSize, opts).map((g) => g.allReduce(full[g.rank], op)));
           for (const g of groups) {
             const { lo, hi } = shardRange(count, worldSize, g.rank);
             const shard = bufs[g.rank].subarray(lo, hi);
