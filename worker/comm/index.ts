@@ -14,12 +14,13 @@ import { ConfigError } from '../../shared/errors.js';
 import { SingleProcessGroup, type ProcessGroup } from './process_group.js';
 import type { ReducerKind } from './reduce.js';
 import { DEFAULT_COLLECTIVE_TIMEOUT_MS, DEFAULT_GATHER_BYTES, DEFAULT_SEGMENT_BYTES, type AllReduceAlgorithm } from './ring_group.js';
-import { createZmqGroup } from './zmq/zmq_group.js';
+import { createZmqGroup, type DataTransportKind } from './zmq/zmq_group.js';
 
 export type { FloatArray, NumericArray, ProcessGroup, ReduceOp } from './process_group.js';
 export { broadcastJson, SingleProcessGroup } from './process_group.js';
 export { shardRange } from './chunks.js';
 export type { AllReduceAlgorithm } from './ring_group.js';
+export type { DataTransportKind } from './zmq/zmq_group.js';
 
 export interface ProcessGroupOptions {
   /** How long the ranks wait for each other at start (ms); default 60 s. */
@@ -32,6 +33,8 @@ export interface ProcessGroupOptions {
   gatherBytes?: number;
   /** Force one all-reduce algorithm ('ring' or 'gather'; see ring_group.ts); default 'auto': by size. */
   allReduceAlgorithm?: AllReduceAlgorithm | 'auto';
+  /** Which sockets carry the ring's data: 'stream' (default; kernel sockets read into reused memory) or 'zmq' (for comparison). */
+  dataTransport?: DataTransportKind;
   /** Reduction kernels: 'wasm' (default where available) or 'js' (for benchmarks). */
   reducer?: ReducerKind;
   /** Where warnings go (refused connections, dropped frames); default: stderr, marked with the rank. */
@@ -64,6 +67,7 @@ export async function initProcessGroup(
     reducer: o.reducer,
     gatherBytes: o.gatherBytes === 0 ? 0 : positive('gatherBytes', o.gatherBytes, DEFAULT_GATHER_BYTES),
     allReduceAlgorithm: o.allReduceAlgorithm,
+    dataTransport: o.dataTransport,
   };
   if (env.worldSize === 1) return new SingleProcessGroup();
   return createZmqGroup(env, resolved);

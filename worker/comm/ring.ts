@@ -26,7 +26,9 @@
  *     neighbour has received (and so ZeroMQ has finished reading) every segment rank r sent at
  *     step 0;
  *   - every later send forwards a received message, combined in place. Received messages belong
- *     to this rank and are never written again after being forwarded;
+ *     to this rank and are never written again after being forwarded; once combined or copied
+ *     they are handed back (transport.release), and the transport reuses their memory only
+ *     after a send of them has been written;
  *   - the stand-alone reduce-scatter and all-gather of chunks send their first step from a
  *     private copy (1/N of the buffer): nothing in them proves that the right neighbour has it
  *     before this rank returns.
@@ -158,7 +160,8 @@ async function reduceScatterPhase(
     const segs = segmentCount(chunk.hi - chunk.lo, segElems);
     for (let j = 0; j < segs; j++) {
       const s = segmentRange(chunk, segElems, j);
-      const m = asFloat(await receive(ctx, sig, step, j, (s.hi - s.lo) * size), buf);
+      const payload = await receive(ctx, sig, step, j, (s.hi - s.lo) * size);
+      const m = asFloat(payload, buf);
       const local = buf.subarray(s.lo, s.hi);
       if (step < last) {
         ctx.reducer.combine(m, local, op);
@@ -169,6 +172,7 @@ async function reduceScatterPhase(
         ctx.reducer.combine(m, local, op, { divideBy, copyTo: local });
         await handOff?.(j, bytesOf(m));
       }
+      ctx.transport.release?.(payload);
     }
   }
 }
@@ -198,6 +202,7 @@ async function allGatherPhase(ctx: RingContext, buf: NumericArray, sig: Signatur
       const payload = await receive(ctx, sig, step, j, (s.hi - s.lo) * size);
       if (step + 1 < end) await ctx.transport.send(header(sig, step + 1, j), payload);
       bytes.set(payload, s.lo * size);
+      ctx.transport.release?.(payload);
     }
   }
 }
@@ -297,6 +302,7 @@ export async function ringBroadcast(ctx: RingContext, buf: NumericArray, sig: Si
     const payload = await receive(ctx, sig, 0, j, (s.hi - s.lo) * size);
     if (right !== sig.root) await ctx.transport.send(header(sig, 0, j), payload);
     bytes.set(payload, s.lo * size);
+    ctx.transport.release?.(payload);
   }
   if (right === sig.root) await ctx.transport.send(header(sig, 1, 0), new Uint8Array(0));
 }
@@ -323,6 +329,7 @@ export async function ringAllGather<T extends NumericArray>(ctx: RingContext, bu
       const payload = await receive(ctx, sig, step, j, (s.hi - s.lo) * size);
       if (step + 1 < n - 1) await ctx.transport.send(header(sig, step + 1, j), payload);
       into.set(payload, s.lo * size);
+      ctx.transport.release?.(payload);
     }
   }
   return results;

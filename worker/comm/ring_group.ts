@@ -115,6 +115,7 @@ export class RingGroup implements ProcessGroup {
             this.lastProgress = Date.now();
             return m;
           }),
+        release: (payload) => inner.release?.(payload),
       },
       segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
       reducer: opts.reducer ?? createReducer(),
