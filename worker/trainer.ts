@@ -242,11 +242,15 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
       if (nonFinite === undefined) {
         trainLoss = gb.loss;
         profiler.begin('optimizer');
-        if (zero === undefined) optimizer.step(params, gb.grads);
-        else zero.step(gb.grads);
-        profiler.end('optimizer');
-        if (zero !== undefined) await profiler.span('allreduce', () => zero.gatherParams());
-        profiler.begin('optimizer');
+        if (zero === undefined) {
+          optimizer.step(params, gb.grads);
+        } else {
+          // ZeRO: this rank's shard, then the all-gather (a second `allreduce` span in the trace).
+          zero.step(gb.grads);
+          profiler.end('optimizer');
+          await profiler.span('allreduce', () => zero.gatherParams());
+          profiler.begin('optimizer');
+        }
         model.writeFlat(params);
         profiler.end('optimizer');
       } else {

@@ -33,7 +33,10 @@ export interface ProcessGroupOptions {
   gatherBytes?: number;
   /** Force one all-reduce algorithm ('ring' or 'gather'; see ring_group.ts); default 'auto': by size. */
   allReduceAlgorithm?: AllReduceAlgorithm | 'auto';
-  /** Which sockets carry the ring's data: 'stream' (default; kernel sockets read into reused memory) or 'zmq' (for comparison). */
+  /**
+   * Which sockets carry the ring's data: 'stream' (default; kernel sockets read into reused
+   * memory) or 'zmq' (for comparison); unset: ROSEDIST_DATA_TRANSPORT, else 'stream'.
+   */
   dataTransport?: DataTransportKind;
   /** Reduction kernels: 'wasm' (default where available) or 'js' (for benchmarks). */
   reducer?: ReducerKind;
@@ -54,6 +57,13 @@ function stderrWarn(rank: number): (message: string) => void {
   return (message) => process.stderr.write(`${tag}WARN: ${message}\n`);
 }
 
+/** ROSEDIST_DATA_TRANSPORT (a diagnostic knob: compare the ring's data sockets in real runs). */
+function dataTransportFromEnv(value: string | undefined): DataTransportKind | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value === 'stream' || value === 'zmq') return value;
+  throw new ConfigError(`ROSEDIST_DATA_TRANSPORT=${value} is not a data transport`, 'set it to stream or zmq, or unset it');
+}
+
 export async function initProcessGroup(
   env: WorkerEnv,
   opts?: ProcessGroupOptions,
@@ -67,7 +77,7 @@ export async function initProcessGroup(
     reducer: o.reducer,
     gatherBytes: o.gatherBytes === 0 ? 0 : positive('gatherBytes', o.gatherBytes, DEFAULT_GATHER_BYTES),
     allReduceAlgorithm: o.allReduceAlgorithm,
-    dataTransport: o.dataTransport,
+    dataTransport: o.dataTransport ?? dataTransportFromEnv(process.env.ROSEDIST_DATA_TRANSPORT),
   };
   if (env.worldSize === 1) return new SingleProcessGroup();
   return createZmqGroup(env, resolved);
