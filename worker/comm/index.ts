@@ -34,8 +34,8 @@ export interface ProcessGroupOptions {
   /** Force one all-reduce algorithm ('ring' or 'gather'; see ring_group.ts); default 'auto': by size. */
   allReduceAlgorithm?: AllReduceAlgorithm | 'auto';
   /**
-   * Which sockets carry the ring's data: 'stream' (default; kernel sockets read into reused
-   * memory) or 'zmq' (for comparison); unset: ROSEDIST_DATA_TRANSPORT, else 'stream'.
+   * Which sockets carry the ring's data: 'zmq' (default) or 'stream' (kernel sockets read into
+   * reused memory, net/); unset: ROSEDIST_DATA_TRANSPORT, else 'zmq'.
    */
   dataTransport?: DataTransportKind;
   /** Reduction kernels: 'wasm' (default where available) or 'js' (for benchmarks). */

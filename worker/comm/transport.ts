@@ -1,8 +1,8 @@
 /**
  * The ring's transport seam: a rank sends to its right neighbour and receives from its left one,
- * messages arriving in the order they were sent. Two real implementations (kernel stream
- * sockets, net/stream_transport.ts, the default; ZeroMQ PUSH/PULL, zmq/zmq_transport.ts) and one
- * in memory (below) that runs N ranks of a ring in one process for tests.
+ * messages arriving in the order they were sent. Two real implementations (ZeroMQ PUSH/PULL,
+ * zmq/zmq_transport.ts, the default; kernel stream sockets, net/stream_transport.ts) and one in
+ * memory (below) that runs N ranks of a ring in one process for tests.
  */
 import type { Header } from './frames.js';
 

@@ -16,6 +16,14 @@
  *   payload
  * A stream cannot skip a malformed message (nothing marks where the next one starts), so a bad
  * prefix fails the transport: the pending and every later receive() reject, naming the neighbour.
+ *
+ * Why it is not the default (measured on 2 cores shared by ~15 busy processes): every read and
+ * write runs on the JavaScript thread, and a Unix socket buffers only ~200 KB, so each 1 MiB
+ * segment takes ~5 write/read turns between the two ranks' main threads. In a training run those
+ * threads have just computed, so the scheduler wakes them late: the GPT gradient's all-reduce
+ * took 410–450 ms inside a step against ZeroMQ's 100–140 ms (whose I/O thread, a separate light
+ * thread, is woken promptly), although alone (bench:allreduce) the two were within noise.
+ * Reading in a worker thread into shared memory would keep both advantages.
  */
 import type { Socket } from 'node:net';
 import { CommError } from '../../../shared/errors.js';
@@ -137,6 +145,10 @@ export class StreamTransport implements RingTransport, ReadTarget {
 
   async receive(): Promise<Message> {
     if (this.failure !== undefined) throw this.failure;
+    // One turn of the event loop first, so that the sockets are polled between segments even
+    // when messages are queued: reading drains the kernel's small socket buffer, which lets the
+    // left neighbour write on while this rank combines.
+    await new Promise((r) => setImmediate(r));
     const m = await this.box.take();
     if (m instanceof CommError) throw m;
     return m;

@@ -3,13 +3,14 @@
  * and hands it all to a RingGroup.
  *
  * Sockets of one rank:
- *   data     (default, 'stream': net/) a listening Unix socket (a file in a private directory
- *            under ROSEDIST_TMPDIR or os.tmpdir()) and TCP port; the right neighbour connects to
- *            it, over the Unix socket when on the same node (same node id), and reads what this
- *            rank writes; this rank connects to its left neighbour's likewise and reads. Received
- *            into reused memory (net/stream_transport.ts says why not ZeroMQ).
- *            ('zmq', for comparison) PULL, bound on ipc:// and tcp://, which the left neighbour's
- *            PUSH connects to.
+ *   data     (default, 'zmq') PULL, bound on ipc:// (a file in a private directory under
+ *            ROSEDIST_TMPDIR or os.tmpdir()) and tcp://; the left neighbour's PUSH connects to
+ *            it, over ipc when on the same node (same node id).
+ *            ('stream', opt-in: net/) a listening Unix socket and TCP port; the right neighbour
+ *            connects and reads what this rank writes; this rank connects to its left
+ *            neighbour's likewise. Received into reused memory: no collection forced by received
+ *            data, but the socket I/O runs on the JavaScript thread (net/stream_transport.ts
+ *            says what that costs on a busy machine).
  *   control  ROUTER (control.ts): rank 0's at tcp://MASTER_ADDR:MASTER_PORT, the others' on
  *            ipc:// and an ephemeral tcp:// port; answers probes and aborts.
  * Addresses: a single-node run (nnodes 1) uses 127.0.0.1 for everything, whatever MASTER_ADDR
@@ -38,7 +39,7 @@ import { connectLeft, DataServer, encodeHello } from '../net/stream_links.js';
 import { BufferPool, StreamTransport } from '../net/stream_transport.js';
 import type { RingTransport } from '../transport.js';
 
-/** Which sockets carry the ring's data: kernel stream sockets (default) or ZeroMQ PUSH/PULL. */
+/** Which sockets carry the ring's data: ZeroMQ PUSH/PULL (default) or kernel stream sockets read into reused memory. */
 export type DataTransportKind = 'stream' | 'zmq';
 
 export interface ZmqGroupOptions {
@@ -168,7 +169,7 @@ async function acceptedWithin(server: DataServer, right: number, timeoutMs: numb
 export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Promise<RingGroup> {
   const { warn } = opts;
   const auth: Auth | undefined = env.secret === undefined ? undefined : { domain: `rosedist/${env.runId}/${env.rank}/${randomUUID()}`, token: tokenFor(env.secret) };
-  const kind = opts.dataTransport ?? 'stream';
+  const kind = opts.dataTransport ?? 'zmq';
   const links = new ZmqLinks(env, auth);
   const { left, right } = neighbours(env.rank, env.worldSize);
   try {
