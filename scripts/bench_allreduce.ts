@@ -3,7 +3,7 @@
  *
  *   npm run bench:allreduce -- --nproc 2 [--sizes 4K,64K,1M,16M,64M,gpt] [--iters K] [--json FILE]
  *                              [--gloo] [--anchors DIR] [--repeat R] [--transport stream|zmq|both]
- *                              [--segment-bytes B] [--kernels]
+ *                              [--algorithm auto|ring|gather] [--segment-bytes B] [--kernels]
  *                              [--worker-node-args=--single-threaded-gc]
  *
  * Per size (float32 elements; "gpt" = the default GPT's gradient, 2,973,184 floats): median time
@@ -40,7 +40,7 @@ import { formatError } from '../shared/errors.js';
 import { freePort } from '../launcher/ports.js';
 import { packagePath, tsNodeArgs } from '../shared/runtime.js';
 import { hideBin, yargs } from '../shared/yargs.js';
-import { initProcessGroup, type DataTransportKind } from '../worker/comm/index.js';
+import { initProcessGroup, type AllReduceAlgorithm, type DataTransportKind } from '../worker/comm/index.js';
 import { createReducer } from '../worker/comm/reduce.js';
 
 interface Row {
@@ -125,9 +125,9 @@ class GcMeter {
 }
 
 /** One rank of the benchmark: measures every size and, on rank 0, prints the result as JSON. */
-async function worker(sizes: number[], iters: number | undefined, segmentBytes: number | undefined, dataTransport: DataTransportKind): Promise<void> {
+async function worker(sizes: number[], iters: number | undefined, segmentBytes: number | undefined, dataTransport: DataTransportKind, allReduceAlgorithm: AllReduceAlgorithm | 'auto'): Promise<void> {
   const env = readWorkerEnv();
-  const pg = await initProcessGroup(env, { segmentBytes, dataTransport });
+  const pg = await initProcessGroup(env, { segmentBytes, dataTransport, allReduceAlgorithm });
   const n = pg.worldSize;
   const rows: Row[] = [];
   const gc = new GcMeter();
@@ -179,10 +179,10 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<strin
   });
 }
 
-async function runOurs(nproc: number, sizes: string, iters: number | undefined, segmentBytes: number | undefined, extraEnv: Record<string, string>, nodeArgs: string[], transport: DataTransportKind): Promise<Result> {
+async function runOurs(nproc: number, sizes: string, iters: number | undefined, segmentBytes: number | undefined, extraEnv: Record<string, string>, nodeArgs: string[], transport: DataTransportKind, algorithm: string): Promise<Result> {
   const port = await freePort('127.0.0.1');
   const self = packagePath('scripts/bench_allreduce.ts');
-  const args = [...nodeArgs, ...tsNodeArgs(), self, '--worker', '--sizes', sizes, ...(iters ? ['--iters', String(iters)] : []), ...(segmentBytes ? ['--segment-bytes', String(segmentBytes)] : []), '--transport', transport];
+  const args = [...nodeArgs, ...tsNodeArgs(), self, '--worker', '--sizes', sizes, ...(iters ? ['--iters', String(iters)] : []), ...(segmentBytes ? ['--segment-bytes', String(segmentBytes)] : []), '--transport', transport, '--algorithm', algorithm];
   const outs = await Promise.all(
     Array.from({ length: nproc }, (_, rank) => {
       const e: WorkerEnv = {
@@ -255,6 +255,7 @@ async function main(): Promise<void> {
     .option('malloc-tuning', { type: 'boolean', default: true, describe: 'start both with GLIBC_TUNABLES that keep freed receive buffers mapped' })
     .option('kernels', { type: 'boolean', default: false, describe: 'time the reduction kernels first' })
     .option('worker-node-args', { type: 'string', default: '', describe: 'space-separated Node/V8 flags for our ranks, e.g. --worker-node-args=--single-threaded-gc' })
+    .option('algorithm', { type: 'string', default: 'auto', describe: 'all-reduce algorithm: auto (by size), ring or gather' })
     .option('transport', { type: 'string', default: 'stream', describe: 'the ring\'s data sockets: stream, zmq, or both (each round runs both, interleaved)' })
     .option('worker', { type: 'boolean', default: false, hidden: true })
     .strict()
@@ -264,7 +265,8 @@ async function main(): Promise<void> {
   if (bytes.some((b) => b % 4 !== 0)) throw new Error('sizes must be multiples of 4 bytes (float32)');
   if (!['stream', 'zmq', 'both'].includes(argv.transport)) throw new Error('--transport must be stream, zmq or both');
   const transports: DataTransportKind[] = argv.transport === 'both' ? ['stream', 'zmq'] : [argv.transport as DataTransportKind];
-  if (argv.worker) return worker(bytes, argv.iters, argv['segment-bytes'], transports[0]);
+  if (!['auto', 'ring', 'gather'].includes(argv.algorithm)) throw new Error('--algorithm must be auto, ring or gather');
+  if (argv.worker) return worker(bytes, argv.iters, argv['segment-bytes'], transports[0], argv.algorithm as AllReduceAlgorithm | 'auto');
   if (!Number.isInteger(argv.nproc) || argv.nproc < 2) throw new Error('--nproc must be 2 or more');
   if (argv.kernels) console.log(`${kernelTable()}\n`);
   const extraEnv: Record<string, string> = argv['malloc-tuning'] ? { GLIBC_TUNABLES: MALLOC_TUNING } : {};
@@ -281,7 +283,7 @@ async function main(): Promise<void> {
   // Rounds interleave every implementation (the machine is shared): ours per transport, then Gloo.
   for (let rep = 0; rep < argv.repeat; rep++) {
     for (const t of transports) {
-      const r = await runOurs(argv.nproc, bytes.join(','), argv.iters, argv['segment-bytes'], extraEnv, nodeArgs, t);
+      const r = await runOurs(argv.nproc, bytes.join(','), argv.iters, argv['segment-bytes'], extraEnv, nodeArgs, t, argv.algorithm);
       ours.get(t)!.push(r);
       console.log(table(`rosedist ring all-reduce (${t === 'stream' ? 'stream sockets' : 'ZeroMQ'}), world size ${argv.nproc}, round ${rep + 1}`, r));
     }
