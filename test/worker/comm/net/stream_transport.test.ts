@@ -60,22 +60,22 @@ async function twoRanks(dir: string, warn: (m: string) => void) {
   return { servers, transports, groups, close };
 }
 
-test('two ranks all-reduce over Unix sockets; after the first collective no receive allocates', async () => {
+test('two ranks all-reduce over Unix sockets; receive buffers are reused from round to round', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'stream-'));
   const world = await twoRanks(dir, () => {});
   try {
-    const n = 300_000; // 1.2 MB: ~10 segments of 64 KiB per rank and phase
-    let created: number[] = [];
+    const n = 300_000; // 1.2 MB: 10 segments of 64 KiB per rank and phase, 20 received per all-reduce
+    const perRound = 2 * Math.ceil(n / 2 / (1 << 14)) + 1; // and 1 of the all-gather
     for (let round = 0; round < 5; round++) {
       const bufs = [0, 1].map((rank) => Float32Array.from({ length: n }, (_, i) => (i % 97) * (rank + 1) + round));
       await Promise.all(world.groups.map((g, rank) => g.allReduce(bufs[rank]!)));
       for (const b of bufs) for (let i = 0; i < n; i += 997) assert.equal(b[i], (i % 97) * 3 + 2 * round);
       const results = await Promise.all(world.groups.map((g, rank) => g.allGather(Int32Array.of(rank, round))));
       for (const r of results) assert.deepEqual(r, [Int32Array.of(0, round), Int32Array.of(1, round)]);
-      if (round === 0) created = world.transports.map((t) => t.pool.created);
     }
-    assert.ok(created.every((c) => c > 0));
-    assert.deepEqual(world.transports.map((t) => t.pool.created), created, 'four more rounds reused the first round\'s buffers');
+    // 5 rounds received 5 × perRound messages on each rank; buffers were made for at most one
+    // round's worth (how many depends on how far the reader lags), the rest reused them.
+    for (const t of world.transports) assert.ok(t.pool.created > 0 && t.pool.created <= perRound, `${t.pool.created} buffers for ${5 * perRound} messages`);
   } finally {
     world.close();
     rmSync(dir, { recursive: true, force: true });
