@@ -15,7 +15,8 @@
  * once. Every rank ends with bit-identical results: each chunk is reduced once, by its owner, in
  * ring order, and copied to the others.
  *
- * The phases are also collectives of their own (ZeRO's sharded optimizer uses them):
+ * Broadcast, the all-gather of whole buffers and the small-buffer algorithms are in
+ * ring_whole.ts. The phases are also collectives of their own (ZeRO's sharded optimizer uses them):
  * `ringReduceScatter` (rank r ends with the reduced chunk r in place, the rest of its buffer as
  * it was) and `ringAllGatherChunks` (rank r contributes chunk r of its buffer and ends with every
  * chunk).
@@ -32,7 +33,6 @@
  *   - the stand-alone reduce-scatter and all-gather of chunks send their first step from a
  *     private copy (1/N of the buffer): nothing in them proves that the right neighbour has it
  *     before this rank returns.
- * Broadcast and the all-gather of whole buffers follow the same rules (see each function).
  */
 import { CommError } from '../../shared/errors.js';
 import {
@@ -61,8 +61,9 @@ export interface RingContext {
   readonly reducer: Reducer;
 }
 
+// The helpers below are shared with ring_whole.ts.
 type Typed = NumericArray;
-function bytesOf(a: Typed): Uint8Array {
+export function bytesOf(a: Typed): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
@@ -81,25 +82,25 @@ function asFloat(payload: Uint8Array, like: FloatArray): FloatArray {
 }
 
 /** A new zeroed array of `like`'s element type (never a Buffer: Buffer.slice() shares memory). */
-function blank<T extends Typed>(like: T, length: number): T {
+export function blank<T extends Typed>(like: T, length: number): T {
   if (like instanceof Float32Array) return new Float32Array(length) as T;
   if (like instanceof Float64Array) return new Float64Array(length) as T;
   if (like instanceof Int32Array) return new Int32Array(length) as T;
   return new Uint8Array(length) as T;
 }
 
-function copyOf<T extends Typed>(buf: T): T {
+export function copyOf<T extends Typed>(buf: T): T {
   const copy = blank(buf, buf.length);
   bytesOf(copy).set(bytesOf(buf));
   return copy;
 }
 
-function header(sig: Signature, step: number, segment: number): Header {
+export function header(sig: Signature, step: number, segment: number): Header {
   return { ...sig, step, segment };
 }
 
 /** The next message from the left, checked against step/segment of `sig` and its length. */
-async function receive(ctx: RingContext, sig: Signature, step: number, segment: number, bytes: number): Promise<Uint8Array> {
+export async function receive(ctx: RingContext, sig: Signature, step: number, segment: number, bytes: number): Promise<Uint8Array> {
   const msg = await ctx.transport.receive();
   const left = neighbours(ctx.rank, ctx.worldSize).left;
   checkHeader(header(sig, step, segment), msg.header, ctx.rank, left);
@@ -117,7 +118,7 @@ async function receive(ctx: RingContext, sig: Signature, step: number, segment: 
  * Queue every segment of `range` (elements of size `size`) as step `step`, read from `bytes`,
  * which holds the buffer from element `base` on (0: the whole buffer; range.lo: a copy of the range).
  */
-async function sendSegments(ctx: RingContext, sig: Signature, step: number, bytes: Uint8Array, range: Range, size: number, base = 0): Promise<void> {
+export async function sendSegments(ctx: RingContext, sig: Signature, step: number, bytes: Uint8Array, range: Range, size: number, base = 0): Promise<void> {
   const segElems = segmentElemsFor(ctx.segmentBytes, size);
   const segs = segmentCount(range.hi - range.lo, segElems);
   for (let j = 0; j < segs; j++) {
@@ -207,7 +208,7 @@ async function allGatherPhase(ctx: RingContext, buf: NumericArray, sig: Signatur
   }
 }
 
-function combineOp(sig: Signature): CombineOp {
+export function combineOp(sig: Signature): CombineOp {
   return sig.op === undefined || sig.op === 'mean' ? 'sum' : sig.op;
 }
 
@@ -245,92 +246,4 @@ export async function ringAllGatherChunks(ctx: RingContext, buf: NumericArray, s
   const own = chunkRange(buf.length, n, ctx.rank);
   const size = buf.BYTES_PER_ELEMENT;
   await allGatherPhase(ctx, buf, sig, bytesOf(buf).slice(own.lo * size, own.hi * size));
-}
-
-/**
- * All-reduce of a small buffer, where the number of hops, not bandwidth, decides: every rank
- * gathers every rank's buffer (N-1 ring steps instead of 2(N-1)) and reduces them itself, in
- * rank order, so that every rank still gets the same bits. Moves (N-1)·bytes per rank instead of
- * the ring's 2(N-1)/N·bytes (the same for N = 2), hence only for small buffers (the group
- * chooses: ring_group.ts chooseAllReduce). The caller's buffer is sent from a private copy
- * (ringAllGather) and written only at the end.
- */
-export async function gatherAllReduce(ctx: RingContext, buf: FloatArray, sig: Signature): Promise<void> {
-  const parts = await ringAllGather(ctx, buf, sig);
-  const op = combineOp(sig);
-  const acc = parts[0];
-  for (let r = 1; r < parts.length; r++) ctx.reducer.combine(acc, parts[r], op);
-  if (sig.op === 'mean') ctx.reducer.divide(acc, parts.length);
-  buf.set(acc);
-}
-
-/**
- * Reduce-scatter of a small buffer, the counterpart of gatherAllReduce: every rank gathers every
- * rank's buffer and reduces its own chunk, in rank order, so that the chunk has exactly the bits
- * gatherAllReduce gives it.
- */
-export async function gatherReduceScatter(ctx: RingContext, buf: FloatArray, sig: Signature): Promise<void> {
-  const parts = await ringAllGather(ctx, buf, sig);
-  const { lo, hi } = chunkRange(buf.length, ctx.worldSize, ctx.rank);
-  const acc = parts[0].subarray(lo, hi);
-  for (let r = 1; r < parts.length; r++) ctx.reducer.combine(acc, parts[r].subarray(lo, hi), combineOp(sig));
-  if (sig.op === 'mean') ctx.reducer.divide(acc, parts.length);
-  buf.set(acc, lo);
-}
-
-/**
- * Overwrite `buf` with root's, as a pipelined chain root → root+1 → … → root-1. The last rank
- * then sends an empty acknowledgement to root, so root returns only once every rank has its data
- * (root's buffer was sent without a copy) and a mismatch is seen by root too.
- */
-export async function ringBroadcast(ctx: RingContext, buf: NumericArray, sig: Signature & { root: number }): Promise<void> {
-  const n = ctx.worldSize;
-  if (n === 1) return;
-  const size = buf.BYTES_PER_ELEMENT;
-  const segElems = segmentElemsFor(ctx.segmentBytes, size);
-  const bytes = bytesOf(buf);
-  const whole = { lo: 0, hi: buf.length };
-  const right = neighbours(ctx.rank, n).right;
-  if (ctx.rank === sig.root) {
-    await sendSegments(ctx, sig, 0, bytes, whole, size);
-    await receive(ctx, sig, 1, 0, 0);
-    return;
-  }
-  const segs = segmentCount(buf.length, segElems);
-  for (let j = 0; j < segs; j++) {
-    const s = segmentRange(whole, segElems, j);
-    const payload = await receive(ctx, sig, 0, j, (s.hi - s.lo) * size);
-    if (right !== sig.root) await ctx.transport.send(header(sig, 0, j), payload);
-    bytes.set(payload, s.lo * size);
-    ctx.transport.release?.(payload);
-  }
-  if (right === sig.root) await ctx.transport.send(header(sig, 1, 0), new Uint8Array(0));
-}
-
-/**
- * Every rank's `buf`, indexed by rank: N-1 ring steps, at step `step` rank r forwards rank
- * (r - step)'s buffer and receives rank (r - step - 1)'s. The own buffer is sent from a private
- * copy: nothing in an all-gather proves that the right neighbour has it before this rank returns.
- */
-export async function ringAllGather<T extends NumericArray>(ctx: RingContext, buf: T, sig: Signature): Promise<T[]> {
-  const n = ctx.worldSize;
-  const results = Array.from({ length: n }, (_, r) => (r === ctx.rank ? copyOf(buf) : blank(buf, buf.length)));
-  if (n === 1) return results;
-  const size = buf.BYTES_PER_ELEMENT;
-  const segElems = segmentElemsFor(ctx.segmentBytes, size);
-  const whole = { lo: 0, hi: buf.length };
-  const segs = segmentCount(buf.length, segElems);
-  await sendSegments(ctx, sig, 0, bytesOf(copyOf(buf)), whole, size);
-  for (let step = 0; step < n - 1; step++) {
-    // Rank r - step - 1's buffer, as chunk r - step - 1 arrives at the all-gather's step `step`.
-    const into = bytesOf(results[recvChunk(ctx.rank, reduceScatterSteps(n) + step, n)]);
-    for (let j = 0; j < segs; j++) {
-      const s = segmentRange(whole, segElems, j);
-      const payload = await receive(ctx, sig, step, j, (s.hi - s.lo) * size);
-      if (step + 1 < n - 1) await ctx.transport.send(header(sig, step + 1, j), payload);
-      into.set(payload, s.lo * size);
-      ctx.transport.release?.(payload);
-    }
-  }
-  return results;
 }

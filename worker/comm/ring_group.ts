@@ -15,7 +15,8 @@ import { CommError } from '../../shared/errors.js';
 import { describe, dtypeOf, type CollectiveKind, type Signature } from './frames.js';
 import type { FloatArray, NumericArray, ProcessGroup, ReduceOp } from './process_group.js';
 import { createReducer, type Reducer } from './reduce.js';
-import { gatherAllReduce, gatherReduceScatter, ringAllGather, ringAllGatherChunks, ringAllReduce, ringBroadcast, ringReduceScatter, type RingContext } from './ring.js';
+import { ringAllGatherChunks, ringAllReduce, ringReduceScatter, type RingContext } from './ring.js';
+import { gatherAllReduce, gatherReduceScatter, ringAllGather, ringBroadcast } from './ring_whole.js';
 import { describeStall, type RankStatus } from './stall.js';
 import type { RingTransport } from './transport.js';
 
