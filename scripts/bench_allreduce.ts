@@ -2,17 +2,22 @@
  * All-reduce benchmark of the ZeroMQ ring, optionally side by side with PyTorch's Gloo.
  *
  *   npm run bench:allreduce -- --nproc 2 [--sizes 4K,64K,1M,16M,64M,gpt] [--iters K] [--json FILE]
- *                              [--gloo] [--repeat R] [--segment-bytes B] [--kernels]
+ *                              [--gloo] [--anchors DIR] [--repeat R] [--transport stream|zmq|both]
+ *                              [--algorithm auto|ring|gather] [--segment-bytes B] [--kernels]
  *                              [--worker-node-args=--single-threaded-gc]
  *
  * Per size (float32 elements; "gpt" = the default GPT's gradient, 2,973,184 floats): median time
- * of one all-reduce (the slowest rank of each iteration, as /work/shared/anchors/gloo_allreduce.py
+ * of one all-reduce (the slowest rank of each iteration, as the anchor gloo_allreduce.py
  * measures), algorithm bandwidth (bytes / time) and bus bandwidth (algbw · 2(N−1)/N, the
- * nccl-tests convention), and whether the result was right; printed as a table and written as
- * JSON {"world_size", "rows": [{"bytes", "median_ms", "algbw_GBps", "busbw_GBps", "correct"}]}.
- * With --gloo (needs Debian's python3-torch) the Gloo anchor runs on the same sizes after each
- * of ours, --repeat times, interleaved (the machine is shared), and the ratio ours/Gloo of bus
- * bandwidth is printed per size. --kernels first times the reduction kernels alone.
+ * nccl-tests convention), p90, V8 collections per iteration (perf_hooks 'gc' entries) and whether
+ * the result was right; printed as a table and written as JSON {"world_size", "rows": [{"bytes",
+ * "median_ms", "p90_ms", "gc_per_iter", "gc_ms_per_iter", "algbw_GBps", "busbw_GBps", "correct"}]}.
+ * --transport stream|zmq|both picks the ring's data sockets (both: each round runs both).
+ * With --gloo (needs Debian's python3-torch and the anchors beside the checkout,
+ * ../shared/anchors, or --anchors DIR) the Gloo anchor runs on the same sizes after each of ours,
+ * --repeat times, interleaved (the machine is shared); a summary prints per size the medians over
+ * rounds, the rounds' spread and the ratio ours/Gloo of bus bandwidth. --kernels first times the
+ * reduction kernels alone.
  *
  * --malloc-tuning (default on; --no-malloc-tuning to turn off) starts both ours and Gloo with
  * MALLOC_TUNING below: ZeroMQ receives every message into a fresh malloc'd buffer, freed only
@@ -25,8 +30,9 @@
  * all-reduce (2 processes; the received messages are external memory that forces a full GC every
  * ~64 MiB), no longer compete with the ranks and ZeroMQ's I/O threads for the cores.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { PerformanceObserver } from 'node:perf_hooks';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readWorkerEnv, workerEnvVars, type WorkerEnv } from '../shared/env.js';
@@ -34,12 +40,18 @@ import { formatError } from '../shared/errors.js';
 import { freePort } from '../launcher/ports.js';
 import { packagePath, tsNodeArgs } from '../shared/runtime.js';
 import { hideBin, yargs } from '../shared/yargs.js';
-import { initProcessGroup } from '../worker/comm/index.js';
+import { initProcessGroup, type AllReduceAlgorithm, type DataTransportKind } from '../worker/comm/index.js';
 import { createReducer } from '../worker/comm/reduce.js';
 
 interface Row {
   bytes: number;
+  /** p50 of the iterations' times (each the slowest rank's). */
   median_ms: number;
+  /** p90 of the same (ours only; the Gloo anchor reports the median). */
+  p90_ms?: number;
+  /** V8 collections per iteration and their ms per iteration, on the rank with most (ours only). */
+  gc_per_iter?: number;
+  gc_ms_per_iter?: number;
   algbw_GBps: number;
   busbw_GBps: number;
   correct: boolean;
@@ -51,7 +63,17 @@ interface Result {
 
 const GPT_FLOATS = 2_973_184;
 const MALLOC_TUNING = 'glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432:glibc.malloc.top_pad=16777216';
-const GLOO_ANCHOR = '/work/shared/anchors';
+/** The anchors live beside the checkout (as bench_train.ts finds them); --anchors overrides. */
+const DEFAULT_ANCHORS = packagePath('../shared/anchors');
+
+/** Why the Gloo anchor cannot run from `dir`, or undefined when it can. */
+function glooMissing(dir: string): string | undefined {
+  if (!existsSync(join(dir, 'torchrun.sh')) || !existsSync(join(dir, 'gloo_allreduce.py'))) return `no Gloo anchor at ${dir} (pass --anchors DIR)`;
+  if (spawnSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' }).status !== 0) {
+    return '/usr/bin/python3 cannot import torch (apt-get install python3-torch libopenblas0-pthread)';
+  }
+  return undefined;
+}
 
 function parseSize(s: string): number {
   if (s === 'gpt') return GPT_FLOATS * 4;
@@ -65,18 +87,50 @@ function itersFor(bytes: number): number {
   return bytes <= 64 << 10 ? 200 : bytes <= 1 << 20 ? 50 : bytes <= 16 << 20 ? 20 : 8;
 }
 
-const median = (xs: number[]): number => {
+/** The q-quantile of `xs` (linear between the nearest ranks; q = 0.5: the median). */
+const quantile = (xs: number[], q: number): number => {
   const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+  const pos = (s.length - 1) * q;
+  const lo = Math.floor(pos);
+  return s[lo] + (s[Math.min(lo + 1, s.length - 1)] - s[lo]) * (pos - lo);
 };
+const median = (xs: number[]): number => quantile(xs, 0.5);
+
+/** Counts V8's collections (count, ms) while on: every GC this process makes, from perf_hooks. */
+class GcMeter {
+  count = 0;
+  ms = 0;
+  private on = false;
+  private readonly observer = new PerformanceObserver((list) => {
+    if (!this.on) return;
+    for (const e of list.getEntries()) {
+      this.count += 1;
+      this.ms += e.duration;
+    }
+  });
+  constructor() {
+    this.observer.observe({ entryTypes: ['gc'] });
+  }
+  start(): void {
+    this.count = 0;
+    this.ms = 0;
+    this.on = true;
+  }
+  stop(): void {
+    this.on = false;
+  }
+  close(): void {
+    this.observer.disconnect();
+  }
+}
 
 /** One rank of the benchmark: measures every size and, on rank 0, prints the result as JSON. */
-async function worker(sizes: number[], iters: number | undefined, segmentBytes: number | undefined): Promise<void> {
+async function worker(sizes: number[], iters: number | undefined, segmentBytes: number | undefined, dataTransport: DataTransportKind, allReduceAlgorithm: AllReduceAlgorithm | 'auto'): Promise<void> {
   const env = readWorkerEnv();
-  const pg = await initProcessGroup(env, { segmentBytes });
+  const pg = await initProcessGroup(env, { segmentBytes, dataTransport, allReduceAlgorithm });
   const n = pg.worldSize;
   const rows: Row[] = [];
+  const gc = new GcMeter();
   for (const bytes of sizes) {
     const buf = new Float32Array(bytes / 4);
     const count = iters ?? itersFor(bytes);
@@ -85,19 +139,29 @@ async function worker(sizes: number[], iters: number | undefined, segmentBytes: 
     for (let it = 0; it < warm + count; it++) {
       buf.fill(pg.rank + 1);
       await pg.barrier();
+      if (it === warm) gc.start();
       const t0 = performance.now();
       await pg.allReduce(buf);
       const dt = (performance.now() - t0) / 1000;
       if (it >= warm) times[it - warm] = dt;
     }
+    // GC entries arrive asynchronously: let the observer run before reading the counts.
+    await new Promise((r) => setImmediate(r));
+    gc.stop();
     const want = (n * (n + 1)) / 2;
     const correct = new Float64Array([buf.every((x) => x === want) ? 1 : 0]);
+    const gcs = new Float64Array([gc.count / count, gc.ms / count]);
     await pg.allReduce(times, 'max'); // the slowest rank defines each iteration
     await pg.allReduce(correct, 'min');
+    await pg.allReduce(gcs, 'max');
     const med = median(Array.from(times));
     const algbw = bytes / med / 1e9;
-    rows.push({ bytes, median_ms: med * 1e3, algbw_GBps: algbw, busbw_GBps: (algbw * 2 * (n - 1)) / n, correct: correct[0] === 1 });
+    rows.push({
+      bytes, median_ms: med * 1e3, p90_ms: quantile(Array.from(times), 0.9) * 1e3, gc_per_iter: gcs[0], gc_ms_per_iter: gcs[1],
+      algbw_GBps: algbw, busbw_GBps: (algbw * 2 * (n - 1)) / n, correct: correct[0] === 1,
+    });
   }
+  gc.close();
   if (pg.rank === 0) process.stdout.write(`BENCH ${JSON.stringify({ world_size: n, rows })}\n`);
   await pg.close();
 }
@@ -115,10 +179,10 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<strin
   });
 }
 
-async function runOurs(nproc: number, sizes: string, iters: number | undefined, segmentBytes: number | undefined, extraEnv: Record<string, string>, nodeArgs: string[]): Promise<Result> {
+async function runOurs(nproc: number, sizes: string, iters: number | undefined, segmentBytes: number | undefined, extraEnv: Record<string, string>, nodeArgs: string[], transport: DataTransportKind, algorithm: string): Promise<Result> {
   const port = await freePort('127.0.0.1');
   const self = packagePath('scripts/bench_allreduce.ts');
-  const args = [...nodeArgs, ...tsNodeArgs(), self, '--worker', '--sizes', sizes, ...(iters ? ['--iters', String(iters)] : []), ...(segmentBytes ? ['--segment-bytes', String(segmentBytes)] : [])];
+  const args = [...nodeArgs, ...tsNodeArgs(), self, '--worker', '--sizes', sizes, ...(iters ? ['--iters', String(iters)] : []), ...(segmentBytes ? ['--segment-bytes', String(segmentBytes)] : []), '--transport', transport, '--algorithm', algorithm];
   const outs = await Promise.all(
     Array.from({ length: nproc }, (_, rank) => {
       const e: WorkerEnv = {
@@ -133,19 +197,23 @@ async function runOurs(nproc: number, sizes: string, iters: number | undefined, 
   return JSON.parse(line.slice(6)) as Result;
 }
 
-async function runGloo(nproc: number, sizes: number[], extraEnv: Record<string, string>): Promise<Result> {
+async function runGloo(anchors: string, nproc: number, sizes: number[], extraEnv: Record<string, string>): Promise<Result> {
   const file = join(mkdtempSync(join(tmpdir(), 'gloo-')), 'gloo.json');
   const port = await freePort('127.0.0.1');
-  await run('sh', [join(GLOO_ANCHOR, 'torchrun.sh'), String(nproc), join(GLOO_ANCHOR, 'gloo_allreduce.py'), '--sizes', sizes.join(','), '--json', file], { ...process.env, ...extraEnv, MASTER_PORT: String(port) });
+  await run('sh', [join(anchors, 'torchrun.sh'), String(nproc), join(anchors, 'gloo_allreduce.py'), '--sizes', sizes.join(','), '--json', file], { ...process.env, ...extraEnv, MASTER_PORT: String(port) });
   return JSON.parse(readFileSync(file, 'utf8')) as Result;
 }
 
 const human = (b: number): string => (b >= 1 << 20 ? `${+(b / (1 << 20)).toFixed(2)} MiB` : b >= 1024 ? `${+(b / 1024).toFixed(2)} KiB` : `${b} B`);
 
 function table(title: string, r: Result): string {
-  const lines = [title, '| size | bytes | median ms | algbw GB/s | busbw GB/s | correct |', '|---|---|---|---|---|---|'];
+  const ours = r.rows.some((row) => row.p90_ms !== undefined);
+  const lines = ours
+    ? [title, '| size | bytes | p50 ms | p90 ms | p90/p50 | GCs/iter | GC ms/iter | algbw GB/s | busbw GB/s | correct |', '|---|---|---|---|---|---|---|---|---|---|']
+    : [title, '| size | bytes | median ms | algbw GB/s | busbw GB/s | correct |', '|---|---|---|---|---|---|'];
   for (const row of r.rows) {
-    lines.push(`| ${human(row.bytes)} | ${row.bytes} | ${row.median_ms.toFixed(3)} | ${row.algbw_GBps.toFixed(3)} | ${row.busbw_GBps.toFixed(3)} | ${row.correct} |`);
+    const extra = ours ? ` ${row.p90_ms!.toFixed(3)} | ${(row.p90_ms! / row.median_ms).toFixed(2)} | ${row.gc_per_iter!.toFixed(2)} | ${row.gc_ms_per_iter!.toFixed(2)} |` : '';
+    lines.push(`| ${human(row.bytes)} | ${row.bytes} | ${row.median_ms.toFixed(3)} |${extra} ${row.algbw_GBps.toFixed(3)} | ${row.busbw_GBps.toFixed(3)} | ${row.correct} |`);
   }
   return lines.join('\n');
 }
@@ -182,47 +250,67 @@ async function main(): Promise<void> {
     .option('json', { type: 'string', describe: 'write the (last) result of ours here' })
     .option('gloo', { type: 'boolean', default: false, describe: 'also run the Gloo anchor, interleaved' })
     .option('repeat', { type: 'number', default: 1, describe: 'rounds of ours (and Gloo)' })
+    .option('anchors', { type: 'string', default: DEFAULT_ANCHORS, describe: 'folder of the PyTorch anchors (torchrun.sh, gloo_allreduce.py)' })
     .option('segment-bytes', { type: 'number', describe: 'ring segment size (default 1 MiB)' })
     .option('malloc-tuning', { type: 'boolean', default: true, describe: 'start both with GLIBC_TUNABLES that keep freed receive buffers mapped' })
     .option('kernels', { type: 'boolean', default: false, describe: 'time the reduction kernels first' })
     .option('worker-node-args', { type: 'string', default: '', describe: 'space-separated Node/V8 flags for our ranks, e.g. --worker-node-args=--single-threaded-gc' })
+    .option('algorithm', { type: 'string', default: 'auto', describe: 'all-reduce algorithm: auto (by size), ring or gather' })
+    .option('transport', { type: 'string', default: 'stream', describe: 'the ring\'s data sockets: stream, zmq, or both (each round runs both, interleaved)' })
     .option('worker', { type: 'boolean', default: false, hidden: true })
     .strict()
     .parseAsync();
   const sizes = argv.sizes.split(',').map((s) => s.trim()).filter(Boolean);
   const bytes = sizes.map(parseSize);
   if (bytes.some((b) => b % 4 !== 0)) throw new Error('sizes must be multiples of 4 bytes (float32)');
-  if (argv.worker) return worker(bytes, argv.iters, argv['segment-bytes']);
+  if (!['stream', 'zmq', 'both'].includes(argv.transport)) throw new Error('--transport must be stream, zmq or both');
+  const transports: DataTransportKind[] = argv.transport === 'both' ? ['stream', 'zmq'] : [argv.transport as DataTransportKind];
+  if (!['auto', 'ring', 'gather'].includes(argv.algorithm)) throw new Error('--algorithm must be auto, ring or gather');
+  if (argv.worker) return worker(bytes, argv.iters, argv['segment-bytes'], transports[0], argv.algorithm as AllReduceAlgorithm | 'auto');
   if (!Number.isInteger(argv.nproc) || argv.nproc < 2) throw new Error('--nproc must be 2 or more');
   if (argv.kernels) console.log(`${kernelTable()}\n`);
   const extraEnv: Record<string, string> = argv['malloc-tuning'] ? { GLIBC_TUNABLES: MALLOC_TUNING } : {};
   const nodeArgs = argv['worker-node-args'].split(' ').filter(Boolean);
   console.log(`malloc tuning: ${argv['malloc-tuning'] ? `GLIBC_TUNABLES=${MALLOC_TUNING}` : 'off'}; node args of our ranks: ${nodeArgs.join(' ') || 'none'}\n`);
-  const ours: Result[] = [];
-  const gloo: Result[] = [];
+  let gloo = argv.gloo;
+  const missing = gloo ? glooMissing(argv.anchors) : undefined;
+  if (missing !== undefined) {
+    console.log(`Gloo anchor skipped: ${missing}\n`);
+    gloo = false;
+  }
+  const ours = new Map<DataTransportKind, Result[]>(transports.map((t) => [t, []]));
+  const glooRuns: Result[] = [];
+  // Rounds interleave every implementation (the machine is shared): ours per transport, then Gloo.
   for (let rep = 0; rep < argv.repeat; rep++) {
-    const r = await runOurs(argv.nproc, bytes.join(','), argv.iters, argv['segment-bytes'], extraEnv, nodeArgs);
-    ours.push(r);
-    console.log(table(`rosedist ring all-reduce (ZeroMQ), world size ${argv.nproc}, round ${rep + 1}`, r));
-    if (argv.gloo) {
-      const g = await runGloo(argv.nproc, bytes, extraEnv);
-      gloo.push(g);
+    for (const t of transports) {
+      const r = await runOurs(argv.nproc, bytes.join(','), argv.iters, argv['segment-bytes'], extraEnv, nodeArgs, t, argv.algorithm);
+      ours.get(t)!.push(r);
+      console.log(table(`rosedist ring all-reduce (${t === 'stream' ? 'stream sockets' : 'ZeroMQ'}), world size ${argv.nproc}, round ${rep + 1}`, r));
+    }
+    if (gloo) {
+      const g = await runGloo(argv.anchors, argv.nproc, bytes, extraEnv);
+      glooRuns.push(g);
       console.log(table(`gloo all-reduce, world size ${argv.nproc}, round ${rep + 1}`, g));
     }
   }
-  if (argv.gloo) {
-    console.log(`\nratio ours/Gloo, busbw (>1: ours faster); median over ${argv.repeat} round(s) of each round's ratio`);
-    console.log('| size | ours busbw GB/s | gloo busbw GB/s | ours ms | gloo ms | ratio |\n|---|---|---|---|---|---|');
-    bytes.forEach((b, i) => {
-      const o = median(ours.map((r) => r.rows[i].busbw_GBps));
-      const g = median(gloo.map((r) => r.rows[i].busbw_GBps));
-      const ratio = median(ours.map((r, k) => r.rows[i].busbw_GBps / gloo[k].rows[i].busbw_GBps));
-      const om = median(ours.map((r) => r.rows[i].median_ms));
-      const gm = median(gloo.map((r) => r.rows[i].median_ms));
-      console.log(`| ${human(b)} | ${o.toFixed(3)} | ${g.toFixed(3)} | ${om.toFixed(3)} | ${gm.toFixed(3)} | ${ratio.toFixed(2)} |`);
-    });
-  }
-  if (argv.json !== undefined) writeFileSync(argv.json, `${JSON.stringify(ours[ours.length - 1], null, 1)}\n`);
+  console.log(`\nsummary over ${argv.repeat} round(s): medians of the rounds' p50 and p90 (p50 range over rounds)${gloo ? '; ratio: ours/Gloo bus bandwidth, median of the rounds\' ratios (>1: ours faster)' : ''}`);
+  const head = ['size', ...transports.flatMap((t) => [`${t} p50 ms (range)`, `${t} p90 ms`, 'p90/p50', ...(gloo ? ['vs Gloo'] : [])]), ...(gloo ? ['gloo p50 ms (range)'] : [])];
+  console.log(`| ${head.join(' | ')} |\n|${head.map(() => '---').join('|')}|`);
+  const range = (xs: number[]): string => `${median(xs).toFixed(3)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
+  bytes.forEach((b, i) => {
+    const cells = [human(b)];
+    for (const t of transports) {
+      const rs = ours.get(t)!;
+      const p50 = rs.map((r) => r.rows[i].median_ms);
+      const p90 = median(rs.map((r) => r.rows[i].p90_ms!));
+      cells.push(range(p50), p90.toFixed(3), (p90 / median(p50)).toFixed(2));
+      if (gloo) cells.push(median(rs.map((r, k) => r.rows[i].busbw_GBps / glooRuns[k].rows[i].busbw_GBps)).toFixed(2));
+    }
+    if (gloo) cells.push(range(glooRuns.map((r) => r.rows[i].median_ms)));
+    console.log(`| ${cells.join(' | ')} |`);
+  });
+  const last = ours.get(transports[0])!;
+  if (argv.json !== undefined) writeFileSync(argv.json, `${JSON.stringify(last[last.length - 1], null, 1)}\n`);
 }
 
 main().catch((e: unknown) => {

@@ -40,6 +40,8 @@ interface Row {
   tokens_per_s_per_worker: number;
   /** null: PyTorch's anchor does not time its all-reduce apart. */
   allreduce_share: number | null;
+  /** Ours: the gradient all-reduce split into the collective and waiting for the slower rank (train_trace.ts). */
+  allreduce_split_ms?: { collective: number; wait: number };
   /** Largest per-worker peak, MiB; null when not measured. */
   peak_rss_mb: number | null;
   config: Record<string, unknown>;
@@ -133,7 +135,7 @@ async function runOurs(n: number, a: BenchArgs, cfg: TrainConfig, dir: string): 
   if (s.worldSize !== n) throw new RosedistError(`the trace holds ${s.worldSize} rank(s), expected ${n}`);
   const tps = (cfg.batchSize * cfg.seqLen * cfg.gradAccumSteps * n * s.timedSteps) / s.trainSeconds;
   return {
-    impl: 'rosedist', world_size: n, tokens_per_s: tps, tokens_per_s_per_worker: tps / n, allreduce_share: s.allreduceShare,
+    impl: 'rosedist', world_size: n, tokens_per_s: tps, tokens_per_s_per_worker: tps / n, allreduce_share: s.allreduceShare, allreduce_split_ms: s.allreduceSplitMs,
     peak_rss_mb: Math.max(...s.peakRssMb), config: { ...modelConfig(cfg, a.steps, a.warmup), backend }, phase_ms: s.phaseMs,
   };
 }
@@ -215,6 +217,9 @@ function report(rows: readonly Row[], nprocs: readonly number[]): Record<string,
   if (Object.keys(scaling).length > 0) lines.push('', `scaling efficiency 2 vs 1, tps(2)/(2·tps(1)): ${Object.entries(scaling).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
   for (const r of rows) {
     if (r.phase_ms) lines.push(`${r.impl} world ${r.world_size}, ms per step: ${Object.entries(r.phase_ms).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
+    if (r.allreduce_split_ms && r.world_size > 1) {
+      lines.push(`${r.impl} world ${r.world_size}, gradient all-reduce ms per step: collective ${r.allreduce_split_ms.collective.toFixed(1)}, waiting for the slower rank ${r.allreduce_split_ms.wait.toFixed(1)}`);
+    }
   }
   console.log(lines.join('\n'));
   return { rows, ratios, scaling_efficiency: scaling };

@@ -25,6 +25,12 @@ export interface TraceSummary {
   readonly phaseMs: Readonly<Record<StepPhase, number>>;
   /** Peak resident set size of each rank, MiB, indexed by rank. */
   readonly peakRssMb: readonly number[];
+  /**
+   * The step's first all-reduce span (the gradients') split in two, ms per step: `collective`,
+   * the shortest rank's span (the last rank to arrive waits for no one: the collective itself);
+   * `wait`, the mean over ranks of their span minus that (waiting for the slower rank).
+   */
+  readonly allreduceSplitMs: { readonly collective: number; readonly wait: number };
 }
 
 interface StepSpan {
@@ -42,6 +48,8 @@ const isStepPhase = (name: string): name is StepPhase => (STEP_PHASES as readonl
 export function summariseTrace(trace: MergedTrace, warmup: number): TraceSummary {
   // rank → step → span; ts and dur are µs.
   const ranks = new Map<number, Map<number, StepSpan>>();
+  // step → rank → µs of its first allreduce span
+  const firstAllreduce = new Map<number, Map<number, number>>();
   for (const e of trace.traceEvents) {
     if (e.ph !== 'X' || !isStepPhase(e.name)) continue;
     const step = e.args?.step;
@@ -57,6 +65,11 @@ export function summariseTrace(trace: MergedTrace, warmup: number): TraceSummary
     span.start = Math.min(span.start, e.ts);
     span.end = Math.max(span.end, e.ts + dur);
     span.phases[e.name] += dur;
+    if (e.name === 'allreduce') {
+      let byRank = firstAllreduce.get(step);
+      if (byRank === undefined) firstAllreduce.set(step, (byRank = new Map()));
+      if (!byRank.has(e.pid)) byRank.set(e.pid, dur);
+    }
   }
   const peakRssMb = trace.otherData?.peak_rss_mb ?? [];
   const worldSize = ranks.size;
@@ -80,5 +93,15 @@ export function summariseTrace(trace: MergedTrace, warmup: number): TraceSummary
     trainUs = Math.max(trainUs, rankUs);
     shareSum += rankUs > 0 ? allreduceUs / rankUs : 0;
   }
-  return { worldSize, timedSteps, trainSeconds: trainUs / 1e6, allreduceShare: shareSum / worldSize, phaseMs, peakRssMb };
+  let collectiveUs = 0;
+  let waitUs = 0;
+  for (const byRank of firstAllreduce.values()) {
+    const durs = [...byRank.values()];
+    const least = Math.min(...durs);
+    collectiveUs += least;
+    waitUs += durs.reduce((a, d) => a + d - least, 0) / durs.length;
+  }
+  const stepsWithAllreduce = Math.max(1, firstAllreduce.size);
+  const allreduceSplitMs = { collective: collectiveUs / 1000 / stepsWithAllreduce, wait: waitUs / 1000 / stepsWithAllreduce };
+  return { worldSize, timedSteps, trainSeconds: trainUs / 1e6, allreduceShare: shareSum / worldSize, phaseMs, peakRssMb, allreduceSplitMs };
 }

@@ -38,6 +38,8 @@ export interface TrainConfig {
   readonly weightDecay: number;
   /** Micro-batches per optimizer step; gradients are all-reduced once per step. */
   readonly gradAccumSteps: number;
+  /** ZeRO stage: 0 (every rank holds the whole optimizer state) or 1 (sharded over ranks, zero.ts). */
+  readonly zero: number;
   readonly seed: number;
   /** What was asked (--no-amp clears it); tfjs trains in float32 regardless. */
   readonly amp: boolean;
@@ -95,6 +97,7 @@ const OPTIONS = {
   lr: { flag: 'lr', kind: 'float', default: 3e-4, describe: 'AdamW learning rate' },
   weightDecay: { flag: 'weight-decay', kind: 'float', default: 0.01, describe: 'AdamW decoupled weight decay' },
   gradAccumSteps: { flag: 'grad-accum-steps', kind: 'posint', default: 1, describe: 'micro-batches per optimizer step' },
+  zero: { flag: 'zero', kind: 'int', default: 0, describe: 'ZeRO stage: 1 shards the optimizer state over the ranks (reduce-scatter, AdamW on 1/N, all-gather)' },
   seed: { flag: 'seed', kind: 'int', default: 0, describe: 'seed of weights, data split, data order and dropout' },
   amp: { flag: 'amp', kind: 'bool', default: true, describe: 'mixed precision (--no-amp); tfjs always runs float32' },
   evalInterval: { flag: 'eval-interval', kind: 'posint', default: 10, describe: 'evaluate every N steps (and at the end)' },
@@ -186,6 +189,7 @@ function validate(c: TrainConfig): void {
     );
   }
   if (c.seqLen < 2) throw new ConfigError(`--seq-len ${c.seqLen} predicts nothing`, 'pass --seq-len 2 or more (T tokens give T-1 predictions)');
+  if (c.zero !== 0 && c.zero !== 1) throw new ConfigError(`--zero ${c.zero} is not a ZeRO stage this trainer has`, 'pass --zero 0 (no sharding) or --zero 1 (sharded optimizer state)');
   if (!/^(toy(:\d+)?|brown|text:.+)$/.test(c.dataset)) {
     throw new ConfigError(`--dataset ${c.dataset} is not a dataset`, 'pass --dataset toy, toy:<samples>, brown or text:<path>');
   }

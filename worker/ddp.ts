@@ -2,8 +2,10 @@
  * What makes the training loop data-parallel, in the spirit of PyTorch's DDP:
  *   - `syncParams`: rank 0's parameters overwrite every replica at start, then every rank checks
  *     (all-gather of a checksum) that all replicas are identical;
- *   - `averageGradients`: the step's gradients and loss, in one flat buffer, pre-divided by the
- *     world size and summed by one all-reduce (the ring segments it; no per-tensor calls);
+ *   - `averageGradients`: the step buffer (grad_buffer.ts: gradients and loss in one flat array),
+ *     pre-divided by the world size and summed by one all-reduce (the ring segments it; no
+ *     per-tensor calls); with ZeRO (zero.ts), `averageGradientShards` instead: a reduce-scatter
+ *     of the gradients, each rank averaging its shard only;
  *   - `rootDecides`: rank 0 runs something (read or write a checkpoint) and every rank learns the
  *     outcome, errors included, so a failure on rank 0 stops all ranks at once instead of leaving
  *     them waiting for a collective.
@@ -13,7 +15,9 @@
 import { createHash } from 'node:crypto';
 import { CommError, ConfigError, FileError, RosedistError } from '../shared/errors.js';
 import { broadcastJson, type ProcessGroup } from './comm/process_group.js';
-import { findingAt, type LocalFinding } from './numerics.js';
+import type { GradBuffer } from './grad_buffer.js';
+import { findingAt, firstNonFinite, type LocalFinding } from './numerics.js';
+import { shardRange } from './comm/chunks.js';
 
 /** SHA-256 of a float buffer's bytes, as 4 float64 lanes (compared as bytes, never as values). */
 function digest(buf: Float32Array): Float64Array {
@@ -38,16 +42,12 @@ export async function syncParams(pg: ProcessGroup, params: Float32Array): Promis
 }
 
 /**
- * Average the gradients over ranks, and the step's loss with them. `buf` holds the gradients in
- * [0, n-1) and this rank's loss in [n-1]; on return it holds the averages. One collective.
- * Resolves with where this rank's own buffer held its first NaN or infinity (numerics.ts), found
- * in the pre-division pass before the sum overwrites it; undefined when all was finite, and always
- * with one rank (there the averaged buffer is the rank's own: checkStep looks at it).
+ * Scale `gb` by 1/worldSize in place, before summing: the sum of W values of 1/W scale cannot
+ * overflow where a sum might. Scaling keeps a value finite or not, so the same pass tells where
+ * this rank's first bad value was (undefined when all is finite).
  */
-export async function averageGradients(pg: ProcessGroup, buf: Float32Array): Promise<LocalFinding | undefined> {
-  if (pg.worldSize === 1) return undefined;
-  // Pre-divide, then sum: the sum of W values of 1/W scale cannot overflow where a sum might.
-  // Scaling keeps a value finite or not, so the scaled buffer tells where the bad values were.
+function preDivide(pg: ProcessGroup, gb: GradBuffer): LocalFinding | undefined {
+  const buf = gb.flat;
   const inv = 1 / pg.worldSize;
   let bad = -1;
   for (let i = 0; i < buf.length; i++) {
@@ -55,9 +55,48 @@ export async function averageGradients(pg: ProcessGroup, buf: Float32Array): Pro
     buf[i] = v;
     if (bad < 0 && !Number.isFinite(v)) bad = i;
   }
-  const mine = bad < 0 ? undefined : findingAt(pg.rank, buf, bad);
-  await pg.allReduce(buf, 'sum');
+  return bad < 0 ? undefined : findingAt(pg.rank, gb, bad);
+}
+
+/**
+ * Average the step buffer (gradients and loss) over ranks, in place: one all-reduce. Resolves
+ * with where this rank's own buffer held its first NaN or infinity (numerics.ts), found in the
+ * pre-division pass before the sum overwrites it; undefined when all was finite, and always with
+ * one rank (there the averaged buffer is the rank's own: checkStep looks at it).
+ */
+export async function averageGradients(pg: ProcessGroup, gb: GradBuffer): Promise<LocalFinding | undefined> {
+  if (pg.worldSize === 1) return undefined;
+  const mine = preDivide(pg, gb);
+  await pg.allReduce(gb.flat, 'sum');
   return mine;
+}
+
+/** What averageGradientShards tells a rank. */
+export interface ShardedAverage {
+  /** As averageGradients' result. */
+  readonly mine: LocalFinding | undefined;
+  /** Whether every rank's averaged shard and the averaged loss are finite (the same on every rank). */
+  readonly finite: boolean;
+}
+
+/**
+ * ZeRO's gradient averaging: only this rank's shard of the step buffer (shardRange of its
+ * numParams + 1 floats, the loss included: each shard is then reduced exactly as the all-reduce
+ * reduces it, bit for bit) is averaged over ranks (a reduce-scatter, half the bytes of an
+ * all-reduce); the rest of `gb` is left as this rank's pre-divided own. The loss, which lands in
+ * the last rank's shard, goes to every rank, and the ranks agree whether every shard is finite,
+ * in one all-reduce of two floats [loss or 0, 0 or NaN] (a NaN anywhere makes the sum NaN).
+ * Two collectives.
+ */
+export async function averageGradientShards(pg: ProcessGroup, gb: GradBuffer): Promise<ShardedAverage> {
+  const mine = pg.worldSize === 1 ? undefined : preDivide(pg, gb);
+  await pg.reduceScatter(gb.flat, 'sum');
+  const { lo, hi } = shardRange(gb.flat.length, pg.worldSize, pg.rank);
+  const ownsLoss = lo <= gb.lossIndex && gb.lossIndex < hi;
+  const status = new Float32Array([ownsLoss ? gb.loss : 0, firstNonFinite(gb.flat.subarray(lo, hi)) < 0 ? 0 : Number.NaN]);
+  await pg.allReduce(status, 'sum');
+  gb.loss = status[0] as number;
+  return { mine, finite: Number.isFinite(status[0]) && Number.isFinite(status[1]) };
 }
 
 type Outcome<T> = { ok: true; value: T } | { ok: false; name: string; message: string; hint: string | null };

@@ -10,6 +10,7 @@
  */
 import { RosedistError } from '../shared/errors.js';
 import { allGatherJson, type ProcessGroup } from './comm/process_group.js';
+import type { GradBuffer } from './grad_buffer.js';
 
 export type NonFiniteMode = 'stop' | 'skip';
 
@@ -29,25 +30,25 @@ export interface LocalFinding {
   readonly rank: number;
   /** 'loss' or 'gradient' */
   readonly what: string;
-  /** Index into the flat gradient [numParams]; -1 for the loss. */
+  /** Index into the flat gradients [numParams]; -1 for the loss. */
   readonly index: number;
   /** 'NaN', 'Infinity' or '-Infinity' */
   readonly value: string;
 }
 
-/** The finding for index `i` (non-finite) of `buf` (gradients [n], then the loss at [n]). */
-export function findingAt(rank: number, buf: Float32Array, i: number): LocalFinding {
-  const loss = i === buf.length - 1;
-  return { rank, what: loss ? 'loss' : 'gradient', index: loss ? -1 : i, value: String(buf[i]) };
+/** The finding for index `i` (non-finite) of the step buffer's flat [grads | loss]. */
+export function findingAt(rank: number, gb: GradBuffer, i: number): LocalFinding {
+  const loss = gb.isLoss(i);
+  return { rank, what: loss ? 'loss' : 'gradient', index: loss ? -1 : i, value: String(gb.flat[i]) };
 }
 
 /**
- * Where `buf` (gradients [n], then the loss at [n]) holds its first non-finite value, as this
- * rank's finding; undefined when all is finite. Call it before the all-reduce overwrites `buf`.
+ * Where the step buffer holds its first non-finite value, as this rank's finding; undefined when
+ * all is finite. Call it before the all-reduce overwrites the buffer.
  */
-export function localFinding(rank: number, buf: Float32Array): LocalFinding | undefined {
-  const i = firstNonFinite(buf);
-  return i < 0 ? undefined : findingAt(rank, buf, i);
+export function localFinding(rank: number, gb: GradBuffer): LocalFinding | undefined {
+  const i = firstNonFinite(gb.flat);
+  return i < 0 ? undefined : findingAt(rank, gb, i);
 }
 
 function describeFinding(f: LocalFinding): string {
@@ -55,20 +56,23 @@ function describeFinding(f: LocalFinding): string {
 }
 
 /**
- * Collective, after the all-reduce of optimizer step `step`: resolves undefined when `reduced`
- * (gradients [n], loss at [n], the same on every rank) is finite. Otherwise every rank learns what
- * each found before the all-reduce (`mine`, from averageGradients; with one rank, `reduced` itself), and then in 'stop' mode every rank
- * rejects with a NonFiniteError naming the step and the ranks; in 'skip' mode every rank resolves
- * with that description (the caller skips the optimizer step and warns).
+ * Collective, after the reduction of optimizer step `step`: resolves undefined when the reduced
+ * step buffer `reduced` is finite (the same on every rank), or, with ZeRO, when `finite` says so
+ * (averageGradientShards: the ranks agreed on it). Otherwise every rank learns what each found
+ * before the reduction (`mine`, from averageGradients; with one rank, `reduced` itself), and then
+ * in 'stop' mode every rank rejects with a NonFiniteError naming the step and the ranks; in
+ * 'skip' mode every rank resolves with that description (the caller skips the optimizer step and
+ * warns).
  */
 export async function checkStep(
   pg: ProcessGroup,
   step: number,
   mine: LocalFinding | undefined,
-  reduced: Float32Array,
+  reduced: GradBuffer,
   mode: NonFiniteMode,
+  finite: boolean = firstNonFinite(reduced.flat) < 0,
 ): Promise<string | undefined> {
-  if (firstNonFinite(reduced) < 0) return undefined;
+  if (finite) return undefined;
   // With one rank the reduced buffer is the rank's own (averageGradients left it as it was).
   const own = pg.worldSize === 1 ? localFinding(pg.rank, reduced) : mine;
   const found = (await allGatherJson(pg, own ?? null)).filter((f): f is LocalFinding => f !== null);

@@ -1,15 +1,24 @@
 /**
  * The training loop of both programs, in nanoGPT's order: backend → data → model → optimizer →
  * resume or start → loop (step, evaluate, checkpoint). train_minimal runs it with a world of one;
- * train_ddp with the ZeroMQ group. Distribution shows up in four places only (see ddp.ts):
- * syncParams at start, averageGradients per step, evaluate's all-reduce, rootDecides around
- * checkpoint files.
+ * train_ddp with the ZeroMQ group. Distribution shows up where this file calls a collective
+ * (every rank calls each, in the same order; ddp.ts, zero.ts, numerics.ts):
+ *   at start   1 rootDecides (--profile path check), 2 allGatherJson (every rank's backend),
+ *              3 restoreCheckpoint (--resume), 4 syncParams;
+ *   per step   5 averageGradients (or, with --zero 1, averageGradientShards and, after the
+ *              shard's AdamW step, 6 ShardedAdamW.gatherParams), 7 checkStep (a collective only
+ *              when the step is not finite);
+ *   now and then 8 evaluate's all-reduce, 9 saveCheckpoint (with --zero 1 after
+ *              10 ShardedAdamW.consolidate);
+ *   at the end 11 writeProfile (--profile).
+ * The step buffer [grads | loss] that the per-step collectives average is grad_buffer.ts.
  *
  * Per optimizer step, each rank takes its next `batchSize` samples from its shard, `gradAccumSteps`
  * times; gradients (of each micro-batch's mean loss) are averaged over micro-batches, then over
  * ranks; every rank applies the same AdamW step to its flat parameter copy and writes it back to
- * the model. Dropout seeds are a function of (seed, step, micro-step, rank), the data order of
- * (seed, epoch): a resumed run repeats an uninterrupted one exactly.
+ * the model (with --zero 1 each rank steps its shard, then the shards are all-gathered).
+ * Dropout seeds are a function of (seed, step, micro-step, rank), the data order of (seed, epoch):
+ * a resumed run repeats an uninterrupted one exactly.
  *
  * Observability: rank 0 shows progress (observe/progress.ts: a bar on a TTY, plain lines otherwise) and
  * appends one metrics line per evaluation; with --profile every rank times its step phases
@@ -25,7 +34,8 @@ import type { TokenDataset } from './data/dataset.js';
 import { loadDataset } from './data/index.js';
 import { mixSeed } from './data/rng.js';
 import { DistributedSampler, rescaleSamplerState, ShardStream, type SamplerState } from './data/sampler.js';
-import { averageGradients, rootDecides, syncParams } from './ddp.js';
+import { averageGradients, averageGradientShards, rootDecides, syncParams } from './ddp.js';
+import { GradBuffer } from './grad_buffer.js';
 import { evaluate } from './evaluate.js';
 import { formatEvalLine, MetricsLog } from './observe/metrics_log.js';
 import { GPT } from './model/gpt.js';
@@ -36,6 +46,7 @@ import { checkSamplerState, removeStaleCheckpointTemps, restoreCheckpoint, saveC
 import { initBackend, type BackendInfo } from './tf.js';
 import { checkStep } from './numerics.js';
 import { TestHooks } from './test_hooks.js';
+import { ShardedAdamW } from './zero.js';
 
 export interface TrainRun {
   readonly cfg: TrainConfig;
@@ -115,9 +126,11 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
   const { cfg, pg, logger } = run;
   // PyTorch's AdamW defaults (betas 0.9/0.999, eps 1e-8), as the original; lr and decay from flags.
   const hyper = { ...ADAMW_DEFAULTS, lr: cfg.lr, weightDecay: cfg.weightDecay };
-  const optimizer = new AdamW(model.numParams, hyper);
+  // --zero 1: this rank keeps AdamW's state for its shard of the parameters only (zero.ts).
+  const zero = cfg.zero === 1 ? new ShardedAdamW(pg, model.numParams, hyper) : undefined;
+  const optimizer = new AdamW(zero === undefined ? model.numParams : 0, hyper); // empty (unused) with --zero 1
   // The master copy of the weights, flat in GPT.params order; the model's variables mirror it.
-  const params = new Float32Array(model.numParams);
+  const params = zero?.params ?? new Float32Array(model.numParams);
   model.readFlat(params);
 
   let step = 0;
@@ -128,8 +141,11 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
   let samplerState: SamplerState = { epoch: 0, position: 0 };
   if (pg.rank === 0) removeStaleCheckpointTemps(cfg.checkpointPath, logger);
   if (cfg.resume) {
-    const restored = await restoreCheckpoint(pg, cfg, model.params, params, optimizer, logger);
+    // A checkpoint holds the whole optimizer state; with --zero 1 this rank keeps its shard of it.
+    const into = zero === undefined ? optimizer : { m: new Float32Array(model.numParams), v: new Float32Array(model.numParams), stepCount: 0 };
+    const restored = await restoreCheckpoint(pg, cfg, model.params, params, into, logger);
     if (restored) {
+      zero?.load(into);
       ({ step, skippedSteps, tokensSeen, trainLoss } = restored);
       checkSamplerState(restored.sampler, restored.worldSize, dataset.train.length, cfg.dropLast, cfg.checkpointPath);
       samplerState = rescaleSamplerState(restored.sampler, restored.worldSize, pg.worldSize);
@@ -188,11 +204,9 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
       return { step, metrics };
     }
 
-    // One buffer for the all-reduce: gradients [numParams], then this rank's loss.
+    // The step buffer [grads | loss] that one collective averages over ranks (grad_buffer.ts).
     const n = model.numParams;
-    const syncBuf = new Float32Array(n + 1);
-    const grads = syncBuf.subarray(0, n);
-    const micro = cfg.gradAccumSteps > 1 ? new Float32Array(n) : grads;
+    const gb = new GradBuffer(n, cfg.gradAccumSteps);
     const tokensPerStep = cfg.batchSize * cfg.seqLen * cfg.gradAccumSteps * pg.worldSize;
     const throughput = new RateMeter();
     const hooks = TestHooks.read();
@@ -202,34 +216,41 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
       await hooks.holdAt(step, pg.rank);
       profiler.setStep(step);
       const stepStart = performance.now();
-      let lossSum = 0;
       for (let k = 0; k < cfg.gradAccumSteps; k++) {
         profiler.begin('data');
         const batch = collate(dataset.train, stream.take(cfg.batchSize));
         profiler.end('data');
-        // trainStep also copies the gradients out of the backend into `micro` (flat, float32).
+        // trainStep also copies the gradients out of the backend (flat, float32).
         profiler.begin('forward_backward');
-        lossSum += model.trainStep(batch, mixSeed(cfg.seed, step, k, pg.rank), micro).loss;
+        const { loss } = model.trainStep(batch, mixSeed(cfg.seed, step, k, pg.rank), gb.microGrads());
         profiler.end('forward_backward');
         profiler.begin('grad_copy');
-        if (micro !== grads) {
-          if (k === 0) grads.set(micro);
-          else for (let i = 0; i < n; i++) grads[i] += micro[i];
-        }
-        if (k === cfg.gradAccumSteps - 1) {
-          if (cfg.gradAccumSteps > 1) for (let i = 0; i < n; i++) grads[i] /= cfg.gradAccumSteps;
-          syncBuf[n] = lossSum / cfg.gradAccumSteps;
-        }
+        gb.accumulate(loss);
+        if (k === cfg.gradAccumSteps - 1) gb.average();
         profiler.end('grad_copy');
       }
-      hooks.poisonGradient(step, pg.rank, grads);
-      // Where this rank's own buffer was bad, found before the sum; reported only if the sum is bad.
-      const mine = await profiler.span('allreduce', () => averageGradients(pg, syncBuf));
-      const nonFinite = await checkStep(pg, step, mine, syncBuf, cfg.onNonfinite);
+      hooks.poisonGradient(step, pg.rank, gb.grads);
+      // `mine`: where this rank's own buffer was bad, found before the sum; reported only if the sum is bad.
+      let nonFinite: string | undefined;
+      if (zero === undefined) {
+        const mine = await profiler.span('allreduce', () => averageGradients(pg, gb));
+        nonFinite = await checkStep(pg, step, mine, gb, cfg.onNonfinite);
+      } else {
+        const { mine, finite } = await profiler.span('allreduce', () => averageGradientShards(pg, gb));
+        nonFinite = await checkStep(pg, step, mine, gb, cfg.onNonfinite, finite);
+      }
       if (nonFinite === undefined) {
-        trainLoss = syncBuf[n];
+        trainLoss = gb.loss;
         profiler.begin('optimizer');
-        optimizer.step(params, grads);
+        if (zero === undefined) {
+          optimizer.step(params, gb.grads);
+        } else {
+          // ZeRO: this rank's shard, then the all-gather (a second `allreduce` span in the trace).
+          zero.step(gb.grads);
+          profiler.end('optimizer');
+          await profiler.span('allreduce', () => zero.gatherParams());
+          profiler.begin('optimizer');
+        }
         model.writeFlat(params);
         profiler.end('optimizer');
       } else {
@@ -244,7 +265,9 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
       if (step % cfg.evalInterval === 0 || last) valPpl = (await profiler.span('eval', evalAndLog)).val_ppl;
       progress.update(step, { tokensPerSec: throughput.rate(), trainLoss, valPpl });
       if (step % cfg.checkpointInterval === 0 || last) {
-        const state = { step, skippedSteps, params, optimizer, sampler: stream.state(), worldSize: pg.worldSize, tokensSeen, trainLoss };
+        // With --zero 1 the whole optimizer state is gathered to rank 0 first (a collective).
+        const whole = zero === undefined ? optimizer : await zero.consolidate();
+        const state = { step, skippedSteps, params, optimizer: whole, sampler: stream.state(), worldSize: pg.worldSize, tokensSeen, trainLoss };
         await profiler.span('checkpoint', () => saveCheckpoint(pg, cfg, model, state, hyper, logger, hooks.midSave));
       }
     }

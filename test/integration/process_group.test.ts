@@ -71,6 +71,11 @@ test('ranks on different nodes talk over tcp, with a run secret', async () => {
   assertAllPassed(await runAll(4, { nodes: 2, env: { ROSEDIST_SECRET: 's3cret' }, segmentBytes: 4096 }), 'N=4 on 2 nodes');
 });
 
+test('the stream data transport (ROSEDIST_DATA_TRANSPORT=stream): every collective, on one node and across two with a secret', async () => {
+  assertAllPassed(await runAll(3, { env: { ROSEDIST_DATA_TRANSPORT: 'stream' } }), 'N=3 stream');
+  assertAllPassed(await runAll(4, { nodes: 2, env: { ROSEDIST_DATA_TRANSPORT: 'stream', ROSEDIST_SECRET: 's3cret' }, segmentBytes: 4096 }), 'N=4 stream on 2 nodes');
+});
+
 function stderrOf(runs: RankResult[], ranks: number[]): string[] {
   return ranks.map((r) => runs[r].stderr);
 }
@@ -119,6 +124,21 @@ test('a rank that dies mid-collective: the others fail at once (lost connection)
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /#4 allReduce\(sum, float32\[4194304\]\) on rank \d stalled after its connection (from|to) rank 1 closed/);
     assert.match(r.stderr, /did not take part: 1 \(no answer/);
+  }
+  // The same over the stream data transport, whose lost connection is seen the same way.
+  const streamed = await withTmp((env) => spawnGroup(WORKER, 3, { args, env: { ...env, ROSEDIST_DATA_TRANSPORT: 'stream' }, timeoutMs: 90_000 }));
+  for (const r of [streamed[0], streamed[2]]) {
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /#4 allReduce\(sum, float32\[4194304\]\) on rank \d stalled after its connection (from|to) rank 1 closed/);
+  }
+});
+
+test('a bad ROSEDIST_DATA_TRANSPORT stops every rank with one line naming it', async () => {
+  const runs = await runAll(2, { env: { ROSEDIST_DATA_TRANSPORT: 'carrier-pigeon' } });
+  for (const r of runs) {
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /ROSEDIST_DATA_TRANSPORT=carrier-pigeon is not a data transport/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
   }
 });
 

@@ -83,6 +83,8 @@ describe('summariseTrace', () => {
     assert.ok(Math.abs(s.allreduceShare - (0.4 / 1.1 + 0.1 / 1.1) / 2) < 1e-12, String(s.allreduceShare));
     assert.deepEqual(s.phaseMs, { data: 0, forward_backward: 750, grad_copy: 0, allreduce: 250, optimizer: 100 });
     assert.deepEqual(s.peakRssMb, [100, 120]);
+    // Rank 1 arrived last: its 100 ms are the collective; rank 0 waited 300 ms more (mean 150).
+    assert.deepEqual(s.allreduceSplitMs, { collective: 100, wait: 150 });
   });
 
   it('no step after the warm-up: says to pass more --steps', () => {

@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CommError, ConfigError, FileError, RosedistError } from '../../shared/errors.js';
 import { onRanks, settle } from '../helpers/memory_ranks.js';
-import { averageGradients, rootDecides, syncParams } from '../../worker/ddp.js';
+import { averageGradients, averageGradientShards, rootDecides, syncParams } from '../../worker/ddp.js';
+import { GradBuffer } from '../../worker/grad_buffer.js';
+import { shardRange } from '../../worker/comm/chunks.js';
 
 describe('ddp collectives', () => {
   it("syncParams gives every rank rank 0's parameters", async () => {
@@ -22,7 +24,7 @@ describe('ddp collectives', () => {
   it('averageGradients averages gradients and the loss slot over ranks', async () => {
     const out = await onRanks(3, async (pg) => {
       const buf = Float32Array.from([pg.rank, 2 * pg.rank, 10 + pg.rank]); // 2 gradients, then the loss
-      await averageGradients(pg, buf);
+      await averageGradients(pg, new GradBuffer(buf));
       return [...buf];
     });
     for (const b of out) assert.deepEqual(b.map((v) => Math.round(v * 1e5) / 1e5), [1, 2, 11]);
@@ -36,7 +38,7 @@ describe('ddp collectives', () => {
     ];
     const out = await onRanks(3, async (pg) => {
       const buf = Float32Array.from(own[pg.rank] as number[]);
-      const finding = await averageGradients(pg, buf);
+      const finding = await averageGradients(pg, new GradBuffer(buf));
       return { finding, sumIsBad: !Number.isFinite(buf[1]) && Number.isNaN(buf[2]) };
     });
     assert.deepEqual(

@@ -4,6 +4,10 @@ import { SingleProcessGroup } from '../../worker/comm/process_group.js';
 import { createMemoryGroups } from '../../worker/comm/memory_group.js';
 import { checkStep, firstNonFinite, localFinding, NonFiniteError } from '../../worker/numerics.js';
 import { TestHooks } from '../../worker/test_hooks.js';
+import { GradBuffer } from '../../worker/grad_buffer.js';
+
+/** A step buffer over these values: gradients, then the loss last. */
+const gb = (values: number[]): GradBuffer => new GradBuffer(new Float32Array(values));
 import { ConfigError } from '../../shared/errors.js';
 
 test('firstNonFinite finds NaN and both infinities, -1 when all is finite', () => {
@@ -14,27 +18,27 @@ test('firstNonFinite finds NaN and both infinities, -1 when all is finite', () =
 });
 
 test('localFinding tells the loss (last slot) from a gradient', () => {
-  assert.equal(localFinding(0, new Float32Array([1, 2, 3])), undefined);
-  assert.deepEqual(localFinding(2, new Float32Array([1, Infinity, 3])), { rank: 2, what: 'gradient', index: 1, value: 'Infinity' });
-  assert.deepEqual(localFinding(1, new Float32Array([1, 2, Number.NaN])), { rank: 1, what: 'loss', index: -1, value: 'NaN' });
+  assert.equal(localFinding(0, gb([1, 2, 3])), undefined);
+  assert.deepEqual(localFinding(2, gb([1, Infinity, 3])), { rank: 2, what: 'gradient', index: 1, value: 'Infinity' });
+  assert.deepEqual(localFinding(1, gb([1, 2, Number.NaN])), { rank: 1, what: 'loss', index: -1, value: 'NaN' });
 });
 
 test('world of one: finite passes; stop throws naming the step and rank; skip describes it', async () => {
   const pg = new SingleProcessGroup();
-  assert.equal(await checkStep(pg, 4, undefined, new Float32Array([1, 2]), 'stop'), undefined);
-  const bad = new Float32Array([Number.NaN, 2]);
+  assert.equal(await checkStep(pg, 4, undefined, gb([1, 2]), 'stop'), undefined);
+  const bad = gb([Number.NaN, 2]);
   await assert.rejects(checkStep(pg, 4, localFinding(0, bad), bad, 'stop'), (e) => e instanceof NonFiniteError && /at step 4: rank 0's gradient is NaN at index 0/.test(e.message) && /--on-nonfinite skip/.test(e.hint ?? ''));
   assert.match((await checkStep(pg, 4, localFinding(0, bad), bad, 'skip')) ?? '', /at step 4: rank 0's gradient is NaN/);
   // With one rank the reduced buffer is the rank's own: checkStep finds the rank itself.
-  await assert.rejects(checkStep(pg, 9, undefined, new Float32Array([Infinity]), 'stop'), /at step 9: rank 0's loss is Infinity/);
+  await assert.rejects(checkStep(pg, 9, undefined, gb([Infinity]), 'stop'), /at step 9: rank 0's loss is Infinity/);
 });
 
 test('ranks that were all finite, whose sum overflowed: the error says so', async () => {
   const groups = createMemoryGroups(2);
   const outcomes = await Promise.allSettled(
     groups.map(async (pg) => {
-      const buf = new Float32Array([3e38]);
-      await pg.allReduce(buf, 'sum');
+      const buf = gb([3e38]);
+      await pg.allReduce(buf.flat, 'sum');
       return checkStep(pg, 9, undefined, buf, 'stop');
     }),
   );
@@ -46,10 +50,10 @@ test('three ranks agree: every rank rejects naming the one poisoned rank', async
   const groups = createMemoryGroups(3);
   const outcomes = await Promise.allSettled(
     groups.map(async (pg) => {
-      const buf = new Float32Array([1, 2, 3, 0.5]);
-      if (pg.rank === 1) buf[2] = Number.NaN;
+      const buf = gb([1, 2, 3, 0.5]);
+      if (pg.rank === 1) buf.flat[2] = Number.NaN;
       const mine = localFinding(pg.rank, buf);
-      await pg.allReduce(buf, 'sum');
+      await pg.allReduce(buf.flat, 'sum');
       return checkStep(pg, 7, mine, buf, 'stop');
     }),
   );

@@ -7,10 +7,11 @@
  *             segment, possibly empty, so that every step of the ring sends at least one message
  *             and every collective synchronises its ranks (mismatches are always seen).
  *
- * At ring step `step`, rank r sends chunk (r - step) mod N to its right neighbour and receives
- * chunk (r - step - 1) mod N from its left neighbour. With 2(N-1) steps this is the whole
- * all-reduce: steps 0..N-2 reduce-scatter (after them rank r owns the reduced chunk (r+1) mod N),
- * steps N-1..2N-3 all-gather.
+ * At ring step `step`, rank r sends chunk (r - step - 1) mod N to its right neighbour and receives
+ * chunk (r - step - 2) mod N from its left neighbour. With 2(N-1) steps this is the whole
+ * all-reduce: steps 0..N-2 reduce-scatter (after them rank r owns the reduced chunk r, as PyTorch's
+ * reduce_scatter gives rank r the r-th part), steps N-1..2N-3 all-gather (rank r starts by
+ * sending chunk r). A stand-alone all-gather of chunks numbers its steps from N-1 as well.
  */
 
 /** Element range [lo, hi) of a buffer or a chunk. */
@@ -55,12 +56,25 @@ export function segmentElemsFor(segmentBytes: number, bytesPerElement: number): 
 
 /** The chunk rank `rank` sends at ring step `step`. */
 export function sendChunk(rank: number, step: number, worldSize: number): number {
-  return mod(rank - step, worldSize);
+  return mod(rank - step - 1, worldSize);
 }
 
 /** The chunk rank `rank` receives at ring step `step`. */
 export function recvChunk(rank: number, step: number, worldSize: number): number {
-  return mod(rank - step - 1, worldSize);
+  return mod(rank - step - 2, worldSize);
+}
+
+/** Steps of the reduce-scatter phase (0..N-2); the all-gather phase follows as N-1..2N-3. */
+export function reduceScatterSteps(worldSize: number): number {
+  return worldSize - 1;
+}
+
+/**
+ * The elements rank `rank` owns after a reduce-scatter and contributes to an all-gather of
+ * chunks: chunk `rank` of `count` elements (ZeRO's shard of that rank).
+ */
+export function shardRange(count: number, worldSize: number, rank: number): Range {
+  return chunkRange(count, worldSize, rank);
 }
 
 /** Steps of a ring all-reduce: N-1 reduce-scatter then N-1 all-gather; 0 for one rank. */

@@ -11,7 +11,7 @@
 import { CommError } from '../../shared/errors.js';
 import type { NumericArray, ReduceOp } from './process_group.js';
 
-export type CollectiveKind = 'allReduce' | 'broadcast' | 'allGather' | 'barrier';
+export type CollectiveKind = 'allReduce' | 'broadcast' | 'allGather' | 'barrier' | 'reduceScatter' | 'allGatherChunks';
 export type DType = 'float32' | 'float64' | 'int32' | 'uint8';
 
 /** What every rank of one collective must agree on. */
@@ -21,7 +21,7 @@ export interface Signature {
   readonly dtype: DType;
   /** Elements of the caller's buffer. */
   readonly count: number;
-  /** allReduce only. */
+  /** allReduce and reduceScatter only. */
   readonly op?: ReduceOp | undefined;
   /** broadcast only. */
   readonly root?: number | undefined;
@@ -35,7 +35,7 @@ export interface Header extends Signature {
 
 export const HEADER_BYTES = 32;
 const MAGIC = 0x31534452; // 'RDS1' read as little-endian u32
-const KINDS: readonly CollectiveKind[] = ['allReduce', 'broadcast', 'allGather', 'barrier'];
+const KINDS: readonly CollectiveKind[] = ['allReduce', 'broadcast', 'allGather', 'barrier', 'reduceScatter', 'allGatherChunks'];
 const DTYPES: readonly DType[] = ['float32', 'float64', 'int32', 'uint8'];
 const OPS: readonly ReduceOp[] = ['sum', 'mean', 'max', 'min'];
 const NONE = 0xff;

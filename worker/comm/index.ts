@@ -13,11 +13,14 @@ import type { WorkerEnv } from '../../shared/env.js';
 import { ConfigError } from '../../shared/errors.js';
 import { SingleProcessGroup, type ProcessGroup } from './process_group.js';
 import type { ReducerKind } from './reduce.js';
-import { DEFAULT_COLLECTIVE_TIMEOUT_MS, DEFAULT_GATHER_BYTES, DEFAULT_SEGMENT_BYTES } from './ring_group.js';
-import { createZmqGroup } from './zmq/zmq_group.js';
+import { DEFAULT_COLLECTIVE_TIMEOUT_MS, DEFAULT_GATHER_BYTES, DEFAULT_SEGMENT_BYTES, type AllReduceAlgorithm } from './ring_group.js';
+import { createZmqGroup, type DataTransportKind } from './zmq/zmq_group.js';
 
 export type { FloatArray, NumericArray, ProcessGroup, ReduceOp } from './process_group.js';
 export { broadcastJson, SingleProcessGroup } from './process_group.js';
+export { shardRange } from './chunks.js';
+export type { AllReduceAlgorithm } from './ring_group.js';
+export type { DataTransportKind } from './zmq/zmq_group.js';
 
 export interface ProcessGroupOptions {
   /** How long the ranks wait for each other at start (ms); default 60 s. */
@@ -28,6 +31,13 @@ export interface ProcessGroupOptions {
   segmentBytes?: number;
   /** All-reduces moving at most this many bytes per rank as an all-gather take that lower-latency path (bytes); default 64 KiB, 0: never. */
   gatherBytes?: number;
+  /** Force one all-reduce algorithm ('ring' or 'gather'; see ring_group.ts); default 'auto': by size. */
+  allReduceAlgorithm?: AllReduceAlgorithm | 'auto';
+  /**
+   * Which sockets carry the ring's data: 'zmq' (default) or 'stream' (kernel sockets read into
+   * reused memory, net/); unset: ROSEDIST_DATA_TRANSPORT, else 'zmq'.
+   */
+  dataTransport?: DataTransportKind;
   /** Reduction kernels: 'wasm' (default where available) or 'js' (for benchmarks). */
   reducer?: ReducerKind;
   /** Where warnings go (refused connections, dropped frames); default: stderr, marked with the rank. */
@@ -47,6 +57,13 @@ function stderrWarn(rank: number): (message: string) => void {
   return (message) => process.stderr.write(`${tag}WARN: ${message}\n`);
 }
 
+/** ROSEDIST_DATA_TRANSPORT (a diagnostic knob: compare the ring's data sockets in real runs). */
+function dataTransportFromEnv(value: string | undefined): DataTransportKind | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value === 'stream' || value === 'zmq') return value;
+  throw new ConfigError(`ROSEDIST_DATA_TRANSPORT=${value} is not a data transport`, 'set it to stream or zmq, or unset it');
+}
+
 export async function initProcessGroup(
   env: WorkerEnv,
   opts?: ProcessGroupOptions,
@@ -59,6 +76,8 @@ export async function initProcessGroup(
     warn: o.warn ?? stderrWarn(env.rank),
     reducer: o.reducer,
     gatherBytes: o.gatherBytes === 0 ? 0 : positive('gatherBytes', o.gatherBytes, DEFAULT_GATHER_BYTES),
+    allReduceAlgorithm: o.allReduceAlgorithm,
+    dataTransport: o.dataTransport ?? dataTransportFromEnv(process.env.ROSEDIST_DATA_TRANSPORT),
   };
   if (env.worldSize === 1) return new SingleProcessGroup();
   return createZmqGroup(env, resolved);

@@ -4,7 +4,7 @@
  * processes or sockets. `unresponsive` ranks neither answer probes nor receive aborts, as a
  * stopped process would.
  */
-import { RingGroup } from './ring_group.js';
+import { RingGroup, type AllReduceAlgorithm } from './ring_group.js';
 import type { Reducer } from './reduce.js';
 import type { RankStatus } from './stall.js';
 import { createInMemoryRing } from './transport.js';
@@ -12,6 +12,7 @@ import { createInMemoryRing } from './transport.js';
 export interface MemoryGroupOptions {
   readonly segmentBytes?: number;
   readonly gatherBytes?: number;
+  readonly allReduceAlgorithm?: AllReduceAlgorithm | 'auto';
   readonly collectiveTimeoutMs?: number;
   readonly reducer?: Reducer;
   readonly unresponsive?: readonly number[];
@@ -34,6 +35,7 @@ export function createMemoryGroups(worldSize: number, opts: MemoryGroupOptions =
         transport: transports[rank],
         segmentBytes: opts.segmentBytes,
         gatherBytes: opts.gatherBytes,
+        allReduceAlgorithm: opts.allReduceAlgorithm,
         collectiveTimeoutMs: opts.collectiveTimeoutMs,
         reducer: opts.reducer,
         control: {

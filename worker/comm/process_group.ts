@@ -28,6 +28,19 @@ export interface ProcessGroup {
   broadcast(buf: NumericArray, root: number): Promise<void>;
   /** Every rank's `buf` (equal lengths), indexed by rank. */
   allGather<T extends NumericArray>(buf: T): Promise<T[]>;
+  /**
+   * Reduce `buf` (the whole buffer, equal lengths) over all ranks into this rank's shard only:
+   * on return `buf[shardRange(buf.length, worldSize, rank)]` (chunks.ts) holds the result, the
+   * rest of `buf` is as it was; the shard has exactly the bits allReduce would give it. Moves
+   * (N-1)/N of the buffer per rank (half an all-reduce) on the ring; small buffers take the
+   * all-reduce's small-buffer path.
+   */
+  reduceScatter(buf: FloatArray, op?: ReduceOp): Promise<void>;
+  /**
+   * In place: every rank contributes its shard of `buf` (shardRange) and ends with every rank's
+   * shard in its place. The other half of an all-reduce.
+   */
+  allGatherChunks(buf: NumericArray): Promise<void>;
   /** Resolves once every rank has called barrier(). */
   barrier(): Promise<void>;
   /** Release sockets. Idempotent. */
@@ -50,6 +63,8 @@ export class SingleProcessGroup implements ProcessGroup {
   async allGather<T extends NumericArray>(buf: T): Promise<T[]> {
     return [buf.slice() as T];
   }
+  async reduceScatter(_buf: FloatArray, _op: ReduceOp = 'sum'): Promise<void> {}
+  async allGatherChunks(_buf: NumericArray): Promise<void> {}
   async barrier(): Promise<void> {}
   async close(): Promise<void> {}
   recentCollectives(): readonly CollectiveRecord[] {

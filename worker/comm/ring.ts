@@ -1,31 +1,44 @@
 /**
  * Ring collectives over a RingTransport (send to the right neighbour, receive from the left).
  *
- * All-reduce, as Gloo's segmented ring: the buffer is cut into one chunk per rank and each chunk
- * into segments of about `segmentBytes` (chunks.ts). Over 2(N-1) steps, at step `step` rank r
- * sends chunk (r - step) mod N and receives chunk (r - step - 1) mod N:
- *   - steps 0..N-2 (reduce-scatter): the received segment is combined with the local one and the
- *     result forwarded at the next step; after step N-2 rank r holds the reduced chunk (r+1) mod N
- *     (divided by N here for `mean`) and writes it into its buffer;
- *   - steps N-1..2N-3 (all-gather): the received reduced segment is forwarded and copied into the
- *     buffer.
- * Every segment is forwarded as soon as it is ready, and step 0's segments are all queued at
- * once, so sending (ZeroMQ's I/O thread), receiving and combining (this thread) overlap across
- * segments and steps. Every rank ends with bit-identical results: each chunk is reduced once, by
- * its owner, and copied to the others.
+ * All-reduce, as Gloo's segmented ring (allreduce.cc), in two labelled phases: the buffer is cut
+ * into one chunk per rank and each chunk into segments of about `segmentBytes` (chunks.ts).
+ * At ring step `step` rank r sends chunk (r - step - 1) mod N and receives (r - step - 2) mod N:
+ *   - phase 1, reduce-scatter (steps 0..N-2, `reduceScatterPhase`): the received segment is
+ *     combined with the local one and forwarded at the next step; after step N-2 rank r holds the
+ *     reduced chunk r (divided by N for `mean`) and has written it into its buffer;
+ *   - phase 2, all-gather (steps N-1..2N-3, `allGatherPhase`): each received reduced segment is
+ *     forwarded and copied into the buffer.
+ * In the all-reduce the phases meet segment by segment: each segment reduced at step N-2 is
+ * handed to the all-gather and sent at once, so sending (ZeroMQ's I/O thread), receiving and
+ * combining (this thread) overlap across segments and phases; step 0's segments are all queued at
+ * once. Every rank ends with bit-identical results: each chunk is reduced once, by its owner, in
+ * ring order, and copied to the others.
+ *
+ * Broadcast, the all-gather of whole buffers and the small-buffer algorithms are in
+ * ring_whole.ts. The phases are also collectives of their own (ZeRO's sharded optimizer uses them):
+ * `ringReduceScatter` (rank r ends with the reduced chunk r in place, the rest of its buffer as
+ * it was) and `ringAllGatherChunks` (rank r contributes chunk r of its buffer and ends with every
+ * chunk).
  *
  * Buffer ownership (ZeroMQ sends without copying; send() resolves before delivery):
- *   - step 0 sends slices of the caller's buffer. That is safe: rank r gets the reduced chunk r
- *     back during the all-gather, which cannot happen before its right neighbour has received
- *     (and so ZeroMQ has finished reading) every segment rank r sent at step 0;
+ *   - the all-reduce's step 0 sends slices of the caller's buffer. That is safe: rank r gets the
+ *     reduced chunk (r - 1) back during the all-gather, which cannot happen before its right
+ *     neighbour has received (and so ZeroMQ has finished reading) every segment rank r sent at
+ *     step 0;
  *   - every later send forwards a received message, combined in place. Received messages belong
- *     to this rank and are never written again after being forwarded.
- * Broadcast and all-gather follow the same rules (see each function).
+ *     to this rank and are never written again after being forwarded; once combined or copied
+ *     they are handed back (transport.release), and the transport reuses their memory only
+ *     after a send of them has been written;
+ *   - the stand-alone reduce-scatter and all-gather of chunks send their first step from a
+ *     private copy (1/N of the buffer): nothing in them proves that the right neighbour has it
+ *     before this rank returns.
  */
 import { CommError } from '../../shared/errors.js';
 import {
   allReduceSteps,
   chunkRange,
+  reduceScatterSteps,
   neighbours,
   recvChunk,
   segmentCount,
@@ -36,7 +49,7 @@ import {
 } from './chunks.js';
 import { checkHeader, describe, type Header, type Signature } from './frames.js';
 import type { FloatArray, NumericArray } from './process_group.js';
-import type { Reducer } from './reduce.js';
+import type { CombineOp, Reducer } from './reduce.js';
 import type { RingTransport } from './transport.js';
 
 export interface RingContext {
@@ -45,16 +58,12 @@ export interface RingContext {
   readonly transport: RingTransport;
   /** Segment size in bytes (about 1 MiB by default). */
   readonly segmentBytes: number;
-  /**
-   * All-reduces that would move at most this many bytes per rank as an all-gather
-   * ((N-1) × buffer bytes) take the all-gather path (see gatherAllReduce); 0: never.
-   */
-  readonly gatherBytes: number;
   readonly reducer: Reducer;
 }
 
+// The helpers below are shared with ring_whole.ts.
 type Typed = NumericArray;
-function bytesOf(a: Typed): Uint8Array {
+export function bytesOf(a: Typed): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
@@ -73,25 +82,25 @@ function asFloat(payload: Uint8Array, like: FloatArray): FloatArray {
 }
 
 /** A new zeroed array of `like`'s element type (never a Buffer: Buffer.slice() shares memory). */
-function blank<T extends Typed>(like: T, length: number): T {
+export function blank<T extends Typed>(like: T, length: number): T {
   if (like instanceof Float32Array) return new Float32Array(length) as T;
   if (like instanceof Float64Array) return new Float64Array(length) as T;
   if (like instanceof Int32Array) return new Int32Array(length) as T;
   return new Uint8Array(length) as T;
 }
 
-function copyOf<T extends Typed>(buf: T): T {
+export function copyOf<T extends Typed>(buf: T): T {
   const copy = blank(buf, buf.length);
   bytesOf(copy).set(bytesOf(buf));
   return copy;
 }
 
-function header(sig: Signature, step: number, segment: number): Header {
+export function header(sig: Signature, step: number, segment: number): Header {
   return { ...sig, step, segment };
 }
 
 /** The next message from the left, checked against step/segment of `sig` and its length. */
-async function receive(ctx: RingContext, sig: Signature, step: number, segment: number, bytes: number): Promise<Uint8Array> {
+export async function receive(ctx: RingContext, sig: Signature, step: number, segment: number, bytes: number): Promise<Uint8Array> {
   const msg = await ctx.transport.receive();
   const left = neighbours(ctx.rank, ctx.worldSize).left;
   checkHeader(header(sig, step, segment), msg.header, ctx.rank, left);
@@ -105,115 +114,136 @@ async function receive(ctx: RingContext, sig: Signature, step: number, segment: 
   return msg.payload;
 }
 
-/** Queue every segment of `range` of `bytes` (element size `size`) as step `step`. */
-async function sendSegments(ctx: RingContext, sig: Signature, step: number, bytes: Uint8Array, range: Range, size: number): Promise<void> {
+/**
+ * Queue every segment of `range` (elements of size `size`) as step `step`, read from `bytes`,
+ * which holds the buffer from element `base` on (0: the whole buffer; range.lo: a copy of the range).
+ */
+export async function sendSegments(ctx: RingContext, sig: Signature, step: number, bytes: Uint8Array, range: Range, size: number, base = 0): Promise<void> {
   const segElems = segmentElemsFor(ctx.segmentBytes, size);
   const segs = segmentCount(range.hi - range.lo, segElems);
   for (let j = 0; j < segs; j++) {
     const s = segmentRange(range, segElems, j);
-    await ctx.transport.send(header(sig, step, j), bytes.subarray(s.lo * size, s.hi * size));
+    await ctx.transport.send(header(sig, step, j), bytes.subarray((s.lo - base) * size, (s.hi - base) * size));
   }
 }
 
-/** In-place all-reduce of `buf` (sig.op; `barrier` uses an empty buffer). See the top comment. */
-export async function ringAllReduce(ctx: RingContext, buf: FloatArray, sig: Signature): Promise<void> {
+/** A received reduced segment, handed from the reduce-scatter to the all-gather. */
+type HandOff = (segment: number, payload: Uint8Array) => Promise<void>;
+
+/**
+ * Phase 1, reduce-scatter: ring steps 0..N-2 over `buf` (in place). Step 0 sends from the
+ * caller's buffer, or from a private copy of what it sends when `copyFirst`. On return chunk `rank` of
+ * `buf` holds op over every rank's chunk, divided by `divideBy` when given; the other chunks
+ * are as they were. `handOff` gets each reduced segment (a message this rank owns) at once.
+ */
+async function reduceScatterPhase(
+  ctx: RingContext,
+  buf: FloatArray,
+  copyFirst: boolean,
+  sig: Signature,
+  op: CombineOp,
+  divideBy: number | undefined,
+  handOff?: HandOff,
+): Promise<void> {
   const n = ctx.worldSize;
-  if (n === 1) return;
-  if ((n - 1) * buf.byteLength <= ctx.gatherBytes) return gatherAllReduce(ctx, buf, sig);
   const size = buf.BYTES_PER_ELEMENT;
   const segElems = segmentElemsFor(ctx.segmentBytes, size);
-  const bytes = bytesOf(buf);
-  const op = sig.op === undefined || sig.op === 'mean' ? 'sum' : sig.op;
-  const steps = allReduceSteps(n);
-  await sendSegments(ctx, sig, 0, bytes, chunkRange(buf.length, n, sendChunk(ctx.rank, 0, n)), size);
-  for (let step = 0; step < steps; step++) {
+  const last = reduceScatterSteps(n) - 1;
+  const firstChunk = chunkRange(buf.length, n, sendChunk(ctx.rank, 0, n));
+  if (copyFirst) {
+    const copy = bytesOf(buf).slice(firstChunk.lo * size, firstChunk.hi * size);
+    await sendSegments(ctx, sig, 0, copy, firstChunk, size, firstChunk.lo);
+  } else {
+    await sendSegments(ctx, sig, 0, bytesOf(buf), firstChunk, size);
+  }
+  for (let step = 0; step <= last; step++) {
     const chunk = chunkRange(buf.length, n, recvChunk(ctx.rank, step, n));
     const segs = segmentCount(chunk.hi - chunk.lo, segElems);
     for (let j = 0; j < segs; j++) {
       const s = segmentRange(chunk, segElems, j);
-      let payload = await receive(ctx, sig, step, j, (s.hi - s.lo) * size);
-      if (step < n - 1) {
-        const m = asFloat(payload, buf);
-        const local = buf.subarray(s.lo, s.hi);
-        // The last reduce-scatter step makes the reduced segment: it is also written into the
-        // buffer in the same pass, while each block is in cache.
-        const finish = step === n - 2 ? { divideBy: sig.op === 'mean' ? n : undefined, copyTo: local } : undefined;
-        ctx.reducer.combine(m, local, op, finish);
-        payload = bytesOf(m);
+      const payload = await receive(ctx, sig, step, j, (s.hi - s.lo) * size);
+      const m = asFloat(payload, buf);
+      const local = buf.subarray(s.lo, s.hi);
+      if (step < last) {
+        ctx.reducer.combine(m, local, op);
+        await ctx.transport.send(header(sig, step + 1, j), bytesOf(m));
+      } else {
+        // The reduced segment is also written into the buffer in the same pass, while each
+        // block is in cache.
+        ctx.reducer.combine(m, local, op, { divideBy, copyTo: local });
+        await handOff?.(j, bytesOf(m));
       }
-      if (step + 1 < steps) await ctx.transport.send(header(sig, step + 1, j), payload);
-      // All-gather steps: the payload is a reduced segment.
-      if (step >= n - 1) bytes.set(payload, s.lo * size);
+      ctx.transport.release?.(payload);
     }
   }
 }
 
 /**
- * All-reduce of a small buffer, where the number of hops, not bandwidth, decides: every rank
- * gathers every rank's buffer (N-1 ring steps instead of 2(N-1)) and reduces them itself, in
- * rank order, so that every rank still gets the same bits. Moves (N-1)·bytes per rank instead of
- * the ring's 2(N-1)/N·bytes (the same for N = 2), hence only under `ctx.gatherBytes`. The
- * caller's buffer is sent from a private copy (ringAllGather) and written only at the end.
+ * Phase 2, all-gather of chunks: ring steps N-1..2N-3 into `buf`. Step N-1 sends chunk `rank`:
+ * from `own` (a private copy of it, or the caller's buffer) or, when `own` is undefined, the
+ * reduce-scatter has already handed its segments over. Each received chunk is forwarded and
+ * copied into `buf`.
  */
-async function gatherAllReduce(ctx: RingContext, buf: FloatArray, sig: Signature): Promise<void> {
-  const parts = await ringAllGather(ctx, buf, sig);
-  const op = sig.op === undefined || sig.op === 'mean' ? 'sum' : sig.op;
-  const acc = parts[0];
-  for (let r = 1; r < parts.length; r++) ctx.reducer.combine(acc, parts[r], op);
-  if (sig.op === 'mean') ctx.reducer.divide(acc, parts.length);
-  buf.set(acc);
-}
-
-/**
- * Overwrite `buf` with root's, as a pipelined chain root → root+1 → … → root-1. The last rank
- * then sends an empty acknowledgement to root, so root returns only once every rank has its data
- * (root's buffer was sent without a copy) and a mismatch is seen by root too.
- */
-export async function ringBroadcast(ctx: RingContext, buf: NumericArray, sig: Signature & { root: number }): Promise<void> {
+async function allGatherPhase(ctx: RingContext, buf: NumericArray, sig: Signature, own: Uint8Array | undefined): Promise<void> {
   const n = ctx.worldSize;
-  if (n === 1) return;
   const size = buf.BYTES_PER_ELEMENT;
   const segElems = segmentElemsFor(ctx.segmentBytes, size);
   const bytes = bytesOf(buf);
-  const whole = { lo: 0, hi: buf.length };
-  const right = neighbours(ctx.rank, n).right;
-  if (ctx.rank === sig.root) {
-    await sendSegments(ctx, sig, 0, bytes, whole, size);
-    await receive(ctx, sig, 1, 0, 0);
-    return;
+  const begin = reduceScatterSteps(n);
+  const end = allReduceSteps(n);
+  if (own !== undefined) {
+    const mine = chunkRange(buf.length, n, ctx.rank);
+    await sendSegments(ctx, sig, begin, own, mine, size, mine.lo);
   }
-  const segs = segmentCount(buf.length, segElems);
-  for (let j = 0; j < segs; j++) {
-    const s = segmentRange(whole, segElems, j);
-    const payload = await receive(ctx, sig, 0, j, (s.hi - s.lo) * size);
-    if (right !== sig.root) await ctx.transport.send(header(sig, 0, j), payload);
-    bytes.set(payload, s.lo * size);
+  for (let step = begin; step < end; step++) {
+    const chunk = chunkRange(buf.length, n, recvChunk(ctx.rank, step, n));
+    const segs = segmentCount(chunk.hi - chunk.lo, segElems);
+    for (let j = 0; j < segs; j++) {
+      const s = segmentRange(chunk, segElems, j);
+      const payload = await receive(ctx, sig, step, j, (s.hi - s.lo) * size);
+      if (step + 1 < end) await ctx.transport.send(header(sig, step + 1, j), payload);
+      bytes.set(payload, s.lo * size);
+      ctx.transport.release?.(payload);
+    }
   }
-  if (right === sig.root) await ctx.transport.send(header(sig, 1, 0), new Uint8Array(0));
+}
+
+export function combineOp(sig: Signature): CombineOp {
+  return sig.op === undefined || sig.op === 'mean' ? 'sum' : sig.op;
 }
 
 /**
- * Every rank's `buf`, indexed by rank: N-1 ring steps, at step `step` rank r forwards rank
- * (r - step)'s buffer and receives rank (r - step - 1)'s. The own buffer is sent from a private
- * copy: nothing in an all-gather proves that the right neighbour has it before this rank returns.
+ * In-place ring all-reduce of `buf` (sig.op; `barrier` uses an empty buffer): the two phases,
+ * joined segment by segment. See the top comment.
  */
-export async function ringAllGather<T extends NumericArray>(ctx: RingContext, buf: T, sig: Signature): Promise<T[]> {
+export async function ringAllReduce(ctx: RingContext, buf: FloatArray, sig: Signature): Promise<void> {
   const n = ctx.worldSize;
-  const results = Array.from({ length: n }, (_, r) => (r === ctx.rank ? copyOf(buf) : blank(buf, buf.length)));
-  if (n === 1) return results;
+  if (n === 1) return;
+  const divideBy = sig.op === 'mean' ? n : undefined;
+  const forward: HandOff = (j, payload) => ctx.transport.send(header(sig, reduceScatterSteps(n), j), payload);
+  await reduceScatterPhase(ctx, buf, false, sig, combineOp(sig), divideBy, forward);
+  await allGatherPhase(ctx, buf, sig, undefined);
+}
+
+/**
+ * Reduce-scatter of `buf` (length: the whole buffer, equal on every rank): on return chunk
+ * `rank` (chunks.ts shardRange) holds op over all ranks' chunks; the rest is as it was.
+ */
+export async function ringReduceScatter(ctx: RingContext, buf: FloatArray, sig: Signature): Promise<void> {
+  const n = ctx.worldSize;
+  if (n === 1) return;
+  const divideBy = sig.op === 'mean' ? n : undefined;
+  await reduceScatterPhase(ctx, buf, true, sig, combineOp(sig), divideBy);
+}
+
+/**
+ * All-gather of chunks in place: rank r contributes chunk r of `buf` (chunks.ts shardRange) and
+ * ends with every rank's chunk in its place. Its own chunk is sent from a private copy.
+ */
+export async function ringAllGatherChunks(ctx: RingContext, buf: NumericArray, sig: Signature): Promise<void> {
+  const n = ctx.worldSize;
+  if (n === 1) return;
+  const own = chunkRange(buf.length, n, ctx.rank);
   const size = buf.BYTES_PER_ELEMENT;
-  const segElems = segmentElemsFor(ctx.segmentBytes, size);
-  const whole = { lo: 0, hi: buf.length };
-  const segs = segmentCount(buf.length, segElems);
-  await sendSegments(ctx, sig, 0, bytesOf(copyOf(buf)), whole, size);
-  for (let step = 0; step < n - 1; step++) {
-    const into = bytesOf(results[recvChunk(ctx.rank, step, n)]);
-    for (let j = 0; j < segs; j++) {
-      const s = segmentRange(whole, segElems, j);
-      const payload = await receive(ctx, sig, step, j, (s.hi - s.lo) * size);
-      if (step + 1 < n - 1) await ctx.transport.send(header(sig, step + 1, j), payload);
-      into.set(payload, s.lo * size);
-    }
-  }
-  return results;
+  await allGatherPhase(ctx, buf, sig, bytesOf(buf).slice(own.lo * size, own.hi * size));
 }

@@ -15,7 +15,8 @@ import { CommError } from '../../shared/errors.js';
 import { describe, dtypeOf, type CollectiveKind, type Signature } from './frames.js';
 import type { FloatArray, NumericArray, ProcessGroup, ReduceOp } from './process_group.js';
 import { createReducer, type Reducer } from './reduce.js';
-import { ringAllGather, ringAllReduce, ringBroadcast, type RingContext } from './ring.js';
+import { ringAllGatherChunks, ringAllReduce, ringReduceScatter, type RingContext } from './ring.js';
+import { gatherAllReduce, gatherReduceScatter, ringAllGather, ringBroadcast } from './ring_whole.js';
 import { describeStall, type RankStatus } from './stall.js';
 import type { RingTransport } from './transport.js';
 
@@ -43,7 +44,27 @@ export interface RingGroupOptions {
   readonly collectiveTimeoutMs?: number;
   /** All-reduces moving at most this many bytes per rank as an all-gather take that path; default 64 KiB. */
   readonly gatherBytes?: number;
+  /** Force one all-reduce algorithm (tests, benchmarks); default 'auto' (chooseAllReduce). */
+  readonly allReduceAlgorithm?: AllReduceAlgorithm | 'auto';
   readonly reducer?: Reducer;
+}
+
+/**
+ * How an all-reduce runs (ring.ts):
+ *   'ring'   reduce-scatter then all-gather, 2(N-1) steps, moving 2(N-1)/N of the buffer per
+ *            rank: bandwidth-optimal, for everything but small buffers;
+ *   'gather' all-gather of whole buffers then every rank reduces them in rank order, N-1 steps,
+ *            moving (N-1) buffers per rank: fewer hops, for small buffers where latency decides.
+ * Both give every rank the same bits. All ranks must choose alike (same options).
+ */
+export type AllReduceAlgorithm = 'ring' | 'gather';
+
+/**
+ * The group's choice for an all-reduce of `bytes` per rank: 'gather' when the all-gather would
+ * move at most `gatherBytes` per rank ((N-1) × bytes), else 'ring'.
+ */
+export function chooseAllReduce(bytes: number, worldSize: number, gatherBytes: number): AllReduceAlgorithm {
+  return (worldSize - 1) * bytes <= gatherBytes ? 'gather' : 'ring';
 }
 
 export const DEFAULT_SEGMENT_BYTES = 1 << 20;
@@ -60,6 +81,8 @@ export class RingGroup implements ProcessGroup {
   private readonly ctx: RingContext;
   private readonly control: PeerControl;
   private readonly timeoutMs: number;
+  private readonly gatherBytes: number;
+  private readonly forced: AllReduceAlgorithm | 'auto';
   private state: State = 'idle';
   private seq = 0;
   private last: Signature | undefined;
@@ -80,6 +103,8 @@ export class RingGroup implements ProcessGroup {
     this.worldSize = opts.worldSize;
     this.control = opts.control;
     this.timeoutMs = opts.collectiveTimeoutMs ?? DEFAULT_COLLECTIVE_TIMEOUT_MS;
+    this.gatherBytes = opts.gatherBytes ?? DEFAULT_GATHER_BYTES;
+    this.forced = opts.allReduceAlgorithm ?? 'auto';
     const inner = opts.transport;
     this.ctx = {
       rank: opts.rank,
@@ -91,9 +116,9 @@ export class RingGroup implements ProcessGroup {
             this.lastProgress = Date.now();
             return m;
           }),
+        release: (payload) => inner.release?.(payload),
       },
       segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
-      gatherBytes: opts.gatherBytes ?? DEFAULT_GATHER_BYTES,
       reducer: opts.reducer ?? createReducer(),
     };
     this.failed = new Promise<never>((_, reject) => {
@@ -103,11 +128,28 @@ export class RingGroup implements ProcessGroup {
   }
 
   async allReduce(buf: FloatArray, op: ReduceOp = 'sum'): Promise<void> {
-    if (!(buf instanceof Float32Array || buf instanceof Float64Array)) {
-      throw new CommError(`allReduce needs a Float32Array or Float64Array, got ${typeName(buf)}`);
-    }
-    if (!['sum', 'mean', 'max', 'min'].includes(op)) throw new CommError(`allReduce op must be sum, mean, max or min, got ${String(op)}`);
-    await this.run('allReduce', buf, { op }, (sig) => ringAllReduce(this.ctx, buf, sig));
+    checkFloat('allReduce', buf);
+    checkOp('allReduce', op);
+    const algorithm = this.allReduceAlgorithm(buf.byteLength);
+    await this.run('allReduce', buf, { op }, (sig) => (algorithm === 'ring' ? ringAllReduce : gatherAllReduce)(this.ctx, buf, sig));
+  }
+
+  /** The algorithm an all-reduce of `bytes` per rank takes in this group (see AllReduceAlgorithm). */
+  allReduceAlgorithm(bytes: number): AllReduceAlgorithm {
+    return this.forced === 'auto' ? chooseAllReduce(bytes, this.worldSize, this.gatherBytes) : this.forced;
+  }
+
+  async reduceScatter(buf: FloatArray, op: ReduceOp = 'sum'): Promise<void> {
+    checkFloat('reduceScatter', buf);
+    checkOp('reduceScatter', op);
+    // The all-reduce's algorithm for this size, so that the shard has exactly its bits.
+    const algorithm = this.allReduceAlgorithm(buf.byteLength);
+    await this.run('reduceScatter', buf, { op }, (sig) => (algorithm === 'ring' ? ringReduceScatter : gatherReduceScatter)(this.ctx, buf, sig));
+  }
+
+  async allGatherChunks(buf: NumericArray): Promise<void> {
+    checkNumeric('allGatherChunks', buf);
+    await this.run('allGatherChunks', buf, {}, (sig) => ringAllGatherChunks(this.ctx, buf, sig));
   }
 
   async broadcast(buf: NumericArray, root: number): Promise<void> {
@@ -125,7 +167,8 @@ export class RingGroup implements ProcessGroup {
 
   async barrier(): Promise<void> {
     const empty = new Float32Array(0);
-    await this.run('barrier', empty, {}, (sig) => ringAllReduce(this.ctx, empty, sig));
+    const algorithm = this.allReduceAlgorithm(0);
+    await this.run('barrier', empty, {}, (sig) => (algorithm === 'ring' ? ringAllReduce : gatherAllReduce)(this.ctx, empty, sig));
   }
 
   async close(): Promise<void> {
@@ -246,6 +289,16 @@ export class RingGroup implements ProcessGroup {
 
 function typeName(x: unknown): string {
   return (x as { constructor?: { name?: string } } | null)?.constructor?.name ?? typeof x;
+}
+
+function checkFloat(op: string, buf: unknown): void {
+  if (!(buf instanceof Float32Array || buf instanceof Float64Array)) {
+    throw new CommError(`${op} needs a Float32Array or Float64Array, got ${typeName(buf)}`);
+  }
+}
+
+function checkOp(op: string, reduce: unknown): void {
+  if (!['sum', 'mean', 'max', 'min'].includes(reduce as string)) throw new CommError(`${op} op must be sum, mean, max or min, got ${String(reduce)}`);
 }
 
 function checkNumeric(op: string, buf: unknown): void {

@@ -1,7 +1,8 @@
 /**
  * The ring's transport seam: a rank sends to its right neighbour and receives from its left one,
- * messages arriving in the order they were sent. One real implementation (ZeroMQ PUSH/PULL,
- * zmq/zmq_group.ts) and one in memory (below) that runs N ranks of a ring in one process for tests.
+ * messages arriving in the order they were sent. Two real implementations (ZeroMQ PUSH/PULL,
+ * zmq/zmq_transport.ts, the default; kernel stream sockets, net/stream_transport.ts) and one in
+ * memory (below) that runs N ranks of a ring in one process for tests.
  */
 import type { Header } from './frames.js';
 
@@ -20,17 +21,24 @@ export interface RingTransport {
   send(header: Header, payload: Uint8Array): Promise<void>;
   /**
    * The next well-formed message from the left neighbour (malformed ones are dropped and logged
-   * by the implementation). At most one pending call. The payload belongs to the caller.
+   * by the implementation). At most one pending call. The payload belongs to the caller until it
+   * calls release().
    */
   receive(): Promise<Message>;
+  /**
+   * The caller is done with a received payload (it may still be queued in a send(), which keeps
+   * it until written): its memory may serve a later message. Optional to call (an unreleased
+   * payload is left to the garbage collector) and to implement.
+   */
+  release?(payload: Uint8Array): void;
 }
 
 /** An unbounded FIFO with at most one waiting reader. */
-class Mailbox {
-  private readonly queue: Message[] = [];
-  private waiting: ((m: Message) => void) | undefined;
+export class Mailbox<M = Message> {
+  private readonly queue: M[] = [];
+  private waiting: ((m: M) => void) | undefined;
 
-  put(m: Message): void {
+  put(m: M): void {
     const w = this.waiting;
     if (w !== undefined) {
       this.waiting = undefined;
@@ -40,7 +48,7 @@ class Mailbox {
     }
   }
 
-  take(): Promise<Message> {
+  take(): Promise<M> {
     if (this.waiting !== undefined) return Promise.reject(new Error('a receive() is already pending on this transport'));
     const m = this.queue.shift();
     if (m !== undefined) return Promise.resolve(m);

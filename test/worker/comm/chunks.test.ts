@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  allReduceSteps, chunkRange, mod, neighbours, recvChunk, segmentCount, segmentElemsFor, segmentRange, sendChunk,
+  allReduceSteps, chunkRange, mod, neighbours, recvChunk, reduceScatterSteps, segmentCount, segmentElemsFor, segmentRange, sendChunk, shardRange,
 } from '../../../worker/comm/chunks.js';
 
 test('chunks tile the buffer in order, sizes differ by at most one', () => {
@@ -46,7 +46,7 @@ test('segment size in elements from bytes', () => {
   assert.equal(segmentElemsFor(3, 8), 1);
 });
 
-test('what a rank receives is what its left neighbour sends; reduce-scatter ends on chunk rank+1', () => {
+test('what a rank receives is what its left neighbour sends; reduce-scatter ends on the own chunk, the all-gather starts from it', () => {
   for (const n of [2, 3, 4, 5, 8]) {
     assert.equal(allReduceSteps(n), 2 * (n - 1));
     for (let r = 0; r < n; r++) {
@@ -58,11 +58,18 @@ test('what a rank receives is what its left neighbour sends; reduce-scatter ends
         // What is received at one step is forwarded at the next.
         assert.equal(sendChunk(r, step + 1, n), recvChunk(r, step, n));
       }
-      assert.equal(recvChunk(r, n - 2, n), mod(r + 1, n));
-      // Over the reduce-scatter every chunk but the own one's successor passes through each rank.
+      assert.equal(reduceScatterSteps(n), n - 1);
+      assert.equal(recvChunk(r, n - 2, n), r);
+      assert.deepEqual(shardRange(1001, n, r), chunkRange(1001, n, r));
+      assert.equal(sendChunk(r, n - 1, n), r, 'the all-gather starts by sending the own chunk');
+      // Over the reduce-scatter every chunk but the one sent first passes through each rank.
       const received = new Set(Array.from({ length: n - 1 }, (_, s) => recvChunk(r, s, n)));
       assert.equal(received.size, n - 1);
-      assert.ok(!received.has(r));
+      assert.ok(!received.has(mod(r - 1, n)));
+      // Over the all-gather every chunk but the own one arrives.
+      const gathered = new Set(Array.from({ length: n - 1 }, (_, s) => recvChunk(r, n - 1 + s, n)));
+      assert.equal(gathered.size, n - 1);
+      assert.ok(!gathered.has(r));
     }
   }
 });

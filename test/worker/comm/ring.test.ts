@@ -8,6 +8,8 @@ import { CommError } from '../../../shared/errors.js';
 import { createMemoryGroups } from '../../../worker/comm/memory_group.js';
 import type { FloatArray, ReduceOp } from '../../../worker/comm/process_group.js';
 import { createReducer } from '../../../worker/comm/reduce.js';
+import { shardRange } from '../../../worker/comm/chunks.js';
+import { chooseAllReduce, DEFAULT_GATHER_BYTES } from '../../../worker/comm/ring_group.js';
 
 /** Deterministic values in [-50, 50). */
 function random(n: number, seed: number): number[] {
@@ -38,15 +40,14 @@ function assertClose(got: FloatArray, want: Float64Array, inputs: FloatArray[], 
   }
 }
 
-// gatherBytes 0: always the segmented ring; 1 GiB: always the all-gather path of small buffers.
-for (const [path, gatherBytes] of [['ring', 0], ['gather', 1 << 30]] as const) {
+for (const path of ['ring', 'gather'] as const) {
 test(`allReduce (${path}): every world size, odd lengths, every op, both float types, many segments`, async () => {
   for (const worldSize of [1, 2, 3, 4, 5, 8]) {
     for (const count of [0, 1, worldSize - 1, worldSize + 1, 97, 1031]) {
       for (const Ctor of [Float32Array, Float64Array]) {
         for (const op of ['sum', 'mean', 'max', 'min'] as ReduceOp[]) {
           // 40-byte segments: several segments per chunk, and a last one shorter than the others.
-          const groups = createMemoryGroups(worldSize, { segmentBytes: 40, gatherBytes });
+          const groups = createMemoryGroups(worldSize, { segmentBytes: 40, allReduceAlgorithm: path });
           const inputs = groups.map((g) => Ctor.from(random(count, g.rank + count)));
           const bufs = inputs.map((a) => a.slice());
           await Promise.all(groups.map((g) => g.allReduce(bufs[g.rank], op)));
@@ -60,6 +61,68 @@ test(`allReduce (${path}): every world size, odd lengths, every op, both float t
 });
 }
 
+test('the group chooses the algorithm by size, visibly; gatherBytes and a forced algorithm override it', () => {
+  assert.equal(chooseAllReduce(4096, 2, DEFAULT_GATHER_BYTES), 'gather');
+  assert.equal(chooseAllReduce(DEFAULT_GATHER_BYTES + 4, 2, DEFAULT_GATHER_BYTES), 'ring');
+  assert.equal(chooseAllReduce(32 << 10, 3, DEFAULT_GATHER_BYTES), 'gather', '(N-1) x bytes decides');
+  assert.equal(chooseAllReduce(33 << 10, 3, DEFAULT_GATHER_BYTES), 'ring');
+  const [auto] = createMemoryGroups(2);
+  assert.equal(auto.allReduceAlgorithm(1 << 20), 'ring');
+  assert.equal(auto.allReduceAlgorithm(100), 'gather');
+  assert.equal(createMemoryGroups(2, { gatherBytes: 0 })[0].allReduceAlgorithm(100), 'ring');
+  assert.equal(createMemoryGroups(2, { allReduceAlgorithm: 'gather' })[0].allReduceAlgorithm(1 << 30), 'gather');
+});
+
+test('reduceScatter leaves the reduced shard in place and the rest untouched; allGatherChunks completes it', async () => {
+  for (const worldSize of [1, 2, 3, 5, 8]) {
+    for (const count of [0, 1, worldSize - 1, worldSize + 1, 97, 1031]) {
+      for (const Ctor of [Float32Array, Float64Array]) {
+        for (const op of ['sum', 'mean', 'max', 'min'] as ReduceOp[]) {
+          // 'auto' with 64-byte all-gathers at most: small ones take the gather path, the others the ring.
+          const algorithm = count % 2 === 0 ? 'ring' : 'auto';
+          const opts = { segmentBytes: 40, maxDelayMs: 1, seed: count, allReduceAlgorithm: algorithm, gatherBytes: 64 } as const;
+          const groups = createMemoryGroups(worldSize, opts);
+          const inputs = groups.map((g) => Ctor.from(random(count, g.rank + count + 3)));
+          const bufs = inputs.map((a) => a.slice());
+          await Promise.all(groups.map((g) => g.reduceScatter(bufs[g.rank], op)));
+          const what = `N=${worldSize} ${Ctor.name}[${count}] ${op} ${algorithm}`;
+          const want = reference(inputs, op);
+          // What the all-reduce gives, bit for bit.
+          const full = inputs.map((a) => a.slice());
+          await Promise.all(createMemoryGroups(worldSize, opts).map((g) => g.allReduce(full[g.rank], op)));
+          for (const g of groups) {
+            const { lo, hi } = shardRange(count, worldSize, g.rank);
+            const shard = bufs[g.rank].subarray(lo, hi);
+            assertClose(shard, want.subarray(lo, hi), inputs.map((a) => a.subarray(lo, hi)), `${what} rank ${g.rank}`);
+            assert.deepEqual(shard, full[0].subarray(lo, hi), `${what}: the shard has the all-reduce's bits`);
+            assert.deepEqual(bufs[g.rank].subarray(0, lo), inputs[g.rank].subarray(0, lo), `${what}: before the shard untouched`);
+            assert.deepEqual(bufs[g.rank].subarray(hi), inputs[g.rank].subarray(hi), `${what}: after the shard untouched`);
+          }
+          await Promise.all(groups.map((g) => g.allGatherChunks(bufs[g.rank])));
+          for (const b of bufs) assert.deepEqual(b, full[0], `${what}: reduceScatter + allGatherChunks = allReduce`);
+        }
+      }
+    }
+  }
+});
+
+test('allGatherChunks gathers every element type', async () => {
+  for (const worldSize of [2, 3, 4]) {
+    const groups = createMemoryGroups(worldSize, { segmentBytes: 16 });
+    for (const Ctor of [Float32Array, Float64Array, Int32Array, Uint8Array]) {
+      const want = Ctor.from(random(45, worldSize).map((x) => Math.abs(Math.round(x))));
+      const bufs = groups.map((g) => {
+        const b = new Ctor(45);
+        const { lo, hi } = shardRange(45, worldSize, g.rank);
+        b.set(want.subarray(lo, hi), lo);
+        return b;
+      });
+      await Promise.all(groups.map((g) => g.allGatherChunks(bufs[g.rank])));
+      for (const b of bufs) assert.deepEqual(b, want, `N=${worldSize} ${Ctor.name}`);
+    }
+  }
+});
+
 test('allReduce with the plain JavaScript reducer and one-element segments', async () => {
   const groups = createMemoryGroups(3, { segmentBytes: 1, reducer: createReducer('js') });
   const inputs = groups.map((g) => Float32Array.from(random(50, g.rank)));
@@ -71,6 +134,7 @@ test('allReduce with the plain JavaScript reducer and one-element segments', asy
 test('buffers are not read after a collective resolves (zero-copy sends)', async () => {
   for (const [worldSize, gatherBytes] of [[2, 0], [3, 0], [5, 0], [3, 1 << 30]]) {
     const groups = createMemoryGroups(worldSize, { segmentBytes: 64, maxDelayMs: 2, seed: worldSize, gatherBytes });
+    const n = groups.length;
     for (let round = 0; round < 6; round++) {
       const inputs = groups.map((g) => Float32Array.from(random(301, g.rank + 10 * round)));
       const bufs = inputs.map((a) => a.slice());
@@ -103,6 +167,40 @@ test('buffers are not read after a collective resolves (zero-copy sends)', async
         return res;
       }));
       for (const res of gathered) assert.deepEqual(res, wantAll);
+
+      // ZeRO's pair: each rank trashes its gradients once its shard is reduced, and its
+      // parameters once they are gathered.
+      const grads = groups.map((g) => Float32Array.from(random(301, g.rank + 300 + round)));
+      const wantSum = reference(grads, 'sum');
+      const shards: Float32Array[] = [];
+      await Promise.all(groups.map(async (g) => {
+        await g.reduceScatter(grads[g.rank]);
+        const { lo, hi } = shardRange(301, n, g.rank);
+        shards[g.rank] = grads[g.rank].slice(lo, hi);
+        grads[g.rank].fill(NaN);
+      }));
+      groups.forEach((g) => {
+        const { lo, hi } = shardRange(301, n, g.rank);
+        assertClose(shards[g.rank], wantSum.subarray(lo, hi), grads.map(() => new Float32Array(hi - lo).fill(100)), `reduceScatter N=${n}`);
+      });
+      const params = groups.map((g) => {
+        const p = new Float32Array(301).fill(-7);
+        const { lo, hi } = shardRange(301, n, g.rank);
+        p.fill(g.rank, lo, hi);
+        return p;
+      });
+      const gatheredParams = await Promise.all(groups.map(async (g) => {
+        await g.allGatherChunks(params[g.rank]);
+        const copy = params[g.rank].slice();
+        params[g.rank].fill(NaN);
+        return copy;
+      }));
+      const wantParams = new Float32Array(301);
+      groups.forEach((g) => {
+        const { lo, hi } = shardRange(301, n, g.rank);
+        wantParams.fill(g.rank, lo, hi);
+      });
+      for (const p of gatheredParams) assert.deepEqual(p, wantParams, `allGatherChunks N=${n}`);
     }
   }
 });

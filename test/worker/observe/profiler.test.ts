@@ -46,6 +46,12 @@ function memoryWorld(worldSize: number): ProcessGroup[] {
     async broadcast() {
       throw new Error('not used');
     },
+    async reduceScatter() {
+      throw new Error('not used');
+    },
+    async allGatherChunks() {
+      throw new Error('not used');
+    },
     async allGather<T extends NumericArray>(buf: T) {
       return (await arrive(rank, buf)) as T[];
     },

@@ -3,10 +3,14 @@
  * and hands it all to a RingGroup.
  *
  * Sockets of one rank:
- *   data     PULL, bound on ipc:// (a file in a private directory under ROSEDIST_TMPDIR or
- *            os.tmpdir()) and tcp://;
- *            the left neighbour connects to it, over ipc when on the same node (same node id).
- *            PUSH, connected to the right neighbour's PULL.
+ *   data     (default, 'zmq') PULL, bound on ipc:// (a file in a private directory under
+ *            ROSEDIST_TMPDIR or os.tmpdir()) and tcp://; the left neighbour's PUSH connects to
+ *            it, over ipc when on the same node (same node id).
+ *            ('stream', opt-in: net/) a listening Unix socket and TCP port; the right neighbour
+ *            connects and reads what this rank writes; this rank connects to its left
+ *            neighbour's likewise. Received into reused memory: no collection forced by received
+ *            data, but the socket I/O runs on the JavaScript thread (net/stream_transport.ts
+ *            says what that costs on a busy machine).
  *   control  ROUTER (control.ts): rank 0's at tcp://MASTER_ADDR:MASTER_PORT, the others' on
  *            ipc:// and an ephemeral tcp:// port; answers probes and aborts.
  * Addresses: a single-node run (nnodes 1) uses 127.0.0.1 for everything, whatever MASTER_ADDR
@@ -26,10 +30,17 @@ import { neighbours } from '../chunks.js';
 import { ControlServer, request, type Warn } from './control.js';
 import { endpointFor, rendezvous, type PeerInfo } from './rendezvous.js';
 import { createReducer, type ReducerKind } from '../reduce.js';
-import { RingGroup, type PeerControl } from '../ring_group.js';
+import { RingGroup, type AllReduceAlgorithm, type PeerControl } from '../ring_group.js';
 import { isRankStatus, type RankStatus } from '../stall.js';
 import { bindIpc, bindTcp, clientOptions, Pull, Push, registerAuth, serverOptions, tokenFor, watchSocket, type Auth } from './zmq.js';
 import { ZmqTransport } from './zmq_transport.js';
+import type { Socket as NetSocket } from 'node:net';
+import { connectLeft, DataServer, encodeHello } from '../net/stream_links.js';
+import { BufferPool, StreamTransport } from '../net/stream_transport.js';
+import type { RingTransport } from '../transport.js';
+
+/** Which sockets carry the ring's data: ZeroMQ PUSH/PULL (default) or kernel stream sockets read into reused memory. */
+export type DataTransportKind = 'stream' | 'zmq';
 
 export interface ZmqGroupOptions {
   readonly rendezvousTimeoutMs: number;
@@ -38,7 +49,12 @@ export interface ZmqGroupOptions {
   readonly warn: Warn;
   readonly reducer?: ReducerKind | undefined;
   readonly gatherBytes?: number | undefined;
+  readonly allReduceAlgorithm?: AllReduceAlgorithm | 'auto' | undefined;
+  readonly dataTransport?: DataTransportKind | undefined;
 }
+
+/** Received payload memory a rank keeps for reuse (stream transport), at most. */
+const POOL_FREE_BYTES = 256 << 20;
 
 /** How long a flushing close waits for queued ring messages to leave (ms). */
 const FLUSH_LINGER_MS = 5000;
@@ -76,10 +92,14 @@ class ZmqLinks implements PeerControl {
   peers: PeerInfo[] = [];
   readonly closers: (() => void | Promise<void>)[] = [];
 
+  /** ZeroMQ data transport: the PUSH, whose queue a flushing close lets drain. */
+  push: Push | undefined;
+  /** Stream data transport: the connection this rank writes to, which a flushing close ends. */
+  outbound: NetSocket | undefined;
+
   constructor(
     private readonly env: WorkerEnv,
     private readonly auth: Auth | undefined,
-    readonly push: Push,
   ) {}
 
   private others(): PeerInfo[] {
@@ -106,7 +126,19 @@ class ZmqLinks implements PeerControl {
 
   async close(flush: boolean): Promise<void> {
     // After a successful collective, the last forwarded segments may still be queued.
-    this.push.linger = flush ? FLUSH_LINGER_MS : 0;
+    if (this.push !== undefined) this.push.linger = flush ? FLUSH_LINGER_MS : 0;
+    const out = this.outbound;
+    if (out !== undefined && flush && !out.destroyed) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, FLUSH_LINGER_MS);
+        out.once('close', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        out.end();
+      });
+    }
+    out?.destroy();
     for (const close of this.closers.splice(0).reverse()) {
       try {
         await close();
@@ -117,13 +149,29 @@ class ZmqLinks implements PeerControl {
   }
 }
 
+/** The right neighbour's data connection, or a CommError naming it after `timeoutMs`. */
+async function acceptedWithin(server: DataServer, right: number, timeoutMs: number): Promise<NetSocket> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new CommError(`rank ${right} did not connect to this rank's data socket within ${timeoutMs / 1000} s`, `check that rank ${right} is running`)),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([server.accepted, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Create this rank's group (worldSize ≥ 2). Rejects with a CommError; releases all on failure. */
 export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Promise<RingGroup> {
   const { warn } = opts;
   const auth: Auth | undefined = env.secret === undefined ? undefined : { domain: `rosedist/${env.runId}/${env.rank}/${randomUUID()}`, token: tokenFor(env.secret) };
-  const push = new Push({ ...clientOptions(auth), sendHighWaterMark: 0, linger: 0 });
-  const links = new ZmqLinks(env, auth, push);
-  links.closers.push(() => push.close());
+  const kind = opts.dataTransport ?? 'zmq';
+  const links = new ZmqLinks(env, auth);
+  const { left, right } = neighbours(env.rank, env.worldSize);
   try {
     if (auth !== undefined) links.closers.push(await registerAuth(auth, warn));
     // Under the launcher's per-run directory when there is one: it is removed even if we are killed.
@@ -133,9 +181,23 @@ export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Pro
     const host = masterHost.startsWith('127.') ? '127.0.0.1' : await localAddressToward(masterHost);
     const master = `tcp://${masterHost}:${env.masterPort}`;
 
-    const pull = new Pull({ ...serverOptions(auth), receiveHighWaterMark: 0, linger: 0 });
-    links.closers.push(() => pull.close());
-    const data = { ipc: await bindIpc(pull, join(dir, 'data.sock')), tcp: await bindTcp(pull, host) };
+    let data: PeerInfo['data'];
+    let pull: Pull | undefined;
+    let dataServer: DataServer | undefined;
+    if (kind === 'zmq') {
+      const push = new Push({ ...clientOptions(auth), sendHighWaterMark: 0, linger: 0 });
+      links.push = push;
+      links.closers.push(() => push.close());
+      const p = new Pull({ ...serverOptions(auth), receiveHighWaterMark: 0, linger: 0 });
+      pull = p;
+      links.closers.push(() => p.close());
+      data = { ipc: await bindIpc(p, join(dir, 'data.sock')), tcp: await bindTcp(p, host) };
+    } else {
+      const listening = await DataServer.listen(join(dir, 'data.sock'), host, right, auth?.token, warn);
+      dataServer = listening.server;
+      links.closers.push(() => listening.server.close());
+      data = listening.endpoints;
+    }
 
     const server = new ControlServer(auth, warn);
     links.closers.push(() => server.close());
@@ -155,22 +217,44 @@ export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Pro
     const self: PeerInfo = { rank: env.rank, nodeId: env.nodeId, data, control };
     links.peers = await rendezvous({ env, self, server: env.rank === 0 ? server : undefined, master, auth, timeoutMs: opts.rendezvousTimeoutMs, warn });
 
-    push.connect(endpointFor(links.peers[(env.rank + 1) % env.worldSize], 'data', env.nodeId));
+    let transport: RingTransport;
+    let inbound: NetSocket | undefined;
+    if (links.push !== undefined && pull !== undefined) {
+      links.push.connect(endpointFor(links.peers[right], 'data', env.nodeId));
+      transport = new ZmqTransport(links.push, pull, warn);
+    } else {
+      const stream = new StreamTransport(new BufferPool(opts.segmentBytes, POOL_FREE_BYTES), left, right);
+      const inSocket = await connectLeft(endpointFor(links.peers[left], 'data', env.nodeId), encodeHello(env.rank, auth?.token), stream, left);
+      inbound = inSocket;
+      links.closers.push(() => void inSocket.destroy());
+      links.outbound = await acceptedWithin(dataServer!, right, opts.rendezvousTimeoutMs);
+      links.outbound.on('error', () => {}); // seen as its 'close'
+      stream.attach(links.outbound);
+      transport = stream;
+    }
     const group = new RingGroup({
       rank: env.rank,
       worldSize: env.worldSize,
-      transport: new ZmqTransport(push, pull, warn),
+      transport,
       control: links,
       segmentBytes: opts.segmentBytes,
       collectiveTimeoutMs: opts.collectiveTimeoutMs,
       reducer: createReducer(opts.reducer),
       gatherBytes: opts.gatherBytes,
+      allReduceAlgorithm: opts.allReduceAlgorithm,
     });
     // A lost ring connection (a neighbour died or closed) makes the group check at once whether
     // a collective in progress can still finish, instead of waiting for the timeout.
-    const { left, right } = neighbours(env.rank, env.worldSize);
-    watchSocket(pull, 'data socket', warn, () => void group.suspect(`its connection from rank ${left} closed`));
-    watchSocket(push, 'data socket', warn, () => void group.suspect(`its connection to rank ${right} closed`));
+    const fromLeft = (): void => void group.suspect(`its connection from rank ${left} closed`);
+    const toRight = (): void => void group.suspect(`its connection to rank ${right} closed`);
+    if (pull !== undefined && links.push !== undefined) {
+      watchSocket(pull, 'data socket', warn, fromLeft);
+      watchSocket(links.push, 'data socket', warn, toRight);
+    } else {
+      inbound!.on('error', () => {}); // seen as its 'close'
+      inbound!.on('close', fromLeft);
+      links.outbound!.on('close', toRight);
+    }
     server.handler = ({ msg, reply }) => {
       if (msg.t === 'probe') {
         void reply({ t: 'status', status: group.status() });
