@@ -18,6 +18,7 @@ import type { ProcessContext, Worker } from './process_context.js';
 import type { Instruction, Rendezvous } from './coordinator_client.js';
 import { workerSpecs } from './worker_spec.js';
 import { MEMBERSHIP_CHANGE_VAR } from '../shared/env.js';
+import { setLongTimeout } from '../shared/timers.js';
 
 export interface RunResult {
   readonly exitCode: number;
@@ -71,11 +72,12 @@ class Waker {
   sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const done = (): void => {
-        clearTimeout(timer);
+        timer.clear();
         if (this.wake === done) this.wake = undefined;
         resolve();
       };
-      const timer = setTimeout(done, ms);
+      // Any length (a huge --monitor-interval or grace period would otherwise fire at once).
+      const timer = setLongTimeout(done, ms);
       this.wake = done;
     });
   }
@@ -100,7 +102,10 @@ export class Agent {
   private signals = 0;
   /** The run id the nodes agreed on (node 0's when this node generated its own). */
   private runId: string;
+  /** Cuts the grace period short: a further signal. */
   private readonly waker = new Waker();
+  /** Cuts a monitor interval short: a signal, or a worker's exit (noticed at once, whatever the interval). */
+  private readonly monitor = new Waker();
   private interrupted: () => void = () => {};
   private readonly interruption = new Promise<void>((resolve) => {
     this.interrupted = resolve;
@@ -117,6 +122,7 @@ export class Agent {
     if (this.signals === 1) this.opts.emit({ kind: 'interrupted', signal });
     this.interrupted();
     this.waker.poke();
+    this.monitor.poke();
   }
 
   async run(): Promise<RunResult> {
@@ -166,6 +172,7 @@ export class Agent {
       masterPort: config.masterPort,
     });
     const workers = this.opts.context.start(specs);
+    for (const w of workers) void w.exited.then(() => this.monitor.poke());
     for (;;) {
       if (this.signal !== undefined) {
         await this.stop(workers, this.signal);
@@ -198,7 +205,7 @@ export class Agent {
           throw new Error(`unknown group state ${JSON.stringify(never)}`);
         }
       }
-      await this.waker.sleep(config.monitorIntervalMs);
+      await this.monitor.sleep(config.monitorIntervalMs);
     }
   }
 

@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { ConfigError } from '../shared/errors.js';
 import { jobSecret } from '../shared/job_secret.js';
+import { parseSeconds, timeoutMs } from '../shared/timers.js';
 import type { CliInput, Given } from './cli.js';
 import { countGpus } from './devices.js';
 import { parseStdSpec, type StdSpec } from './redirects.js';
@@ -42,7 +43,7 @@ export interface LaunchConfig {
   readonly gpuCount: number;
   /** SIGTERM → SIGKILL grace when stopping workers, ms (env ROSEDIST_STOP_GRACE_S, default 3 s). */
   readonly stopGraceMs: number;
-  /** How long the nodes of a multi-node run wait for each other, ms. */
+  /** How long the nodes of a multi-node run wait for each other, ms; Infinity: no limit. */
   readonly joinTimeoutMs: number;
   /**
    * `--nnodes MIN:MAX` (launcher/elastic.ts): undefined for a fixed number of nodes. Then
@@ -82,12 +83,22 @@ function int(g: Given, min: number, max: number, what: string): number {
   return n;
 }
 
-function seconds(g: Given, min: number): number {
+/** A positive, finite number of seconds (any size: timers beyond 2^31 ms are chained, shared/timers.ts). */
+function seconds(g: Given): number {
   const n = Number(g.value);
-  if (g.value.trim() === '' || !Number.isFinite(n) || n <= min) {
-    throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} is not a number of seconds above ${min}`, `pass ${g.from} e.g. 0.5`);
+  if (g.value.trim() === '' || !Number.isFinite(n) || n <= 0) {
+    throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} is not a number of seconds above 0`, `pass ${g.from} e.g. 0.5`);
   }
   return n;
+}
+
+/** A timeout in seconds → ms; 0, inf (or infinity, never) → Infinity: no timeout. */
+function timeout(g: Given): number {
+  const n = parseSeconds(g.value);
+  if (Number.isNaN(n) || n < 0) {
+    throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} is not a number of seconds`, `pass ${g.from} e.g. 300, or 0 or inf for no timeout`);
+  }
+  return timeoutMs(n);
 }
 
 function nproc(g: Given | undefined, gpus: number, cpus: number): number {
@@ -191,7 +202,7 @@ export async function resolveConfig(cli: CliInput, env: Env = process.env, host:
     masterAddr,
     masterPort,
     maxRestarts: o['max-restarts'] === undefined ? 0 : int(o['max-restarts'], 0, 1_000_000, 'a number of restarts (0 or more)'),
-    monitorIntervalMs: o['monitor-interval'] === undefined ? 100 : seconds(o['monitor-interval'], 0) * 1000,
+    monitorIntervalMs: o['monitor-interval'] === undefined ? 100 : seconds(o['monitor-interval']) * 1000,
     runId: runId(o['run-id']),
     runIdGiven: o['run-id'] !== undefined,
     logDir,
@@ -201,7 +212,7 @@ export async function resolveConfig(cli: CliInput, env: Env = process.env, host:
     secret: readSecret(o.secret, o['secret-file'], multiNode, jobKey === undefined ? undefined : () => jobSecret(env, jobKey)),
     gpuCount,
     stopGraceMs: stopGraceMs(env),
-    joinTimeoutMs: o['join-timeout'] === undefined ? 300_000 : seconds(o['join-timeout'], 0) * 1000,
+    joinTimeoutMs: o['join-timeout'] === undefined ? 300_000 : timeout(o['join-timeout']),
     elastic,
   };
   return Object.freeze(config);
@@ -227,7 +238,7 @@ function elasticConfig(o: CliInput['options']): ElasticConfig | undefined {
   if (m === null || min < 1 || max < min || max > 1024) {
     throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} is not a range of nodes`, `pass ${g.from} MIN:MAX with 1 ≤ MIN ≤ MAX ≤ 1024, e.g. ${g.from} 2:4`);
   }
-  const s = (name: 'rdzv-timeout' | 'rdzv-last-call', dflt: number): number => (o[name] === undefined ? dflt : seconds(o[name], 0)) * 1000;
+  const s = (name: 'rdzv-timeout' | 'rdzv-last-call', dflt: number): number => (o[name] === undefined ? dflt : seconds(o[name])) * 1000;
   return { minNodes: min, maxNodes: max, rdzvTimeoutMs: s('rdzv-timeout', DEFAULT_RDZV_TIMEOUT_S), lastCallMs: s('rdzv-last-call', DEFAULT_LAST_CALL_S) };
 }
 
