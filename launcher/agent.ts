@@ -7,6 +7,8 @@
  *   succeeded → report it; the coordinator ends the run once every node has
  *   failed    → tell the others at once, stop the rest of the group (SIGTERM, SIGKILL after the
  *               grace period), report the failures; the coordinator restarts or ends the run
+ * Stopping reaches each worker's whole process tree (shared/process_tree.ts), including what
+ * an exited worker left running; after success too, so that nothing a worker started outlives the run.
  * A signal to the launcher (SIGINT, SIGTERM, SIGHUP) is forwarded to the workers; the agent waits
  * for them (SIGKILL after the grace period) and ends with 128 + the signal's number.
  */
@@ -18,7 +20,10 @@ import type { ProcessContext, Worker } from './process_context.js';
 import type { Instruction, Rendezvous } from './coordinator_client.js';
 import { workerSpecs } from './worker_spec.js';
 import { MEMBERSHIP_CHANGE_VAR } from '../shared/env.js';
-import { setLongTimeout } from '../shared/timers.js';
+import { setLongTimeout, sleep } from '../shared/timers.js';
+
+/** While stopping: how often the workers' process trees are looked at once the workers exited, ms. */
+const TREE_POLL_MS = 50;
 
 export interface RunResult {
   readonly exitCode: number;
@@ -190,7 +195,8 @@ export class Agent {
           }
           break;
         case 'succeeded':
-          await Promise.all(workers.map((w) => w.finished));
+          // Processes a worker started and left running end with the run.
+          await this.stop(workers, 'SIGTERM');
           rendezvous.finished(start.attempt, []);
           return false;
         case 'failed':
@@ -209,19 +215,30 @@ export class Agent {
     }
   }
 
-  /** Signal the running workers, SIGKILL those left after the grace period, wait for their output. */
+  /**
+   * Signal every worker whose process tree still runs (a running worker, or one that exited but
+   * left processes it started), SIGKILL the trees left after the grace period, wait for their output.
+   */
   private async stop(workers: readonly Worker[], signal: NodeJS.Signals): Promise<void> {
-    const running = () => workers.filter((w) => w.state().kind === 'running');
-    const targets = running();
+    const targets = workers.filter((w) => w.treeAlive());
     if (targets.length > 0) {
       const { stopGraceMs } = this.opts.config;
-      this.opts.emit({ kind: 'stopping', ranks: targets.map((w) => w.spec.rank), signal, graceMs: stopGraceMs });
+      const running = targets.filter((w) => w.state().kind === 'running');
+      const strays = targets.filter((w) => w.state().kind !== 'running');
+      if (running.length > 0) this.opts.emit({ kind: 'stopping', ranks: running.map((w) => w.spec.rank), signal, graceMs: stopGraceMs });
+      if (strays.length > 0) this.opts.emit({ kind: 'leftovers', ranks: strays.map((w) => w.spec.rank), signal, graceMs: stopGraceMs });
       for (const w of targets) w.signal(signal);
       const allExited = Promise.all(targets.map((w) => w.exited));
+      let waiting = true;
+      const allGone = allExited.then(async () => {
+        // The workers are gone; what they started may take a moment longer.
+        while (waiting && targets.some((w) => w.treeAlive())) await sleep(TREE_POLL_MS);
+      });
       // A further signal to the launcher (a second Ctrl-C) cuts the grace period short.
-      await Promise.race([allExited, this.waker.sleep(stopGraceMs)]);
+      await Promise.race([allGone, this.waker.sleep(stopGraceMs)]);
+      waiting = false;
       this.waker.poke();
-      const left = running();
+      const left = targets.filter((w) => w.treeAlive());
       if (left.length > 0) {
         this.opts.emit({ kind: 'killing', ranks: left.map((w) => w.spec.rank) });
         for (const w of left) w.signal('SIGKILL');
