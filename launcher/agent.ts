@@ -13,13 +13,16 @@
  * for them (SIGKILL after the grace period) and ends with 128 + the signal's number.
  */
 import { constants } from 'node:os';
+import { join } from 'node:path';
 import type { LaunchConfig } from './config.js';
 import type { EventSink } from './events.js';
 import { formatSummary, type ProcessFailure } from './failures.js';
 import type { ProcessContext, Worker } from './process_context.js';
 import type { Instruction, Rendezvous } from './coordinator_client.js';
+import { reserveRunDir } from './run_dirs.js';
 import { workerSpecs } from './worker_spec.js';
 import { MEMBERSHIP_CHANGE_VAR } from '../shared/env.js';
+import { addWorkers } from '../shared/run_tmp_dir.js';
 import { setLongTimeout, sleep } from '../shared/timers.js';
 
 /** While stopping: how often the workers' process trees are looked at once the workers exited, ms. */
@@ -96,7 +99,7 @@ export interface AgentOptions {
   readonly rendezvous: Rendezvous;
   readonly context: ProcessContext;
   readonly emit: EventSink;
-  /** Where error files (and, with --log-dir, logs) go: the log dir or a temporary directory. */
+  /** Where error files go without --log-dir: a temporary directory (the run's files go in <it>/<run-id>). */
   readonly fileBase: string;
   /** The run's directory for the workers' temporary files (ipc sockets), which the caller removes; undefined: theirs. */
   readonly tmpDir?: string;
@@ -109,6 +112,8 @@ export class Agent {
   private runId: string;
   /** Cuts the grace period short: a further signal. */
   private readonly waker = new Waker();
+  /** Where this run's logs and error files go (launcher/run_dirs.ts); set at the first attempt. */
+  private runDir: string | undefined;
   /** Cuts a monitor interval short: a signal, or a worker's exit (noticed at once, whatever the interval). */
   private readonly monitor = new Waker();
   private interrupted: () => void = () => {};
@@ -164,7 +169,9 @@ export class Agent {
     const baseEnv: Record<string, string | undefined> = { ...process.env };
     delete baseEnv[MEMBERSHIP_CHANGE_VAR];
     if (start.change !== undefined) baseEnv[MEMBERSHIP_CHANGE_VAR] = start.change;
-    const specs = workerSpecs(roundConfig, start.layout, start.attempt, this.opts.fileBase, baseEnv, this.opts.tmpDir, start.restartCount);
+    // One directory for every attempt of this run, made when the nodes agreed on the run id.
+    this.runDir ??= config.logDir !== undefined ? reserveRunDir(config.logDir, start.layout.runId) : join(this.opts.fileBase, start.layout.runId);
+    const specs = workerSpecs(roundConfig, start.layout, start.attempt, this.runDir, baseEnv, this.opts.tmpDir, start.restartCount);
     const first = specs[0]?.rank ?? 0;
     emit({
       kind: 'starting',
@@ -175,8 +182,11 @@ export class Agent {
       worldSize: start.layout.worldSize,
       masterAddr: config.masterAddr,
       masterPort: config.masterPort,
+      logs: config.logDir === undefined ? undefined : this.runDir,
     });
     const workers = this.opts.context.start(specs);
+    // They hold the run's temporary directory too, should this launcher die first (shared/run_tmp_dir.ts).
+    if (this.opts.tmpDir !== undefined) addWorkers(this.opts.tmpDir, workers.map((w) => w.pid));
     for (const w of workers) void w.exited.then(() => this.monitor.poke());
     for (;;) {
       if (this.signal !== undefined) {

@@ -15,6 +15,8 @@ export type LauncherEvent =
       readonly worldSize: number;
       readonly masterAddr: string;
       readonly masterPort: number;
+      /** The run's log directory (--log-dir); undefined: none. */
+      readonly logs: string | undefined;
     }
   | { readonly kind: 'restarting'; readonly attempt: number; readonly maxRestarts: number; readonly cause: ProcessFailure | undefined; readonly reason: string | undefined }
   | { readonly kind: 'worker_failed'; readonly failure: ProcessFailure }
@@ -35,7 +37,8 @@ type Formatters = { readonly [K in LauncherEvent['kind']]: (e: Extract<LauncherE
 const formatters: Formatters = {
   starting: (e) =>
     `run ${e.runId} attempt ${e.attempt}: node ${e.nodeRank} starts ranks ${e.ranks[0]}..${e.ranks[1]} of ${e.worldSize}` +
-    ` (master ${e.masterAddr}:${e.masterPort})`,
+    ` (master ${e.masterAddr}:${e.masterPort})` +
+    (e.logs === undefined ? '' : `, logs in ${e.logs}`),
   restarting: (e) => {
     const why = e.cause
       ? `rank ${e.cause.rank} (local rank ${e.cause.localRank}, node ${e.cause.nodeRank}) ${describeExit(e.cause)}`

@@ -1,6 +1,6 @@
 /**
  * Preloaded into every worker by the launcher (`node --import <this file> PROGRAM ...`), before
- * the program's own code. Two jobs, both invisible to a healthy worker:
+ * the program's own code. Three jobs, all invisible to a healthy worker:
  *
  * 1. No orphans. A launcher killed with SIGKILL cannot stop its workers, so each worker watches
  *    its launcher (ROSEDIST_LAUNCHER_PID) every 500 ms: once it is gone (the worker's parent pid
@@ -11,12 +11,16 @@
  * 2. Failures as data. An uncaught exception is recorded in the error file (ROSEDIST_ERROR_FILE)
  *    for the launcher's failure summary. 'uncaughtExceptionMonitor' only observes: Node still
  *    prints the error and exits with code 1 as it would without us.
+ * 3. Once the launcher is gone, the last worker to exit removes the run's temporary directory
+ *    (shared/run_tmp_dir.ts), which the launcher would have removed.
  *
- * Imports nothing but the env contract, the error-file writer and the process tree, so it loads fast.
+ * Imports nothing but the env contract, the error-file writer, the process tree and the run's
+ * temporary directory, so it loads fast.
  */
 import { ENV } from './env.js';
 import { writeErrorFile } from './error_file.js';
 import { signalTree, treeMembers } from './process_tree.js';
+import { removeIfAbandoned } from './run_tmp_dir.js';
 
 /** How often the launcher is checked, ms. */
 const POLL_MS = 500;
@@ -50,6 +54,12 @@ function leadsGroup(): boolean {
   return signalTree(process.pid, 0);
 }
 
+/** The run's temporary directory (ipc sockets), which the dead launcher cannot remove: the last of its workers does. */
+function removeRunTmpDir(): void {
+  const dir = process.env[ENV.tmpDir];
+  if (dir !== undefined && dir !== '') removeIfAbandoned(dir, process.pid);
+}
+
 /** SIGTERM ends us as the default action would, but only once the rest of our tree is gone. */
 function termAfterTree(): void {
   const poll = setInterval(() => {
@@ -57,6 +67,8 @@ function termAfterTree(): void {
     if (members !== undefined && members.some((pid) => pid !== process.pid)) return;
     clearInterval(poll);
     process.off('SIGTERM', termAfterTree);
+    // The default action skips 'exit' handlers.
+    removeRunTmpDir();
     process.kill(process.pid, 'SIGTERM');
   }, TREE_POLL_MS);
 }
@@ -64,13 +76,20 @@ function termAfterTree(): void {
 /** The launcher is gone: end our tree, SIGTERM first, SIGKILL after the grace period. */
 function endTree(): void {
   if (!leadsGroup()) {
+    process.once('exit', removeRunTmpDir);
     setTimeout(() => process.kill(process.pid, 'SIGKILL'), EXIT_GRACE_MS).unref();
     process.kill(process.pid, 'SIGTERM');
     return;
   }
-  setTimeout(() => signalTree(process.pid, 'SIGKILL'), EXIT_GRACE_MS).unref();
+  setTimeout(() => {
+    removeRunTmpDir();
+    signalTree(process.pid, 'SIGKILL');
+  }, EXIT_GRACE_MS).unref();
   // If we end first, what ignores SIGTERM goes with us. Last: the SIGKILL ends this process too.
-  process.once('exit', () => signalTree(process.pid, 'SIGKILL'));
+  process.once('exit', () => {
+    removeRunTmpDir();
+    signalTree(process.pid, 'SIGKILL');
+  });
   // A program without a SIGTERM handler would die at once and leave nobody to send the SIGKILL.
   if (process.listenerCount('SIGTERM') === 0) process.on('SIGTERM', termAfterTree);
   signalTree(process.pid, 'SIGTERM');

@@ -91,7 +91,8 @@ test('bad input names the option', async () => {
   await rejects(['--nnodes', '1', '--nnodes', '2', FIXTURE], /--nnodes was given more than once/);
   await rejects([], /no PROGRAM/);
   await rejects(['/no/such/program.ts'], /program "\/no\/such\/program.ts" does not exist/);
-  await rejects([join(tempDir('cfg'))], /does not exist/);
+  await rejects([join(tempDir('cfg'))], /is a directory, not a file/);
+  await rejects(['--nproc-per-node', '2', '--local-ranks-filter', '2', FIXTURE], /--local-ranks-filter "2" names local rank 2, but this node runs local ranks 0\.\.1/);
 });
 
 test('a busy port is refused before anything starts', async () => {

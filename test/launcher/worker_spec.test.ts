@@ -19,7 +19,7 @@ test("node 1's workers follow node 0's; each gets the contract, one thread and i
   const c = await config(['--nnodes', '2', '--node-rank', '1', '--nproc-per-node', '2', '--master-port', '5000', '--max-restarts', '4', '--secret', 's'.repeat(20)]);
   const layout = { runId: 'agreed', worldSize: 5, localWorldSizes: [3, 2] };
   assert.equal(rankOffset(layout, 1), 3);
-  const specs = workerSpecs(c, layout, 2, '/base', { PATH: '/bin' });
+  const specs = workerSpecs(c, layout, 2, '/base/agreed', { PATH: '/bin' });
   assert.deepEqual(specs.map((s) => [s.rank, s.localRank]), [[3, 0], [4, 1]]);
   for (const s of specs) {
     const e = readWorkerEnv(s.env);
