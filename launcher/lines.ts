@@ -35,6 +35,8 @@ export class LineSplitter {
   private pending = 0;
   /** The last chunk ended with `\r`: a `\n` starting the next one belongs to it. */
   private afterCr = false;
+  /** In the chunk being pushed: where the next `\r` is (-1: none left, -2: not looked for yet). */
+  private cr = -2;
   /** Pieces of the line in progress went out already (it was longer than `maxLine`). */
   private continued = false;
 
@@ -54,6 +56,7 @@ export class LineSplitter {
     let start = 0;
     if (this.afterCr && text.charCodeAt(0) === LF) start = 1;
     this.afterCr = false;
+    this.cr = -2;
     // The `\r`-ended line seen last in this chunk, held back until we know nothing follows it.
     let redraw: string | undefined;
     for (;;) {
@@ -94,7 +97,10 @@ export class LineSplitter {
   private nextEnd(text: string, from: number): number {
     const lf = text.indexOf('\n', from);
     if (!this.carriageReturn) return lf;
-    const cr = text.indexOf('\r', from);
+    // The next `\r` is looked for again only once passed: searching the rest of a chunk that has
+    // none for every line would make a chunk of short lines quadratic.
+    if (this.cr !== -1 && this.cr < from) this.cr = text.indexOf('\r', from);
+    const cr = this.cr;
     return cr < 0 ? lf : lf < 0 ? cr : Math.min(cr, lf);
   }
 

@@ -71,15 +71,34 @@ test('a line longer than maxLine comes out in pieces, never inside a surrogate p
   assert.deepEqual(lines, ['abcd', 'efgh']);
 });
 
-test('linear in the line length: one 64 MiB line in 64 KiB chunks', () => {
+/** Lets the test's time limit fire between chunks (it cannot interrupt synchronous code). */
+const tick = () => new Promise<void>((r) => setImmediate(r));
+
+test('linear in the line length: one 64 MiB line in 64 KiB chunks', { timeout: 30_000 }, async () => {
   let pieces = 0;
   let total = 0;
   const s = new LineSplitter((l) => ((pieces += 1), (total += l.length)), { maxLine: 1 << 16 });
   const chunk = Buffer.alloc(1 << 16, 'x');
-  // Quadratic re-splitting would take hours here; the test's time limit catches it.
-  for (let i = 0; i < 1024; i += 1) s.push(chunk);
+  // Quadratic re-splitting would take hours here; the time limit catches it.
+  for (let i = 0; i < 1024; i += 1) {
+    s.push(chunk);
+    await tick();
+  }
   s.push('\n');
   assert.deepEqual([pieces, total], [1024, 1 << 26]);
+});
+
+test('linear in the chunk size: short lines in 1 MiB chunks, `\\r` mode (no search of the whole chunk per line)', { timeout: 30_000 }, async () => {
+  let lines = 0;
+  const s = new LineSplitter(() => (lines += 1), { maxLine: 1 << 16, carriageReturn: true });
+  const chunk = Buffer.from('123456789\n'.repeat(1 << 17));
+  // Searching the rest of each chunk for `\r` once per line would scan ~7·10^10 bytes per chunk
+  // here (minutes for the 32); linear, a second or two.
+  for (let i = 0; i < 32; i += 1) {
+    s.push(chunk);
+    await tick();
+  }
+  assert.equal(lines, 32 << 17);
 });
 
 test('carriageReturn: `\\r` ends a line, `\\r\\n` is one end even across chunks, redraws within a chunk collapse to the last', () => {
