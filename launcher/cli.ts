@@ -30,7 +30,7 @@ const OPTIONS = {
   'max-restarts': 'restart the whole group up to this many times after a failure [default: 0]',
   'monitor-interval': 'seconds between checks of the workers; a worker\'s exit is noticed at once whatever the interval [default: 0.1]',
   'run-id': 'name of the run (letters, digits, . _ -) [default: random]',
-  'log-dir': 'directory for <run-id>/attempt_<n>/<rank>/{stdout,stderr}.log and error.json',
+  'log-dir': 'directory for <run-id>/attempt_<n>/<rank>/{stdout,stderr}.log and error.json (<run-id>_1, _2, ... when the run id was used before)',
   redirects: 'send worker streams to files only: 0 none, 1 stdout, 2 stderr, 3 both, or per local rank "0:1,1:2" [default: 0]',
   tee: 'copy worker streams to files and the console, values as --redirects [default: 0]',
   'local-ranks-filter': 'comma-separated local ranks whose output is shown on the console [default: all]',

@@ -3,8 +3,7 @@
  * what it leaves behind (worker files, live pids).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -41,9 +40,7 @@ export function runLauncher(args: readonly string[], env: Record<string, string>
   return startLauncher(args, env).done;
 }
 
-export function tempDir(label: string): string {
-  return mkdtempSync(join(tmpdir(), `rosedist-test-${label}-`));
-}
+export { tempDir } from './temp_dir.js';
 
 export interface WorkerRecord {
   readonly pid: number;
