@@ -74,7 +74,7 @@ test("Python scripts, modules and executables: their command lines, torchrun's v
   const host = { countGpus: () => 0, canBind: async () => true, freePort: async () => 41000, cpus: () => 4 };
   const layout = { runId: 'r', worldSize: 3, localWorldSizes: [3] };
   const specsOf = async (argv: string[], baseEnv: Record<string, string>) =>
-    workerSpecs(await resolveConfig(parseCli(['--nproc-per-node', '3', '--max-restarts', '2', ...argv], {}), { PYTHON: python }, host), layout, 1, '/b', baseEnv);
+    workerSpecs(await resolveConfig(parseCli(['--nproc-per-node', '3', '--max-restarts', '2', ...argv], {}), { PYTHON: python }, host), layout, 1, '/b/r', baseEnv);
   const bare = { PATH: join(dir, 'none') };
   const [s] = await specsOf([script, '--lr', '1'], bare);
   assert.deepEqual([s?.command, s?.args], [python, ['-u', script, '--lr', '1']]);
