@@ -20,7 +20,7 @@
 import { ENV } from './env.js';
 import { writeErrorFile } from './error_file.js';
 import { signalTree, treeMembers } from './process_tree.js';
-import { removeIfAbandoned } from './run_tmp_dir.js';
+import { leaveRunTmpDir } from './run_tmp_dir.js';
 
 /** How often the launcher is checked, ms. */
 const POLL_MS = 500;
@@ -57,7 +57,7 @@ function leadsGroup(): boolean {
 /** The run's temporary directory (ipc sockets), which the dead launcher cannot remove: the last of its workers does. */
 function removeRunTmpDir(): void {
   const dir = process.env[ENV.tmpDir];
-  if (dir !== undefined && dir !== '') removeIfAbandoned(dir, process.pid);
+  if (dir !== undefined && dir !== '') leaveRunTmpDir(dir);
 }
 
 /** SIGTERM ends us as the default action would, but only once the rest of our tree is gone. */

@@ -7,6 +7,9 @@
  * /proc/<pid>/stat, so that a reused pid does not pass for a holder). Once every holder is
  * provably gone, the directory is abandoned and is removed by whoever sees it first: an orphaned
  * worker as it exits (the last one; shared/launcher_watch.ts) or the next launcher on this host.
+ * An orphaned worker that exits first appends `left <pid>` and then looks: of two workers exiting
+ * at the same moment, the one that looks last sees both marks, so one of them removes the
+ * directory (had each only looked, each could see the other still running).
  * A directory without a readable `holders` file is never touched: nothing proves it abandoned.
  */
 import { appendFileSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -66,30 +69,43 @@ export function addWorkers(dir: string, pids: readonly number[]): void {
   }
 }
 
-/** True when every holder of `dir` but `except` is provably gone; false when one runs or nothing proves it. */
-export function abandoned(dir: string, except?: number): boolean {
+/** True when every holder of `dir` is provably gone (or left); false when one runs or nothing proves it. */
+export function abandoned(dir: string): boolean {
   let text: string;
   try {
     text = readFileSync(join(dir, HOLDERS), 'utf8');
   } catch {
     return false;
   }
-  const holders = text.split('\n').filter((l) => l !== '');
-  if (holders.length === 0 || !text.endsWith('\n')) return false;
-  for (const h of holders) {
-    const m = /^(launcher|worker) (\d+) (\d*)$/.exec(h);
+  const lines = text.split('\n').filter((l) => l !== '');
+  if (lines.length === 0 || !text.endsWith('\n')) return false;
+  const left = new Set<number>();
+  const holders: { pid: number; start: string }[] = [];
+  for (const l of lines) {
+    const m = /^(launcher|worker|left) (\d+)(?: (\d*))?$/.exec(l);
     if (m === null) return false;
-    const pid = Number(m[2]);
-    if (pid === except) continue;
-    if (pid === process.pid || running(pid, m[3] ?? '')) return false;
+    if (m[1] === 'left') left.add(Number(m[2]));
+    else holders.push({ pid: Number(m[2]), start: m[3] ?? '' });
   }
-  return true;
+  return holders.every((h) => left.has(h.pid) || (h.pid !== process.pid && !running(h.pid, h.start)));
+}
+
+/** An orphaned worker's last act: say it no longer uses `dir`, then remove it if nobody does. */
+export function leaveRunTmpDir(dir: string): boolean {
+  try {
+    // O_APPEND: a short line lands whole even when another worker appends at the same moment.
+    appendFileSync(join(dir, HOLDERS), `left ${process.pid}\n`, { flag: 'a' });
+  } catch {
+    // Removed already (another worker was last), or never there.
+    return false;
+  }
+  return removeIfAbandoned(dir);
 }
 
 /** Remove `dir` if it is abandoned (see `abandoned`); true if removed. Never throws. */
-export function removeIfAbandoned(dir: string, except?: number): boolean {
+export function removeIfAbandoned(dir: string): boolean {
   try {
-    if (!abandoned(dir, except)) return false;
+    if (!abandoned(dir)) return false;
     rmSync(dir, { recursive: true, force: true });
     return true;
   } catch {
