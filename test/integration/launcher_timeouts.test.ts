@@ -1,6 +1,7 @@
 /** Timeouts and intervals beyond 2^31 ms mean "a very long time", not "at once" (shared/timers.ts). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -41,4 +42,29 @@ test('a node-rank-1 launcher retrying to reach node 0 adds no abort listener per
   assert.match(r.stderr, /node 0 did not answer at 127\.0\.0\.1:\d+ within 7 s/);
   assert.doesNotMatch(r.stderr, /MaxListenersExceededWarning/);
   assert.equal(r.stderr.split('\n').filter((l) => l !== '').length, 1, r.stderr);
+});
+
+test('elastic: --rdzv-timeout 10000000 keeps the host waiting for MIN nodes instead of failing at once', { timeout: 60_000 }, async () => {
+  const port = await freePortPair();
+  const host = startLauncher(['--nnodes', '2:3', '--master-port', String(port), '--secret', 'b'.repeat(32), '--rdzv-timeout', '10000000', FIXTURE]);
+  await new Promise((r) => setTimeout(r, 4000));
+  assert.ok(isAlive(host.child.pid ?? 0), `the host is still waiting: ${host.stderr()}`);
+  host.child.kill('SIGTERM');
+  const r = await host.done;
+  assert.doesNotMatch(r.stderr, /TimeoutOverflowWarning|did not|timed out/);
+});
+
+test('elastic: a launcher retrying to reach the rendezvous host adds no abort listener per retry', { timeout: 60_000 }, async () => {
+  const port = await freePortPair();
+  // A socket bound to the control port without listening: this launcher cannot host (EADDRINUSE)
+  // and its connections are refused, so it retries every 500 ms until --rdzv-timeout.
+  const holder = spawn('python3', ['-c', `import socket, sys, time\ns = socket.socket()\ns.bind(('127.0.0.1', ${port + 1}))\nprint('bound', flush=True)\ntime.sleep(60)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    await new Promise((r) => holder.stdout.once('data', r));
+    const r = await runLauncher(['--nnodes', '1:2', '--master-port', String(port), '--secret', 'b'.repeat(32), '--rdzv-timeout', '7', FIXTURE]);
+    assert.match(r.stderr, /no rendezvous host answered at 127\.0\.0\.1:\d+ within --rdzv-timeout 7 s/);
+    assert.doesNotMatch(r.stderr, /MaxListenersExceededWarning/);
+  } finally {
+    holder.kill('SIGKILL');
+  }
 });
