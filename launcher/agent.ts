@@ -7,17 +7,26 @@
  *   succeeded → report it; the coordinator ends the run once every node has
  *   failed    → tell the others at once, stop the rest of the group (SIGTERM, SIGKILL after the
  *               grace period), report the failures; the coordinator restarts or ends the run
+ * Stopping reaches each worker's whole process tree (shared/process_tree.ts), including what
+ * an exited worker left running; after success too, so that nothing a worker started outlives the run.
  * A signal to the launcher (SIGINT, SIGTERM, SIGHUP) is forwarded to the workers; the agent waits
  * for them (SIGKILL after the grace period) and ends with 128 + the signal's number.
  */
 import { constants } from 'node:os';
+import { join } from 'node:path';
 import type { LaunchConfig } from './config.js';
 import type { EventSink } from './events.js';
 import { formatSummary, type ProcessFailure } from './failures.js';
 import type { ProcessContext, Worker } from './process_context.js';
 import type { Instruction, Rendezvous } from './coordinator_client.js';
+import { reserveRunDir } from './run_dirs.js';
 import { workerSpecs } from './worker_spec.js';
 import { MEMBERSHIP_CHANGE_VAR } from '../shared/env.js';
+import { addWorkers } from '../shared/run_tmp_dir.js';
+import { setLongTimeout, sleep } from '../shared/timers.js';
+
+/** While stopping: how often the workers' process trees are looked at once the workers exited, ms. */
+const TREE_POLL_MS = 50;
 
 export interface RunResult {
   readonly exitCode: number;
@@ -71,11 +80,12 @@ class Waker {
   sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const done = (): void => {
-        clearTimeout(timer);
+        timer.clear();
         if (this.wake === done) this.wake = undefined;
         resolve();
       };
-      const timer = setTimeout(done, ms);
+      // Any length (a huge --monitor-interval or grace period would otherwise fire at once).
+      const timer = setLongTimeout(done, ms);
       this.wake = done;
     });
   }
@@ -89,7 +99,7 @@ export interface AgentOptions {
   readonly rendezvous: Rendezvous;
   readonly context: ProcessContext;
   readonly emit: EventSink;
-  /** Where error files (and, with --log-dir, logs) go: the log dir or a temporary directory. */
+  /** Where error files go without --log-dir: a temporary directory (the run's files go in <it>/<run-id>). */
   readonly fileBase: string;
   /** The run's directory for the workers' temporary files (ipc sockets), which the caller removes; undefined: theirs. */
   readonly tmpDir?: string;
@@ -100,7 +110,12 @@ export class Agent {
   private signals = 0;
   /** The run id the nodes agreed on (node 0's when this node generated its own). */
   private runId: string;
+  /** Cuts the grace period short: a further signal. */
   private readonly waker = new Waker();
+  /** Where this run's logs and error files go (launcher/run_dirs.ts); set at the first attempt. */
+  private runDir: string | undefined;
+  /** Cuts a monitor interval short: a signal, or a worker's exit (noticed at once, whatever the interval). */
+  private readonly monitor = new Waker();
   private interrupted: () => void = () => {};
   private readonly interruption = new Promise<void>((resolve) => {
     this.interrupted = resolve;
@@ -117,6 +132,7 @@ export class Agent {
     if (this.signals === 1) this.opts.emit({ kind: 'interrupted', signal });
     this.interrupted();
     this.waker.poke();
+    this.monitor.poke();
   }
 
   async run(): Promise<RunResult> {
@@ -153,7 +169,9 @@ export class Agent {
     const baseEnv: Record<string, string | undefined> = { ...process.env };
     delete baseEnv[MEMBERSHIP_CHANGE_VAR];
     if (start.change !== undefined) baseEnv[MEMBERSHIP_CHANGE_VAR] = start.change;
-    const specs = workerSpecs(roundConfig, start.layout, start.attempt, this.opts.fileBase, baseEnv, this.opts.tmpDir, start.restartCount);
+    // One directory for every attempt of this run, made when the nodes agreed on the run id.
+    this.runDir ??= config.logDir !== undefined ? reserveRunDir(config.logDir, start.layout.runId) : join(this.opts.fileBase, start.layout.runId);
+    const specs = workerSpecs(roundConfig, start.layout, start.attempt, this.runDir, baseEnv, this.opts.tmpDir, start.restartCount);
     const first = specs[0]?.rank ?? 0;
     emit({
       kind: 'starting',
@@ -164,8 +182,12 @@ export class Agent {
       worldSize: start.layout.worldSize,
       masterAddr: config.masterAddr,
       masterPort: config.masterPort,
+      logs: config.logDir === undefined ? undefined : this.runDir,
     });
     const workers = this.opts.context.start(specs);
+    // They hold the run's temporary directory too, should this launcher die first (shared/run_tmp_dir.ts).
+    if (this.opts.tmpDir !== undefined) addWorkers(this.opts.tmpDir, workers.map((w) => w.pid));
+    for (const w of workers) void w.exited.then(() => this.monitor.poke());
     for (;;) {
       if (this.signal !== undefined) {
         await this.stop(workers, this.signal);
@@ -183,7 +205,8 @@ export class Agent {
           }
           break;
         case 'succeeded':
-          await Promise.all(workers.map((w) => w.finished));
+          // Processes a worker started and left running end with the run.
+          await this.stop(workers, 'SIGTERM');
           rendezvous.finished(start.attempt, []);
           return false;
         case 'failed':
@@ -198,23 +221,34 @@ export class Agent {
           throw new Error(`unknown group state ${JSON.stringify(never)}`);
         }
       }
-      await this.waker.sleep(config.monitorIntervalMs);
+      await this.monitor.sleep(config.monitorIntervalMs);
     }
   }
 
-  /** Signal the running workers, SIGKILL those left after the grace period, wait for their output. */
+  /**
+   * Signal every worker whose process tree still runs (a running worker, or one that exited but
+   * left processes it started), SIGKILL the trees left after the grace period, wait for their output.
+   */
   private async stop(workers: readonly Worker[], signal: NodeJS.Signals): Promise<void> {
-    const running = () => workers.filter((w) => w.state().kind === 'running');
-    const targets = running();
+    const targets = workers.filter((w) => w.treeAlive());
     if (targets.length > 0) {
       const { stopGraceMs } = this.opts.config;
-      this.opts.emit({ kind: 'stopping', ranks: targets.map((w) => w.spec.rank), signal, graceMs: stopGraceMs });
+      const running = targets.filter((w) => w.state().kind === 'running');
+      const strays = targets.filter((w) => w.state().kind !== 'running');
+      if (running.length > 0) this.opts.emit({ kind: 'stopping', ranks: running.map((w) => w.spec.rank), signal, graceMs: stopGraceMs });
+      if (strays.length > 0) this.opts.emit({ kind: 'leftovers', ranks: strays.map((w) => w.spec.rank), signal, graceMs: stopGraceMs });
       for (const w of targets) w.signal(signal);
       const allExited = Promise.all(targets.map((w) => w.exited));
+      let waiting = true;
+      const allGone = allExited.then(async () => {
+        // The workers are gone; what they started may take a moment longer.
+        while (waiting && targets.some((w) => w.treeAlive())) await sleep(TREE_POLL_MS);
+      });
       // A further signal to the launcher (a second Ctrl-C) cuts the grace period short.
-      await Promise.race([allExited, this.waker.sleep(stopGraceMs)]);
+      await Promise.race([allGone, this.waker.sleep(stopGraceMs)]);
+      waiting = false;
       this.waker.poke();
-      const left = running();
+      const left = targets.filter((w) => w.treeAlive());
       if (left.length > 0) {
         this.opts.emit({ kind: 'killing', ranks: left.map((w) => w.spec.rank) });
         for (const w of left) w.signal('SIGKILL');

@@ -5,10 +5,12 @@
  * happen here too, so that nothing starts on a configuration that cannot work.
  */
 import { randomBytes } from 'node:crypto';
+import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { ConfigError } from '../shared/errors.js';
 import { jobSecret } from '../shared/job_secret.js';
+import { parseSeconds, timeoutMs } from '../shared/timers.js';
 import type { CliInput, Given } from './cli.js';
 import { countGpus } from './devices.js';
 import { parseStdSpec, type StdSpec } from './redirects.js';
@@ -42,7 +44,7 @@ export interface LaunchConfig {
   readonly gpuCount: number;
   /** SIGTERM → SIGKILL grace when stopping workers, ms (env ROSEDIST_STOP_GRACE_S, default 3 s). */
   readonly stopGraceMs: number;
-  /** How long the nodes of a multi-node run wait for each other, ms. */
+  /** How long the nodes of a multi-node run wait for each other, ms; Infinity: no limit. */
   readonly joinTimeoutMs: number;
   /**
    * `--nnodes MIN:MAX` (launcher/elastic.ts): undefined for a fixed number of nodes. Then
@@ -82,12 +84,22 @@ function int(g: Given, min: number, max: number, what: string): number {
   return n;
 }
 
-function seconds(g: Given, min: number): number {
+/** A positive, finite number of seconds (any size: timers beyond 2^31 ms are chained, shared/timers.ts). */
+function seconds(g: Given): number {
   const n = Number(g.value);
-  if (g.value.trim() === '' || !Number.isFinite(n) || n <= min) {
-    throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} is not a number of seconds above ${min}`, `pass ${g.from} e.g. 0.5`);
+  if (g.value.trim() === '' || !Number.isFinite(n) || n <= 0) {
+    throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} is not a number of seconds above 0`, `pass ${g.from} e.g. 0.5`);
   }
   return n;
+}
+
+/** A timeout in seconds → ms; 0, inf (or infinity, never) → Infinity: no timeout. */
+function timeout(g: Given): number {
+  const n = parseSeconds(g.value);
+  if (Number.isNaN(n) || n < 0) {
+    throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} is not a number of seconds`, `pass ${g.from} e.g. 300, or 0 or inf for no timeout`);
+  }
+  return timeoutMs(n);
 }
 
 function nproc(g: Given | undefined, gpus: number, cpus: number): number {
@@ -113,13 +125,41 @@ function runId(g: Given | undefined): string {
   return g.value;
 }
 
-function ranksFilter(g: Given | undefined): ReadonlySet<number> | undefined {
+/** Local ranks to show; each must exist on this node (`--local-ranks-filter 5` of 2 would hide everything). */
+function ranksFilter(g: Given | undefined, nprocPerNode: number): ReadonlySet<number> | undefined {
   if (g === undefined) return undefined;
   const parts = g.value.split(',').map((s) => s.trim());
   if (parts.some((p) => !/^\d+$/.test(p))) {
     throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} is not a list of local ranks`, `pass e.g. ${g.from} 0 or ${g.from} 0,2`);
   }
-  return new Set(parts.map(Number));
+  const ranks = parts.map(Number);
+  const missing = ranks.filter((r) => r >= nprocPerNode);
+  if (missing.length > 0) {
+    throw new ConfigError(
+      `${g.from} ${JSON.stringify(g.value)} names local rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')}, but this node runs local ranks 0..${nprocPerNode - 1}`,
+      `pass local ranks below --nproc-per-node ${nprocPerNode}`,
+    );
+  }
+  return new Set(ranks);
+}
+
+/**
+ * The --log-dir, made now (with its parents) so that a path that cannot be one fails here in one
+ * line instead of as a stack trace when the first worker's file is opened.
+ */
+function logDirectory(g: Given | undefined): string | undefined {
+  if (g === undefined) return undefined;
+  const dir = resolve(g.value);
+  try {
+    mkdirSync(dir, { recursive: true });
+    if (!statSync(dir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    accessSync(dir, constants.W_OK | constants.X_OK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOTDIR' || code === 'EEXIST' ? 'it or one of its parents is a file' : code === 'EACCES' || code === 'EPERM' ? 'no permission to write there' : (code ?? (e as Error).message);
+    throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} cannot be used as a directory (${dir}): ${why}`, `pass ${g.from} a directory this user can write, or a path where one can be made`);
+  }
+  return dir;
 }
 
 function stopGraceMs(env: Env): number {
@@ -175,14 +215,13 @@ export async function resolveConfig(cli: CliInput, env: Env = process.env, host:
       }
     }
   }
-  const logDir = o['log-dir'] === undefined ? undefined : resolve(o['log-dir'].value);
   const redirects = parseStdSpec(o.redirects?.from ?? '--redirects', o.redirects?.value ?? '0');
   const tee = parseStdSpec(o.tee?.from ?? '--tee', o.tee?.value ?? '0');
   const wantsFiles = [redirects, tee].some((s) => s.all !== 0 || [...s.byLocalRank.values()].some((v) => v !== 0));
-  if (wantsFiles && logDir === undefined) {
+  if (wantsFiles && o['log-dir'] === undefined) {
     throw new ConfigError('--redirects/--tee write files, but no --log-dir was given', 'add --log-dir DIR');
   }
-  const config: LaunchConfig = {
+  const config: Omit<LaunchConfig, 'logDir'> = {
     program,
     programArgs: Object.freeze([...cli.programArgs]),
     nprocPerNode,
@@ -191,20 +230,20 @@ export async function resolveConfig(cli: CliInput, env: Env = process.env, host:
     masterAddr,
     masterPort,
     maxRestarts: o['max-restarts'] === undefined ? 0 : int(o['max-restarts'], 0, 1_000_000, 'a number of restarts (0 or more)'),
-    monitorIntervalMs: o['monitor-interval'] === undefined ? 100 : seconds(o['monitor-interval'], 0) * 1000,
+    monitorIntervalMs: o['monitor-interval'] === undefined ? 100 : seconds(o['monitor-interval']) * 1000,
     runId: runId(o['run-id']),
     runIdGiven: o['run-id'] !== undefined,
-    logDir,
     redirects,
     tee,
-    localRanksFilter: ranksFilter(o['local-ranks-filter']),
+    localRanksFilter: ranksFilter(o['local-ranks-filter'], nprocPerNode),
     secret: readSecret(o.secret, o['secret-file'], multiNode, jobKey === undefined ? undefined : () => jobSecret(env, jobKey)),
     gpuCount,
     stopGraceMs: stopGraceMs(env),
-    joinTimeoutMs: o['join-timeout'] === undefined ? 300_000 : seconds(o['join-timeout'], 0) * 1000,
+    joinTimeoutMs: o['join-timeout'] === undefined ? 300_000 : timeout(o['join-timeout']),
     elastic,
   };
-  return Object.freeze(config);
+  // Last: it makes the directory, which no other bad flag should leave behind.
+  return Object.freeze({ ...config, logDir: logDirectory(o['log-dir']) });
 }
 
 /** torchrun's defaults: rdzv timeout 900 s, last call 30 s. */
@@ -227,7 +266,7 @@ function elasticConfig(o: CliInput['options']): ElasticConfig | undefined {
   if (m === null || min < 1 || max < min || max > 1024) {
     throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} is not a range of nodes`, `pass ${g.from} MIN:MAX with 1 ≤ MIN ≤ MAX ≤ 1024, e.g. ${g.from} 2:4`);
   }
-  const s = (name: 'rdzv-timeout' | 'rdzv-last-call', dflt: number): number => (o[name] === undefined ? dflt : seconds(o[name], 0)) * 1000;
+  const s = (name: 'rdzv-timeout' | 'rdzv-last-call', dflt: number): number => (o[name] === undefined ? dflt : seconds(o[name])) * 1000;
   return { minNodes: min, maxNodes: max, rdzvTimeoutMs: s('rdzv-timeout', DEFAULT_RDZV_TIMEOUT_S), lastCallMs: s('rdzv-last-call', DEFAULT_LAST_CALL_S) };
 }
 

@@ -76,7 +76,8 @@ export class LineReader {
   }
 
   private data(chunk: Buffer): void {
-    this.splitter.push(chunk.toString('utf8'));
+    // Bytes, not chunk.toString(): a character split across two TCP segments stays whole.
+    this.splitter.push(chunk);
     if (this.splitter.pendingLength > this.maxLine) this.socket.destroy();
   }
 

@@ -18,6 +18,7 @@
  */
 import { orderFailures, type ProcessFailure } from './failures.js';
 import type { ToCoordinator, ToNode } from './protocol.js';
+import { setLongTimeout, type LongTimer } from '../shared/timers.js';
 
 export interface ElasticOptions {
   readonly runId: string;
@@ -52,8 +53,9 @@ export class ElasticCoordinator {
   /** Members lost during this round, by label. */
   private lostThisRound: string[] = [];
   private fatal: string | undefined;
-  private deadline: NodeJS.Timeout | undefined;
-  private lastCall: NodeJS.Timeout | undefined;
+  // Any length (shared/timers.ts): a huge --rdzv-timeout must not fire at once.
+  private deadline: LongTimer | undefined;
+  private lastCall: LongTimer | undefined;
 
   /** `send(id, msg)` delivers to a node and must not call back synchronously; `say` logs one line. */
   constructor(
@@ -132,7 +134,7 @@ export class ElasticCoordinator {
   private gather(): void {
     this.phase = 'gathering';
     this.clearTimers();
-    this.deadline = setTimeout(() => this.timedOut(), this.opts.rdzvTimeoutMs);
+    this.deadline = setLongTimeout(() => this.timedOut(), this.opts.rdzvTimeoutMs);
     this.checkGathered();
   }
 
@@ -140,9 +142,9 @@ export class ElasticCoordinator {
     const n = this.nodes.size;
     if (n >= this.opts.maxNodes) return this.startRound();
     if (n >= this.opts.minNodes) {
-      this.lastCall ??= setTimeout(() => this.startRound(), this.opts.lastCallMs);
+      this.lastCall ??= setLongTimeout(() => this.startRound(), this.opts.lastCallMs);
     } else if (this.lastCall !== undefined) {
-      clearTimeout(this.lastCall);
+      this.lastCall.clear();
       this.lastCall = undefined;
     }
   }
@@ -213,8 +215,8 @@ export class ElasticCoordinator {
   }
 
   private clearTimers(): void {
-    clearTimeout(this.deadline);
-    clearTimeout(this.lastCall);
+    this.deadline?.clear();
+    this.lastCall?.clear();
     this.deadline = undefined;
     this.lastCall = undefined;
   }

@@ -21,8 +21,8 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { hostname } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { CommError, ConfigError } from '../shared/errors.js';
+import { sleep } from '../shared/timers.js';
 import type { LaunchConfig } from './config.js';
 import { channelKeys, LineReader, SignedChannel } from './control_channel.js';
 import { NodeClient, type Rendezvous } from './coordinator_client.js';
@@ -178,7 +178,8 @@ async function joinElastic(config: LaunchConfig, abort: AbortSignal): Promise<Re
       if (Date.now() > deadline) {
         throw new CommError(`no rendezvous host answered at ${where} within --rdzv-timeout ${e.rdzvTimeoutMs / 1000} s`, 'start a launcher on the host of --master-addr, and pass every node the same --master-addr and --master-port');
       }
-      await Promise.race([sleep(RETRY_MS), aborted(abort)]);
+      // One listener at a time on `abort`, removed when the sleep ends (not one more per retry).
+      await sleep(RETRY_MS, { signal: abort });
     }
   }
   socket.on('error', () => {});

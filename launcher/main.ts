@@ -8,10 +8,10 @@
  * by setting process.exitCode: 0 on success, 1 when the workers failed (after the summary), 2 on
  * bad input (one line, no stack), 128 + n after signal n.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { constants, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { constants } from 'node:os';
 import { exitCodeOf, formatError, RosedistError } from '../shared/errors.js';
+import { makeRunTmpDir, sweepAbandoned } from '../shared/run_tmp_dir.js';
 import { hideBin } from '../shared/yargs.js';
 import { Agent } from './agent.js';
 import { parseCli, usage } from './cli.js';
@@ -68,8 +68,10 @@ async function main(argv: readonly string[]): Promise<number> {
   };
   for (const s of FORWARDED_SIGNALS) process.on(s, onSignal);
   // A directory of our own, removed at the end whatever happened (a killed worker cannot clean
-  // up): the workers' ipc sockets, and without --log-dir their error files.
-  const tmp = mkdtempSync(join(tmpdir(), 'rosedist-'));
+  // up): the workers' ipc sockets, and without --log-dir their error files. Those of launchers
+  // killed outright (SIGKILL), whose processes are all gone, are removed first.
+  sweepAbandoned();
+  const tmp = makeRunTmpDir();
   try {
     const rendezvous = await rendezvousFor(config, abort.signal);
     agent = new Agent({ config, rendezvous, context: subprocessContext, emit: stderrSink, fileBase: config.logDir ?? tmp, tmpDir: tmp });

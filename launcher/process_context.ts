@@ -5,11 +5,15 @@
  * A worker's state is classified when it exits: code 0 → succeeded; an exit after the launcher
  * signalled it → stopped (our doing, not a failure); anything else → failed, with the failure
  * completed from its error file.
+ *
+ * Each worker runs in a session of its own (shared/process_tree.ts): signals go to its whole
+ * process tree, so that what a worker started does not outlive the run.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { failureOf, type ProcessFailure } from './failures.js';
+import { signalTree, treeAlive } from '../shared/process_tree.js';
 import { attachOutput, stdioFor } from './redirects.js';
 import type { WorkerSpec } from './worker_spec.js';
 
@@ -24,8 +28,13 @@ export interface Worker {
   readonly spec: WorkerSpec;
   readonly pid: number;
   state(): WorkerState;
-  /** Send `signal` unless it has exited; from now on its end counts as stopped, not failed. */
+  /**
+   * Send `signal` to the worker's process tree (the worker and what it started, even after the
+   * worker itself exited). If the worker is still running, its end counts as stopped, not failed.
+   */
   signal(signal: NodeJS.Signals): void;
+  /** Does any process of its tree still run (the worker, or processes it started)? */
+  treeAlive(): boolean;
   /** Resolves when the process has exited. */
   readonly exited: Promise<void>;
   /** Resolves when it has exited and its output is all written (console and files). */
@@ -53,16 +62,23 @@ class SubprocessWorker implements Worker {
     rmSync(spec.errorFile, { force: true });
     // Its folder must exist: torch's @record opens the file without creating folders.
     mkdirSync(dirname(spec.errorFile), { recursive: true });
-    this.child = spawn(spec.command, [...spec.args], { env: spec.env, stdio: stdioFor(spec.output) });
+    // detached: a session (and process group) of its own, led by the worker.
+    this.child = spawn(spec.command, [...spec.args], { env: spec.env, stdio: stdioFor(spec.output), detached: true });
     this.pid = this.child.pid ?? 0;
     const output = attachOutput(this.child, spec.output);
     this.exited = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => {
         this.classify(code, signal, undefined);
-        setTimeout(() => {
+        const linger = (): void => {
+          // Paused: the console or a file is not draining yet; what is in the pipe is still to come.
+          if (this.child.stdout?.isPaused() || this.child.stderr?.isPaused()) {
+            setTimeout(linger, PIPE_LINGER_MS).unref();
+            return;
+          }
           this.child.stdout?.destroy();
           this.child.stderr?.destroy();
-        }, PIPE_LINGER_MS).unref();
+        };
+        setTimeout(linger, PIPE_LINGER_MS).unref();
         resolve();
       });
       this.child.once('error', (e) => {
@@ -91,16 +107,15 @@ class SubprocessWorker implements Worker {
   }
 
   signal(signal: NodeJS.Signals): void {
-    if (this.current.kind !== 'running') return;
-    this.signalled = true;
-    try {
-      this.child.kill(signal);
-      // A stopped worker (SIGSTOP, a debugger) would hold a SIGTERM pending until the grace
-      // period ends in SIGKILL: continue it so that it acts on the signal now.
-      if (signal !== 'SIGKILL' && signal !== 'SIGCONT') this.child.kill('SIGCONT');
-    } catch {
-      // It exited between the check and the kill.
-    }
+    if (this.current.kind === 'running') this.signalled = true;
+    signalTree(this.pid, signal);
+    // A stopped process (SIGSTOP, a debugger) would hold a SIGTERM pending until the grace
+    // period ends in SIGKILL: continue it so that it acts on the signal now.
+    if (signal !== 'SIGKILL' && signal !== 'SIGCONT') signalTree(this.pid, 'SIGCONT');
+  }
+
+  treeAlive(): boolean {
+    return treeAlive(this.pid);
   }
 }
 

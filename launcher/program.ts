@@ -59,6 +59,14 @@ function isFile(path: string): boolean {
   }
 }
 
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 function isExecutable(path: string): boolean {
   try {
     accessSync(path, constants.X_OK);
@@ -121,6 +129,9 @@ export function resolveProgram(name: string | undefined, o: ProgramOptions, env:
   const unknownKind = (): ConfigError => new ConfigError(`program ${JSON.stringify(name)} is neither a .js/.mjs/.ts nor a .py file`, `pass ${ACCEPTED}`);
   // x.rb: say what is accepted, whether or not it exists; a name without extension may be a typo.
   if (ext !== '' && ext !== '.py' && !NODE_EXTENSIONS.has(ext)) throw unknownKind();
+  if (isDirectory(path)) {
+    throw new ConfigError(`program ${JSON.stringify(name)} is a directory, not a file: ${path}`, `pass the path of a program file in it, PROGRAM being ${ACCEPTED}`);
+  }
   if (!isFile(path)) {
     throw new ConfigError(
       builtin !== undefined ? `built-in program ${name} is missing from this installation (${path})` : `program ${JSON.stringify(name)} does not exist (${path})`,

@@ -97,11 +97,44 @@ export function stdioFor(plan: OutputPlan): ['ignore', 'pipe' | 'ignore', 'pipe'
   return ['ignore', mode('stdout'), mode('stderr')];
 }
 
+/**
+ * Longest console line, UTF-16 code units: a longer worker line (100 MB without a newline) is shown
+ * as several prefixed lines of this length, so the launcher holds at most this much of a line.
+ * The files get the bytes unchanged.
+ */
+export const MAX_CONSOLE_LINE = 64 * 1024;
+
+/** One pending 'drain' per destination, however many pumps wait for it (no listener per pump). */
+const drains = new WeakMap<Writable, Promise<void>>();
+
+function drained(w: Writable): Promise<void> {
+  let p = drains.get(w);
+  if (p === undefined) {
+    p = new Promise<void>((resolve) => {
+      const done = (): void => {
+        w.off('drain', done);
+        w.off('close', done);
+        drains.delete(w);
+        resolve();
+      };
+      w.on('drain', done);
+      w.on('close', done);
+    });
+    drains.set(w, p);
+  }
+  return p;
+}
+
 function closeFile(file: WriteStream): Promise<void> {
   return new Promise((resolve) => file.end(resolve));
 }
 
-/** Pump one stream of `child` to its console and file; resolves when it ended and the file is flushed. */
+/**
+ * Pump one stream of a worker to its console and file; resolves when it ended and the file is
+ * flushed. Backpressure: while the file or the console does not take more (write() returned
+ * false), the worker's pipe is paused, so the worker blocks on its writes instead of the launcher
+ * buffering without bound.
+ */
 function pump(source: Readable, plan: OutputPlan, stream: StreamName, sink: Writable): Promise<void> {
   const path = plan.files[stream];
   let file: WriteStream | undefined;
@@ -110,15 +143,36 @@ function pump(source: Readable, plan: OutputPlan, stream: StreamName, sink: Writ
     file = createWriteStream(path);
   }
   const prefix = `[rank${plan.rank}]:`;
-  const lines = plan.console[stream] ? new LineSplitter((line) => sink.write(`${prefix}${line}\n`)) : undefined;
+  // The console lines of one chunk, written with one write().
+  let batch: string[] = [];
+  const lines = plan.console[stream]
+    ? new LineSplitter((line) => batch.push(prefix, line, '\n'), { maxLine: MAX_CONSOLE_LINE, carriageReturn: true })
+    : undefined;
+  let waits: Promise<void>[] = [];
+  const writeConsole = (): void => {
+    if (batch.length === 0) return;
+    const text = batch.join('');
+    batch = [];
+    if (!sink.write(text)) waits.push(drained(sink));
+  };
   return new Promise((resolve) => {
     source.on('data', (chunk: Buffer) => {
-      file?.write(chunk);
-      lines?.push(chunk.toString('utf8'));
+      if (file !== undefined && !file.write(chunk)) waits.push(drained(file));
+      if (lines !== undefined) {
+        lines.push(chunk);
+        writeConsole();
+      }
+      if (waits.length > 0) {
+        source.pause();
+        const all = Promise.all(waits);
+        waits = [];
+        void all.then(() => source.resume());
+      }
     });
     // 'close' also comes after an error; either way the stream is done.
     source.on('close', () => {
       lines?.flush();
+      writeConsole();
       void (file ? closeFile(file) : Promise.resolve()).then(resolve);
     });
   });

@@ -16,8 +16,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { CommError, ConfigError } from '../shared/errors.js';
+import { sleep } from '../shared/timers.js';
 import type { LaunchConfig } from './config.js';
 import { channelKeys, hmac, LineReader, sameMac, SignedChannel } from './control_channel.js';
 import { Coordinator } from './coordinator.js';
@@ -171,7 +171,8 @@ export async function hostRun(config: LaunchConfig, emit: EventSink, abort: Abor
     await Promise.race([
       allJoined,
       aborted(abort),
-      sleep(config.joinTimeoutMs, undefined, { ref: false }).then(() => {
+      // Infinity (--join-timeout 0 or inf): never; beyond 2^31 ms the timer is chained, not fired at once.
+      sleep(config.joinTimeoutMs, { ref: false }).then(() => {
         const missing = Array.from({ length: config.nnodes - 1 }, (_, i) => i + 1).filter((r) => !peers.has(r));
         throw new CommError(
           `node(s) ${missing.join(', ')} did not join within ${config.joinTimeoutMs / 1000} s`,
@@ -222,7 +223,8 @@ export async function joinRun(config: LaunchConfig, abort: AbortSignal): Promise
           'start the launcher of node 0, and pass every node the same --master-addr and --master-port',
         );
       }
-      await Promise.race([sleep(RETRY_MS), aborted(abort)]);
+      // One listener at a time on `abort`, removed when the sleep ends (not one more per retry).
+      await sleep(RETRY_MS, { signal: abort });
     }
   }
   socket.on('error', () => {});

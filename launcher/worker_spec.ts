@@ -4,8 +4,9 @@
  *
  * Command: launcher/program.ts's, for our .js/.ts programs, Python scripts and modules, executables.
  * Environment: the contract as torchrun sets it, so that torch's env:// rendezvous works unchanged.
- * Files: <base>/<run-id>/attempt_<n>/<rank>/{error.json,stdout.log,stderr.log}, base being the
- * --log-dir or a temporary directory of this launcher.
+ * Files: <run dir>/attempt_<n>/<rank>/{error.json,stdout.log,stderr.log}; the run dir is
+ * <log-dir>/<run-id>, or <log-dir>/<run-id>_<k> when an earlier run took that name (launcher/run_dirs.ts),
+ * or <a temporary directory of this launcher>/<run-id> without --log-dir.
  */
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -33,21 +34,21 @@ export function rankOffset(layout: Layout, nodeRank: number): number {
   return layout.localWorldSizes.slice(0, nodeRank).reduce((a, b) => a + b, 0);
 }
 
-/** <base>/<run-id>/attempt_<n>/<rank> */
-export function attemptDir(base: string, runId: string, attempt: number, rank: number): string {
-  return join(base, runId, `attempt_${attempt}`, String(rank));
+/** <run dir>/attempt_<n>/<rank> */
+export function attemptDir(runDir: string, attempt: number, rank: number): string {
+  return join(runDir, `attempt_${attempt}`, String(rank));
 }
 
 /**
- * The workers this node starts for `attempt`. `fileBase` is the --log-dir or the launcher's
- * temporary directory; `baseEnv` is what the workers inherit (the launcher's environment);
+ * The workers this node starts for `attempt`. `runDir` is the run's directory for logs and error
+ * files (see above); `baseEnv` is what the workers inherit (the launcher's environment);
  * `tmpDir` the launcher's per-run directory for the workers' temporary files (undefined: theirs).
  */
 export function workerSpecs(
   config: LaunchConfig,
   layout: Layout,
   attempt: number,
-  fileBase: string,
+  runDir: string,
   baseEnv: Readonly<Record<string, string | undefined>> = process.env,
   tmpDir?: string,
   /** Restarts spent so far (elastic rounds that a joining node caused are not restarts); default `attempt`. */
@@ -58,7 +59,7 @@ export function workerSpecs(
   const { command, args } = programCommand(config.program, config.programArgs, baseEnv);
   return Array.from({ length: config.nprocPerNode }, (_, localRank) => {
     const rank = offset + localRank;
-    const dir = attemptDir(fileBase, layout.runId, attempt, rank);
+    const dir = attemptDir(runDir, attempt, rank);
     const contract: WorkerEnv = {
       rank,
       localRank,

@@ -3,8 +3,7 @@
  * what it leaves behind (worker files, live pids).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -26,8 +25,11 @@ export function startLauncher(args: readonly string[], env: Record<string, strin
   const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...TEST_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  // A streaming decoder: a character split across two chunks stays whole.
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
+  child.stdout.on('data', (c: string) => (stdout += c));
+  child.stderr.on('data', (c: string) => (stderr += c));
   const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) =>
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
   );
@@ -38,9 +40,7 @@ export function runLauncher(args: readonly string[], env: Record<string, string>
   return startLauncher(args, env).done;
 }
 
-export function tempDir(label: string): string {
-  return mkdtempSync(join(tmpdir(), `rosedist-test-${label}-`));
-}
+export { tempDir } from './temp_dir.js';
 
 export interface WorkerRecord {
   readonly pid: number;

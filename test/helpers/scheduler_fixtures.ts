@@ -2,10 +2,10 @@
  * The scheduler variable sets captured from the real tools (test/fixtures/scheduler_env/README.md
  * says how), one file per process: <case>/<host>-rank<R>.env, KEY=VALUE lines.
  */
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tempDir } from './temp_dir.js';
 
 const ROOT = fileURLToPath(new URL('../fixtures/scheduler_env/', import.meta.url));
 
@@ -18,7 +18,7 @@ export interface Captured {
 }
 
 /** Every process of `name`, by rank, each with a private key file (`keyDir`) for derived secrets. */
-export function captured(name: string, keyDir = mkdtempSync(join(tmpdir(), 'rosedist-key-'))): Captured[] {
+export function captured(name: string, keyDir = tempDir('key')): Captured[] {
   const dir = join(ROOT, name);
   return readdirSync(dir)
     .filter((f) => f.endsWith('.env'))

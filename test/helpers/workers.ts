@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { workerEnvVars } from '../../shared/env.js';
 import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
+import { tempDir } from './temp_dir.js';
 
 export { freePort } from './ports.js';
 
@@ -34,6 +35,9 @@ export interface SpawnOptions {
 /** Run `program` (path relative to the package root, e.g. worker/train_ddp.ts) as ranks 0..worldSize-1. */
 export function spawnWorkers(program: string, worldSize: number, args: readonly string[], opts: SpawnOptions): WorkerGroup {
   const runId = `test-${opts.masterPort}`;
+  // As the launcher does: the group's ipc sockets in a directory of its own, removed when this
+  // test process exits even if a test killed a rank (which then cannot remove its socket files).
+  const tmpDir = tempDir('workers');
   const children = Array.from({ length: worldSize }, (_, rank) =>
     spawn(process.execPath, [...tsNodeArgs(), packagePath(program), ...args], {
       cwd: opts.cwd,
@@ -56,7 +60,7 @@ export function spawnWorkers(program: string, worldSize: number, args: readonly 
           nodeId: 'test-node',
           secret: undefined,
           launcherPid: undefined,
-          tmpDir: undefined,
+          tmpDir,
         }),
         ...opts.env,
       },

@@ -29,6 +29,9 @@ class FakeWorker implements Worker {
     this.current = code === 0 ? { kind: 'succeeded' } : { kind: 'failed', failure: failureOf({ ...this.spec, pid: this.pid, errorFile: undefined }, code, null, Date.now()) };
     this.resolveExit();
   }
+  treeAlive(): boolean {
+    return this.current.kind === 'running';
+  }
   signal(signal: NodeJS.Signals): void {
     if (this.current.kind !== 'running') return;
     this.signals.push(signal);

@@ -91,7 +91,8 @@ test('bad input names the option', async () => {
   await rejects(['--nnodes', '1', '--nnodes', '2', FIXTURE], /--nnodes was given more than once/);
   await rejects([], /no PROGRAM/);
   await rejects(['/no/such/program.ts'], /program "\/no\/such\/program.ts" does not exist/);
-  await rejects([join(tempDir('cfg'))], /does not exist/);
+  await rejects([join(tempDir('cfg'))], /is a directory, not a file/);
+  await rejects(['--nproc-per-node', '2', '--local-ranks-filter', '2', FIXTURE], /--local-ranks-filter "2" names local rank 2, but this node runs local ranks 0\.\.1/);
 });
 
 test('a busy port is refused before anything starts', async () => {
@@ -179,4 +180,13 @@ test('bad elastic options: one ConfigError naming the option', async () => {
   await rejects(['--rdzv-last-call', '5', FIXTURE], /--rdzv-last-call applies to elastic runs only/);
   await rejects(['--nnodes', '2:3', '--rdzv-timeout', '0', '--secret', S, FIXTURE], /--rdzv-timeout "0" is not a number of seconds/);
   await rejects(['--nnodes', '1:2', '--standalone', FIXTURE], /--standalone runs a single node/);
+});
+
+test('timeouts: 0 and inf mean none, huge values are kept (timers chain them), negative or text is refused', async () => {
+  const join = async (v: string) => (await resolve(['--join-timeout', v, FIXTURE])).joinTimeoutMs;
+  assert.deepEqual([await join('0'), await join('inf'), await join('Infinity'), await join('10000000'), await join('1.5')], [Infinity, Infinity, Infinity, 1e10, 1500]);
+  assert.equal((await resolve(['--monitor-interval', '10000000', FIXTURE])).monitorIntervalMs, 1e10);
+  await rejects(['--join-timeout', '-1', FIXTURE], /--join-timeout "-1"/);
+  await rejects(['--join-timeout', 'soon', FIXTURE], /--join-timeout "soon"/);
+  await rejects(['--monitor-interval', 'inf', FIXTURE], /--monitor-interval "inf" is not a number of seconds above 0/);
 });

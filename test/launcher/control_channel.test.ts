@@ -102,3 +102,22 @@ test('heartbeats: two live peers stay connected past the timeout, and heartbeats
   done();
   done2();
 });
+
+test('a frame whose UTF-8 character is split across two TCP segments is read whole', { timeout: 20_000 }, async () => {
+  const [a, b, done] = await pair();
+  const keys = channelKeys('secret-of-the-run', 'n0', 'nk');
+  const A = new SignedChannel(a, new LineReader(a), keys.toClient, keys.toServer);
+  const got = new Promise<unknown>((r) => A.onMessage(r));
+  // A corrupted character fails the MAC, which closes the channel.
+  const closed = new Promise<unknown>((r) => A.onClose((why) => r({ closed: why })));
+  const json = JSON.stringify({ seq: 0, body: { message: 'ランク 1 が失敗しました' } });
+  const frame = Buffer.from(`${hmac(keys.toServer, json)} ${json}\n`);
+  const cut = frame.indexOf(Buffer.from('失')) + 1;
+  b.setNoDelay(true);
+  b.write(frame.subarray(0, cut));
+  await new Promise((r) => setTimeout(r, 50));
+  b.write(frame.subarray(cut));
+  assert.deepEqual(await Promise.race([got, closed]), { message: 'ランク 1 が失敗しました' });
+  await Promise.all([A.close(), new Promise<void>((r) => b.end(() => r()))]);
+  done();
+});

@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { Writable } from 'node:stream';
 import { LineSplitter } from '../../launcher/lines.js';
-import { outputPlan, parseStdSpec, stdFor, stdioFor } from '../../launcher/redirects.js';
+import { attachOutput, outputPlan, parseStdSpec, stdFor, stdioFor } from '../../launcher/redirects.js';
 import { ConfigError } from '../../shared/errors.js';
 
 test('std specs: one value for all local ranks, or per local rank', () => {
@@ -42,4 +44,93 @@ test('lines are cut at newlines across chunks; the last partial line comes out o
   assert.deepEqual(lines, ['abc', 'def', '', 'g']);
   s.flush();
   assert.equal(lines.length, 4);
+});
+
+test('bytes: a UTF-8 character split across chunks is decoded whole', () => {
+  const lines: string[] = [];
+  const s = new LineSplitter((l) => lines.push(l));
+  const bytes = Buffer.from('日本語\n😀x\n');
+  // Every cut, including inside the 3-byte and 4-byte characters.
+  for (let i = 0; i < bytes.length; i += 1) s.push(bytes.subarray(i, i + 1));
+  assert.deepEqual(lines, ['日本語', '😀x']);
+});
+
+test('a line longer than maxLine comes out in pieces, never inside a surrogate pair; pending stays below maxLine', () => {
+  const lines: string[] = [];
+  const s = new LineSplitter((l) => lines.push(l), { maxLine: 4 });
+  s.push('abc😀defgh');
+  assert.ok(s.pendingLength < 4);
+  s.push('ij\n');
+  assert.deepEqual(lines, ['abc', '😀de', 'fghi', 'j']);
+  lines.length = 0;
+  s.push('abcd\nabcdefgh\n');
+  assert.deepEqual(lines, ['abcd', 'abcd', 'efgh'], 'a line of exactly k pieces: no empty line after it');
+  lines.length = 0;
+  s.push('abcdefgh');
+  s.push('\n');
+  assert.deepEqual(lines, ['abcd', 'efgh']);
+});
+
+/** Lets the test's time limit fire between chunks (it cannot interrupt synchronous code). */
+const tick = () => new Promise<void>((r) => setImmediate(r));
+
+test('linear in the line length: one 64 MiB line in 64 KiB chunks', { timeout: 30_000 }, async () => {
+  let pieces = 0;
+  let total = 0;
+  const s = new LineSplitter((l) => ((pieces += 1), (total += l.length)), { maxLine: 1 << 16 });
+  const chunk = Buffer.alloc(1 << 16, 'x');
+  // Quadratic re-splitting would take hours here; the time limit catches it.
+  for (let i = 0; i < 1024; i += 1) {
+    s.push(chunk);
+    await tick();
+  }
+  s.push('\n');
+  assert.deepEqual([pieces, total], [1024, 1 << 26]);
+});
+
+test('linear in the chunk size: short lines in 1 MiB chunks, `\\r` mode (no search of the whole chunk per line)', { timeout: 30_000 }, async () => {
+  let lines = 0;
+  const s = new LineSplitter(() => (lines += 1), { maxLine: 1 << 16, carriageReturn: true });
+  const chunk = Buffer.from('123456789\n'.repeat(1 << 17));
+  // Searching the rest of each chunk for `\r` once per line would scan ~7·10^10 bytes per chunk
+  // here (minutes for the 32); linear, a second or two.
+  for (let i = 0; i < 32; i += 1) {
+    s.push(chunk);
+    await tick();
+  }
+  assert.equal(lines, 32 << 17);
+});
+
+test('carriageReturn: `\\r` ends a line, `\\r\\n` is one end even across chunks, redraws within a chunk collapse to the last', () => {
+  const lines: string[] = [];
+  const s = new LineSplitter((l) => lines.push(l), { carriageReturn: true });
+  s.push('a\r');
+  s.push('\nb\r\nc\rd\re\r');
+  s.push('f');
+  s.flush();
+  assert.deepEqual(lines, ['a', 'b', 'e', 'f']);
+  const plain: string[] = [];
+  const p = new LineSplitter((l) => plain.push(l));
+  p.push('x\ry\n');
+  assert.deepEqual(plain, ['x\ry'], 'control lines: only \\n ends a line');
+});
+
+test('backpressure: a slow console pauses the worker\'s pipe instead of buffering its output', { timeout: 60_000 }, async () => {
+  const total = 16 << 20;
+  const child = spawn(process.execPath, ['-e', `const b = Buffer.alloc(1 << 16, 'z'); b[b.length - 1] = 10; let n = ${total / (1 << 16)}; (function w() { while (n > 0) { n -= 1; if (!process.stdout.write(b)) return process.stdout.once('drain', w); } })();`], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let received = 0;
+  let maxBuffered = 0;
+  const sink = new Writable({
+    highWaterMark: 1 << 16,
+    write(chunk: Buffer, _enc, done) {
+      received += chunk.length;
+      maxBuffered = Math.max(maxBuffered, this.writableLength);
+      setTimeout(done, 1);
+    },
+  });
+  const plan = { rank: 0, console: { stdout: true, stderr: false }, files: { stdout: undefined, stderr: undefined } };
+  await attachOutput(child, plan, { stdout: sink, stderr: sink });
+  // Each 64 KiB line becomes a prefixed line: the bytes arrive, plus 8 per line.
+  assert.equal(received, total + 8 * (total >> 16));
+  assert.ok(maxBuffered <= 4 << 20, `the sink held at most ${maxBuffered} bytes of ${total} (no backpressure: nearly all of them)`);
 });

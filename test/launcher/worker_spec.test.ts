@@ -19,7 +19,7 @@ test("node 1's workers follow node 0's; each gets the contract, one thread and i
   const c = await config(['--nnodes', '2', '--node-rank', '1', '--nproc-per-node', '2', '--master-port', '5000', '--max-restarts', '4', '--secret', 's'.repeat(20)]);
   const layout = { runId: 'agreed', worldSize: 5, localWorldSizes: [3, 2] };
   assert.equal(rankOffset(layout, 1), 3);
-  const specs = workerSpecs(c, layout, 2, '/base', { PATH: '/bin' });
+  const specs = workerSpecs(c, layout, 2, '/base/agreed', { PATH: '/bin' });
   assert.deepEqual(specs.map((s) => [s.rank, s.localRank]), [[3, 0], [4, 1]]);
   for (const s of specs) {
     const e = readWorkerEnv(s.env);
@@ -74,7 +74,7 @@ test("Python scripts, modules and executables: their command lines, torchrun's v
   const host = { countGpus: () => 0, canBind: async () => true, freePort: async () => 41000, cpus: () => 4 };
   const layout = { runId: 'r', worldSize: 3, localWorldSizes: [3] };
   const specsOf = async (argv: string[], baseEnv: Record<string, string>) =>
-    workerSpecs(await resolveConfig(parseCli(['--nproc-per-node', '3', '--max-restarts', '2', ...argv], {}), { PYTHON: python }, host), layout, 1, '/b', baseEnv);
+    workerSpecs(await resolveConfig(parseCli(['--nproc-per-node', '3', '--max-restarts', '2', ...argv], {}), { PYTHON: python }, host), layout, 1, '/b/r', baseEnv);
   const bare = { PATH: join(dir, 'none') };
   const [s] = await specsOf([script, '--lr', '1'], bare);
   assert.deepEqual([s?.command, s?.args], [python, ['-u', script, '--lr', '1']]);

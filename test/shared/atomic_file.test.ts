@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { writeFileAtomicSync } from '../../shared/atomic_file.js';
+import { tempDir } from '../helpers/temp_dir.js';
 
 {
   const name = 'writeFileAtomicSync';
   const write = async (p: string, b: Uint8Array, d?: boolean) => writeFileAtomicSync(p, b, d);
   test(`${name}: creates the directory, replaces the old file, leaves no temporary file`, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'atomic-'));
+    const dir = tempDir('atomic');
     const path = join(dir, 'a', 'b', 'f.bin');
     await write(path, Buffer.from('first'), true);
     await write(path, Buffer.from('second'));
@@ -18,7 +18,7 @@ import { writeFileAtomicSync } from '../../shared/atomic_file.js';
   });
 
   test(`${name}: a failed write throws and keeps the old file byte for byte, no temporary file left`, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'atomic-'));
+    const dir = tempDir('atomic');
     const path = join(dir, 'f.bin');
     writeFileSync(path, 'old');
     mkdirSync(join(dir, 'sub'));

@@ -1,14 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readWorkerEnv, workerEnvVars, type WorkerEnv } from '../../shared/env.js';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { ConfigError } from '../../shared/errors.js';
 import { derivedPort } from '../../shared/scheduler_env.js';
 import { captured } from '../helpers/scheduler_fixtures.js';
+import { tempDir } from '../helpers/temp_dir.js';
 
-const tempKeyDir = (): string => mkdtempSync(join(tmpdir(), 'rosedist-key-'));
+const tempKeyDir = (): string => tempDir('key');
 
 const sample: WorkerEnv = {
   rank: 3, localRank: 1, worldSize: 4, localWorldSize: 2, nodeRank: 1, nnodes: 2,

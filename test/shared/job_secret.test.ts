@@ -1,15 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { jobSecret, keyFilePath } from '../../shared/job_secret.js';
 import { ConfigError } from '../../shared/errors.js';
+import { tempDir } from '../helpers/temp_dir.js';
 
 const run = promisify(execFile);
-const dir = (): string => mkdtempSync(join(tmpdir(), 'rosedist-key-'));
+const dir = (): string => tempDir('key');
 
 test('the key is made on first use, private, and gives each job its own secret', () => {
   const home = dir();
