@@ -13,12 +13,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../shared/errors.js';
+import { BACKEND_CHOICES, type BackendChoice } from './backend_choice.js';
 import { installFastWasmKernels, wasmMatMulTakesTransposes } from './tf_wasm_kernels.js';
 
 export { tf };
 
-export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
-export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+export { BACKEND_CHOICES, type BackendChoice };
 
 export interface BackendInfo {
   readonly name: 'tensorflow' | 'wasm' | 'cpu';

@@ -16,7 +16,7 @@
  */
 import { RosedistError } from '../../shared/errors.js';
 import { attentionMaskBias, causalSelfAttention, type AttentionShape } from './attention.js';
-import { countParams, initialValues, paramSpecs, sizeOf, validateConfig, type GPTConfig } from './params.js';
+import { countParams, initialValues, paramSpecs, numel, validateConfig, type GPTConfig } from './params.js';
 import { dropoutMask, streamSeed } from './rng.js';
 import { addPositions, crossEntropySum, gatherRows, gelu, layerNorm, linear } from './ops.js';
 import { tf } from '../tf.js';
@@ -115,7 +115,7 @@ export class GPT {
       }, variables);
       let offset = 0;
       for (const p of this.params) {
-        const size = sizeOf(p.shape);
+        const size = numel(p.shape);
         const g = grads[p.variable.name];
         if (g === undefined) gradsOut.fill(0, offset, offset + size);
         else gradsOut.set(g.dataSync() as Float32Array, offset);
@@ -143,7 +143,7 @@ export class GPT {
     let offset = 0;
     for (const p of this.params) {
       out.set(p.variable.dataSync() as Float32Array, offset);
-      offset += sizeOf(p.shape);
+      offset += numel(p.shape);
     }
   }
 
@@ -152,7 +152,7 @@ export class GPT {
     this.checkFlat(src, 'writeFlat');
     let offset = 0;
     for (const p of this.params) {
-      const size = sizeOf(p.shape);
+      const size = numel(p.shape);
       // slice(): the cpu backend keeps the array it is given instead of copying it.
       tf.tidy(() => p.variable.assign(tf.tensor(src.slice(offset, offset + size), [...p.shape], 'float32')));
       offset += size;
@@ -218,7 +218,7 @@ export class GPT {
       // Site 0 and each block's outputs are [B*T, C]; each block's attention weights [B*H, T, T].
       const attention = site % 3 === 1;
       const dims = attention ? [B * H, T, T] : [B * T, C];
-      return tf.tensor(dropoutMask(sizeOf(dims), rate, streamSeed(dropoutSeed, site)), dims, 'float32');
+      return tf.tensor(dropoutMask(numel(dims), rate, streamSeed(dropoutSeed, site)), dims, 'float32');
     };
     return {
       ids: tf.tensor1d(batch.inputIds, 'int32'),

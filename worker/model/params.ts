@@ -84,19 +84,19 @@ export function paramSpecs(cfg: GPTConfig): ParamSpec[] {
   return specs;
 }
 
-/** Number of scalars in a shape. */
-export function sizeOf(shape: readonly number[]): number {
+/** Number of scalars in a shape (PyTorch's numel). */
+export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
 /** Total parameter count: 2,973,184 at the defaults (V 10000, P 128, 2 layers, C 128, F 512). */
 export function countParams(cfg: GPTConfig): number {
-  return paramSpecs(cfg).reduce((sum, s) => sum + sizeOf(s.shape), 0);
+  return paramSpecs(cfg).reduce((sum, s) => sum + numel(s.shape), 0);
 }
 
 /** The initial values of parameter number `index` (its own random stream of `seed`). */
 export function initialValues(spec: ParamSpec, index: number, seed: number): Float32Array {
-  const out = new Float32Array(sizeOf(spec.shape));
+  const out = new Float32Array(numel(spec.shape));
   if (spec.init === 'ones') out.fill(1);
   else if (spec.init === 'normal') fillNormal(out, streamSeed(seed, index), INIT_STD);
   return out;
