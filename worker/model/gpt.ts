@@ -17,20 +17,12 @@
 import { RosedistError } from '../../shared/errors.js';
 import { attentionMaskBias, causalSelfAttention, type AttentionShape } from './attention.js';
 import { countParams, initialValues, paramSpecs, numel, validateConfig, type GPTConfig } from './params.js';
-import { dropoutMask, streamSeed } from './rng.js';
+import { dropoutMask, streamSeed } from '../rng.js';
 import { addPositions, crossEntropySum, gatherRows, gelu, layerNorm, linear } from './ops.js';
 import { tf } from '../tf.js';
+import type { Batch } from '../data/collate.js';
 
-export { countParams, type GPTConfig };
-
-/** A batch in row-major [B, T] int32 arrays. labels === -100 are ignored. */
-export interface Batch {
-  readonly inputIds: Int32Array;
-  readonly attentionMask: Int32Array;
-  readonly labels: Int32Array;
-  readonly batchSize: number;
-  readonly seqLen: number;
-}
+export { countParams, type Batch, type GPTConfig };
 
 /** The label value that the loss skips, as PyTorch's cross_entropy ignore_index. */
 export const IGNORE_INDEX = -100;

@@ -14,7 +14,7 @@
  * same seed gives the same weights on every backend.
  */
 import { ConfigError } from '../../shared/errors.js';
-import { fillNormal, streamSeed } from './rng.js';
+import { fillNormal, streamSeed } from '../rng.js';
 
 export interface GPTConfig {
   readonly vocabSize: number; // V
