@@ -7,69 +7,39 @@
  * Parsing: TypeScript 7 has no JavaScript compiler API, so dependency-cruiser reads the sources with
  * swc (`options.parser`), which sees `import type` as well as value imports.
  */
-/** An npm package by name: its resolved path under node_modules/ (the resolver follows symlinks). */
+/** An npm package by name: its resolved path under node_modules/. */
 const pkg = (name) => `(^|/)node_modules/${name}/`;
+
+/** Files matching `from` never import files matching `to` (paths relative to the repository root). */
+const never = (name, from, to, comment) => ({ name, comment, severity: 'error', from: { path: from }, to: { path: to } });
+
+/** Only files matching `entry` import the npm package `packageName`. */
+const onlyThrough = (name, packageName, entry, comment) => ({
+  name,
+  comment,
+  severity: 'error',
+  from: { pathNot: entry },
+  to: { path: pkg(packageName) },
+});
+
+const CONTRACT = 'launcher/ and worker/ never import each other: they meet in shared/ (env contract, errors, logging).';
 
 module.exports = {
   forbidden: [
-    {
-      name: 'launcher-not-worker',
-      comment: 'launcher/ and worker/ never import each other: they meet in shared/ (env contract, errors, logging).',
-      severity: 'error',
-      from: { path: '^launcher/' },
-      to: { path: '^worker/' },
-    },
-    {
-      name: 'worker-not-launcher',
-      comment: 'launcher/ and worker/ never import each other: they meet in shared/ (env contract, errors, logging).',
-      severity: 'error',
-      from: { path: '^worker/' },
-      to: { path: '^launcher/' },
-    },
-    {
-      name: 'shared-not-launcher-or-worker',
-      comment: 'shared/ is the contract both sides import; it depends on neither.',
-      severity: 'error',
-      from: { path: '^shared/' },
-      to: { path: '^(launcher|worker)/' },
-    },
-    {
-      name: 'zeromq-only-in-comm-zmq',
-      comment: 'Only worker/comm/zmq/ knows ZeroMQ; everything else talks to a ProcessGroup or a Transport.',
-      severity: 'error',
-      from: { pathNot: '^worker/comm/zmq/' },
-      to: { path: pkg('zeromq') },
-    },
-    {
-      name: 'tfjs-only-in-tf',
-      comment:
-        'TensorFlow.js enters through worker/tf.ts (backend selection); import tf from there. tf.ts designates one more ' +
-        'file: its kernel overrides, worker/tf_wasm_kernels.ts (type-only import of tfjs).',
-      severity: 'error',
-      from: { pathNot: '^worker/tf(_wasm_kernels)?\\.ts$' },
-      to: { path: pkg('@tensorflow/[^/]+') },
-    },
-    {
-      name: 'yargs-only-in-shared-yargs',
-      comment: 'yargs enters through shared/yargs.ts.',
-      severity: 'error',
-      from: { pathNot: '^shared/yargs\\.ts$' },
-      to: { path: pkg('yargs') },
-    },
-    {
-      name: 'winston-only-in-shared-logging',
-      comment: 'winston enters through shared/logging.ts (one logger factory).',
-      severity: 'error',
-      from: { pathNot: '^shared/logging\\.ts$' },
-      to: { path: pkg('winston') },
-    },
-    {
-      name: 'no-circular',
-      comment: 'Imports point one way.',
-      severity: 'error',
-      from: {},
-      to: { circular: true },
-    },
+    never('launcher-not-worker', '^launcher/', '^worker/', CONTRACT),
+    never('worker-not-launcher', '^worker/', '^launcher/', CONTRACT),
+    never('shared-not-launcher-or-worker', '^shared/', '^(launcher|worker)/', 'shared/ is the contract both sides import; it depends on neither.'),
+    onlyThrough('zeromq-only-in-comm-zmq', 'zeromq', '^worker/comm/zmq/', 'Only worker/comm/zmq/ knows ZeroMQ; everything else talks to a ProcessGroup or a RingTransport.'),
+    onlyThrough(
+      'tfjs-only-in-tf',
+      '@tensorflow/[^/]+',
+      '^worker/tf(_wasm_kernels)?\\.ts$',
+      'TensorFlow.js enters through worker/tf.ts (backend selection); import tf from there. tf.ts designates one more file: ' +
+        'its kernel overrides, worker/tf_wasm_kernels.ts (a type-only import of tfjs).',
+    ),
+    onlyThrough('yargs-only-in-shared-yargs', 'yargs', '^shared/yargs\\.ts$', 'yargs enters through shared/yargs.ts.'),
+    onlyThrough('winston-only-in-shared-logging', 'winston', '^shared/logging\\.ts$', 'winston enters through shared/logging.ts (one logger factory).'),
+    { name: 'no-circular', comment: 'Imports point one way.', severity: 'error', from: {}, to: { circular: true } },
   ],
   options: {
     parser: 'swc',
