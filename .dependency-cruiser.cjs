@@ -29,7 +29,12 @@ module.exports = {
     never('launcher-not-worker', '^launcher/', '^worker/', CONTRACT),
     never('worker-not-launcher', '^worker/', '^launcher/', CONTRACT),
     never('shared-not-launcher-or-worker', '^shared/', '^(launcher|worker)/', 'shared/ is the contract both sides import; it depends on neither.'),
-    onlyThrough('zeromq-only-in-comm-zmq', 'zeromq', '^worker/comm/zmq/', 'Only worker/comm/zmq/ knows ZeroMQ; everything else talks to a ProcessGroup or a RingTransport.'),
+    onlyThrough(
+      'zeromq-only-in-comm-zmq',
+      'zeromq',
+      '^worker/comm/zmq/',
+      'Only worker/comm/zmq/ knows ZeroMQ; everything else talks to a ProcessGroup or a RingTransport.',
+    ),
     onlyThrough(
       'tfjs-only-in-tf',
       '@tensorflow/[^/]+',

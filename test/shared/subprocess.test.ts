@@ -5,7 +5,10 @@ import { lastLines, runProcess, startProcess } from '../../shared/subprocess.js'
 const node = (code: string, opts = {}) => runProcess(process.execPath, ['-e', code], opts);
 
 test('collects stdout and stderr apart, with the exit code; env adds to this process environment', async () => {
-  const r = await node("process.stdout.write('out ' + process.env.EXTRA + ' ' + (process.env.PATH !== undefined)); console.error('err'); process.exitCode = 3", { env: { EXTRA: 'x' } });
+  const r = await node(
+    "process.stdout.write('out ' + process.env.EXTRA + ' ' + (process.env.PATH !== undefined)); console.error('err'); process.exitCode = 3",
+    { env: { EXTRA: 'x' } },
+  );
   assert.deepEqual(r, { code: 3, signal: null, stdout: 'out x true', stderr: 'err\n' });
 });
 
