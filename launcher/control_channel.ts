@@ -9,6 +9,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { Mailbox } from '../shared/mailbox.js';
 import { LineSplitter } from './lines.js';
 
 /** Longest line accepted, bytes: control messages are small; this bounds a stranger's memory use. */
@@ -38,8 +39,7 @@ export function channelKeys(secret: string, serverNonce: string, clientNonce: st
  */
 export class LineReader {
   private readonly splitter = new LineSplitter((line) => this.deliver(line));
-  private readonly queue: string[] = [];
-  private waiter: ((line: string | undefined) => void) | undefined;
+  private readonly lines = new Mailbox<string>();
   private handler: ((line: string) => void) | undefined;
   private ended = false;
 
@@ -50,29 +50,23 @@ export class LineReader {
     socket.on('data', (chunk: Buffer) => this.data(chunk));
     socket.on('close', () => {
       this.ended = true;
-      this.waiter?.(undefined);
+      this.lines.interrupt();
     });
   }
 
   /** The next line; undefined when the socket closed or `timeoutMs` passed first. */
   next(timeoutMs: number): Promise<string | undefined> {
-    const queued = this.queue.shift();
-    if (queued !== undefined || this.ended) return Promise.resolve(queued);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => finish(undefined), timeoutMs);
-      const finish = (line: string | undefined): void => {
-        clearTimeout(timer);
-        this.waiter = undefined;
-        resolve(line);
-      };
-      this.waiter = finish;
-    });
+    if (this.lines.length === 0 && this.ended) return Promise.resolve(undefined);
+    return this.lines.take(timeoutMs);
   }
 
   /** From now on every line (the queued ones first) goes to `handler`. */
   onLine(handler: (line: string) => void): void {
     this.handler = handler;
-    while (this.queue.length > 0 && !this.socket.destroyed) handler(this.queue.shift() as string);
+    for (const line of this.lines.drain()) {
+      if (this.socket.destroyed) break;
+      handler(line);
+    }
   }
 
   private data(chunk: Buffer): void {
@@ -84,9 +78,8 @@ export class LineReader {
   private deliver(line: string): void {
     if (this.socket.destroyed) return;
     if (line.length > this.maxLine) this.socket.destroy();
-    else if (this.waiter !== undefined) this.waiter(line);
-    else if (this.handler !== undefined) this.handler(line);
-    else this.queue.push(line);
+    else if (this.handler !== undefined && !this.lines.waiting) this.handler(line);
+    else this.lines.put(line);
   }
 }
 

@@ -7,6 +7,7 @@
  * launcher/rendezvous.ts). Nothing here runs concurrently with itself: it is all callbacks
  * on Node's one thread.
  */
+import { Mailbox } from '../shared/mailbox.js';
 import { Coordinator } from './coordinator.js';
 import type { ProcessFailure } from './failures.js';
 import type { Layout, ToCoordinator, ToNode } from './protocol.js';
@@ -29,8 +30,7 @@ export interface Rendezvous {
 }
 
 export class NodeClient implements Rendezvous {
-  private readonly inbox: Instruction[] = [];
-  private waiter: ((i: Instruction) => void) | undefined;
+  private readonly inbox = new Mailbox<Instruction>();
   private stoppedAttempt = -1;
   private lostReason: string | undefined;
   private ended = false;
@@ -47,32 +47,18 @@ export class NodeClient implements Rendezvous {
       return;
     }
     if (msg.type === 'end') this.ended = true;
-    this.push(msg);
+    this.inbox.put(msg);
   }
 
   /** Contact with the coordinator is gone; harmless after the end. */
   lostContact(why: string): void {
     if (this.ended || this.lostReason !== undefined) return;
     this.lostReason = why;
-    this.push({ type: 'end', attempt: -1, ok: false, failures: [], reason: why });
-  }
-
-  private push(i: Instruction): void {
-    const waiter = this.waiter;
-    if (waiter !== undefined) {
-      this.waiter = undefined;
-      waiter(i);
-    } else {
-      this.inbox.push(i);
-    }
+    this.inbox.put({ type: 'end', attempt: -1, ok: false, failures: [], reason: why });
   }
 
   next(): Promise<Instruction> {
-    const queued = this.inbox.shift();
-    if (queued !== undefined) return Promise.resolve(queued);
-    return new Promise((resolve) => {
-      this.waiter = resolve;
-    });
+    return this.inbox.take();
   }
 
   stopRequested(attempt: number): boolean {

@@ -30,7 +30,7 @@
  * all-reduce (2 processes; the received messages are external memory that forces a full GC every
  * ~64 MiB), no longer compete with the ranks and ZeroMQ's I/O threads for the cores.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,6 +39,7 @@ import { readWorkerEnv, workerEnvVars, type WorkerEnv } from '../shared/env.js';
 import { formatError } from '../shared/errors.js';
 import { freePort } from '../launcher/ports.js';
 import { packagePath, tsNodeArgs } from '../shared/runtime.js';
+import { lastLines, runProcess } from '../shared/subprocess.js';
 import { hideBin, yargs } from '../shared/yargs.js';
 import { initProcessGroup, type AllReduceAlgorithm, type DataTransportKind } from '../worker/comm/index.js';
 import { createReducer } from '../worker/comm/reduce.js';
@@ -167,16 +168,10 @@ async function worker(sizes: number[], iters: number | undefined, segmentBytes: 
 }
 
 /** Run `cmd` and resolve with its stdout; reject with its stderr on a non-zero exit. */
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d));
-    child.stderr.on('data', (d: Buffer) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} exited with ${code}: ${err.trim().split('\n').slice(-5).join(' | ')}`))));
-  });
+async function run(cmd: string, args: string[], env: Readonly<Record<string, string | undefined>>): Promise<string> {
+  const r = await runProcess(cmd, args, { env });
+  if (r.code !== 0) throw new Error(`${cmd} exited with ${r.code ?? r.signal}: ${lastLines(r.stderr, 5)}`);
+  return r.stdout;
 }
 
 async function runOurs(nproc: number, sizes: string, iters: number | undefined, segmentBytes: number | undefined, extraEnv: Record<string, string>, nodeArgs: string[], transport: DataTransportKind, algorithm: string): Promise<Result> {
@@ -189,7 +184,7 @@ async function runOurs(nproc: number, sizes: string, iters: number | undefined, 
         rank, localRank: rank, worldSize: nproc, localWorldSize: nproc, nodeRank: 0, nnodes: 1, masterAddr: '127.0.0.1',
         masterPort: port, runId: `bench-${port}`, restartCount: 0, maxRestarts: 0, errorFile: undefined, nodeId: 'bench', secret: undefined, launcherPid: undefined, tmpDir: undefined,
       };
-      return run(process.execPath, args, { ...process.env, ...extraEnv, ...workerEnvVars(e) });
+      return run(process.execPath, args, { ...extraEnv, ...workerEnvVars(e) });
     }),
   );
   const line = outs[0].split('\n').find((l) => l.startsWith('BENCH '));
@@ -200,7 +195,7 @@ async function runOurs(nproc: number, sizes: string, iters: number | undefined, 
 async function runGloo(anchors: string, nproc: number, sizes: number[], extraEnv: Record<string, string>): Promise<Result> {
   const file = join(mkdtempSync(join(tmpdir(), 'gloo-')), 'gloo.json');
   const port = await freePort('127.0.0.1');
-  await run('sh', [join(anchors, 'torchrun.sh'), String(nproc), join(anchors, 'gloo_allreduce.py'), '--sizes', sizes.join(','), '--json', file], { ...process.env, ...extraEnv, MASTER_PORT: String(port) });
+  await run('sh', [join(anchors, 'torchrun.sh'), String(nproc), join(anchors, 'gloo_allreduce.py'), '--sizes', sizes.join(','), '--json', file], { ...extraEnv, MASTER_PORT: String(port) });
   return JSON.parse(readFileSync(file, 'utf8')) as Result;
 }
 

@@ -14,10 +14,9 @@
  * tokens/s over all measured steps, peak RSS, and the speed ratio of each backend to the first.
  * The cpu backend is slow on the long config: it runs --cpu-steps steps there.
  */
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, exitCodeOf, formatError } from '../shared/errors.js';
-import { tsNodeArgs } from '../shared/runtime.js';
+import { runTsProgram } from '../shared/subprocess.js';
 import { hideBin, yargs } from '../shared/yargs.js';
 
 interface BenchCase {
@@ -95,27 +94,17 @@ async function runCase(c: BenchCase): Promise<void> {
 }
 
 /** Run one case in a child process; undefined (with a line on stderr) if it failed. */
-function spawnCase(c: BenchCase, timeoutS: number): Promise<BenchResult | undefined> {
+async function spawnCase(c: BenchCase, timeoutS: number): Promise<BenchResult | undefined> {
   const script = fileURLToPath(import.meta.url);
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...tsNodeArgs(), script, '--case', JSON.stringify(c)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutS * 1000);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const last = out.trim().split('\n').pop() ?? '';
-      try {
-        if (code !== 0) throw new Error(signal ? `killed by ${signal} (timeout ${timeoutS} s?)` : `exit code ${code}`);
-        resolve(JSON.parse(last) as BenchResult);
-      } catch (e) {
-        console.error(`bench: ${c.backend} on ${c.label} failed: ${e instanceof Error ? e.message : String(e)}`);
-        resolve(undefined);
-      }
-    });
-  });
+  const r = await runTsProgram(script, ['--case', JSON.stringify(c)], { stderr: 'inherit', timeoutMs: timeoutS * 1000 });
+  const last = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    if (r.code !== 0) throw new Error(r.signal ? `killed by ${r.signal} (timeout ${timeoutS} s?)` : `exit code ${r.code}`);
+    return JSON.parse(last) as BenchResult;
+  } catch (e) {
+    console.error(`bench: ${c.backend} on ${c.label} failed: ${e instanceof Error ? e.message : String(e)}`);
+    return undefined;
+  }
 }
 
 function row(cells: string[], widths: number[]): string {

@@ -22,13 +22,14 @@
  * The machine is shared and small: compare within one invocation; --repeat R runs R rounds
  * (ours and PyTorch interleaved) and each row is the round with the median tokens/s.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, RosedistError, exitCodeOf, formatError } from '../shared/errors.js';
 import { freePort } from '../launcher/ports.js';
 import { packagePath } from '../shared/runtime.js';
+import { lastLines, runProcess } from '../shared/subprocess.js';
 import { parseTrainConfig, type TrainConfig } from '../worker/config.js';
 import type { MergedTrace } from '../worker/observe/profiler.js';
 import { summariseTrace } from './train_trace.js';
@@ -95,21 +96,9 @@ function parseArgs(argv: readonly string[]): BenchArgs {
 }
 
 /** Run to completion; rejects with the last lines of its output when it exits non-zero. */
-function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    const keep = (d: Buffer): void => {
-      output = (output + d.toString()).slice(-4000);
-    };
-    child.stdout.on('data', keep);
-    child.stderr.on('data', keep);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(new RosedistError(`${cmd} ${args.slice(0, 4).join(' ')} … ended with ${code ?? signal}: ${output.trim().split('\n').slice(-6).join(' | ')}`));
-    });
-  });
+async function run(cmd: string, args: readonly string[], env: Record<string, string> = {}): Promise<void> {
+  const r = await runProcess(cmd, args, { env });
+  if (r.code !== 0) throw new RosedistError(`${cmd} ${args.slice(0, 4).join(' ')} … ended with ${r.code ?? r.signal}: ${lastLines(r.stderr || r.stdout, 6)}`);
 }
 
 /** The fields both implementations share, as PyTorch's anchor spells them (torch_ddp_ref.py). */
@@ -175,7 +164,7 @@ async function runTorch(n: number, a: BenchArgs, cfg: TrainConfig, dir: string):
   const args = [...flags, '--dataset', dataset, '--num-steps', String(a.steps), '--eval-interval', String(a.steps + 1), '--threads', '1', '--json', json];
   const port = await freePort('127.0.0.1');
   await run('sh', [join(ANCHORS, 'torchrun.sh'), String(n), join(ANCHORS, 'torch_ddp_ref.py'), ...args], {
-    ...process.env, MASTER_PORT: String(port), PYTHONPATH: [hook, process.env.PYTHONPATH].filter(Boolean).join(':'), ROSEDIST_BENCH_RSS_DIR: rss,
+    MASTER_PORT: String(port), PYTHONPATH: [hook, process.env.PYTHONPATH].filter(Boolean).join(':'), ROSEDIST_BENCH_RSS_DIR: rss,
   });
   const result = JSON.parse(readFileSync(json, 'utf8')) as { world_size: number; tokens_per_s: number; torch: string };
   const peaks = readdirSync(rss).map((f) => Number(readFileSync(join(rss, f), 'utf8')));

@@ -14,12 +14,12 @@
  * any check failed.
  *   SLURM_CONF=... node --import tsx scripts/cluster_check.ts
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { derivedPort } from '../shared/scheduler_env.js';
 import { packagePath } from '../shared/runtime.js';
+import { runProcess } from '../shared/subprocess.js';
 
 const ROOT = packagePath('.');
 const BIN = join(ROOT, 'bin/rosedist.mjs');
@@ -37,14 +37,10 @@ interface Result { readonly check: string; readonly ok: boolean; readonly second
 const results: Result[] = [];
 const submitted: string[] = [];
 
-function run(cmd: string, args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    child.on('close', (code) => resolve({ code, out }));
-  });
+/** Run to the end in the checkout; `out` is stdout then stderr. */
+async function run(cmd: string, args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string }> {
+  const r = await runProcess(cmd, args, { cwd: ROOT, env });
+  return { code: r.code, out: r.stdout + r.stderr };
 }
 
 const inNs = (ns: string, args: readonly string[], env: Record<string, string> = {}) => run('ip', ['netns', 'exec', ns, ...args], env);

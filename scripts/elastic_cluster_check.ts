@@ -13,11 +13,12 @@
  * Prints a table; exit code 1 if any check failed.
  *   node --import tsx scripts/elastic_cluster_check.ts
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packagePath } from '../shared/runtime.js';
+import { startProcess } from '../shared/subprocess.js';
 import { decodeSafetensors } from '../worker/safetensors.js';
 
 const ROOT = packagePath('.');
@@ -39,12 +40,10 @@ interface Launch {
 /** `args` in namespace `ns` under its own host name (a UTS namespace), as on a real host. */
 function onHost(ns: string | undefined, cmd: string, args: readonly string[], env: Record<string, string> = {}): Launch {
   const argv = ns === undefined ? [cmd, ...args] : ['ip', 'netns', 'exec', ns, 'unshare', '--uts', 'sh', '-c', `hostname ${ns} && exec "$@"`, 'sh', cmd, ...args];
-  const child = spawn(argv[0] as string, argv.slice(1), { cwd: ROOT, env: { ...process.env, ROSEDIST_STOP_GRACE_S: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
-  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, out })));
-  return { child, out: () => out, done };
+  const p = startProcess(argv[0] as string, argv.slice(1), { cwd: ROOT, env: { ROSEDIST_STOP_GRACE_S: '1', ...env } });
+  // stdout then stderr (each stream's lines stay whole and in order).
+  const out = (): string => p.stdout() + p.stderr();
+  return { child: p.child, out, done: p.done.then((r) => ({ code: r.code, signal: r.signal, out: out() })) };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

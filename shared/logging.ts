@@ -29,14 +29,21 @@ export interface LoggerOptions {
 
 const fileLine = winston.format.printf((info) => `${String(info.timestamp)} ${info.level.toUpperCase().padEnd(5)} ${String(info.message)}`);
 
+/**
+ * `[rank N] ` for a worker's console line, or '' when the launcher prefixes every line of this
+ * worker's output itself (`[rankN]:`, launcher/redirects.ts) and says so with ROSEDIST_PREFIXED=1.
+ */
+export function rankTag(rank: number, prefix = process.env.ROSEDIST_PREFIXED !== '1'): string {
+  return prefix ? `[rank ${rank}] ` : '';
+}
+
 export function createLogger(opts: LoggerOptions): Logger {
   const consoleInfo = opts.consoleInfo ?? opts.rank === 0;
-  const prefix = opts.rankPrefix ?? process.env.ROSEDIST_PREFIXED !== '1';
+  const tag = rankTag(opts.rank, opts.rankPrefix);
   const consoleFormat =
     opts.consoleFormat === 'json'
       ? winston.format.combine(winston.format.timestamp(), winston.format.json())
       : winston.format.printf((info) => {
-          const tag = prefix ? `[rank ${opts.rank}] ` : '';
           const level = info.level === 'info' ? '' : `${info.level.toUpperCase()}: `;
           return `${tag}${level}${String(info.message)}`;
         });

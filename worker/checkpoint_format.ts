@@ -26,6 +26,7 @@ import { createHash } from 'node:crypto';
 import { FileError } from '../shared/errors.js';
 import type { SamplerState } from './data/sampler.js';
 import type { GPTConfig } from './model/gpt.js';
+import { numel } from './model/params.js';
 import type { AdamWConfig } from './optim.js';
 import { decodeSafetensors, encodeSafetensors, type NamedTensor } from './safetensors.js';
 
@@ -71,8 +72,6 @@ export interface Checkpoint extends TrainState {
   readonly modelConfig: GPTConfig | null;
   readonly trainConfig: Readonly<Record<string, unknown>> | null;
 }
-
-const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
 /** A [rows, cols] row-major matrix as [cols, rows]. */
 function transpose(src: Float32Array, rows: number, cols: number): Float32Array {

@@ -9,7 +9,7 @@
  */
 import { ConfigError } from '../shared/errors.js';
 import { yargs } from '../shared/yargs.js';
-import type { BackendChoice } from './tf.js';
+import { BACKEND_CHOICES, type BackendChoice } from './backend_choice.js';
 import type { GPTConfig } from './model/gpt.js';
 import type { NonFiniteMode } from './numerics.js';
 
@@ -80,8 +80,6 @@ interface OptionSpec {
   readonly choices?: readonly string[];
 }
 
-const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const satisfies readonly BackendChoice[];
-
 /** Every flag, keyed by its TrainConfig field; one line of help each. */
 const OPTIONS = {
   vocabSize: { flag: 'vocab-size', kind: 'posint', default: 10000, describe: 'vocabulary size V' },
@@ -113,7 +111,7 @@ const OPTIONS = {
   tokenizer: { flag: 'tokenizer', kind: 'string', default: 'byte', describe: 'tokenizer of text datasets' },
   dataDir: { flag: 'data-dir', kind: 'string', default: 'data/cache', describe: 'cache of prepared datasets' },
   dropLast: { flag: 'drop-last', kind: 'bool', default: false, describe: 'drop the tail instead of padding shards to equal length' },
-  backend: { flag: 'backend', kind: 'string', default: 'auto', choices: BACKENDS, describe: 'tfjs backend' },
+  backend: { flag: 'backend', kind: 'string', default: 'auto', choices: BACKEND_CHOICES, describe: 'tfjs backend' },
   logFile: { flag: 'log-file', kind: 'string', default: (p) => `logs/${p}.log`, describe: 'log file (rank 0; metrics go to <name>.metrics.jsonl)' },
   logFormat: { flag: 'log-format', kind: 'string', default: 'text', choices: ['text', 'json'], describe: 'console format' },
   collectiveTimeoutS: { flag: 'collective-timeout', kind: 'float', default: 300, describe: 'seconds a collective waits for its peers' },

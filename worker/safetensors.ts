@@ -10,6 +10,7 @@
  */
 import { endianness } from 'node:os';
 import { FileError } from '../shared/errors.js';
+import { numel } from './model/params.js';
 
 export interface NamedTensor {
   readonly name: string;
@@ -27,8 +28,6 @@ export interface SafetensorsContents {
 }
 
 if (endianness() !== 'LE') throw new Error('safetensors.ts assumes a little-endian machine');
-
-const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
 /** Encode tensors and metadata as one safetensors file image. */
 export function encodeSafetensors(tensors: readonly NamedTensor[], metadata: Readonly<Record<string, string>> = {}): Uint8Array {

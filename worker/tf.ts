@@ -1,5 +1,7 @@
 /**
- * The one place TensorFlow.js enters. Everything else imports `tf` from here.
+ * The one place TensorFlow.js enters. Everything else imports `tf` from here, except this file's
+ * kernel overrides (tf_wasm_kernels.ts, wasm_gemm.ts), which take tfjs's types directly (type-only)
+ * rather than import this file back.
  *
  * We import the union package `@tensorflow/tfjs`, not `tfjs-core`: the core's CommonJS build
  * registers no gradient functions, so autodiff would fail ("gradient function not found").
@@ -13,12 +15,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../shared/errors.js';
+import { BACKEND_CHOICES, type BackendChoice } from './backend_choice.js';
 import { installFastWasmKernels, wasmMatMulTakesTransposes } from './tf_wasm_kernels.js';
 
 export { tf };
 
-export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
-export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+export { BACKEND_CHOICES, type BackendChoice };
 
 export interface BackendInfo {
   readonly name: 'tensorflow' | 'wasm' | 'cpu';

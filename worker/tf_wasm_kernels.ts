@@ -20,9 +20,11 @@
  *
  * The backend internals used (dataIdMap, dataIdNextNumber, wasm.tfjs.registerTensor/disposeData,
  * wasm.cwrap) are checked when installing: if one is missing, that kernel is left alone.
- * Only tf.ts calls this (it alone imports tfjs; `typeof tf` is a type-only import).
+ * Only tf.ts calls this. tf.ts is where tfjs enters; this file, its kernel overrides, is the one it
+ * designates to import tfjs's types too (type-only: erased at run time), so that the two do not
+ * import each other (.dependency-cruiser.cjs: tfjs-only-in-tf, no-circular).
  */
-import type { tf as TF } from './tf.js';
+import type * as TF from '@tensorflow/tfjs';
 import { gemmFor, type GemmBackend } from './wasm_gemm.js';
 
 type Tfjs = typeof TF;

@@ -32,7 +32,7 @@ import { gptConfigOf, type TrainConfig } from './config.js';
 import { collate } from './data/collate.js';
 import type { TokenDataset } from './data/dataset.js';
 import { loadDataset } from './data/index.js';
-import { mixSeed } from './data/rng.js';
+import { mixSeed } from './rng.js';
 import { DistributedSampler, rescaleSamplerState, ShardStream, type SamplerState } from './data/sampler.js';
 import { averageGradients, averageGradientShards, rootDecides, syncParams } from './ddp.js';
 import { GradBuffer } from './grad_buffer.js';

@@ -10,9 +10,10 @@
  * dimensions are equal or one side's are all 1; _FusedMatMul with no activation (or 'linear') and
  * a bias of [N] or none. Anything else goes to the original kernel.
  *
- * Only tf_wasm_kernels.ts calls this (tf.ts alone imports tfjs; `typeof tf` is type-only).
+ * Only tf_wasm_kernels.ts calls this. Like it, this file is one tf.ts designates to import tfjs's
+ * types (type-only), so that it does not import tf.ts back (.dependency-cruiser.cjs).
  */
-import type { tf as TF } from './tf.js';
+import type * as TF from '@tensorflow/tfjs';
 import { instantiateKernels, isMemory, type KernelExports } from './kernels/module.js';
 
 type Tfjs = typeof TF;

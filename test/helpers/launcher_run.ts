@@ -2,10 +2,10 @@
  * Run `bin/rosedist.mjs` as a real process for the launcher's integration tests, and look at
  * what it leaves behind (worker files, live pids).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startProcess, type RunningProcess } from '../../shared/subprocess.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/rosedist.mjs', import.meta.url));
 export const FIXTURE = fileURLToPath(new URL('../fixtures/launcher_worker.ts', import.meta.url));
@@ -13,27 +13,11 @@ export const FIXTURE = fileURLToPath(new URL('../fixtures/launcher_worker.ts', i
 /** Short grace periods keep failure tests quick. */
 export const TEST_ENV = { ROSEDIST_STOP_GRACE_S: '1' };
 
-export interface Launch {
-  readonly child: ChildProcess;
-  /** Output so far. */
-  stdout(): string;
-  stderr(): string;
-  readonly done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
-}
+/** A launcher run in progress: its process, its output so far, and its end. */
+export type Launch = RunningProcess;
 
 export function startLauncher(args: readonly string[], env: Record<string, string> = {}): Launch {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...TEST_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  // A streaming decoder: a character split across two chunks stays whole.
-  child.stdout.setEncoding('utf8');
-  child.stderr.setEncoding('utf8');
-  child.stdout.on('data', (c: string) => (stdout += c));
-  child.stderr.on('data', (c: string) => (stderr += c));
-  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) =>
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
-  );
-  return { child, stdout: () => stdout, stderr: () => stderr, done };
+  return startProcess(process.execPath, [BIN, ...args], { env: { ...TEST_ENV, ...env } });
 }
 
 export function runLauncher(args: readonly string[], env: Record<string, string> = {}) {

@@ -13,7 +13,7 @@ import { readCheckpoint } from '../../worker/checkpoint.js';
 import { gptConfigOf, parseTrainConfig } from '../../worker/config.js';
 import { paramSpecs } from '../../worker/model/params.js';
 import { launcherLines, startLauncher } from '../helpers/launcher_run.js';
-import { spawnGroup, type RankResult } from '../helpers/spawn_group.js';
+import { spawnGroup, type WorkerExit } from '../helpers/workers.js';
 
 const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
   '--d-ff', '32', '--seq-len', '8', '--batch-size', '4', '--backend', 'cpu', '--dataset', 'toy:60'];
@@ -26,7 +26,7 @@ function freshDir(): string {
   return d;
 }
 
-async function trainMinimal(dir: string, args: string[], env: Record<string, string> = {}): Promise<RankResult> {
+async function trainMinimal(dir: string, args: string[], env: Record<string, string> = {}): Promise<WorkerExit> {
   const all = [...TINY, '--checkpoint-path', join(dir, 'ck.safetensors'), '--log-file', join(dir, 'run.log'), ...args];
   const [r] = await spawnGroup(packagePath('worker/train_minimal.ts'), 1, { args: all, env, timeoutMs: 120_000 });
   assert.ok(r);

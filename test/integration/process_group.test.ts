@@ -1,6 +1,6 @@
 /**
  * The ZeroMQ process group with real processes on loopback: test/fixtures/pg_worker.ts started
- * by test/helpers/spawn_group.ts. Short timeouts keep the failure cases fast; every case ends
+ * by test/helpers/workers.ts. Short timeouts keep the failure cases fast; every case ends
  * with all processes gone (spawnGroup kills stragglers).
  */
 import { test } from 'node:test';
@@ -13,7 +13,7 @@ import { packagePath } from '../../shared/runtime.js';
 import { Dealer } from '../../worker/comm/zmq/zmq.js';
 import { inputFor } from '../fixtures/pg_data.js';
 import { freePort } from '../helpers/ports.js';
-import { spawnGroup, type RankResult } from '../helpers/spawn_group.js';
+import { spawnGroup, type WorkerExit } from '../helpers/workers.js';
 
 const WORKER = packagePath('test/fixtures/pg_worker.ts');
 
@@ -24,11 +24,11 @@ interface Reported {
   first?: number | null;
 }
 
-function results(r: RankResult): Reported[] {
+function results(r: WorkerExit): Reported[] {
   return r.stdout.split('\n').filter((l) => l.startsWith('RESULT ')).map((l) => JSON.parse(l.slice(7)) as Reported);
 }
 
-function assertAllPassed(runs: RankResult[], what: string): void {
+function assertAllPassed(runs: WorkerExit[], what: string): void {
   for (const r of runs) {
     assert.equal(r.code, 0, `${what}: rank ${r.rank} exited ${r.code} ${r.signal ?? ''}\n${r.stderr}`);
     const bad = results(r).filter((x) => !x.ok);
@@ -42,7 +42,7 @@ function assertAllPassed(runs: RankResult[], what: string): void {
   }
 }
 
-async function runAll(worldSize: number, opts: { nodes?: number; env?: Record<string, string>; segmentBytes?: number } = {}): Promise<RankResult[]> {
+async function runAll(worldSize: number, opts: { nodes?: number; env?: Record<string, string>; segmentBytes?: number } = {}): Promise<WorkerExit[]> {
   const dir = mkdtempSync(join(tmpdir(), 'pg-test-'));
   try {
     const args = ['--scenario', 'all', '--dir', dir, '--segment-bytes', String(opts.segmentBytes ?? 16384)];
@@ -76,7 +76,7 @@ test('the stream data transport (ROSEDIST_DATA_TRANSPORT=stream): every collecti
   assertAllPassed(await runAll(4, { nodes: 2, env: { ROSEDIST_DATA_TRANSPORT: 'stream', ROSEDIST_SECRET: 's3cret' }, segmentBytes: 4096 }), 'N=4 stream on 2 nodes');
 });
 
-function stderrOf(runs: RankResult[], ranks: number[]): string[] {
+function stderrOf(runs: WorkerExit[], ranks: number[]): string[] {
   return ranks.map((r) => runs[r].stderr);
 }
 
@@ -205,7 +205,7 @@ async function intrude(port: number): Promise<void> {
 
 test('with a run secret, strangers at the master port are refused and logged; the run is undisturbed', async () => {
   const port = await freePort();
-  const run = spawnGroup(WORKER, 3, { args: ['--scenario', 'auth', '--seconds', '4'], env: { ROSEDIST_SECRET: 'run-secret', MASTER_PORT: String(port) }, timeoutMs: 60_000 });
+  const run = spawnGroup(WORKER, 3, { args: ['--scenario', 'auth', '--seconds', '4'], masterPort: port, env: { ROSEDIST_SECRET: 'run-secret' }, timeoutMs: 60_000 });
   await intrude(port);
   const runs = await run;
   for (const r of runs) {
@@ -218,7 +218,7 @@ test('with a run secret, strangers at the master port are refused and logged; th
 
 test('without a secret, a forged hello and garbage are refused or dropped and logged; the run is undisturbed', async () => {
   const port = await freePort();
-  const run = spawnGroup(WORKER, 2, { args: ['--scenario', 'auth', '--seconds', '3'], env: { MASTER_PORT: String(port) }, timeoutMs: 60_000 });
+  const run = spawnGroup(WORKER, 2, { args: ['--scenario', 'auth', '--seconds', '3'], masterPort: port, timeoutMs: 60_000 });
   await listening(port);
   const keepAlive = setInterval(() => {}, 1000);
   try {

@@ -5,8 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { runProcess } from '../../shared/subprocess.js';
 import { BIN } from '../helpers/launcher_run.js';
 import { freePort } from '../helpers/ports.js';
 import { findAnchors, findPython } from '../helpers/python.js';
@@ -14,14 +14,10 @@ import { findAnchors, findPython } from '../helpers/python.js';
 const torch = findPython({ torch: true });
 const anchors = findAnchors();
 
-function run(command: string, args: readonly string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(command, [...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    child.on('close', (code) => resolve({ code, out }));
-  });
+/** Run to the end; `out` is stdout then stderr (the result line is on stdout, errors on either). */
+async function run(command: string, args: readonly string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
+  const r = await runProcess(command, args, { env });
+  return { code: r.code, out: r.stdout + r.stderr };
 }
 
 /** The reference trainer's final JSON line (rank 0's), whatever prefix the launcher put before it. */

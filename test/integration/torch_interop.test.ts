@@ -20,7 +20,7 @@ import { readCheckpoint } from '../../worker/checkpoint.js';
 import { gptConfigOf, parseTrainConfig } from '../../worker/config.js';
 import { GPT, type Batch } from '../../worker/model/gpt.js';
 import { initBackend } from '../../worker/tf.js';
-import { spawnGroup } from '../helpers/spawn_group.js';
+import { spawnGroup } from '../helpers/workers.js';
 
 /** Debian's python3-torch installs into /usr/bin/python3, which a pyenv `python3` may shadow. */
 const PYTHON = ['/usr/bin/python3', 'python3'].find((p) => spawnSync(p, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0);

@@ -32,7 +32,7 @@ interface Run {
 async function trainDdp(name: string, worldSize: number, args: string[]): Promise<Run> {
   const dir = join(root, name);
   const checkpoint = join(dir, 'ckpt.safetensors');
-  const group = spawnWorkers('worker/train_ddp.ts', worldSize, [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...args], {
+  const group = await spawnWorkers('worker/train_ddp.ts', worldSize, [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...args], {
     masterPort: await freePort(),
   });
   const exits = await group.exited;
@@ -105,7 +105,7 @@ describe('train_ddp (real processes)', () => {
     const common = ['--dataset', 'toy:60', '--batch-size', '2', '--checkpoint-interval', '3', '--eval-interval', '3'];
     const dir = join(root, 'killed');
     const checkpoint = join(dir, 'ckpt.safetensors');
-    const group = spawnWorkers('worker/train_ddp.ts', 2, [...TINY, ...common, '--num-steps', '100000', '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint], {
+    const group = await spawnWorkers('worker/train_ddp.ts', 2, [...TINY, ...common, '--num-steps', '100000', '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint], {
       masterPort: await freePort(),
     });
     while (!existsSync(checkpoint)) {
@@ -171,7 +171,7 @@ describe('train_ddp (real processes)', () => {
   });
 
   it('a bad flag stops every rank with exit code 2, each saying so with its rank', async () => {
-    const group = spawnWorkers('worker/train_ddp.ts', 2, ['--n-heads', '3'], { masterPort: await freePort(), env: { ROSEDIST_PREFIXED: '0' } });
+    const group = await spawnWorkers('worker/train_ddp.ts', 2, ['--n-heads', '3'], { masterPort: await freePort(), env: { ROSEDIST_PREFIXED: '0' } });
     const exits = await group.exited;
     for (const e of exits) {
       assert.equal(e.code, 2);

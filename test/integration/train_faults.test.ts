@@ -27,7 +27,7 @@ interface Run {
 /** train_ddp with `worldSize` workers, logging to `dir`/train.log; exits are returned, not checked. */
 async function run(dir: string, worldSize: number, args: string[], env: Record<string, string> = {}): Promise<Run> {
   mkdirSync(dir, { recursive: true });
-  const group = spawnWorkers('worker/train_ddp.ts', worldSize, [...TINY, '--log-file', join(dir, 'train.log'), ...args], { masterPort: await freePort(), env });
+  const group = await spawnWorkers('worker/train_ddp.ts', worldSize, [...TINY, '--log-file', join(dir, 'train.log'), ...args], { masterPort: await freePort(), env });
   const exits = await group.exited;
   const metricsFile = join(dir, 'train.metrics.jsonl');
   return {

@@ -3,7 +3,7 @@
  * directory (the default log, metrics and checkpoint paths are relative to it).
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import { after, describe, it } from 'node:test';
 import { readErrorFile } from '../../shared/error_file.js';
 import { parseMetrics } from '../../shared/metrics.js';
 import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
+import { runProcess, type ProcessExit } from '../../shared/subprocess.js';
 import { parseEvalLine } from '../../worker/observe/metrics_log.js';
 
 const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
@@ -24,33 +25,10 @@ function freshDir(): string {
   return d;
 }
 
-interface Exit {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Run `command args` in `cwd` and collect its output. */
-function runIn(cwd: string, command: string, args: string[], env: Record<string, string> = {}): Promise<Exit> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      cwd,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 const trainArgv = (args: string[]): string[] => [...tsNodeArgs(), packagePath('worker/train_minimal.ts'), ...args];
 
-function trainMinimal(cwd: string, args: string[], env: Record<string, string> = {}): Promise<Exit> {
-  return runIn(cwd, process.execPath, trainArgv(args), env);
+function trainMinimal(cwd: string, args: string[], env: Record<string, string> = {}): Promise<ProcessExit> {
+  return runProcess(process.execPath, trainArgv(args), { cwd, env });
 }
 
 /** A word for `sh -c`, quoted. */
@@ -169,7 +147,7 @@ describe('train_minimal program', () => {
   it('on a terminal (a pseudo-terminal from script(1)): a live bar with eval lines above it; the log file gets no redraw', { skip: !hasScript && 'script(1) is not installed' }, async () => {
     const cwd = freshDir();
     const command = [process.execPath, ...trainArgv([...TINY, '--backend', 'wasm', '--num-steps', '30', '--eval-interval', '10'])].map(shellQuote).join(' ');
-    const exit = await runIn(cwd, 'script', ['-qec', command, '/dev/null'], { COLUMNS: '120' });
+    const exit = await runProcess('script', ['-qec', command, '/dev/null'], { cwd, env: { COLUMNS: '120' } });
     assert.equal(exit.code, 0, exit.stdout + exit.stderr);
     const screen = exit.stdout;
     // cli-progress redraws in place: back to column 1, then clear to the end of the line.

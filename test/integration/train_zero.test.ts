@@ -31,7 +31,7 @@ async function trainDdp(name: string, worldSize: number, args: string[], opts: {
   mkdirSync(dir, { recursive: true });
   const checkpoint = join(dir, 'ckpt.safetensors');
   if (opts.from !== undefined) copyFileSync(opts.from, checkpoint);
-  const group = spawnWorkers('worker/train_ddp.ts', worldSize, [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...args], {
+  const group = await spawnWorkers('worker/train_ddp.ts', worldSize, [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...args], {
     masterPort: await freePort(),
     env: opts.env,
   });

@@ -10,7 +10,10 @@ import { localRendezvous } from '../../launcher/coordinator_client.js';
 import type { WorkerSpec } from '../../launcher/worker_spec.js';
 import { FIXTURE } from '../helpers/launcher_run.js';
 
-/** An in-memory worker: the test ends it; signals end it too unless it ignores SIGTERM. */
+/**
+ * An in-memory worker: the test ends it; signals end it too unless it ignores SIGTERM. `watched`
+ * resolves when the agent first looks at its state, i.e. once the agent is watching the group.
+ */
 class FakeWorker implements Worker {
   readonly pid: number;
   readonly signals: NodeJS.Signals[] = [];
@@ -18,10 +21,13 @@ class FakeWorker implements Worker {
   private resolveExit: () => void = () => {};
   readonly exited = new Promise<void>((r) => (this.resolveExit = r));
   readonly finished = this.exited;
+  private resolveWatched: () => void = () => {};
+  readonly watched = new Promise<void>((r) => (this.resolveWatched = r));
   constructor(readonly spec: WorkerSpec, private readonly ignoresSigterm: boolean) {
     this.pid = 1000 + spec.rank;
   }
   state(): WorkerState {
+    this.resolveWatched();
     return this.current;
   }
   exit(code: number): void {
@@ -41,18 +47,26 @@ class FakeWorker implements Worker {
   }
 }
 
-/** A context whose `script(attempt, workers)` plays each attempt. */
+/**
+ * A context whose `script(attempt, workers)` plays each attempt once the agent watches its
+ * workers. `watching` resolves when the agent first watches the workers of attempt 0.
+ */
 function fakeContext(script: (attempt: number, workers: FakeWorker[]) => void, ignoresSigterm = false) {
   const attempts: FakeWorker[][] = [];
+  let resolveWatching: () => void = () => {};
+  const watching = new Promise<void>((r) => (resolveWatching = r));
   const context: ProcessContext = {
     start(specs) {
       const workers = specs.map((s) => new FakeWorker(s, ignoresSigterm));
-      attempts.push(workers);
-      setTimeout(() => script(attempts.length - 1, workers), 20);
+      const attempt = attempts.push(workers) - 1;
+      void Promise.all(workers.map((w) => w.watched)).then(() => {
+        resolveWatching();
+        script(attempt, workers);
+      });
       return workers;
     },
   };
-  return { context, attempts };
+  return { context, attempts, watching };
 }
 
 async function agentFor(argv: string[], context: ProcessContext) {
@@ -108,10 +122,10 @@ test('a worker that ignores SIGTERM gets SIGKILL after the grace period', async 
 });
 
 test('a signal to the launcher is forwarded; the agent ends with 128 + its number and no restart', async () => {
-  const { context, attempts } = fakeContext(() => {});
+  const { context, attempts, watching } = fakeContext(() => {});
   const { agent } = await agentFor(['--nproc-per-node', '2', '--max-restarts', '3'], context);
   const running = agent.run();
-  await new Promise((r) => setTimeout(r, 50));
+  await watching;
   agent.interrupt('SIGINT');
   assert.equal((await running).exitCode, 130);
   assert.equal(attempts.length, 1);

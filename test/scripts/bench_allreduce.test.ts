@@ -3,25 +3,18 @@
  * the Gloo anchor looked for beside the checkout (../shared/anchors) or where --anchors says.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
+import { packagePath } from '../../shared/runtime.js';
+import { runTsProgram, type ProcessExit } from '../../shared/subprocess.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rosedist-bench-allreduce-test-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function bench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...tsNodeArgs(), packagePath('scripts/bench_allreduce.ts'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function bench(args: string[]): Promise<ProcessExit> {
+  return runTsProgram(packagePath('scripts/bench_allreduce.ts'), args);
 }
 
 describe('bench:allreduce', () => {

@@ -4,19 +4,12 @@
  * line and exit 2.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
+import { packagePath } from '../../shared/runtime.js';
+import { runTsProgram, type ProcessExit } from '../../shared/subprocess.js';
 
-function bench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...tsNodeArgs(), packagePath('scripts/bench_gemm.ts'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function bench(args: string[]): Promise<ProcessExit> {
+  return runTsProgram(packagePath('scripts/bench_gemm.ts'), args);
 }
 
 describe('bench:kernels', () => {

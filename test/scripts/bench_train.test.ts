@@ -3,12 +3,12 @@
  * the trace arithmetic it rests on (scripts/train_trace.ts) on a hand-made two-rank trace.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
+import { packagePath } from '../../shared/runtime.js';
+import { runTsProgram, type ProcessExit } from '../../shared/subprocess.js';
 import type { MergedTrace, TraceEvent } from '../../worker/observe/profiler.js';
 import { summariseTrace } from '../../scripts/train_trace.js';
 
@@ -18,15 +18,8 @@ const TINY = ['--vocab-size', '64', '--d-model', '16', '--n-layers', '1', '--n-h
 const dir = mkdtempSync(join(tmpdir(), 'rosedist-bench-train-test-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function bench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...tsNodeArgs(), packagePath('scripts/bench_train.ts'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function bench(args: string[]): Promise<ProcessExit> {
+  return runTsProgram(packagePath('scripts/bench_train.ts'), args);
 }
 
 describe('bench:train', () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { SingleProcessGroup } from '../../worker/comm/process_group.js';
 import type { Sample, SampleSet } from '../../worker/data/dataset.js';
-import { uniformGenerator } from '../../worker/model/rng.js';
+import { uniformGenerator } from '../../worker/rng.js';
 import { evalChunks, evaluate } from '../../worker/evaluate.js';
 import { GPT } from '../../worker/model/gpt.js';
 import { initBackend, tf } from '../../worker/tf.js';

@@ -9,7 +9,7 @@
  *   8 u32 seq | 12 u32 step | 16 u32 segment | 20 u32 root | 24 f64 count (elements)
  */
 import { CommError } from '../../shared/errors.js';
-import type { NumericArray, ReduceOp } from './process_group.js';
+import { REDUCE_OPS, type NumericArray, type ReduceOp } from './process_group.js';
 
 export type CollectiveKind = 'allReduce' | 'broadcast' | 'allGather' | 'barrier' | 'reduceScatter' | 'allGatherChunks';
 export type DType = 'float32' | 'float64' | 'int32' | 'uint8';
@@ -37,7 +37,6 @@ export const HEADER_BYTES = 32;
 const MAGIC = 0x31534452; // 'RDS1' read as little-endian u32
 const KINDS: readonly CollectiveKind[] = ['allReduce', 'broadcast', 'allGather', 'barrier', 'reduceScatter', 'allGatherChunks'];
 const DTYPES: readonly DType[] = ['float32', 'float64', 'int32', 'uint8'];
-const OPS: readonly ReduceOp[] = ['sum', 'mean', 'max', 'min'];
 const NONE = 0xff;
 const NO_ROOT = 0xffffffff;
 
@@ -54,7 +53,7 @@ export function encodeHeader(h: Header): Uint8Array {
   v.setUint32(0, MAGIC, true);
   v.setUint8(4, KINDS.indexOf(h.kind));
   v.setUint8(5, DTYPES.indexOf(h.dtype));
-  v.setUint8(6, h.op === undefined ? NONE : OPS.indexOf(h.op));
+  v.setUint8(6, h.op === undefined ? NONE : REDUCE_OPS.indexOf(h.op));
   v.setUint32(8, h.seq, true);
   v.setUint32(12, h.step, true);
   v.setUint32(16, h.segment, true);
@@ -70,7 +69,7 @@ export function decodeHeader(bytes: Uint8Array): Header | undefined {
   const kind = KINDS[v.getUint8(4)];
   const dtype = DTYPES[v.getUint8(5)];
   const opCode = v.getUint8(6);
-  const op = opCode === NONE ? undefined : OPS[opCode];
+  const op = opCode === NONE ? undefined : REDUCE_OPS[opCode];
   const rootCode = v.getUint32(20, true);
   const count = v.getFloat64(24, true);
   if (v.getUint32(0, true) !== MAGIC || kind === undefined || dtype === undefined) return undefined;

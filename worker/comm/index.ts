@@ -11,9 +11,10 @@
  */
 import type { WorkerEnv } from '../../shared/env.js';
 import { ConfigError } from '../../shared/errors.js';
+import { rankTag } from '../../shared/logging.js';
 import { SingleProcessGroup, type ProcessGroup } from './process_group.js';
 import type { ReducerKind } from './reduce.js';
-import { DEFAULT_COLLECTIVE_TIMEOUT_MS, DEFAULT_GATHER_BYTES, DEFAULT_SEGMENT_BYTES, type AllReduceAlgorithm } from './ring_group.js';
+import type { AllReduceAlgorithm } from './ring_group.js';
 import { createZmqGroup, type DataTransportKind } from './zmq/zmq_group.js';
 
 export type { FloatArray, NumericArray, ProcessGroup, ReduceOp } from './process_group.js';
@@ -46,14 +47,15 @@ export interface ProcessGroupOptions {
 
 export const DEFAULT_RENDEZVOUS_TIMEOUT_MS = 60_000;
 
-function positive(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
+/** `value` checked; undefined stays undefined (the ring group's own default applies: ring_group.ts). */
+function positive(name: string, value: number | undefined): number | undefined {
+  if (value === undefined) return undefined;
   if (!Number.isFinite(value) || value <= 0) throw new ConfigError(`process group option ${name}=${value} is not a positive number`, `pass ${name} > 0`);
   return value;
 }
 
 function stderrWarn(rank: number): (message: string) => void {
-  const tag = process.env.ROSEDIST_PREFIXED === '1' ? '' : `[rank ${rank}] `;
+  const tag = rankTag(rank);
   return (message) => process.stderr.write(`${tag}WARN: ${message}\n`);
 }
 
@@ -70,12 +72,12 @@ export async function initProcessGroup(
 ): Promise<ProcessGroup> {
   const o = opts ?? {};
   const resolved = {
-    rendezvousTimeoutMs: positive('rendezvousTimeoutMs', o.rendezvousTimeoutMs, DEFAULT_RENDEZVOUS_TIMEOUT_MS),
-    collectiveTimeoutMs: positive('collectiveTimeoutMs', o.collectiveTimeoutMs, DEFAULT_COLLECTIVE_TIMEOUT_MS),
-    segmentBytes: positive('segmentBytes', o.segmentBytes, DEFAULT_SEGMENT_BYTES),
+    rendezvousTimeoutMs: positive('rendezvousTimeoutMs', o.rendezvousTimeoutMs) ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS,
+    collectiveTimeoutMs: positive('collectiveTimeoutMs', o.collectiveTimeoutMs),
+    segmentBytes: positive('segmentBytes', o.segmentBytes),
     warn: o.warn ?? stderrWarn(env.rank),
     reducer: o.reducer,
-    gatherBytes: o.gatherBytes === 0 ? 0 : positive('gatherBytes', o.gatherBytes, DEFAULT_GATHER_BYTES),
+    gatherBytes: o.gatherBytes === 0 ? 0 : positive('gatherBytes', o.gatherBytes),
     allReduceAlgorithm: o.allReduceAlgorithm,
     dataTransport: o.dataTransport ?? dataTransportFromEnv(process.env.ROSEDIST_DATA_TRANSPORT),
   };

@@ -15,7 +15,9 @@
 
 import type { CollectiveRecord } from '../../shared/error_file.js';
 
-export type ReduceOp = 'sum' | 'mean' | 'max' | 'min';
+/** The reductions of allReduce. The order is the wire code (comm/frames.ts): append only. */
+export const REDUCE_OPS = ['sum', 'mean', 'max', 'min'] as const;
+export type ReduceOp = (typeof REDUCE_OPS)[number];
 export type FloatArray = Float32Array | Float64Array;
 export type NumericArray = Float32Array | Float64Array | Int32Array | Uint8Array;
 

@@ -13,7 +13,7 @@
 import type { CollectiveRecord } from '../../shared/error_file.js';
 import { CommError } from '../../shared/errors.js';
 import { describe, dtypeOf, type CollectiveKind, type Signature } from './frames.js';
-import type { FloatArray, NumericArray, ProcessGroup, ReduceOp } from './process_group.js';
+import { REDUCE_OPS, type FloatArray, type NumericArray, type ProcessGroup, type ReduceOp } from './process_group.js';
 import { createReducer, type Reducer } from './reduce.js';
 import { ringAllGatherChunks, ringAllReduce, ringReduceScatter, type RingContext } from './ring.js';
 import { gatherAllReduce, gatherReduceScatter, ringAllGather, ringBroadcast } from './ring_whole.js';
@@ -298,7 +298,7 @@ function checkFloat(op: string, buf: unknown): void {
 }
 
 function checkOp(op: string, reduce: unknown): void {
-  if (!['sum', 'mean', 'max', 'min'].includes(reduce as string)) throw new CommError(`${op} op must be sum, mean, max or min, got ${String(reduce)}`);
+  if (!REDUCE_OPS.includes(reduce as ReduceOp)) throw new CommError(`${op} op must be one of ${REDUCE_OPS.join(', ')}, got ${String(reduce)}`);
 }
 
 function checkNumeric(op: string, buf: unknown): void {

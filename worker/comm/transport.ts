@@ -4,6 +4,7 @@
  * zmq/zmq_transport.ts, the default; kernel stream sockets, net/stream_transport.ts) and one in
  * memory (below) that runs N ranks of a ring in one process for tests.
  */
+import { Mailbox } from '../../shared/mailbox.js';
 import type { Header } from './frames.js';
 
 export interface Message {
@@ -33,31 +34,6 @@ export interface RingTransport {
   release?(payload: Uint8Array): void;
 }
 
-/** An unbounded FIFO with at most one waiting reader. */
-export class Mailbox<M = Message> {
-  private readonly queue: M[] = [];
-  private waiting: ((m: M) => void) | undefined;
-
-  put(m: M): void {
-    const w = this.waiting;
-    if (w !== undefined) {
-      this.waiting = undefined;
-      w(m);
-    } else {
-      this.queue.push(m);
-    }
-  }
-
-  take(): Promise<M> {
-    if (this.waiting !== undefined) return Promise.reject(new Error('a receive() is already pending on this transport'));
-    const m = this.queue.shift();
-    if (m !== undefined) return Promise.resolve(m);
-    return new Promise((resolve) => {
-      this.waiting = resolve;
-    });
-  }
-}
-
 export interface InMemoryRingOptions {
   /**
    * Messages reach the receiver after a pseudo-random delay of up to this many milliseconds
@@ -74,7 +50,7 @@ export interface InMemoryRingOptions {
  * right neighbour has it therefore delivers wrong data here too.
  */
 export function createInMemoryRing(worldSize: number, opts: InMemoryRingOptions = {}): RingTransport[] {
-  const boxes = Array.from({ length: worldSize }, () => new Mailbox());
+  const boxes = Array.from({ length: worldSize }, () => new Mailbox<Message>());
   let x = (opts.seed ?? 1) >>> 0 || 1;
   const nextDelay = (): number => {
     x ^= x << 13;

@@ -1,8 +1,16 @@
 /**
  * Samples → one Batch: row-major [B, T] Int32Arrays, as GPT.trainStep/evalBatch take them.
  */
-import type { Batch } from '../model/gpt.js';
 import type { SampleSet } from './dataset.js';
+
+/** A batch in row-major [B, T] int32 arrays. labels === -100 (IGNORE_INDEX, model/gpt.ts) are ignored. */
+export interface Batch {
+  readonly inputIds: Int32Array;
+  readonly attentionMask: Int32Array;
+  readonly labels: Int32Array;
+  readonly batchSize: number;
+  readonly seqLen: number;
+}
 
 /** The samples of `set` at `indices`, stacked. All samples must have the same length T. */
 export function collate(set: SampleSet, indices: readonly number[]): Batch {

@@ -9,7 +9,7 @@
  * epochs: batches keep a fixed size.
  */
 import { ConfigError } from '../../shared/errors.js';
-import { permutation } from './rng.js';
+import { permutation } from '../rng.js';
 
 export interface SamplerOptions {
   readonly worldSize: number;

@@ -5,8 +5,7 @@
  * val loss stays near ln(V).
  */
 import type { DatasetOptions, Sample, SampleSet, TokenDataset } from './dataset.js';
-import { uniformGenerator } from '../model/rng.js';
-import { mixSeed, permutation } from './rng.js';
+import { mixSeed, permutation, uniformGenerator } from '../rng.js';
 
 /** The original's size. */
 export const TOY_SAMPLES = 1000;

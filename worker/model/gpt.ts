@@ -16,21 +16,13 @@
  */
 import { RosedistError } from '../../shared/errors.js';
 import { attentionMaskBias, causalSelfAttention, type AttentionShape } from './attention.js';
-import { countParams, initialValues, paramSpecs, sizeOf, validateConfig, type GPTConfig } from './params.js';
-import { dropoutMask, streamSeed } from './rng.js';
+import { buildParams, countParams, initialValues, numel, validateConfig, type GPTConfig, type GPTParams, type LayerNormParams, type LinearParams, type ParamSpec } from './params.js';
+import { dropoutMask, streamSeed } from '../rng.js';
 import { addPositions, crossEntropySum, gatherRows, gelu, layerNorm, linear } from './ops.js';
 import { tf } from '../tf.js';
+import type { Batch } from '../data/collate.js';
 
-export { countParams, type GPTConfig };
-
-/** A batch in row-major [B, T] int32 arrays. labels === -100 are ignored. */
-export interface Batch {
-  readonly inputIds: Int32Array;
-  readonly attentionMask: Int32Array;
-  readonly labels: Int32Array;
-  readonly batchSize: number;
-  readonly seqLen: number;
-}
+export { countParams, type Batch, type GPTConfig };
 
 /** The label value that the loss skips, as PyTorch's cross_entropy ignore_index. */
 export const IGNORE_INDEX = -100;
@@ -43,13 +35,45 @@ export interface ModelParam {
   readonly linear: boolean;
 }
 
+/** The model's parameters as typed blocks, bound once (the variables, seen as matrices and vectors). */
+type Weights = GPTParams<tf.Tensor2D, tf.Tensor1D>;
+
+/**
+ * Where dropout is applied, as in the original: the sum of the embeddings, and in each block the
+ * attention weights (after softmax), the attention output and the MLP output.
+ */
+export type DropoutSite =
+  | { readonly kind: 'embeddings' }
+  | { readonly kind: 'attention_weights' | 'attention_output' | 'mlp_output'; readonly layer: number };
+
+/**
+ * The key of a site's mask stream (streamSeed(dropoutSeed, key)). Fixed: changing a key changes the
+ * numbers of every seeded run.
+ */
+function dropoutStream(site: DropoutSite): number {
+  switch (site.kind) {
+    case 'embeddings':
+      return 0;
+    case 'attention_weights':
+      return 3 * site.layer + 1;
+    case 'attention_output':
+      return 3 * site.layer + 2;
+    case 'mlp_output':
+      return 3 * site.layer + 3;
+  }
+}
+
 /** The constant tensors of one batch: made before the taped function so they outlive backprop. */
 interface BatchTensors {
   readonly ids: tf.Tensor1D; // [B*T] token ids
   readonly maskBias: tf.Tensor3D; // [B*H, T, T]
-  readonly dropMasks: ((site: number) => tf.Tensor) | undefined; // undefined: eval mode
+  /** A site's mask: [B*H, T, T] for attention weights, else [B*T, C]. Undefined: eval mode. */
+  readonly dropMask: ((site: DropoutSite) => tf.Tensor) | undefined;
   readonly shape: AttentionShape;
 }
+
+const norm = (x: tf.Tensor2D, p: LayerNormParams<tf.Tensor1D>): tf.Tensor2D => layerNorm(x, p.weight, p.bias);
+const dense = (x: tf.Tensor2D, p: LinearParams<tf.Tensor2D, tf.Tensor1D>): tf.Tensor2D => linear(x, p.weight, p.bias);
 
 /** Rows of the flattened [B*T] positions whose next label is predicted, and those labels. */
 interface LossRows {
@@ -62,20 +86,24 @@ export class GPT {
   /** Fixed order: the original's state_dict keys ("token_embedding.weight", ...). */
   readonly params: readonly ModelParam[];
   readonly numParams: number;
-  private readonly byName: ReadonlyMap<string, tf.Variable>;
+  private readonly weights: Weights;
 
   /** Deterministic: the same config and seed give the same weights on every backend. */
   constructor(cfg: GPTConfig, seed: number) {
     validateConfig(cfg);
     this.config = { ...cfg };
-    this.params = paramSpecs(cfg).map((spec, index) => {
-      const initial = tf.tensor(initialValues(spec, index, seed), [...spec.shape], 'float32');
+    const params: ModelParam[] = [];
+    // Called in state_dict order: parameter number params.length draws from its own init stream.
+    const make = (spec: ParamSpec): tf.Tensor => {
+      const initial = tf.tensor(initialValues(spec, params.length, seed), [...spec.shape], 'float32');
       const variable = tf.variable(initial, true); // shares initial's data; the name is made unique
       initial.dispose();
-      return { name: spec.name, variable, shape: spec.shape, linear: spec.linear === true };
-    });
+      params.push({ name: spec.name, variable, shape: spec.shape, linear: spec.linear === true });
+      return variable;
+    };
+    this.weights = buildParams(cfg, (spec) => make(spec) as tf.Tensor2D, (spec) => make(spec) as tf.Tensor1D);
+    this.params = params;
     this.numParams = countParams(cfg);
-    this.byName = new Map(this.params.map((p) => [p.name, p.variable]));
   }
 
   /** Logits [B, T, V]; the caller disposes them. dropoutSeed makes dropout masks reproducible. */
@@ -115,7 +143,7 @@ export class GPT {
       }, variables);
       let offset = 0;
       for (const p of this.params) {
-        const size = sizeOf(p.shape);
+        const size = numel(p.shape);
         const g = grads[p.variable.name];
         if (g === undefined) gradsOut.fill(0, offset, offset + size);
         else gradsOut.set(g.dataSync() as Float32Array, offset);
@@ -143,7 +171,7 @@ export class GPT {
     let offset = 0;
     for (const p of this.params) {
       out.set(p.variable.dataSync() as Float32Array, offset);
-      offset += sizeOf(p.shape);
+      offset += numel(p.shape);
     }
   }
 
@@ -152,7 +180,7 @@ export class GPT {
     this.checkFlat(src, 'writeFlat');
     let offset = 0;
     for (const p of this.params) {
-      const size = sizeOf(p.shape);
+      const size = numel(p.shape);
       // slice(): the cpu backend keeps the array it is given instead of copying it.
       tf.tidy(() => p.variable.assign(tf.tensor(src.slice(offset, offset + size), [...p.shape], 'float32')));
       offset += size;
@@ -165,48 +193,25 @@ export class GPT {
 
   /** Embeddings and blocks: [B*T, C], before the final LayerNorm. */
   private hidden(inputs: BatchTensors): tf.Tensor2D {
-    const drop = (x: tf.Tensor2D, site: number): tf.Tensor2D =>
-      inputs.dropMasks === undefined ? x : tf.mul(x, inputs.dropMasks(site));
-    const tokens = gatherRows(this.matrix('token_embedding.weight'), inputs.ids);
-    let x = drop(addPositions(tokens, this.matrix('position_embedding.weight'), inputs.shape.batchSize), 0);
-    for (let l = 0; l < this.config.nLayers; l++) {
-      const b = `blocks.${l}`;
-      // Dropout sites of block l: 3l+1 attention weights, 3l+2 attention output, 3l+3 MLP output.
-      const attnDrop = inputs.dropMasks?.(3 * l + 1) as tf.Tensor3D | undefined;
-      const attn = causalSelfAttention(this.norm(x, `${b}.ln1`), this.matrix(`${b}.attn.qkv_proj.weight`),
-        this.vector(`${b}.attn.qkv_proj.bias`), inputs.maskBias, attnDrop, inputs.shape);
-      x = tf.add(x, drop(this.dense(attn, `${b}.attn.out_proj`), 3 * l + 2));
-      const h = gelu(this.dense(this.norm(x, `${b}.ln2`), `${b}.mlp.fc1`));
-      x = tf.add(x, drop(this.dense(h, `${b}.mlp.fc2`), 3 * l + 3));
-    }
+    const { dropMask } = inputs;
+    const drop = (x: tf.Tensor2D, site: DropoutSite): tf.Tensor2D => (dropMask === undefined ? x : tf.mul(x, dropMask(site)));
+    const w = this.weights;
+    const tokens = gatherRows(w.tokenEmbedding, inputs.ids);
+    let x = drop(addPositions(tokens, w.positionEmbedding, inputs.shape.batchSize), { kind: 'embeddings' });
+    w.blocks.forEach((block, layer) => {
+      const { qkvProj, outProj } = block.attn;
+      const attnDrop = dropMask?.({ kind: 'attention_weights', layer }) as tf.Tensor3D | undefined;
+      const attn = causalSelfAttention(norm(x, block.ln1), qkvProj.weight, qkvProj.bias, inputs.maskBias, attnDrop, inputs.shape);
+      x = tf.add(x, drop(dense(attn, outProj), { kind: 'attention_output', layer }));
+      const h = gelu(dense(norm(x, block.ln2), block.mlp.fc1));
+      x = tf.add(x, drop(dense(h, block.mlp.fc2), { kind: 'mlp_output', layer }));
+    });
     return x;
   }
 
   /** Final LayerNorm and the LM head: [n, C] → logits [n, V]. */
   private head(x: tf.Tensor2D): tf.Tensor2D {
-    return linear(this.norm(x, 'ln_f'), this.matrix('lm_head.weight'));
-  }
-
-  private norm(x: tf.Tensor2D, prefix: string): tf.Tensor2D {
-    return layerNorm(x, this.vector(`${prefix}.weight`), this.vector(`${prefix}.bias`));
-  }
-
-  private dense(x: tf.Tensor2D, prefix: string): tf.Tensor2D {
-    return linear(x, this.matrix(`${prefix}.weight`), this.vector(`${prefix}.bias`));
-  }
-
-  private matrix(name: string): tf.Tensor2D {
-    return this.variable(name) as tf.Tensor as tf.Tensor2D;
-  }
-
-  private vector(name: string): tf.Tensor1D {
-    return this.variable(name) as tf.Tensor as tf.Tensor1D;
-  }
-
-  private variable(name: string): tf.Variable {
-    const v = this.byName.get(name);
-    if (v === undefined) throw new Error(`internal: no parameter ${name}`);
-    return v;
+    return linear(norm(x, this.weights.lnF), this.weights.lmHead);
   }
 
   /** The batch's constant tensors; dropoutSeed undefined (or dropout 0) means no dropout. */
@@ -214,16 +219,14 @@ export class GPT {
     const { batchSize: B, seqLen: T } = batch;
     const { nHeads: H, dModel: C, dropout: rate } = this.config;
     const shape: AttentionShape = { batchSize: B, seqLen: T, nHeads: H, dHead: C / H };
-    const dropMasks = dropoutSeed === undefined || rate === 0 ? undefined : (site: number) => {
-      // Site 0 and each block's outputs are [B*T, C]; each block's attention weights [B*H, T, T].
-      const attention = site % 3 === 1;
-      const dims = attention ? [B * H, T, T] : [B * T, C];
-      return tf.tensor(dropoutMask(sizeOf(dims), rate, streamSeed(dropoutSeed, site)), dims, 'float32');
+    const dropMask = dropoutSeed === undefined || rate === 0 ? undefined : (site: DropoutSite) => {
+      const dims = site.kind === 'attention_weights' ? [B * H, T, T] : [B * T, C];
+      return tf.tensor(dropoutMask(numel(dims), rate, streamSeed(dropoutSeed, dropoutStream(site))), dims, 'float32');
     };
     return {
       ids: tf.tensor1d(batch.inputIds, 'int32'),
       maskBias: tf.tensor3d(attentionMaskBias(batch.attentionMask, shape), [B * H, T, T]),
-      dropMasks,
+      dropMask,
       shape,
     };
   }

@@ -14,7 +14,7 @@
  * same seed gives the same weights on every backend.
  */
 import { ConfigError } from '../../shared/errors.js';
-import { fillNormal, streamSeed } from './rng.js';
+import { fillNormal, streamSeed } from '../rng.js';
 
 export interface GPTConfig {
   readonly vocabSize: number; // V
@@ -55,48 +55,94 @@ export function validateConfig(cfg: GPTConfig): void {
   }
 }
 
-/** Every parameter, in the original's state_dict order. */
-export function paramSpecs(cfg: GPTConfig): ParamSpec[] {
+/** A linear layer: y = x @ weight + bias; weight [in, out], bias [out]. */
+export interface LinearParams<Mat, Vec> {
+  readonly weight: Mat;
+  readonly bias: Vec;
+}
+
+/** A LayerNorm's scale and shift, [C] each. */
+export interface LayerNormParams<Vec> {
+  readonly weight: Vec;
+  readonly bias: Vec;
+}
+
+/** One transformer block (pre-norm): x + attn(ln1(x)), then x + mlp(ln2(x)). */
+export interface BlockParams<Mat, Vec> {
+  readonly ln1: LayerNormParams<Vec>;
+  readonly ln2: LayerNormParams<Vec>;
+  /** qkvProj [C, 3C] (q, k, v side by side), outProj [C, C]. */
+  readonly attn: { readonly qkvProj: LinearParams<Mat, Vec>; readonly outProj: LinearParams<Mat, Vec> };
+  /** fc1 [C, F], fc2 [F, C]. */
+  readonly mlp: { readonly fc1: LinearParams<Mat, Vec>; readonly fc2: LinearParams<Mat, Vec> };
+}
+
+/** The GPT's parameters as the original's modules nest them; leaves are matrices (Mat) or vectors (Vec). */
+export interface GPTParams<Mat, Vec> {
+  readonly tokenEmbedding: Mat; // [V, C]
+  readonly positionEmbedding: Mat; // [P, C]
+  readonly blocks: readonly BlockParams<Mat, Vec>[];
+  readonly lnF: LayerNormParams<Vec>;
+  readonly lmHead: Mat; // [C, V], untied, no bias
+}
+
+/**
+ * The parameter tree, each leaf made by `matrix(spec)` or `vector(spec)`. The calls come in the
+ * original's state_dict order (the order of the statements below), which is the parameter order
+ * everywhere: flat buffers, checkpoints, init streams. The one place parameter names are spelled.
+ */
+export function buildParams<Mat, Vec>(cfg: GPTConfig, matrix: (spec: ParamSpec) => Mat, vector: (spec: ParamSpec) => Vec): GPTParams<Mat, Vec> {
   const { vocabSize: V, maxPositionEmbeddings: P, dModel: C, dFf: F } = cfg;
-  const specs: ParamSpec[] = [
-    { name: 'token_embedding.weight', shape: [V, C], init: 'normal' },
-    { name: 'position_embedding.weight', shape: [P, C], init: 'normal' },
-  ];
-  const layerNorm = (prefix: string) => specs.push(
-    { name: `${prefix}.weight`, shape: [C], init: 'ones' },
-    { name: `${prefix}.bias`, shape: [C], init: 'zeros' },
-  );
-  const linear = (prefix: string, nIn: number, nOut: number) => specs.push(
-    { name: `${prefix}.weight`, shape: [nIn, nOut], init: 'normal', linear: true },
-    { name: `${prefix}.bias`, shape: [nOut], init: 'zeros' },
-  );
+  const layerNorm = (prefix: string): LayerNormParams<Vec> => ({
+    weight: vector({ name: `${prefix}.weight`, shape: [C], init: 'ones' }),
+    bias: vector({ name: `${prefix}.bias`, shape: [C], init: 'zeros' }),
+  });
+  const linear = (prefix: string, nIn: number, nOut: number): LinearParams<Mat, Vec> => ({
+    weight: matrix({ name: `${prefix}.weight`, shape: [nIn, nOut], init: 'normal', linear: true }),
+    bias: vector({ name: `${prefix}.bias`, shape: [nOut], init: 'zeros' }),
+  });
+  const tokenEmbedding = matrix({ name: 'token_embedding.weight', shape: [V, C], init: 'normal' });
+  const positionEmbedding = matrix({ name: 'position_embedding.weight', shape: [P, C], init: 'normal' });
+  const blocks: BlockParams<Mat, Vec>[] = [];
   for (let l = 0; l < cfg.nLayers; l++) {
     const p = `blocks.${l}`;
-    layerNorm(`${p}.ln1`);
-    layerNorm(`${p}.ln2`);
-    linear(`${p}.attn.qkv_proj`, C, 3 * C);
-    linear(`${p}.attn.out_proj`, C, C);
-    linear(`${p}.mlp.fc1`, C, F);
-    linear(`${p}.mlp.fc2`, F, C);
+    const ln1 = layerNorm(`${p}.ln1`);
+    const ln2 = layerNorm(`${p}.ln2`);
+    const qkvProj = linear(`${p}.attn.qkv_proj`, C, 3 * C);
+    const outProj = linear(`${p}.attn.out_proj`, C, C);
+    const fc1 = linear(`${p}.mlp.fc1`, C, F);
+    const fc2 = linear(`${p}.mlp.fc2`, F, C);
+    blocks.push({ ln1, ln2, attn: { qkvProj, outProj }, mlp: { fc1, fc2 } });
   }
-  layerNorm('ln_f');
-  specs.push({ name: 'lm_head.weight', shape: [C, V], init: 'normal', linear: true }); // untied, no bias
+  const lnF = layerNorm('ln_f');
+  const lmHead = matrix({ name: 'lm_head.weight', shape: [C, V], init: 'normal', linear: true });
+  return { tokenEmbedding, positionEmbedding, blocks, lnF, lmHead };
+}
+
+/** Every parameter, in the original's state_dict order. */
+export function paramSpecs(cfg: GPTConfig): ParamSpec[] {
+  const specs: ParamSpec[] = [];
+  const keep = (spec: ParamSpec): ParamSpec => {
+    specs.push(spec);
+    return spec;
+  };
+  buildParams(cfg, keep, keep);
   return specs;
 }
 
-/** Number of scalars in a shape. */
-export function sizeOf(shape: readonly number[]): number {
+/** Number of scalars in a shape (PyTorch's numel). */
+export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
 /** Total parameter count: 2,973,184 at the defaults (V 10000, P 128, 2 layers, C 128, F 512). */
 export function countParams(cfg: GPTConfig): number {
-  return paramSpecs(cfg).reduce((sum, s) => sum + sizeOf(s.shape), 0);
+  return paramSpecs(cfg).reduce((sum, s) => sum + numel(s.shape), 0);
 }
 
 /** The initial values of parameter number `index` (its own random stream of `seed`). */
 export function initialValues(spec: ParamSpec, index: number, seed: number): Float32Array {
-  const out = new Float32Array(sizeOf(spec.shape));
+  const out = new Float32Array(numel(spec.shape));
   if (spec.init === 'ones') out.fill(1);
   else if (spec.init === 'normal') fillNormal(out, streamSeed(seed, index), INIT_STD);
   return out;

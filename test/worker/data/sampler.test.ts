@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../../../shared/errors.js';
-import { mixSeed, permutation } from '../../../worker/data/rng.js';
+import { mixSeed, permutation } from '../../../worker/rng.js';
 import { DistributedSampler, rescaleSamplerState, ShardStream } from '../../../worker/data/sampler.js';
 
 const samplers = (size: number, worldSize: number, opts: { seed?: number; dropLast?: boolean } = {}) =>

@@ -1,12 +1,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileError } from '../../../shared/errors.js';
 import { packagePath, tsNodeArgs } from '../../../shared/runtime.js';
-import type { FloatArray, NumericArray, ProcessGroup } from '../../../worker/comm/process_group.js';
+import { runProcess } from '../../../shared/subprocess.js';
+import { createMemoryGroups } from '../../../worker/comm/memory_group.js';
+import type { ProcessGroup } from '../../../worker/comm/process_group.js';
 import { PHASES, Profiler, gatherEvents, mergeTraces, writeTrace, type TraceEvent } from '../../../worker/observe/profiler.js';
 
 let dir: string;
@@ -14,53 +15,6 @@ before(() => {
   dir = mkdtempSync(join(tmpdir(), 'rosedist-profiler-'));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-/**
- * N ranks in one process: each collective resolves on every rank once all ranks have called it,
- * so an early rank really waits for a late one.
- */
-function memoryWorld(worldSize: number): ProcessGroup[] {
-  let slots: (NumericArray | undefined)[] = [];
-  let waiters: (() => void)[] = [];
-  const arrive = async (rank: number, buf: NumericArray): Promise<NumericArray[]> => {
-    slots[rank] = buf.slice();
-    const mine = slots;
-    const done = new Promise<void>((resolve) => waiters.push(resolve));
-    if (waiters.length === worldSize) {
-      const wake = waiters;
-      slots = [];
-      waiters = [];
-      wake.forEach((w) => w());
-    }
-    await done;
-    return mine as NumericArray[];
-  };
-  return Array.from({ length: worldSize }, (_, rank): ProcessGroup => ({
-    rank,
-    worldSize,
-    async allReduce(buf: FloatArray) {
-      const all = await arrive(rank, buf);
-      buf.fill(0);
-      for (const b of all) for (let i = 0; i < buf.length; i += 1) buf[i] += b[i];
-    },
-    async broadcast() {
-      throw new Error('not used');
-    },
-    async reduceScatter() {
-      throw new Error('not used');
-    },
-    async allGatherChunks() {
-      throw new Error('not used');
-    },
-    async allGather<T extends NumericArray>(buf: T) {
-      return (await arrive(rank, buf)) as T[];
-    },
-    async barrier() {
-      await arrive(rank, new Uint8Array(0));
-    },
-    async close() {},
-  }));
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -100,10 +54,16 @@ function assertSchema(e: TraceEvent): void {
 test('3 ranks: gathered, merged and written; schema, every phase per rank, ordering, waiting', async () => {
   const worldSize = 3;
   const slowRank = 2;
-  const pgs = memoryWorld(worldSize);
+  // N ranks in one process (worker/comm/memory_group.ts): an early rank's collective really waits for a late one.
+  const pgs = createMemoryGroups(worldSize, { collectiveTimeoutMs: 5000 });
   const profs = pgs.map((pg) => new Profiler(pg.rank, true));
-  await Promise.all(pgs.map((pg, r) => trainLoop(pg, profs[r], slowRank)));
-  const gathered = await Promise.all(pgs.map((pg, r) => gatherEvents(pg, profs[r].events())));
+  let gathered: TraceEvent[][][];
+  try {
+    await Promise.all(pgs.map((pg, r) => trainLoop(pg, profs[r], slowRank)));
+    gathered = await Promise.all(pgs.map((pg, r) => gatherEvents(pg, profs[r].events())));
+  } finally {
+    await Promise.all(pgs.map((pg) => pg.close()));
+  }
   // Every rank receives every rank's list, each equal to what that rank recorded.
   for (const g of gathered) assert.deepEqual(g, profs.map((p) => p.events()));
 
@@ -146,13 +106,9 @@ test('timestamps line up across processes (wall-clock µs)', async () => {
   const parent = new Profiler(0, true);
   parent.begin('eval');
   parent.end('eval');
-  const childOut = await new Promise<string>((resolve, reject) => {
-    const child = spawn(process.execPath, [...tsNodeArgs(), '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`child exited ${code}`))));
-  });
+  const childRun = await runProcess(process.execPath, [...tsNodeArgs(), '--input-type=module', '-e', script], { stderr: 'inherit' });
+  assert.equal(childRun.code, 0, 'child exit code');
+  const childOut = childRun.stdout;
   parent.begin('checkpoint');
   parent.end('checkpoint');
   const [before, afterEv] = parent.events();

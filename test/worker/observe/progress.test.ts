@@ -1,28 +1,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { barWidth, createProgress, etaSeconds, formatDuration, RateMeter } from '../../../worker/observe/progress.js';
 import { packagePath, tsNodeArgs } from '../../../shared/runtime.js';
+import { runProcess, type ProcessExit } from '../../../shared/subprocess.js';
 
 const ESC = '\x1b';
 
 /** Run `body` in a fresh Node process whose stdout and stderr are pipes (not TTYs). */
-function runChild(body: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runChild(body: string): Promise<ProcessExit> {
   const url = new URL(`file://${packagePath('worker/observe/progress.ts')}`).href;
   const script = `const { createProgress } = await import(${JSON.stringify(url)});\n${body}`;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...tsNodeArgs(), '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runProcess(process.execPath, [...tsNodeArgs(), '--input-type=module', '-e', script]);
 }
 
 test('no TTY (a real pipe): plain lines on the first, every 4th and the last step, no redraws', async () => {

@@ -27,8 +27,9 @@
  */
 import type { Socket } from 'node:net';
 import { CommError } from '../../../shared/errors.js';
+import { Mailbox } from '../../../shared/mailbox.js';
 import { decodeHeader, encodeHeader, HEADER_BYTES, type Header } from '../frames.js';
-import { Mailbox, type Message, type RingTransport } from '../transport.js';
+import type { Message, RingTransport } from '../transport.js';
 
 const PREFIX_BYTES = HEADER_BYTES + 8;
 /** Larger payloads are refused as garbage (the ring's segments are ~1 MiB). */

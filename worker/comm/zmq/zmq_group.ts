@@ -30,7 +30,7 @@ import { neighbours } from '../chunks.js';
 import { ControlServer, request, type Warn } from './control.js';
 import { endpointFor, rendezvous, type PeerInfo } from './rendezvous.js';
 import { createReducer, type ReducerKind } from '../reduce.js';
-import { RingGroup, type AllReduceAlgorithm, type PeerControl } from '../ring_group.js';
+import { DEFAULT_SEGMENT_BYTES, RingGroup, type AllReduceAlgorithm, type PeerControl } from '../ring_group.js';
 import { isRankStatus, type RankStatus } from '../stall.js';
 import { bindIpc, bindTcp, clientOptions, Pull, Push, registerAuth, serverOptions, tokenFor, watchSocket, type Auth } from './zmq.js';
 import { ZmqTransport } from './zmq_transport.js';
@@ -44,8 +44,9 @@ export type DataTransportKind = 'stream' | 'zmq';
 
 export interface ZmqGroupOptions {
   readonly rendezvousTimeoutMs: number;
-  readonly collectiveTimeoutMs: number;
-  readonly segmentBytes: number;
+  /** Undefined: the ring group's defaults (ring_group.ts). */
+  readonly collectiveTimeoutMs?: number | undefined;
+  readonly segmentBytes?: number | undefined;
   readonly warn: Warn;
   readonly reducer?: ReducerKind | undefined;
   readonly gatherBytes?: number | undefined;
@@ -223,7 +224,7 @@ export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Pro
       links.push.connect(endpointFor(links.peers[right], 'data', env.nodeId));
       transport = new ZmqTransport(links.push, pull, warn);
     } else {
-      const stream = new StreamTransport(new BufferPool(opts.segmentBytes, POOL_FREE_BYTES), left, right);
+      const stream = new StreamTransport(new BufferPool(opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES, POOL_FREE_BYTES), left, right);
       const inSocket = await connectLeft(endpointFor(links.peers[left], 'data', env.nodeId), encodeHello(env.rank, auth?.token), stream, left);
       inbound = inSocket;
       links.closers.push(() => void inSocket.destroy());

@@ -1,7 +1,8 @@
 /**
- * The model's random numbers, generated in JavaScript rather than by tfjs kernels, so that the
- * same seed gives bit-identical initial weights and dropout masks on every backend (wasm, cpu,
- * tensorflow) and in every process of a data-parallel group.
+ * Every random number of a run, generated in JavaScript rather than by tfjs kernels, so that the
+ * same seed gives bit-identical initial weights, dropout masks, sample orders and toy data on every
+ * backend (wasm, cpu, tensorflow) and in every process of a data-parallel group. 32-bit integer
+ * arithmetic only (murmur3's finaliser to derive seeds, mulberry32 streams).
  *
  * Streams are keyed: `streamSeed(seed, key)` mixes a user seed with a small integer (a parameter's
  * index, a dropout site) so that adding a parameter or a layer never shifts the others' numbers.
@@ -57,4 +58,23 @@ export function dropoutMask(size: number, rate: number, seed32: number): Float32
   const u = uniformGenerator(seed32);
   for (let i = 0; i < size; i++) mask[i] = u() < rate ? 0 : keep;
   return mask;
+}
+
+/** One 32-bit seed from a seed and keys, e.g. (seed, step, microStep, rank): nearby inputs give unrelated seeds. */
+export function mixSeed(seed: number, ...keys: readonly number[]): number {
+  return keys.reduce((s, key) => streamSeed(s, key), streamSeed(seed, 0));
+}
+
+/** A permutation of 0..n-1 by Fisher–Yates, driven by `seed`. */
+export function permutation(n: number, seed: number): Uint32Array {
+  const perm = new Uint32Array(n);
+  for (let i = 0; i < n; i++) perm[i] = i;
+  const u = uniformGenerator(seed >>> 0);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(u() * (i + 1));
+    const t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+  return perm;
 }
