@@ -27,7 +27,7 @@ interface Run {
 }
 
 /** train_ddp with `worldSize` workers; `checkpoint`: a file to resume from (copied in first). */
-async function train(name: string, worldSize: number, args: string[], resumeFrom?: string): Promise<Run> {
+async function train(name: string, worldSize: number, args: string[], resumeFrom?: string, env?: Record<string, string>): Promise<Run> {
   const dir = join(root, name);
   mkdirSync(dir, { recursive: true });
   const checkpoint = join(dir, 'ckpt.safetensors');
@@ -35,6 +35,7 @@ async function train(name: string, worldSize: number, args: string[], resumeFrom
   const group = await spawnWorkers('worker/train_ddp.ts', worldSize, [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...(resumeFrom ? ['--resume'] : []), ...args], {
     masterPort: await freePort(),
     timeoutMs: 240_000,
+    env,
   });
   const exits = await group.exited;
   for (const e of exits) assert.equal(e.code, 0, `rank ${e.rank} of ${name} exited ${e.code} ${e.signal}: ${e.stderr}`);
@@ -98,6 +99,24 @@ describe('train_ddp --tensor-parallel-size (real processes)', () => {
     for (const [what, run] of cases) {
       assert.match(run.log, /resumed from .* at step 3/);
       assertSameTraining(tail(run), tail(straight), what, (s) => t.diagnostic(s));
+    }
+  });
+
+  it('a NaN in one TP rank\'s gradient skips the step on every rank (--on-nonfinite skip), as a dense run skips it', async (t) => {
+    const skip = ['--batch-size', '4', '--num-steps', '4', '--on-nonfinite', 'skip'];
+    const nan = (rank: number) => ({ ROSEDIST_TEST_INJECT_NAN: `2:${rank}` });
+    const denseSkip = await train('nan-dense', 1, skip, undefined, nan(0));
+    const tpSkip = await train('nan-tp', 2, [...skip, '--tensor-parallel-size', '2'], undefined, nan(1));
+    assert.match(tpSkip.log, /non-finite .* at step 2.*skipped this optimizer step/);
+    assertSameTraining(tpSkip, denseSkip, 'tp 2 with a NaN on rank 1', (s) => t.diagnostic(s));
+  });
+
+  it('tp 2 trains with dropout (per-TP-rank masks inside the parallel regions): finite losses, not the dropout-0 ones', async () => {
+    const run = await train('dropout', 2, ['--batch-size', '4', '--num-steps', '3', '--tensor-parallel-size', '2', '--dropout', '0.1']);
+    assert.equal(run.metrics.length, 3);
+    for (const [i, m] of run.metrics.entries()) {
+      assert.ok(Number.isFinite(m.train_loss) && Number.isFinite(m.val_loss));
+      assert.notEqual(m.train_loss, dense.metrics[i].train_loss);
     }
   });
 

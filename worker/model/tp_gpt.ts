@@ -311,7 +311,8 @@ export class TensorParallelGPT {
         let seed32 = streamSeed(dropoutSeed!, dropoutStream(site));
         // Inside the parallel region: a stream per TP rank (its heads differ anyway).
         if (site.kind === 'attention_weights') seed32 = streamSeed(seed32, 0x7470 + this.tpRank);
-        m = kept(tf.tensor(dropoutMask(numel(dims), rate, seed32), dims, 'float32'));
+        // Made lazily, possibly inside a segment's tidy: tf.keep, so that it lives until the step ends.
+        m = kept(tf.keep(tf.tensor(dropoutMask(numel(dims), rate, seed32), dims, 'float32')));
         masks.set(key, m);
       }
       return m;

@@ -106,9 +106,36 @@ describe('TensorParallelGPT', () => {
       const tensors = tf.memory().numTensors;
       await Promise.all(models.map((m, r) => m.trainStep(b, 2, grads[r])));
       assert.equal(tf.memory().numTensors, tensors, 'a train step leaks no tensor');
+      await Promise.all(models.map((m) => m.evalBatch(b)));
+      assert.equal(tf.memory().numTensors, tensors, 'an eval batch leaks no tensor');
       models.forEach((m) => m.dispose());
       dense.dispose();
       await Promise.all(groups.map((g) => g.close()));
     });
   }
+  it('tp 2 with dropout: TP peers agree on the loss and on every replicated gradient; same seed, same step; masks do apply', async () => {
+    const cfg = { ...CFG, dropout: 0.2 };
+    const groups = createMemoryGroups(2);
+    const models = groups.map((g) => new TensorParallelGPT(cfg, 5, g));
+    const b = batch(2, 6, 4);
+    const run = async (seed: number) => {
+      const grads = models.map((m) => new Float32Array(m.numParams));
+      const out = await Promise.all(models.map((m, r) => m.trainStep(b, seed, grads[r])));
+      return { losses: out.map((o) => o.loss), grads };
+    };
+    const a = await run(7);
+    const again = await run(7);
+    const other = await run(8);
+    assert.equal(a.losses[0], a.losses[1]);
+    assert.deepEqual(again.grads, a.grads);
+    assert.notEqual(other.losses[0], a.losses[0]);
+    let off = 0;
+    for (const p of models[0].plan) {
+      const n = p.local.reduce((x, y) => x * y, 1);
+      if (p.shard.kind === 'replicated') assert.deepEqual(a.grads[1].subarray(off, off + n), a.grads[0].subarray(off, off + n), p.spec.name);
+      off += n;
+    }
+    models.forEach((m) => m.dispose());
+    await Promise.all(groups.map((g) => g.close()));
+  });
 });
