@@ -28,6 +28,7 @@ import { initProcessGroup } from '../worker/comm/index.js';
 import { createMesh } from '../worker/comm/mesh.js';
 import { allGatherJson, type ProcessGroup } from '../worker/comm/process_group.js';
 import { averageGradients } from '../worker/ddp.js';
+import { GradBuffer } from '../worker/grad_buffer.js';
 import { GPT, type GPTConfig } from '../worker/model/gpt.js';
 import { TensorParallelGPT } from '../worker/model/tp_gpt.js';
 import { ADAMW_DEFAULTS, AdamW } from '../worker/optim.js';
@@ -68,6 +69,7 @@ async function worker(model: string, tp: number, globalBatch: number, seqLen: nu
   const params = new Float32Array(n);
   m.readFlat(params);
   const syncBuf = new Float32Array(n + 1);
+  const gb = new GradBuffer(syncBuf);
   const B = globalBatch / mesh.dpSize;
   const times: number[] = [];
   let bytes0 = 0;
@@ -78,7 +80,7 @@ async function worker(model: string, tp: number, globalBatch: number, seqLen: nu
     await pg.barrier();
     const t0 = performance.now();
     syncBuf[n] = (await m.trainStep(batch, s, syncBuf.subarray(0, n))).loss;
-    await averageGradients(mesh.dp, syncBuf);
+    await averageGradients(mesh.dp, gb);
     optimizer.step(params, syncBuf.subarray(0, n));
     m.writeFlat(params);
     const ms = performance.now() - t0;

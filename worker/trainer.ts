@@ -12,6 +12,11 @@
  *              10 ShardedAdamW.consolidate);
  *   at the end 11 writeProfile (--profile).
  * The step buffer [grads | loss] that the per-step collectives average is grad_buffer.ts.
+ * With --tensor-parallel-size K the world is a dp × tp mesh (comm/mesh.ts, made at start, before
+ * 3): the model is this rank's shards (model/tp_gpt.ts: each train step and eval batch is a
+ * collective of the TP group), 5, 7 and 8 run over the DP group, 3 and 4 run on whole weights
+ * (tensor_parallel.ts startTensorParallel) and 9 after gathering the shards over the TP group
+ * (saveTensorParallel); 7 is preceded by a 4-byte all-reduce over the TP group (shareNonFinite).
  *
  * Per optimizer step, each rank takes its next `batchSize` samples from its shard, `gradAccumSteps`
  * times; gradients (of each micro-batch's mean loss) are averaged over micro-batches, then over
