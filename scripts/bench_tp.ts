@@ -2,7 +2,7 @@
  * What tensor parallelism costs and saves: dp 4, tp 2 × dp 2 and tp 4 on 4 processes (ZeroMQ on
  * loopback), at the same global batch, per model size.
  *
- *   node --import tsx scripts/bench_tp.ts [--nproc 4] [--layouts 1,2,4] [--models default,large]
+ *   npm run bench:tp -- [--nproc 4] [--layouts 1,2,4] [--models default,large]
  *                                         [--global-batch 16] [--seq-len 32] [--steps 3] [--repeat 2]
  *                                         [--backend wasm] [--json FILE]
  *
