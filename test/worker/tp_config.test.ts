@@ -21,5 +21,7 @@ describe('tensor-parallel flags', () => {
     assert.throws(() => tensorParallelSizeOf(parse('--tensor-parallel-size', '4'), 6), /--tensor-parallel-size 4 does not divide the world size 6/);
     assert.throws(() => tensorParallelSizeOf(parse('--use-tensor-parallel'), 3), /tensor-parallel size 3 .* does not divide --n-heads 4/);
     assert.throws(() => tensorParallelSizeOf(parse('--use-tensor-parallel', '--tensor-parallel-size', '2'), 4), /--use-tensor-parallel means --tensor-parallel-size 4/);
+    assert.throws(() => tensorParallelSizeOf(parse('--tensor-parallel-size', '2', '--zero', '1'), 4), /--zero 1 is not combined with tensor parallelism \(tp 2\) yet/);
+    assert.equal(tensorParallelSizeOf(parse('--zero', '1'), 4), 1);
   });
 });
