@@ -68,6 +68,10 @@ export interface TrainConfig {
   readonly onNonfinite: NonFiniteMode;
   /** A failed checkpoint write: warn and train on instead of stopping. */
   readonly tolerateCheckpointErrors: boolean;
+  /** Ranks per tensor-parallel group (divides the world size, n_heads and d_ff); 1: data parallel only. */
+  readonly tensorParallelSize: number;
+  /** The Python original's flag: tensor parallelism over the whole world (tp = world size). */
+  readonly useTensorParallel: boolean;
 }
 
 type Kind = 'int' | 'posint' | 'float' | 'string' | 'bool';
@@ -118,6 +122,8 @@ const OPTIONS = {
   profile: { flag: 'profile', kind: 'string', default: null, describe: 'write a Chrome trace of each rank\'s step phases to this .json file' },
   onNonfinite: { flag: 'on-nonfinite', kind: 'string', default: 'stop', choices: ['stop', 'skip'], describe: 'a NaN/infinite loss or gradient: stop the run, or skip that optimizer step' },
   tolerateCheckpointErrors: { flag: 'tolerate-checkpoint-errors', kind: 'bool', default: false, describe: 'a failed checkpoint write warns and training goes on' },
+  tensorParallelSize: { flag: 'tensor-parallel-size', kind: 'posint', default: 1, describe: 'ranks per tensor-parallel group (divides the world size, --n-heads, --d-ff); the rest is data parallel' },
+  useTensorParallel: { flag: 'use-tensor-parallel', kind: 'bool', default: false, describe: 'tensor parallelism over all ranks (the original\'s flag: --tensor-parallel-size = world size)' },
 } as const satisfies Record<Exclude<keyof TrainConfig, 'program' | 'metricsFile'>, OptionSpec>;
 
 type OptionKey = keyof typeof OPTIONS;
@@ -186,6 +192,11 @@ function validate(c: TrainConfig): void {
       `pass --seq-len ${c.maxPositionEmbeddings} or less, or raise --max-position-embeddings`,
     );
   }
+  for (const [name, flag, v] of [['n-heads', '--n-heads', c.nHeads], ['d-ff', '--d-ff', c.dFf]] as const) {
+    if (v % c.tensorParallelSize !== 0) {
+      throw new ConfigError(`--tensor-parallel-size ${c.tensorParallelSize} does not divide ${flag} ${v}`, `pick a --tensor-parallel-size that divides --${name} (each rank owns whole heads and an equal share of the MLP)`);
+    }
+  }
   if (c.seqLen < 2) throw new ConfigError(`--seq-len ${c.seqLen} predicts nothing`, 'pass --seq-len 2 or more (T tokens give T-1 predictions)');
   if (c.zero !== 0 && c.zero !== 1) throw new ConfigError(`--zero ${c.zero} is not a ZeRO stage this trainer has`, 'pass --zero 0 (no sharding) or --zero 1 (sharded optimizer state)');
   if (!/^(toy(:\d+)?|brown|text:.+)$/.test(c.dataset)) {
@@ -247,4 +258,29 @@ export function gptConfigOf(c: TrainConfig): GPTConfig {
     dFf: c.dFf,
     dropout: c.dropout,
   };
+}
+
+/**
+ * The tensor-parallel size of a run of `worldSize` ranks: --use-tensor-parallel means the world
+ * size (and contradicts another --tensor-parallel-size); ConfigError unless it divides the world
+ * size, --n-heads and --d-ff.
+ */
+export function tensorParallelSizeOf(c: TrainConfig, worldSize: number): number {
+  if (c.useTensorParallel && c.tensorParallelSize !== 1 && c.tensorParallelSize !== worldSize) {
+    throw new ConfigError(
+      `--use-tensor-parallel means --tensor-parallel-size ${worldSize} (the world size), but --tensor-parallel-size ${c.tensorParallelSize} was given`,
+      'pass one of the two',
+    );
+  }
+  const tp = c.useTensorParallel ? worldSize : c.tensorParallelSize;
+  if (tp > 1 && c.zero !== 0) {
+    throw new ConfigError(`--zero ${c.zero} is not combined with tensor parallelism (tp ${tp}) yet`, 'pass --zero 0 with --tensor-parallel-size, or drop tensor parallelism');
+  }
+  if (worldSize % tp !== 0) {
+    throw new ConfigError(`--tensor-parallel-size ${tp} does not divide the world size ${worldSize}`, `start a multiple of ${tp} workers, or pass a divisor of ${worldSize}`);
+  }
+  if (c.nHeads % tp !== 0 || c.dFf % tp !== 0) {
+    throw new ConfigError(`tensor-parallel size ${tp} (--use-tensor-parallel: the world size) does not divide --n-heads ${c.nHeads} and --d-ff ${c.dFf}`, 'pick a world size that divides both');
+  }
+  return tp;
 }

@@ -12,7 +12,10 @@ import { RosedistError } from '../shared/errors.js';
 import type { ProcessGroup } from './comm/process_group.js';
 import { collate } from './data/collate.js';
 import type { SampleSet } from './data/dataset.js';
-import type { GPT } from './model/gpt.js';
+/** What evaluation needs of a model (GPT; TensorParallelGPT, whose evalBatch is a TP collective). */
+export interface EvalModel {
+  evalBatch(batch: ReturnType<typeof collate>): { lossSum: number; tokens: number } | Promise<{ lossSum: number; tokens: number }>;
+}
 
 export interface EvalResult {
   /** Mean cross-entropy per predicted token, nats. */
@@ -32,11 +35,11 @@ export function evalChunks(size: number, batchSize: number, rank: number, worldS
   return chunks;
 }
 
-/** Evaluate `model` on `val` over the group (a collective: every rank calls it). */
-export async function evaluate(model: GPT, val: SampleSet, batchSize: number, pg: ProcessGroup): Promise<EvalResult> {
+/** Evaluate `model` on `val` over the group (a collective: every rank calls it). With tensor parallelism `pg` is the DP group: TP peers hold the same loss. */
+export async function evaluate(model: EvalModel, val: SampleSet, batchSize: number, pg: ProcessGroup): Promise<EvalResult> {
   const totals = new Float64Array(2); // [lossSum, tokens]
   for (const chunk of evalChunks(val.length, batchSize, pg.rank, pg.worldSize)) {
-    const { lossSum, tokens } = model.evalBatch(collate(val, chunk));
+    const { lossSum, tokens } = await model.evalBatch(collate(val, chunk));
     totals[0] += lossSum;
     totals[1] += tokens;
   }

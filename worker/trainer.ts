@@ -12,6 +12,11 @@
  *              10 ShardedAdamW.consolidate);
  *   at the end 11 writeProfile (--profile).
  * The step buffer [grads | loss] that the per-step collectives average is grad_buffer.ts.
+ * With --tensor-parallel-size K the world is a dp × tp mesh (comm/mesh.ts, made at start, before
+ * 3): the model is this rank's shards (model/tp_gpt.ts: each train step and eval batch is a
+ * collective of the TP group), 5, 7 and 8 run over the DP group, 3 and 4 run on whole weights
+ * (tensor_parallel.ts startTensorParallel) and 9 after gathering the shards over the TP group
+ * (saveTensorParallel); 7 is preceded by a 4-byte all-reduce over the TP group (shareNonFinite).
  *
  * Per optimizer step, each rank takes its next `batchSize` samples from its shard, `gradAccumSteps`
  * times; gradients (of each micro-batch's mean loss) are averaged over micro-batches, then over
@@ -28,7 +33,10 @@ import { MEMBERSHIP_CHANGE_VAR, type WorkerEnv } from '../shared/env.js';
 import { quietConsole, type Logger } from '../shared/logging.js';
 import type { MetricsRecord } from '../shared/metrics.js';
 import { allGatherJson, type ProcessGroup } from './comm/process_group.js';
-import { gptConfigOf, type TrainConfig } from './config.js';
+import { gptConfigOf, tensorParallelSizeOf, type TrainConfig } from './config.js';
+import { createMesh, describeMesh, type Mesh } from './comm/mesh.js';
+import { TensorParallelGPT } from './model/tp_gpt.js';
+import { saveTensorParallel, shareNonFinite, startTensorParallel } from './tensor_parallel.js';
 import { collate } from './data/collate.js';
 import type { TokenDataset } from './data/dataset.js';
 import { loadDataset } from './data/index.js';
@@ -63,16 +71,21 @@ export interface TrainResult {
   readonly metrics: readonly MetricsRecord[];
 }
 
-function header(run: TrainRun, started: Date, backends: readonly BackendInfo[], dataset: TokenDataset, model: GPT): void {
+/** The dense GPT, or this rank's shards of it under tensor parallelism (tp_gpt.ts). */
+type Model = GPT | TensorParallelGPT;
+
+function header(run: TrainRun, started: Date, backends: readonly BackendInfo[], dataset: TokenDataset, model: Model, mesh: Mesh): void {
   const { cfg, pg, env, logger } = run;
   logger.info(`${cfg.program} started ${started.toISOString()}: world size ${pg.worldSize}, run ${env.runId}`);
   backends.forEach((b, rank) => {
     logger.info(`rank ${rank}: backend ${b.name}, device ${b.device}${b.fallbackReason ? ` (fallback: ${b.fallbackReason})` : ''}`);
   });
   logger.info(`dataset: ${dataset.description}`);
+  if (mesh.tpSize > 1) logger.info(describeMesh(mesh));
   const c = model.config;
   logger.info(
-    `model: GPT, ${model.numParams.toLocaleString('en-US')} parameters ` +
+    `model: GPT, ${(model instanceof TensorParallelGPT ? model.denseParams : model.numParams).toLocaleString('en-US')} parameters ` +
+      (model instanceof TensorParallelGPT ? `(${model.numParams.toLocaleString('en-US')} per rank) ` : '') +
       `(${c.nLayers} layers, ${c.nHeads} heads, d_model ${c.dModel}, d_ff ${c.dFf}, vocab ${c.vocabSize}, ${c.maxPositionEmbeddings} positions)`,
   );
   // The arguments as resolved for this run: amp is off whatever was asked (the line after says why).
@@ -99,11 +112,16 @@ export async function train(run: TrainRun): Promise<TrainResult> {
     dataDir: cfg.dataDir,
     tokenizer: cfg.tokenizer,
   });
-  const model = new GPT(gptConfigOf(cfg), cfg.seed);
+  // dp × tp (comm/mesh.ts); tp 1: the world is the DP group, the dense model.
+  const mesh = await createMesh(pg, tensorParallelSizeOf(cfg, pg.worldSize));
+  const model: Model = mesh.tpSize > 1 ? new TensorParallelGPT(gptConfigOf(cfg), cfg.seed, mesh.tp) : new GPT(gptConfigOf(cfg), cfg.seed);
   let result: TrainResult;
   try {
-    header(run, started, backends, dataset, model);
-    result = await loop(run, { t0, backendName: backend.name, dataset, model, profiler });
+    header(run, started, backends, dataset, model, mesh);
+    if (mesh.tpSize > 1 && run.env.localWorldSize % mesh.tpSize !== 0) {
+      run.logger.warn(`--tensor-parallel-size ${mesh.tpSize} does not divide the ${run.env.localWorldSize} workers per node: some TP groups span nodes (slow: they all-reduce 4 times per block)`);
+    }
+    result = await loop(run, { t0, backendName: backend.name, dataset, model, profiler, mesh });
   } finally {
     model.dispose();
   }
@@ -117,13 +135,16 @@ interface LoopParts {
   readonly t0: number;
   readonly backendName: string;
   readonly dataset: TokenDataset;
-  readonly model: GPT;
+  readonly model: Model;
   readonly profiler: Profiler;
+  readonly mesh: Mesh;
 }
 
 /** Optimizer, resume, then steps with evaluations and checkpoints; progress on rank 0. */
-async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }: LoopParts): Promise<TrainResult> {
+async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, mesh }: LoopParts): Promise<TrainResult> {
   const { cfg, pg, logger } = run;
+  // Gradients, the sampler and evaluation are data-parallel: over the DP group (the world when tp is 1).
+  const dp = mesh.dp;
   // PyTorch's AdamW defaults (betas 0.9/0.999, eps 1e-8), as the original; lr and decay from flags.
   const hyper = { ...ADAMW_DEFAULTS, lr: cfg.lr, weightDecay: cfg.weightDecay };
   // --zero 1: this rank keeps AdamW's state for its shard of the parameters only (zero.ts).
@@ -140,7 +161,16 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
   let trainLoss = Number.NaN;
   let samplerState: SamplerState = { epoch: 0, position: 0 };
   if (pg.rank === 0) removeStaleCheckpointTemps(cfg.checkpointPath, logger);
-  if (cfg.resume) {
+  if (model instanceof TensorParallelGPT) {
+    // Resume and the start-up sync on whole weights, then each rank's cut (tensor_parallel.ts;
+    // --zero 1 is refused with tensor parallelism: config.ts).
+    const restored = await startTensorParallel(mesh, cfg, model, params, optimizer, logger);
+    if (restored) {
+      ({ step, skippedSteps, tokensSeen, trainLoss } = restored);
+      checkSamplerState(restored.sampler, restored.worldSize, dataset.train.length, cfg.dropLast, cfg.checkpointPath);
+      samplerState = rescaleSamplerState(restored.sampler, restored.worldSize, dp.worldSize);
+    }
+  } else if (cfg.resume) {
     // A checkpoint holds the whole optimizer state; with --zero 1 this rank keeps its shard of it.
     const into = zero === undefined ? optimizer : { m: new Float32Array(model.numParams), v: new Float32Array(model.numParams), stepCount: 0 };
     const restored = await restoreCheckpoint(pg, cfg, model.params, params, into, logger);
@@ -154,10 +184,11 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
   if (run.env.restartCount > 0) logger.info(attemptLine(run, step));
   const change = process.env[MEMBERSHIP_CHANGE_VAR];
   if (change !== undefined && change !== '') logger.info(membershipLine(change, cfg, step));
-  await syncParams(pg, params);
+  if (!(model instanceof TensorParallelGPT)) await syncParams(pg, params);
   model.writeFlat(params);
 
-  const sampler = new DistributedSampler(dataset.train.length, { worldSize: pg.worldSize, rank: pg.rank, seed: cfg.seed, dropLast: cfg.dropLast });
+  // TP peers read the same batches: the data is sharded over the DP group.
+  const sampler = new DistributedSampler(dataset.train.length, { worldSize: dp.worldSize, rank: dp.rank, seed: cfg.seed, dropLast: cfg.dropLast });
   const stream = new ShardStream(sampler, samplerState);
   const metricsLog = new MetricsLog(cfg.metricsFile, pg.rank === 0);
   const metrics: MetricsRecord[] = [];
@@ -178,7 +209,7 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
     if (progress.mode === 'bar') progress.log(line);
   };
   const evalAndLog = async (): Promise<MetricsRecord> => {
-    const val = await evaluate(model, dataset.val, cfg.batchSize, pg);
+    const val = await evaluate(model, dataset.val, cfg.batchSize, dp);
     const record: MetricsRecord = {
       step,
       train_loss: trainLoss,
@@ -207,7 +238,7 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
     // The step buffer [grads | loss] that one collective averages over ranks (grad_buffer.ts).
     const n = model.numParams;
     const gb = new GradBuffer(n, cfg.gradAccumSteps);
-    const tokensPerStep = cfg.batchSize * cfg.seqLen * cfg.gradAccumSteps * pg.worldSize;
+    const tokensPerStep = cfg.batchSize * cfg.seqLen * cfg.gradAccumSteps * dp.worldSize;
     const throughput = new RateMeter();
     const hooks = TestHooks.read();
     while (step < cfg.numSteps) {
@@ -222,7 +253,8 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
         profiler.end('data');
         // trainStep also copies the gradients out of the backend (flat, float32).
         profiler.begin('forward_backward');
-        const { loss } = model.trainStep(batch, mixSeed(cfg.seed, step, k, pg.rank), gb.microGrads());
+        // Dropout seeds by DP rank: TP peers draw the same masks outside their parallel regions.
+        const { loss } = await model.trainStep(batch, mixSeed(cfg.seed, step, k, dp.rank), gb.microGrads());
         profiler.end('forward_backward');
         profiler.begin('grad_copy');
         gb.accumulate(loss);
@@ -233,8 +265,9 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
       // `mine`: where this rank's own buffer was bad, found before the sum; reported only if the sum is bad.
       let nonFinite: string | undefined;
       if (zero === undefined) {
-        const mine = await profiler.span('allreduce', () => averageGradients(pg, gb));
-        nonFinite = await checkStep(pg, step, mine, gb, cfg.onNonfinite);
+        const mine = await profiler.span('allreduce', () => averageGradients(dp, gb));
+        if (mesh.tpSize > 1) await shareNonFinite(mesh.tp, gb);
+        nonFinite = await checkStep(dp, step, mine, gb, cfg.onNonfinite);
       } else {
         const { mine, finite } = await profiler.span('allreduce', () => averageGradientShards(pg, gb));
         nonFinite = await checkStep(pg, step, mine, gb, cfg.onNonfinite, finite);
@@ -267,8 +300,12 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
       if (step % cfg.checkpointInterval === 0 || last) {
         // With --zero 1 the whole optimizer state is gathered to rank 0 first (a collective).
         const whole = zero === undefined ? optimizer : await zero.consolidate();
-        const state = { step, skippedSteps, params, optimizer: whole, sampler: stream.state(), worldSize: pg.worldSize, tokensSeen, trainLoss };
-        await profiler.span('checkpoint', () => saveCheckpoint(pg, cfg, model, state, hyper, logger, hooks.midSave));
+        const state = { step, skippedSteps, params, optimizer: whole, sampler: stream.state(), worldSize: dp.worldSize, tokensSeen, trainLoss };
+        await profiler.span('checkpoint', () =>
+          model instanceof TensorParallelGPT
+            ? saveTensorParallel(mesh, cfg, model, state, hyper, logger, hooks.midSave)
+            : saveCheckpoint(pg, cfg, model, state, hyper, logger, hooks.midSave),
+        );
       }
     }
     return { step, metrics };

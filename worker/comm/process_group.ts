@@ -52,6 +52,21 @@ export interface ProcessGroup {
    * Optional so that test doubles need not record anything.
    */
   recentCollectives?(): readonly CollectiveRecord[];
+  /**
+   * torch's `dist.new_group(ranks)`: a group of its own over `ranks` (ranks of this group; group
+   * rank i is ranks[i]), with its own sequence numbers, timeout and diagnostics. A collective of
+   * THIS group: every rank calls it, with the same list, in the same order; members get their
+   * group, the others undefined. Optional so that test doubles need not implement it.
+   */
+  newGroup?(ranks: readonly number[]): Promise<ProcessGroup | undefined>;
+}
+
+/** `ranks` checked as a subgroup of a world of `worldSize`: distinct ranks, at least one. Throws a RangeError. */
+export function checkGroupRanks(ranks: readonly number[], worldSize: number): void {
+  const bad = ranks.find((r) => !Number.isInteger(r) || r < 0 || r >= worldSize);
+  if (ranks.length === 0) throw new RangeError('newGroup needs at least one rank');
+  if (bad !== undefined) throw new RangeError(`newGroup: ${bad} is not a rank of a world of ${worldSize}`);
+  if (new Set(ranks).size !== ranks.length) throw new RangeError(`newGroup: ranks [${ranks.join(', ')}] repeat a rank`);
 }
 
 /** A world of one: every collective is the identity. */
@@ -71,6 +86,10 @@ export class SingleProcessGroup implements ProcessGroup {
   async close(): Promise<void> {}
   recentCollectives(): readonly CollectiveRecord[] {
     return [];
+  }
+  async newGroup(ranks: readonly number[]): Promise<ProcessGroup | undefined> {
+    checkGroupRanks(ranks, 1);
+    return new SingleProcessGroup();
   }
 }
 

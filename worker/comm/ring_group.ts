@@ -12,8 +12,8 @@
  */
 import type { CollectiveRecord } from '../../shared/error_file.js';
 import { CommError } from '../../shared/errors.js';
-import { describe, dtypeOf, type CollectiveKind, type Signature } from './frames.js';
-import { REDUCE_OPS, type FloatArray, type NumericArray, type ProcessGroup, type ReduceOp } from './process_group.js';
+import { describe, dtypeOf, HEADER_BYTES, type CollectiveKind, type Signature } from './frames.js';
+import { checkGroupRanks, REDUCE_OPS, type FloatArray, type NumericArray, type ProcessGroup, type ReduceOp } from './process_group.js';
 import { createReducer, type Reducer } from './reduce.js';
 import { ringAllGatherChunks, ringAllReduce, ringReduceScatter, type RingContext } from './ring.js';
 import { gatherAllReduce, gatherReduceScatter, ringAllGather, ringBroadcast } from './ring_whole.js';
@@ -47,6 +47,13 @@ export interface RingGroupOptions {
   /** Force one all-reduce algorithm (tests, benchmarks); default 'auto' (chooseAllReduce). */
   readonly allReduceAlgorithm?: AllReduceAlgorithm | 'auto';
   readonly reducer?: Reducer;
+  /**
+   * How errors name this group when it is a subgroup, e.g. "tp group 1 (world ranks 2, 3)": its
+   * ranks are group ranks, so every error says which group it is about. Default: none (the world).
+   */
+  readonly label?: string;
+  /** Makes the subgroups of newGroup (transport and peer control of their own); absent: newGroup fails. */
+  readonly subgroups?: SubgroupFactory;
 }
 
 /**
@@ -66,6 +73,12 @@ export type AllReduceAlgorithm = 'ring' | 'gather';
 export function chooseAllReduce(bytes: number, worldSize: number, gatherBytes: number): AllReduceAlgorithm {
   return (worldSize - 1) * bytes <= gatherBytes ? 'gather' : 'ring';
 }
+
+/**
+ * Creates the group over `ranks` (ranks of `parent`) as a collective of `parent`; `id` counts the
+ * parent's newGroup calls (the same on every rank). Members get their group, the others undefined.
+ */
+export type SubgroupFactory = (parent: RingGroup, ranks: readonly number[], id: number) => Promise<ProcessGroup | undefined>;
 
 export const DEFAULT_SEGMENT_BYTES = 1 << 20;
 export const DEFAULT_GATHER_BYTES = 64 << 10;
@@ -97,6 +110,11 @@ export class RingGroup implements ProcessGroup {
   private readonly history: { seq: number; op: string; bytes: number; state: CollectiveRecord['state'] }[] = [];
   /** Rejects once the group fails; raced against every collective. */
   private readonly failed: Promise<never>;
+  private readonly label: string | undefined;
+  private readonly subgroups: SubgroupFactory | undefined;
+  private subgroupCount = 0;
+  /** Bytes this rank has queued for its right neighbour (payloads and headers), for benchmarks. */
+  bytesSent = 0;
 
   constructor(opts: RingGroupOptions) {
     this.rank = opts.rank;
@@ -105,12 +123,17 @@ export class RingGroup implements ProcessGroup {
     this.timeoutMs = opts.collectiveTimeoutMs ?? DEFAULT_COLLECTIVE_TIMEOUT_MS;
     this.gatherBytes = opts.gatherBytes ?? DEFAULT_GATHER_BYTES;
     this.forced = opts.allReduceAlgorithm ?? 'auto';
+    this.label = opts.label;
+    this.subgroups = opts.subgroups;
     const inner = opts.transport;
     this.ctx = {
       rank: opts.rank,
       worldSize: opts.worldSize,
       transport: {
-        send: (header, payload) => inner.send(header, payload),
+        send: (header, payload) => {
+          this.bytesSent += payload.byteLength + HEADER_BYTES;
+          return inner.send(header, payload);
+        },
         receive: () =>
           inner.receive().then((m) => {
             this.lastProgress = Date.now();
@@ -169,6 +192,23 @@ export class RingGroup implements ProcessGroup {
     const empty = new Float32Array(0);
     const algorithm = this.allReduceAlgorithm(0);
     await this.run('barrier', empty, {}, (sig) => (algorithm === 'ring' ? ringAllReduce : gatherAllReduce)(this.ctx, empty, sig));
+  }
+
+  /**
+   * torch's new_group (process_group.ts). A collective of this group; the new group's collectives
+   * are independent of this one's (own sequence numbers, own ring), but like every collective they
+   * must be awaited one at a time per group.
+   */
+  async newGroup(ranks: readonly number[]): Promise<ProcessGroup | undefined> {
+    try {
+      checkGroupRanks(ranks, this.worldSize);
+    } catch (e) {
+      throw new CommError((e as Error).message, `pass distinct ranks in [0, ${this.worldSize})`);
+    }
+    if (this.failure !== undefined) throw this.failure;
+    if (this.subgroups === undefined) throw new CommError(`newGroup is not available on ${this.label ?? 'this group'}`, 'create subgroups from the world group');
+    this.subgroupCount += 1;
+    return this.subgroups(this, ranks, this.subgroupCount);
   }
 
   async close(): Promise<void> {
@@ -279,6 +319,7 @@ export class RingGroup implements ProcessGroup {
   /** Break the group with `error` (the first error wins) and, if it is ours, tell the peers. */
   private fail(error: CommError, tellPeers: boolean): CommError {
     if (this.failure !== undefined) return this.failure;
+    if (this.label !== undefined && !error.message.startsWith(this.label)) error = new CommError(`${this.label}: ${error.message}`, error.hint);
     this.failure = error;
     if (this.state !== 'closed') this.state = 'failed';
     this.rejectFailed(error);

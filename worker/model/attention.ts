@@ -64,7 +64,8 @@ export function causalSelfAttention(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor
   const op = tf.customGrad((...args: (AnyTensor | Save)[]) => {
     const [xi, wi, bi, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, Save];
     const project = (part: number) => tf.fused.matMul({
-      a: xi, b: tf.slice(wi, [0, part * C], [C, C]), bias: tf.slice(bi, [part * C], [C]),
+      // [C_in, C]: all input rows (C_in is C; a tensor-parallel rank's w is [C, 3C/tp], C its heads' width).
+      a: xi, b: tf.slice(wi, [0, part * C], [-1, C]), bias: tf.slice(bi, [part * C], [C]),
     }) as tf.Tensor2D;
     const q = tf.mul(rowsToHeads(project(0), s), scale) as tf.Tensor3D; // scaled here: cheaper than S
     const kt = rowsToHeadsT(project(1), s); // [B*H, dh, T]

@@ -50,7 +50,7 @@ export type DropoutSite =
  * The key of a site's mask stream (streamSeed(dropoutSeed, key)). Fixed: changing a key changes the
  * numbers of every seeded run.
  */
-function dropoutStream(site: DropoutSite): number {
+export function dropoutStream(site: DropoutSite): number {
   switch (site.kind) {
     case 'embeddings':
       return 0;

@@ -41,6 +41,7 @@ import type { RingTransport } from '../transport.js';
 
 /** Which sockets carry the ring's data: ZeroMQ PUSH/PULL (default) or kernel stream sockets read into reused memory. */
 export type DataTransportKind = 'stream' | 'zmq';
+import { SubgroupRegistry, zmqSubgroups } from './zmq_subgroup.js';
 
 export interface ZmqGroupOptions {
   readonly rendezvousTimeoutMs: number;
@@ -233,7 +234,13 @@ export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Pro
       stream.attach(links.outbound);
       transport = stream;
     }
+    const registry = new SubgroupRegistry();
+    const subgroups = zmqSubgroups(
+      { ...opts, env, auth, dir, host, peers: () => links.peers, onWorldClose: (close) => void links.closers.push(close) },
+      registry,
+    );
     const group = new RingGroup({
+      subgroups,
       rank: env.rank,
       worldSize: env.worldSize,
       transport,
@@ -257,6 +264,7 @@ export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Pro
       links.outbound!.on('close', toRight);
     }
     server.handler = ({ msg, reply }) => {
+      if (registry.handle(msg, reply)) return;
       if (msg.t === 'probe') {
         void reply({ t: 'status', status: group.status() });
       } else if (msg.t === 'abort' && isRank(msg.from, env.worldSize) && typeof msg.message === 'string') {
