@@ -19,6 +19,9 @@ import { ringAllGatherChunks, ringAllReduce, ringReduceScatter, type RingContext
 import { gatherAllReduce, gatherReduceScatter, ringAllGather, ringBroadcast } from './ring_whole.js';
 import { describeStall, type RankStatus } from './stall.js';
 import type { RingTransport } from './transport.js';
+import { compressedGather, compressedRing } from './ring_compressed.js';
+import { WIRE_FORMATS, WireCodec, type Compression } from './wire.js';
+import { shardRange } from './chunks.js';
 
 /** The group's link to its peers outside the ring's data path. */
 export interface PeerControl {
@@ -127,10 +130,17 @@ export class RingGroup implements ProcessGroup {
     this.failed.catch(() => {});
   }
 
-  async allReduce(buf: FloatArray, op: ReduceOp = 'sum'): Promise<void> {
+  async allReduce(buf: FloatArray, op: ReduceOp = 'sum', compression?: Compression): Promise<void> {
     checkFloat('allReduce', buf);
     checkOp('allReduce', op);
     const algorithm = this.allReduceAlgorithm(buf.byteLength);
+    if (compression !== undefined) {
+      const codec = checkCompression('allReduce', buf, compression);
+      await this.run('allReduce', buf, { op, wire: codec.format }, (sig) =>
+        algorithm === 'ring' ? compressedRing(this.ctx, buf as Float32Array, sig, codec, true) : compressedGather(this.ctx, buf as Float32Array, sig, codec),
+      );
+      return;
+    }
     await this.run('allReduce', buf, { op }, (sig) => (algorithm === 'ring' ? ringAllReduce : gatherAllReduce)(this.ctx, buf, sig));
   }
 
@@ -139,11 +149,19 @@ export class RingGroup implements ProcessGroup {
     return this.forced === 'auto' ? chooseAllReduce(bytes, this.worldSize, this.gatherBytes) : this.forced;
   }
 
-  async reduceScatter(buf: FloatArray, op: ReduceOp = 'sum'): Promise<void> {
+  async reduceScatter(buf: FloatArray, op: ReduceOp = 'sum', compression?: Compression): Promise<void> {
     checkFloat('reduceScatter', buf);
     checkOp('reduceScatter', op);
     // The all-reduce's algorithm for this size, so that the shard has exactly its bits.
     const algorithm = this.allReduceAlgorithm(buf.byteLength);
+    if (compression !== undefined) {
+      const codec = checkCompression('reduceScatter', buf, compression);
+      const mine = shardRange(buf.length, this.worldSize, this.rank);
+      await this.run('reduceScatter', buf, { op, wire: codec.format }, (sig) =>
+        algorithm === 'ring' ? compressedRing(this.ctx, buf as Float32Array, sig, codec, false) : compressedGather(this.ctx, buf as Float32Array, sig, codec, mine),
+      );
+      return;
+    }
     await this.run('reduceScatter', buf, { op }, (sig) => (algorithm === 'ring' ? ringReduceScatter : gatherReduceScatter)(this.ctx, buf, sig));
   }
 
@@ -233,7 +251,7 @@ export class RingGroup implements ProcessGroup {
   private async run<T>(
     kind: CollectiveKind,
     buf: NumericArray,
-    extra: { op?: ReduceOp; root?: number },
+    extra: { op?: ReduceOp; root?: number; wire?: Compression['format'] },
     body: (sig: Signature) => Promise<T>,
   ): Promise<T> {
     if (this.failure !== undefined) throw this.failure;
@@ -299,6 +317,14 @@ function checkFloat(op: string, buf: unknown): void {
 
 function checkOp(op: string, reduce: unknown): void {
   if (!REDUCE_OPS.includes(reduce as ReduceOp)) throw new CommError(`${op} op must be one of ${REDUCE_OPS.join(', ')}, got ${String(reduce)}`);
+}
+
+function checkCompression(op: string, buf: FloatArray, c: Compression): WireCodec {
+  if (!(buf instanceof Float32Array)) throw new CommError(`${op} with ${String(c.format)} compression needs a Float32Array, got ${typeName(buf)}`);
+  if (!WIRE_FORMATS.includes(c.format)) throw new CommError(`${op} compression must be ${WIRE_FORMATS.join(' or ')}, got ${String(c.format)}`);
+  const tail = c.exactTail ?? 0;
+  if (!Number.isSafeInteger(tail) || tail < 0) throw new CommError(`${op} exactTail must be a whole number of elements, got ${String(tail)}`);
+  return new WireCodec(c.format, buf.length, tail);
 }
 
 function checkNumeric(op: string, buf: unknown): void {
