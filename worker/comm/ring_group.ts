@@ -50,6 +50,8 @@ export interface RingGroupOptions {
   /** Force one all-reduce algorithm (tests, benchmarks); default 'auto' (chooseAllReduce). */
   readonly allReduceAlgorithm?: AllReduceAlgorithm | 'auto';
   readonly reducer?: Reducer;
+  /** The host of a rank, for error messages ("10.77.0.12, node n2/1"); default: not named. */
+  readonly hostOf?: (rank: number) => string | undefined;
 }
 
 /**
@@ -86,6 +88,7 @@ export class RingGroup implements ProcessGroup {
   private readonly timeoutMs: number;
   private readonly gatherBytes: number;
   private readonly forced: AllReduceAlgorithm | 'auto';
+  private readonly hostOf: ((rank: number) => string | undefined) | undefined;
   private state: State = 'idle';
   private seq = 0;
   private last: Signature | undefined;
@@ -108,6 +111,7 @@ export class RingGroup implements ProcessGroup {
     this.timeoutMs = opts.collectiveTimeoutMs ?? DEFAULT_COLLECTIVE_TIMEOUT_MS;
     this.gatherBytes = opts.gatherBytes ?? DEFAULT_GATHER_BYTES;
     this.forced = opts.allReduceAlgorithm ?? 'auto';
+    this.hostOf = opts.hostOf;
     const inner = opts.transport;
     this.ctx = {
       rank: opts.rank,
@@ -236,7 +240,7 @@ export class RingGroup implements ProcessGroup {
       if (!current()) return;
       const statuses = await this.control.probe(this.probeWindowMs());
       if (!current()) return;
-      const stall = describeStall(sig, this.rank, this.worldSize, `stalled after ${cause}`, statuses);
+      const stall = describeStall(sig, this.rank, this.worldSize, `stalled after ${cause}`, statuses, this.hostOf);
       if (stall.missing > 0) this.fail(new CommError(stall.message, stall.hint), true);
     } finally {
       this.suspecting = false;
@@ -285,7 +289,7 @@ export class RingGroup implements ProcessGroup {
     if (this.state !== 'running' || this.last !== sig) return;
     const statuses = await this.control.probe(this.probeWindowMs());
     if (this.state !== 'running' || this.last !== sig) return; // finished while we asked
-    const { message, hint } = describeStall(sig, this.rank, this.worldSize, `timed out after ${this.timeoutMs / 1000} s`, statuses);
+    const { message, hint } = describeStall(sig, this.rank, this.worldSize, `timed out after ${this.timeoutMs / 1000} s`, statuses, this.hostOf);
     this.fail(new CommError(message, hint), true);
   }
 
