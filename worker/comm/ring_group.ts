@@ -20,7 +20,7 @@ import { gatherAllReduce, gatherReduceScatter, ringAllGather, ringBroadcast } fr
 import { describeStall, type RankStatus } from './stall.js';
 import type { RingTransport } from './transport.js';
 import { compressedGather, compressedRing } from './ring_compressed.js';
-import { WIRE_FORMATS, WireCodec, type Compression } from './wire.js';
+import { codecFor, type Compression } from './wire.js';
 import { shardRange } from './chunks.js';
 
 /** The group's link to its peers outside the ring's data path. */
@@ -139,7 +139,7 @@ export class RingGroup implements ProcessGroup {
     checkOp('allReduce', op);
     const algorithm = this.allReduceAlgorithm(buf.byteLength);
     if (compression !== undefined) {
-      const codec = checkCompression('allReduce', buf, compression);
+      const codec = codecFor('allReduce', buf, compression);
       await this.run('allReduce', buf, { op, wire: codec.format }, (sig) =>
         algorithm === 'ring' ? compressedRing(this.ctx, buf as Float32Array, sig, codec, true) : compressedGather(this.ctx, buf as Float32Array, sig, codec),
       );
@@ -159,7 +159,7 @@ export class RingGroup implements ProcessGroup {
     // The all-reduce's algorithm for this size, so that the shard has exactly its bits.
     const algorithm = this.allReduceAlgorithm(buf.byteLength);
     if (compression !== undefined) {
-      const codec = checkCompression('reduceScatter', buf, compression);
+      const codec = codecFor('reduceScatter', buf, compression);
       const mine = shardRange(buf.length, this.worldSize, this.rank);
       await this.run('reduceScatter', buf, { op, wire: codec.format }, (sig) =>
         algorithm === 'ring' ? compressedRing(this.ctx, buf as Float32Array, sig, codec, false) : compressedGather(this.ctx, buf as Float32Array, sig, codec, mine),
@@ -321,14 +321,6 @@ function checkFloat(op: string, buf: unknown): void {
 
 function checkOp(op: string, reduce: unknown): void {
   if (!REDUCE_OPS.includes(reduce as ReduceOp)) throw new CommError(`${op} op must be one of ${REDUCE_OPS.join(', ')}, got ${String(reduce)}`);
-}
-
-function checkCompression(op: string, buf: FloatArray, c: Compression): WireCodec {
-  if (!(buf instanceof Float32Array)) throw new CommError(`${op} with ${String(c.format)} compression needs a Float32Array, got ${typeName(buf)}`);
-  if (!WIRE_FORMATS.includes(c.format)) throw new CommError(`${op} compression must be ${WIRE_FORMATS.join(' or ')}, got ${String(c.format)}`);
-  const tail = c.exactTail ?? 0;
-  if (!Number.isSafeInteger(tail) || tail < 0) throw new CommError(`${op} exactTail must be a whole number of elements, got ${String(tail)}`);
-  return new WireCodec(c.format, buf.length, tail);
 }
 
 function checkNumeric(op: string, buf: unknown): void {

@@ -15,6 +15,7 @@
  * step buffer's loss, which must not lose digits). A segment [lo, hi) of the buffer is then
  * 2 bytes for each element below `count - exactTail` and 4 for each from there on, in that order.
  */
+import { CommError } from '../../shared/errors.js';
 import type { Range } from './chunks.js';
 
 export type WireFormat = 'bf16' | 'fp16';
@@ -145,4 +146,13 @@ export class WireCodec {
       new Uint8Array(dst.buffer, dst.byteOffset + 4 * halfCount, 4 * (dst.length - halfCount)).set(aligned.subarray(2 * halfCount));
     }
   }
+}
+
+/** The codec of collective `op` on `buf` with `c`; a CommError when they do not fit together. */
+export function codecFor(op: string, buf: Float32Array | Float64Array, c: Compression): WireCodec {
+  if (!(buf instanceof Float32Array)) throw new CommError(`${op} with ${String(c.format)} compression needs a Float32Array, got ${buf.constructor.name}`);
+  if (!WIRE_FORMATS.includes(c.format)) throw new CommError(`${op} compression must be ${WIRE_FORMATS.join(' or ')}, got ${String(c.format)}`);
+  const tail = c.exactTail ?? 0;
+  if (!Number.isSafeInteger(tail) || tail < 0) throw new CommError(`${op} exactTail must be a whole number of elements, got ${String(tail)}`);
+  return new WireCodec(c.format, buf.length, tail);
 }
