@@ -34,6 +34,8 @@ down() {
     done
   done
   bash "$TOOLS/netns-cluster.sh" down >/dev/null 2>&1 || true
+  # The next `up` starts munged only if none is running: let this one finish exiting first.
+  for _ in $(seq 1 50); do pgrep -x munged >/dev/null || break; sleep 0.2; done
 }
 trap 'down; rm -rf "$NSCLUSTER_DIR"' EXIT
 trap 'exit 130' INT TERM
