@@ -61,6 +61,15 @@ describe('wire formats', () => {
     for (let h = 0; h < 0x7c00; h++) assert.equal(f32BitsToF16(f16BitsToF32(h)), h, `half ${h} round trip`);
   });
 
+  it('the codec\'s inlined encoders give the bits of f32BitsToBf16 and f32BitsToF16', () => {
+    const bits = randomBits(100_000, 3);
+    const src = new Float32Array(bits.buffer);
+    for (const [format, one] of [['bf16', f32BitsToBf16], ['fp16', f32BitsToF16]] as const) {
+      const wire = new Uint16Array(new WireCodec(format, src.length).encode(src, { lo: 0, hi: src.length }).buffer);
+      for (let i = 0; i < bits.length; i++) assert.equal(wire[i], one(bits[i] as number), `${format} of bits ${bits[i]}`);
+    }
+  });
+
   it('a codec with an exact tail sends the tail at float32 and the rest at 2 bytes', () => {
     const codec = new WireCodec('bf16', 10, 1);
     assert.equal(codec.bytes({ lo: 0, hi: 10 }), 9 * 2 + 4);
