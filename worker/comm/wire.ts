@@ -117,14 +117,10 @@ export class WireCodec {
     const halfCount = Math.max(0, Math.min(r.hi, this.split) - r.lo);
     const h = new Uint16Array(out.buffer, 0, halfCount);
     if (this.format === 'bf16') {
-      // f32BitsToBf16 on the magnitude, so that every step stays in int32 (V8's fast path):
-      // a + 0x8000 < 2^31 for every non-NaN magnitude a <= 0x7f800000.
-      const bits = new Int32Array(src.buffer, src.byteOffset, src.length);
+      const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
       for (let i = 0; i < halfCount; i++) {
         const u = bits[i] as number;
-        const a = u & 0x7fffffff;
-        const sign = (u >> 16) & 0x8000;
-        h[i] = a > 0x7f800000 ? sign | (a >> 16) | 0x40 : sign | ((a + 0x7fff + ((a >> 16) & 1)) >> 16);
+        h[i] = (u & 0x7fffffff) > 0x7f800000 ? (u >>> 16) | 0x40 : (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
       }
     } else {
       const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
