@@ -24,9 +24,36 @@ const ERROR_LIMIT_S = TIMEOUT_S + 1.25 + 4;
 /** How long after the cut every launcher must have ended: the launchers' heartbeat timeout (15 s) and exit. */
 const EXIT_LIMIT_S = 15 + 6;
 const DEAD_S = 30;
-const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
-  '--d-ff', '32', '--seq-len', '8', '--batch-size', '2', '--dataset', 'toy:60', '--backend', 'cpu', '--num-steps', '100000',
-  '--eval-interval', '100000', '--checkpoint-interval', '100000', '--collective-timeout', String(TIMEOUT_S)];
+const TINY = [
+  '--vocab-size',
+  '64',
+  '--max-position-embeddings',
+  '16',
+  '--n-layers',
+  '1',
+  '--n-heads',
+  '2',
+  '--d-model',
+  '16',
+  '--d-ff',
+  '32',
+  '--seq-len',
+  '8',
+  '--batch-size',
+  '2',
+  '--dataset',
+  'toy:60',
+  '--backend',
+  'cpu',
+  '--num-steps',
+  '100000',
+  '--eval-interval',
+  '100000',
+  '--checkpoint-interval',
+  '100000',
+  '--collective-timeout',
+  String(TIMEOUT_S),
+];
 /** /tmp is shared by the namespaces, as a cluster's home would be. */
 const T = mkdtempSync('/tmp/rosedist-dead-link-');
 const SECRET = join(T, 'secret');
@@ -75,7 +102,6 @@ function sh(cmd: string, args: readonly string[]): Promise<{ code: number | null
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-
 /** nftables on n2: drop every packet in and out of eth0 (loopback untouched). */
 async function cut(): Promise<void> {
   const nft = (...a: string[]) => sh('ip', ['netns', 'exec', 'n2', 'nft', ...a]);
@@ -104,12 +130,15 @@ async function main(): Promise<boolean> {
     // Rank 0's progress line of step 1 (the first), then a few seconds of steps.
     while (!/step 1\/100000/.test(n1.out())) {
       if (Date.now() > end) throw new Error(`no progress: ${n1.out().slice(-400)}`);
-      if (n1.child.exitCode !== null || n2.child.exitCode !== null) throw new Error(`a launcher ended before the cut: n1: ${n1.out().slice(-300)} n2: ${n2.out().slice(-300)}`);
+      if (n1.child.exitCode !== null || n2.child.exitCode !== null)
+        throw new Error(`a launcher ended before the cut: n1: ${n1.out().slice(-300)} n2: ${n2.out().slice(-300)}`);
       await sleep(200);
     }
     await sleep(3000);
     const named = (other: string) =>
-      new RegExp(`#\\d+ (allReduce|reduceScatter|allGatherChunks|broadcast|allGather|barrier)\\([^)]*\\) on rank \\d timed out after ${TIMEOUT_S} s; ranks that did not take part: \\d on ${other.replaceAll('.', '\\.')}[^(]*`);
+      new RegExp(
+        `#\\d+ (allReduce|reduceScatter|allGatherChunks|broadcast|allGather|barrier)\\([^)]*\\) on rank \\d timed out after ${TIMEOUT_S} s; ranks that did not take part: \\d on ${other.replaceAll('.', '\\.')}[^(]*`,
+      );
     const errorOf = { n1: named(HOSTS.n2), n2: named(HOSTS.n1) };
     n1.firstMatch(errorOf.n1);
     n2.firstMatch(errorOf.n2);
@@ -129,10 +158,20 @@ async function main(): Promise<boolean> {
       const errorS = at === undefined ? Number.NaN : (at - t0) / 1000;
       const pass = e !== undefined && e.code !== 0 && seconds <= EXIT_LIMIT_S && errorS <= ERROR_LIMIT_S;
       ok &&= pass;
-      const line = errorOf[ns].exec(text)?.[0] ?? text.split('\n').filter((x) => x.trim() !== '').slice(-3).join(' / ');
-      rows.push(`| ${ns} | ${Number.isNaN(errorS) ? 'none' : `${errorS.toFixed(1)} s`} | ${e === undefined ? `still running after ${DEAD_S} s` : `exit ${e.code} after ${seconds.toFixed(1)} s`} | ${pass ? 'pass' : 'FAIL'} | ${line.replaceAll('|', '/')} |`);
+      const line =
+        errorOf[ns].exec(text)?.[0] ??
+        text
+          .split('\n')
+          .filter((x) => x.trim() !== '')
+          .slice(-3)
+          .join(' / ');
+      rows.push(
+        `| ${ns} | ${Number.isNaN(errorS) ? 'none' : `${errorS.toFixed(1)} s`} | ${e === undefined ? `still running after ${DEAD_S} s` : `exit ${e.code} after ${seconds.toFixed(1)} s`} | ${pass ? 'pass' : 'FAIL'} | ${line.replaceAll('|', '/')} |`,
+      );
     }
-    console.log(`dead link: n2's eth0 dropped everything for ${DEAD_S} s, 3 s into training; --collective-timeout ${TIMEOUT_S}; limits after the cut: the named error ${ERROR_LIMIT_S} s, the launcher's exit ${EXIT_LIMIT_S} s\n`);
+    console.log(
+      `dead link: n2's eth0 dropped everything for ${DEAD_S} s, 3 s into training; --collective-timeout ${TIMEOUT_S}; limits after the cut: the named error ${ERROR_LIMIT_S} s, the launcher's exit ${EXIT_LIMIT_S} s\n`,
+    );
     console.log('| host | named error after | launcher | result | error |\n|---|---|---|---|---|');
     for (const r of rows) console.log(r);
     if (!ok) console.log(`\nfiles kept in ${T}; n1's output:\n${n1.out().slice(-2000)}\nn2's output:\n${n2.out().slice(-2000)}`);

@@ -11,9 +11,40 @@ import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
 import { decodeSafetensors, type NamedTensor } from '../../worker/safetensors.js';
 import { freePort, spawnWorkers, type WorkerExit } from '../helpers/workers.js';
 
-const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
-  '--d-ff', '32', '--seq-len', '8', '--batch-size', '2', '--dataset', 'toy:60', '--backend', 'cpu', '--collective-timeout', '60',
-  '--lr', '3e-3', '--seed', '5', '--num-steps', '10', '--eval-interval', '5', '--checkpoint-interval', '10'];
+const TINY = [
+  '--vocab-size',
+  '64',
+  '--max-position-embeddings',
+  '16',
+  '--n-layers',
+  '1',
+  '--n-heads',
+  '2',
+  '--d-model',
+  '16',
+  '--d-ff',
+  '32',
+  '--seq-len',
+  '8',
+  '--batch-size',
+  '2',
+  '--dataset',
+  'toy:60',
+  '--backend',
+  'cpu',
+  '--collective-timeout',
+  '60',
+  '--lr',
+  '3e-3',
+  '--seed',
+  '5',
+  '--num-steps',
+  '10',
+  '--eval-interval',
+  '5',
+  '--checkpoint-interval',
+  '10',
+];
 
 const root = mkdtempSync(join(tmpdir(), 'rosedist-compress-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -29,9 +60,14 @@ async function trainDdp(name: string, worldSize: number, args: string[], ok = tr
   const dir = join(root, name);
   mkdirSync(dir, { recursive: true });
   const checkpoint = join(dir, 'ckpt.safetensors');
-  const group = await spawnWorkers('worker/train_ddp.ts', worldSize, [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...args], {
-    masterPort: await freePort(),
-  });
+  const group = await spawnWorkers(
+    'worker/train_ddp.ts',
+    worldSize,
+    [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...args],
+    {
+      masterPort: await freePort(),
+    },
+  );
   const exits = await group.exited;
   if (ok) for (const e of exits) assert.equal(e.code, 0, `rank ${e.rank} of ${name} exited ${e.code} ${e.signal}: ${e.stderr}`);
   const read = (f: string): string => {
@@ -65,13 +101,20 @@ describe('train_ddp --grad-compression (real processes)', () => {
     assert.equal(replicaLine(zero.log), replicaLine(bf16.log));
     assert.notEqual(replicaLine(bf16.log), replicaLine(plain.log), 'compression changed nothing: was it applied?');
     const last = (r: Run): MetricsRecord => r.metrics[r.metrics.length - 1] as MetricsRecord;
-    for (const [name, run] of [['bf16', bf16], ['fp16', fp16]] as const) {
+    for (const [name, run] of [
+      ['bf16', bf16],
+      ['fp16', fp16],
+    ] as const) {
       const dLoss = Math.abs(last(run).val_loss - last(plain).val_loss) / last(plain).val_loss;
       const dWeights = maxAbsDiff(weights(run.checkpoint), weights(plain.checkpoint));
-      t.diagnostic(`${name}: val loss ${last(run).val_loss.toFixed(5)} vs ${last(plain).val_loss.toFixed(5)} (${(100 * dLoss).toFixed(3)} %), max weight diff ${dWeights.toExponential(2)}`);
+      t.diagnostic(
+        `${name}: val loss ${last(run).val_loss.toFixed(5)} vs ${last(plain).val_loss.toFixed(5)} (${(100 * dLoss).toFixed(3)} %), max weight diff ${dWeights.toExponential(2)}`,
+      );
       assert.ok(dLoss < 0.01, `${name}: val loss ${last(run).val_loss} vs ${last(plain).val_loss}`);
       assert.ok(dWeights < 0.01, `${name}: weights moved ${dWeights} from the float32 run`);
-      run.metrics.forEach((m, i) => assert.ok(Math.abs(m.train_loss - (plain.metrics[i]?.train_loss ?? Number.NaN)) < 0.02 * m.train_loss, `${name} step ${m.step}`));
+      run.metrics.forEach((m, i) =>
+        assert.ok(Math.abs(m.train_loss - (plain.metrics[i]?.train_loss ?? Number.NaN)) < 0.02 * m.train_loss, `${name} step ${m.step}`),
+      );
     }
   });
 

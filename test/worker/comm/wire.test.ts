@@ -41,7 +41,24 @@ function randomBits(n: number, seed: number): Uint32Array {
 
 describe('wire formats', () => {
   it('bf16 and fp16 round to nearest even over random float32 bit patterns and edge values', () => {
-    const edges = [0, 1, 65504, 65519.99, 65520, 65536, 2 ** -14, 2 ** -24, 2 ** -25, 1.5 * 2 ** -25, 3 * 2 ** -26, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -11, 3.4e38, 1e-40];
+    const edges = [
+      0,
+      1,
+      65504,
+      65519.99,
+      65520,
+      65536,
+      2 ** -14,
+      2 ** -24,
+      2 ** -25,
+      1.5 * 2 ** -25,
+      3 * 2 ** -26,
+      1 + 2 ** -8,
+      1 + 3 * 2 ** -8,
+      1 + 2 ** -11,
+      3.4e38,
+      1e-40,
+    ];
     const values = [...edges, ...edges.map((x) => -x), ...Array.from(randomBits(200_000, 7), f32)].map((x) => f32(bitsOf(x)));
     let checked = 0;
     for (const x of values) {
@@ -61,10 +78,13 @@ describe('wire formats', () => {
     for (let h = 0; h < 0x7c00; h++) assert.equal(f32BitsToF16(f16BitsToF32(h)), h, `half ${h} round trip`);
   });
 
-  it('the codec\'s inlined encoders give the bits of f32BitsToBf16 and f32BitsToF16', () => {
+  it("the codec's inlined encoders give the bits of f32BitsToBf16 and f32BitsToF16", () => {
     const bits = randomBits(100_000, 3);
     const src = new Float32Array(bits.buffer);
-    for (const [format, one] of [['bf16', f32BitsToBf16], ['fp16', f32BitsToF16]] as const) {
+    for (const [format, one] of [
+      ['bf16', f32BitsToBf16],
+      ['fp16', f32BitsToF16],
+    ] as const) {
       const wire = new Uint16Array(new WireCodec(format, src.length).encode(src, { lo: 0, hi: src.length }).buffer);
       for (let i = 0; i < bits.length; i++) assert.equal(wire[i], one(bits[i] as number), `${format} of bits ${bits[i]}`);
     }
@@ -141,9 +161,15 @@ describe('compressed all-reduce (in-memory ranks)', () => {
       await Promise.all(groups.map((g, r) => g.allReduce(bufs[r], 'sum', { format: 'bf16', exactTail: 1 })));
       assert.equal(bufs[0][2], Math.fround(Math.fround(1 / 3) + Math.fround(1 / 7)));
       assert.deepEqual(bufs[0], bufs[1]);
-      const results = await Promise.allSettled([groups[0].allReduce(new Float32Array(8), 'sum', { format: 'bf16' }), groups[1].allReduce(new Float32Array(8), 'sum')]);
+      const results = await Promise.allSettled([
+        groups[0].allReduce(new Float32Array(8), 'sum', { format: 'bf16' }),
+        groups[1].allReduce(new Float32Array(8), 'sum'),
+      ]);
       const messages = results.map((r) => (r.status === 'rejected' ? String(r.reason.message) : 'resolved'));
-      assert.ok(messages.some((m) => /collective mismatch: .*float32\[8\] as bf16.*float32\[8\]\)|collective mismatch: .*float32\[8\]\).*as bf16/.test(m)), messages.join(' | '));
+      assert.ok(
+        messages.some((m) => /collective mismatch: .*float32\[8\] as bf16.*float32\[8\]\)|collective mismatch: .*float32\[8\]\).*as bf16/.test(m)),
+        messages.join(' | '),
+      );
     } finally {
       await Promise.all(groups.map((g) => g.close()));
     }
