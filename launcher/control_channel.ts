@@ -83,6 +83,11 @@ export class LineReader {
   }
 }
 
+/** Every launcher-to-launcher channel sends a heartbeat this often (ms) ... */
+export const HEARTBEAT_MS = 5_000;
+/** ... and is lost when silent this long (ms): a cut link or frozen host, not only a closed one. */
+export const HEARTBEAT_TIMEOUT_MS = 15_000;
+
 function isHeartbeat(body: unknown): boolean {
   return typeof body === 'object' && body !== null && (body as { type?: unknown }).type === 'heartbeat';
 }

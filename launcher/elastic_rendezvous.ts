@@ -24,7 +24,7 @@ import { hostname } from 'node:os';
 import { CommError, ConfigError } from '../shared/errors.js';
 import { sleep } from '../shared/timers.js';
 import type { LaunchConfig } from './config.js';
-import { channelKeys, LineReader, SignedChannel } from './control_channel.js';
+import { channelKeys, HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS, LineReader, SignedChannel } from './control_channel.js';
 import { NodeClient, type Rendezvous } from './coordinator_client.js';
 import { ElasticCoordinator, HOST_ID } from './elastic.js';
 import type { EventSink } from './events.js';
@@ -43,8 +43,7 @@ import {
   VERSION,
 } from './rendezvous.js';
 
-export const HEARTBEAT_MS = 5_000;
-export const HEARTBEAT_TIMEOUT_MS = 15_000;
+export { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS };
 
 interface ElasticHello {
   readonly nonce: string;

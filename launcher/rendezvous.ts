@@ -11,7 +11,8 @@
  *          or, when the hello's mac is wrong, plain {"type":"denied","reason":..} and a close
  * mac = HMAC-SHA256(secret, json), so each side proves it knows the secret, and the nonces make a
  * recorded handshake useless. Afterwards both sides talk through a SignedChannel
- * (control_channel.ts) carrying launcher/protocol.ts messages. Once nnodes - 1 nodes are welcome,
+ * (control_channel.ts) carrying launcher/protocol.ts messages, with heartbeats (a node silent
+ * for HEARTBEAT_TIMEOUT_MS is lost, as one whose connection closed). Once nnodes - 1 nodes are welcome,
  * the Coordinator starts attempt 0 everywhere. Strangers and latecomers are refused and logged.
  */
 import { randomBytes } from 'node:crypto';
@@ -19,7 +20,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { CommError, ConfigError } from '../shared/errors.js';
 import { sleep } from '../shared/timers.js';
 import type { LaunchConfig } from './config.js';
-import { channelKeys, hmac, LineReader, sameMac, SignedChannel } from './control_channel.js';
+import { channelKeys, HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS, hmac, LineReader, sameMac, SignedChannel } from './control_channel.js';
 import { Coordinator } from './coordinator.js';
 import type { EventSink } from './events.js';
 import { asToCoordinator, asToNode } from './protocol.js';
@@ -145,6 +146,8 @@ export async function hostRun(config: LaunchConfig, emit: EventSink, abort: Abor
     socket.write(signedLine(config.secret, { type: 'welcome', nonce: hello.nonce }));
     const keys = channelKeys(config.secret, nonce, hello.nonce);
     const channel = new SignedChannel(socket, reader, keys.toClient, keys.toServer);
+    // A node cut off without a FIN (dead link, frozen host) is lost after the heartbeat timeout.
+    channel.keepAlive(HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS);
     const rank = hello.nodeRank;
     peers.set(rank, { channel, localWorldSize: hello.localWorldSize });
     channel.onMessage((body) => {
@@ -264,6 +267,7 @@ export async function joinRun(config: LaunchConfig, abort: AbortSignal): Promise
   if (reply.type !== 'welcome') return refused(typeof reply.reason === 'string' ? reply.reason : 'no reason given');
   const keys = channelKeys(config.secret, serverNonce, nonce);
   const channel = new SignedChannel(socket, reader, keys.toServer, keys.toClient);
+  channel.keepAlive(HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS);
   const client = new NodeClient(
     (msg) => channel.send(msg),
     () => channel.close(),

@@ -5,6 +5,7 @@
  *                              [--gloo] [--anchors DIR] [--repeat R] [--transport stream|zmq|both]
  *                              [--algorithm auto|ring|gather] [--segment-bytes B] [--kernels]
  *                              [--worker-node-args=--single-threaded-gc]
+ *                              [--netns n1,n2] [--compression none|bf16|fp16]
  *
  * Per size (float32 elements; "gpt" = the default GPT's gradient, 2,973,184 floats): median time
  * of one all-reduce (the slowest rank of each iteration, as the anchor gloo_allreduce.py
@@ -18,6 +19,12 @@
  * --repeat times, interleaved (the machine is shared); a summary prints per size the medians over
  * rounds, the rounds' spread and the ratio ours/Gloo of bus bandwidth. --kernels first times the
  * reduction kernels alone.
+ *
+ * --netns n1,n2 runs across hosts made of network namespaces (../shared/cluster/netns-cluster.sh;
+ * root): --nproc workers in each, rank 0's host first, addresses read from /etc/netns/<ns>/hosts;
+ * the Gloo anchor then runs through torch.distributed.run on each host (--nnodes, GLOO_SOCKET_IFNAME
+ * eth0). --compression sends our all-reduce's messages at 16 bits (comm/wire.ts); the correctness
+ * check then allows the 16-bit rounding of the exact sum (small integers are exact in both).
  *
  * --malloc-tuning (default on; --no-malloc-tuning to turn off) starts both ours and Gloo with
  * MALLOC_TUNING below: ZeroMQ receives every message into a fresh malloc'd buffer, freed only
@@ -43,6 +50,7 @@ import { lastLines, runProcess } from '../shared/subprocess.js';
 import { hideBin, yargs } from '../shared/yargs.js';
 import { initProcessGroup, type AllReduceAlgorithm, type DataTransportKind } from '../worker/comm/index.js';
 import { createReducer } from '../worker/comm/reduce.js';
+import { WIRE_FORMATS, type Compression, type WireFormat } from '../worker/comm/wire.js';
 
 interface Row {
   bytes: number;
@@ -126,7 +134,7 @@ class GcMeter {
 }
 
 /** One rank of the benchmark: measures every size and, on rank 0, prints the result as JSON. */
-async function worker(sizes: number[], iters: number | undefined, segmentBytes: number | undefined, dataTransport: DataTransportKind, allReduceAlgorithm: AllReduceAlgorithm | 'auto'): Promise<void> {
+async function worker(sizes: number[], iters: number | undefined, segmentBytes: number | undefined, dataTransport: DataTransportKind, allReduceAlgorithm: AllReduceAlgorithm | 'auto', compression: Compression | undefined): Promise<void> {
   const env = readWorkerEnv();
   const pg = await initProcessGroup(env, { segmentBytes, dataTransport, allReduceAlgorithm });
   const n = pg.worldSize;
@@ -142,14 +150,14 @@ async function worker(sizes: number[], iters: number | undefined, segmentBytes: 
       await pg.barrier();
       if (it === warm) gc.start();
       const t0 = performance.now();
-      await pg.allReduce(buf);
+      await pg.allReduce(buf, 'sum', compression);
       const dt = (performance.now() - t0) / 1000;
       if (it >= warm) times[it - warm] = dt;
     }
     // GC entries arrive asynchronously: let the observer run before reading the counts.
     await new Promise((r) => setImmediate(r));
     gc.stop();
-    const want = (n * (n + 1)) / 2;
+    const want = (n * (n + 1)) / 2; // exact at 16 bits too for the worlds benchmarked (n ≤ 15)
     const correct = new Float64Array([buf.every((x) => x === want) ? 1 : 0]);
     const gcs = new Float64Array([gc.count / count, gc.ms / count]);
     await pg.allReduce(times, 'max'); // the slowest rank defines each iteration
@@ -174,28 +182,54 @@ async function run(cmd: string, args: string[], env: Readonly<Record<string, str
   return r.stdout;
 }
 
-async function runOurs(nproc: number, sizes: string, iters: number | undefined, segmentBytes: number | undefined, extraEnv: Record<string, string>, nodeArgs: string[], transport: DataTransportKind, algorithm: string): Promise<Result> {
-  const port = await freePort('127.0.0.1');
+/** A namespace host's address, from the /etc/hosts netns-cluster.sh writes for it. */
+function netnsAddress(ns: string): string {
+  const line = readFileSync(`/etc/netns/${ns}/hosts`, 'utf8').split('\n').find((l) => l.trim().split(/\s+/)[1] === ns);
+  if (line === undefined) throw new Error(`no address of ${ns} in /etc/netns/${ns}/hosts: is the namespace cluster up?`);
+  return line.trim().split(/\s+/)[0] as string;
+}
+
+/** `cmd args` on namespace host `ns`, or here when undefined. */
+const onHost = (ns: string | undefined, cmd: string, args: string[]): [string, string[]] => (ns === undefined ? [cmd, args] : ['ip', ['netns', 'exec', ns, cmd, ...args]]);
+
+async function runOurs(nproc: number, hosts: string[] | undefined, sizes: string, iters: number | undefined, segmentBytes: number | undefined, extraEnv: Record<string, string>, nodeArgs: string[], transport: DataTransportKind, algorithm: string, compression: string): Promise<Result> {
+  const port = hosts === undefined ? await freePort('127.0.0.1') : 20000 + Math.floor(Math.random() * 20000);
   const self = packagePath('scripts/bench_allreduce.ts');
-  const args = [...nodeArgs, ...tsNodeArgs(), self, '--worker', '--sizes', sizes, ...(iters ? ['--iters', String(iters)] : []), ...(segmentBytes ? ['--segment-bytes', String(segmentBytes)] : []), '--transport', transport, '--algorithm', algorithm];
+  const args = [...nodeArgs, ...tsNodeArgs(), self, '--worker', '--sizes', sizes, ...(iters ? ['--iters', String(iters)] : []), ...(segmentBytes ? ['--segment-bytes', String(segmentBytes)] : []), '--transport', transport, '--algorithm', algorithm, '--compression', compression];
+  const nodes = hosts ?? [undefined];
+  const masterAddr = hosts === undefined ? '127.0.0.1' : netnsAddress(hosts[0] as string);
   const outs = await Promise.all(
-    Array.from({ length: nproc }, (_, rank) => {
+    nodes.flatMap((ns, nodeRank) => Array.from({ length: nproc }, (_, localRank) => {
       const e: WorkerEnv = {
-        rank, localRank: rank, worldSize: nproc, localWorldSize: nproc, nodeRank: 0, nnodes: 1, masterAddr: '127.0.0.1',
-        masterPort: port, runId: `bench-${port}`, restartCount: 0, maxRestarts: 0, errorFile: undefined, nodeId: 'bench', secret: undefined, launcherPid: undefined, tmpDir: undefined,
+        rank: nodeRank * nproc + localRank, localRank, worldSize: nodes.length * nproc, localWorldSize: nproc, nodeRank, nnodes: nodes.length, masterAddr,
+        masterPort: port, runId: `bench-${port}`, restartCount: 0, maxRestarts: 0, errorFile: undefined, nodeId: ns ?? 'bench', secret: undefined, launcherPid: undefined, tmpDir: undefined,
       };
-      return run(process.execPath, args, { ...extraEnv, ...workerEnvVars(e) });
-    }),
+      const [cmd, argv] = onHost(ns, process.execPath, args);
+      return run(cmd, argv, { ...extraEnv, ...workerEnvVars(e) });
+    })),
   );
   const line = outs[0].split('\n').find((l) => l.startsWith('BENCH '));
   if (line === undefined) throw new Error('rank 0 printed no result');
   return JSON.parse(line.slice(6)) as Result;
 }
 
-async function runGloo(anchors: string, nproc: number, sizes: number[], extraEnv: Record<string, string>): Promise<Result> {
-  const file = join(mkdtempSync(join(tmpdir(), 'gloo-')), 'gloo.json');
-  const port = await freePort('127.0.0.1');
-  await run('sh', [join(anchors, 'torchrun.sh'), String(nproc), join(anchors, 'gloo_allreduce.py'), '--sizes', sizes.join(','), '--json', file], { ...extraEnv, MASTER_PORT: String(port) });
+async function runGloo(anchors: string, nproc: number, hosts: string[] | undefined, sizes: number[], extraEnv: Record<string, string>): Promise<Result> {
+  const dir = mkdtempSync(join(tmpdir(), 'gloo-'));
+  const file = join(dir, 'gloo.json');
+  if (hosts === undefined) {
+    const port = await freePort('127.0.0.1');
+    await run('sh', [join(anchors, 'torchrun.sh'), String(nproc), join(anchors, 'gloo_allreduce.py'), '--sizes', sizes.join(','), '--json', file], { ...extraEnv, MASTER_PORT: String(port) });
+  } else {
+    // torchrun.sh is for one host; across hosts, torch.distributed.run on each, as torchrun.sh starts it.
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const master = netnsAddress(hosts[0] as string);
+    await Promise.all(hosts.map((ns, nodeRank) => {
+      const args = ['-m', 'torch.distributed.run', '--redirects', '1', '--tee', '1', '--log_dir', join(dir, `logs-${ns}`), `--nnodes=${hosts.length}`, `--node_rank=${nodeRank}`,
+        `--nproc_per_node=${nproc}`, `--master_addr=${master}`, `--master_port=${port}`, join(anchors, 'gloo_allreduce.py'), '--sizes', sizes.join(','), '--json', file];
+      const [cmd, argv] = onHost(ns, '/usr/bin/python3', args);
+      return run(cmd, argv, { ...extraEnv, GLOO_SOCKET_IFNAME: 'eth0' });
+    }));
+  }
   return JSON.parse(readFileSync(file, 'utf8')) as Result;
 }
 
@@ -252,6 +286,8 @@ async function main(): Promise<void> {
     .option('worker-node-args', { type: 'string', default: '', describe: 'space-separated Node/V8 flags for our ranks, e.g. --worker-node-args=--single-threaded-gc' })
     .option('algorithm', { type: 'string', default: 'auto', describe: 'all-reduce algorithm: auto (by size), ring or gather' })
     .option('transport', { type: 'string', default: 'stream', describe: 'the ring\'s data sockets: stream, zmq, or both (each round runs both, interleaved)' })
+    .option('netns', { type: 'string', describe: 'comma-separated namespace hosts (netns-cluster.sh), --nproc workers on each' })
+    .option('compression', { type: 'string', default: 'none', describe: 'our all-reduce\'s messages: none (float32), bf16 or fp16' })
     .option('worker', { type: 'boolean', default: false, hidden: true })
     .strict()
     .parseAsync();
@@ -261,8 +297,13 @@ async function main(): Promise<void> {
   if (!['stream', 'zmq', 'both'].includes(argv.transport)) throw new Error('--transport must be stream, zmq or both');
   const transports: DataTransportKind[] = argv.transport === 'both' ? ['stream', 'zmq'] : [argv.transport as DataTransportKind];
   if (!['auto', 'ring', 'gather'].includes(argv.algorithm)) throw new Error('--algorithm must be auto, ring or gather');
-  if (argv.worker) return worker(bytes, argv.iters, argv['segment-bytes'], transports[0], argv.algorithm as AllReduceAlgorithm | 'auto');
-  if (!Number.isInteger(argv.nproc) || argv.nproc < 2) throw new Error('--nproc must be 2 or more');
+  if (argv.compression !== 'none' && !WIRE_FORMATS.includes(argv.compression as WireFormat)) throw new Error('--compression must be none, bf16 or fp16');
+  const compression: Compression | undefined = argv.compression === 'none' ? undefined : { format: argv.compression as WireFormat };
+  if (argv.worker) return worker(bytes, argv.iters, argv['segment-bytes'], transports[0], argv.algorithm as AllReduceAlgorithm | 'auto', compression);
+  const hosts = argv.netns?.split(',').map((h) => h.trim()).filter(Boolean);
+  if (hosts !== undefined && hosts.length < 2) throw new Error('--netns needs 2 or more hosts, e.g. --netns n1,n2');
+  const world = argv.nproc * (hosts?.length ?? 1);
+  if (!Number.isInteger(argv.nproc) || argv.nproc < 1 || world < 2) throw new Error('--nproc must be 2 or more (1 or more per host with --netns)');
   if (argv.kernels) console.log(`${kernelTable()}\n`);
   const extraEnv: Record<string, string> = argv['malloc-tuning'] ? { GLIBC_TUNABLES: MALLOC_TUNING } : {};
   const nodeArgs = argv['worker-node-args'].split(' ').filter(Boolean);
@@ -278,14 +319,14 @@ async function main(): Promise<void> {
   // Rounds interleave every implementation (the machine is shared): ours per transport, then Gloo.
   for (let rep = 0; rep < argv.repeat; rep++) {
     for (const t of transports) {
-      const r = await runOurs(argv.nproc, bytes.join(','), argv.iters, argv['segment-bytes'], extraEnv, nodeArgs, t, argv.algorithm);
+      const r = await runOurs(argv.nproc, hosts, bytes.join(','), argv.iters, argv['segment-bytes'], extraEnv, nodeArgs, t, argv.algorithm, argv.compression);
       ours.get(t)!.push(r);
-      console.log(table(`rosedist ring all-reduce (${t === 'stream' ? 'stream sockets' : 'ZeroMQ'}), world size ${argv.nproc}, round ${rep + 1}`, r));
+      console.log(table(`rosedist ring all-reduce (${t === 'stream' ? 'stream sockets' : 'ZeroMQ'}${compression ? `, ${compression.format} on the wire` : ''}), world size ${world}${hosts ? ` (${hosts.join(', ')})` : ''}, round ${rep + 1}`, r));
     }
     if (gloo) {
-      const g = await runGloo(argv.anchors, argv.nproc, bytes, extraEnv);
+      const g = await runGloo(argv.anchors, argv.nproc, hosts, bytes, extraEnv);
       glooRuns.push(g);
-      console.log(table(`gloo all-reduce, world size ${argv.nproc}, round ${rep + 1}`, g));
+      console.log(table(`gloo all-reduce, world size ${world}, round ${rep + 1}`, g));
     }
   }
   console.log(`\nsummary over ${argv.repeat} round(s): medians of the rounds' p50 and p90 (p50 range over rounds)${gloo ? '; ratio: ours/Gloo bus bandwidth, median of the rounds\' ratios (>1: ours faster)' : ''}`);

@@ -4,7 +4,9 @@
 # checkout, or $ROSEDIST_CLUSTER_TOOLS: ctl runs
 # slurmctld, n1 and n2 run slurmd, each with its own address, hostname and /etc/hosts), checked by
 # scripts/cluster_check.ts: the three sbatch scripts of scripts/slurm/ against 4 workers on one
-# host (same val loss to 1e-6), a worker killed on n2, a stranger launcher, scancel.
+# host (same val loss to 1e-6), a worker killed on n2, a stranger launcher, scancel; then
+# scripts/dead_link_check.ts: n2's link dropped by nftables for 30 s must end every rank with an
+# error naming the collective and the other host after --collective-timeout (issue 15).
 #   scripts/cluster_test.sh [--require]        (npm run test:cluster)
 # Installs the missing apt packages first. The cluster comes down on any exit (trap). Needs root
 # and network namespaces: elsewhere it prints "cluster test SKIPPED: <why>" and exits 0, or 1
@@ -60,5 +62,8 @@ trap 'exit 130' INT TERM
 start=$(date +%s)
 bash "$TOOLS/netns-cluster.sh" up 2 >/dev/null
 echo "cluster test: namespace cluster up in $(( $(date +%s) - start )) s (ctl 10.77.0.10, n1 10.77.0.11, n2 10.77.0.12)" >&2
-node --import tsx scripts/cluster_check.ts
+rc=0
+node --import tsx scripts/cluster_check.ts || rc=1
+node --import tsx scripts/dead_link_check.ts || rc=1
 echo "cluster test: $(( $(date +%s) - start )) s in all" >&2
+exit $rc

@@ -15,6 +15,7 @@ import type { NonFiniteMode } from './numerics.js';
 
 export type ProgramName = 'train_minimal' | 'train_ddp';
 export type LogFormat = 'text' | 'json';
+export type GradCompression = 'none' | 'bf16' | 'fp16';
 
 export interface TrainConfig {
   readonly program: ProgramName;
@@ -40,6 +41,8 @@ export interface TrainConfig {
   readonly gradAccumSteps: number;
   /** ZeRO stage: 0 (every rank holds the whole optimizer state) or 1 (sharded over ranks, zero.ts). */
   readonly zero: number;
+  /** Gradients on the wire: 'none' (float32) or a 16-bit format (comm/wire.ts), summed in float32. */
+  readonly gradCompression: GradCompression;
   readonly seed: number;
   /** What was asked (--no-amp clears it); tfjs trains in float32 regardless. */
   readonly amp: boolean;
@@ -100,6 +103,13 @@ const OPTIONS = {
   weightDecay: { flag: 'weight-decay', kind: 'float', default: 0.01, describe: 'AdamW decoupled weight decay' },
   gradAccumSteps: { flag: 'grad-accum-steps', kind: 'posint', default: 1, describe: 'micro-batches per optimizer step' },
   zero: { flag: 'zero', kind: 'int', default: 0, describe: 'ZeRO stage: 1 shards the optimizer state over the ranks (reduce-scatter, AdamW on 1/N, all-gather)' },
+  gradCompression: {
+    flag: 'grad-compression',
+    kind: 'string',
+    default: 'none',
+    choices: ['none', 'bf16', 'fp16'],
+    describe: 'gradients cross the wire as bf16 or fp16 (half the bytes), summed in float32',
+  },
   seed: { flag: 'seed', kind: 'int', default: 0, describe: 'seed of weights, data split, data order and dropout' },
   amp: { flag: 'amp', kind: 'bool', default: true, describe: 'mixed precision (--no-amp); tfjs always runs float32' },
   evalInterval: { flag: 'eval-interval', kind: 'posint', default: 10, describe: 'evaluate every N steps (and at the end)' },

@@ -5,7 +5,8 @@
  *   - `averageGradients`: the step buffer (grad_buffer.ts: gradients and loss in one flat array),
  *     pre-divided by the world size and summed by one all-reduce (the ring segments it; no
  *     per-tensor calls); with ZeRO (zero.ts), `averageGradientShards` instead: a reduce-scatter
- *     of the gradients, each rank averaging its shard only;
+ *     of the gradients, each rank averaging its shard only; with `--grad-compression` either
+ *     crosses the wire at 16 bits (comm/ring_compressed.ts);
  *   - `rootDecides`: rank 0 runs something (read or write a checkpoint) and every rank learns the
  *     outcome, errors included, so a failure on rank 0 stops all ranks at once instead of leaving
  *     them waiting for a collective.
@@ -18,6 +19,8 @@ import { broadcastJson, type ProcessGroup } from './comm/process_group.js';
 import type { GradBuffer } from './grad_buffer.js';
 import { findingAt, firstNonFinite, type LocalFinding } from './numerics.js';
 import { shardRange } from './comm/chunks.js';
+import type { Compression } from './comm/wire.js';
+import type { GradCompression } from './config.js';
 
 /** SHA-256 of a float buffer's bytes, as 4 float64 lanes (compared as bytes, never as values). */
 function digest(buf: Float32Array): Float64Array {
@@ -29,16 +32,39 @@ function digest(buf: Float32Array): Float64Array {
 export async function syncParams(pg: ProcessGroup, params: Float32Array): Promise<void> {
   if (pg.worldSize === 1) return;
   await pg.broadcast(params, 0);
-  const mine = digest(params);
-  const all = await pg.allGather(mine);
-  const mineBytes = Buffer.from(mine.buffer);
-  const differing = all.flatMap((d, rank) => (Buffer.from(d.buffer, d.byteOffset, d.byteLength).equals(mineBytes) ? [] : [rank]));
+  const differing = await replicasDiffering(pg, params);
   if (differing.length > 0) {
     throw new CommError(
       `parameters differ between replicas after the broadcast from rank 0 (rank ${pg.rank} disagrees with ranks ${differing.join(', ')})`,
       'the process group corrupted the broadcast; check that all ranks run the same code and model options',
     );
   }
+}
+
+/** The ranks whose `params` differ from this rank's, bit for bit (a collective: one all-gather of 32 bytes). */
+async function replicasDiffering(pg: ProcessGroup, params: Float32Array): Promise<number[]> {
+  const mine = digest(params);
+  const all = await pg.allGather(mine);
+  const mineBytes = Buffer.from(mine.buffer);
+  return all.flatMap((d, rank) => (Buffer.from(d.buffer, d.byteOffset, d.byteLength).equals(mineBytes) ? [] : [rank]));
+}
+
+/**
+ * After training: check that every replica holds the same bits (they must, as every rank applies
+ * the same update to the same weights); resolves with the SHA-256 of the weights (hex), rejects
+ * naming the ranks that differ.
+ */
+export async function checkReplicas(pg: ProcessGroup, params: Float32Array): Promise<string> {
+  const hex = Buffer.from(digest(params).buffer).toString('hex');
+  if (pg.worldSize === 1) return hex;
+  const differing = await replicasDiffering(pg, params);
+  if (differing.length > 0) {
+    throw new CommError(
+      `parameters differ between replicas after training (rank ${pg.rank} disagrees with ranks ${differing.join(', ')})`,
+      'the ranks applied different updates: report this as a bug, with the run\'s flags',
+    );
+  }
+  return hex;
 }
 
 /**
@@ -64,11 +90,19 @@ function preDivide(pg: ProcessGroup, gb: GradBuffer): LocalFinding | undefined {
  * pre-division pass before the sum overwrites it; undefined when all was finite, and always with
  * one rank (there the averaged buffer is the rank's own: checkStep looks at it).
  */
-export async function averageGradients(pg: ProcessGroup, gb: GradBuffer): Promise<LocalFinding | undefined> {
+export async function averageGradients(pg: ProcessGroup, gb: GradBuffer, compression: GradCompression = 'none'): Promise<LocalFinding | undefined> {
   if (pg.worldSize === 1) return undefined;
   const mine = preDivide(pg, gb);
-  await pg.allReduce(gb.flat, 'sum');
+  await pg.allReduce(gb.flat, 'sum', wireOf(compression));
   return mine;
+}
+
+/**
+ * `--grad-compression` as the all-reduce's wire format: the gradients at 16 bits, the loss (the
+ * step buffer's last float) at full width, so the logged loss keeps its digits.
+ */
+function wireOf(compression: GradCompression): Compression | undefined {
+  return compression === 'none' ? undefined : { format: compression, exactTail: 1 };
 }
 
 /** What averageGradientShards tells a rank. */
@@ -88,9 +122,9 @@ export interface ShardedAverage {
  * in one all-reduce of two floats [loss or 0, 0 or NaN] (a NaN anywhere makes the sum NaN).
  * Two collectives.
  */
-export async function averageGradientShards(pg: ProcessGroup, gb: GradBuffer): Promise<ShardedAverage> {
+export async function averageGradientShards(pg: ProcessGroup, gb: GradBuffer, compression: GradCompression = 'none'): Promise<ShardedAverage> {
   const mine = pg.worldSize === 1 ? undefined : preDivide(pg, gb);
-  await pg.reduceScatter(gb.flat, 'sum');
+  await pg.reduceScatter(gb.flat, 'sum', wireOf(compression));
   const { lo, hi } = shardRange(gb.flat.length, pg.worldSize, pg.rank);
   const ownsLoss = lo <= gb.lossIndex && gb.lossIndex < hi;
   const status = new Float32Array([ownsLoss ? gb.loss : 0, firstNonFinite(gb.flat.subarray(lo, hi)) < 0 ? 0 : Number.NaN]);

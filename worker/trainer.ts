@@ -42,7 +42,7 @@ import type { TokenDataset } from './data/dataset.js';
 import { loadDataset } from './data/index.js';
 import { mixSeed } from './rng.js';
 import { DistributedSampler, rescaleSamplerState, ShardStream, type SamplerState } from './data/sampler.js';
-import { averageGradients, averageGradientShards, rootDecides, syncParams } from './ddp.js';
+import { averageGradients, averageGradientShards, checkReplicas, rootDecides, syncParams } from './ddp.js';
 import { GradBuffer } from './grad_buffer.js';
 import { evaluate } from './evaluate.js';
 import { formatEvalLine, MetricsLog } from './observe/metrics_log.js';
@@ -265,11 +265,11 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
       // `mine`: where this rank's own buffer was bad, found before the sum; reported only if the sum is bad.
       let nonFinite: string | undefined;
       if (zero === undefined) {
-        const mine = await profiler.span('allreduce', () => averageGradients(dp, gb));
+        const mine = await profiler.span('allreduce', () => averageGradients(dp, gb, cfg.gradCompression));
         if (mesh.tpSize > 1) await shareNonFinite(mesh.tp, gb);
         nonFinite = await checkStep(dp, step, mine, gb, cfg.onNonfinite);
       } else {
-        const { mine, finite } = await profiler.span('allreduce', () => averageGradientShards(pg, gb));
+        const { mine, finite } = await profiler.span('allreduce', () => averageGradientShards(pg, gb, cfg.gradCompression));
         nonFinite = await checkStep(pg, step, mine, gb, cfg.onNonfinite, finite);
       }
       if (nonFinite === undefined) {
@@ -308,6 +308,10 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
         );
       }
     }
+    // Every data-parallel replica must end with the same bits (a collective of 32 bytes per rank;
+    // over the DP group: tensor-parallel peers hold different shards).
+    const weights = await checkReplicas(dp, params);
+    if (pg.rank === 0 && dp.worldSize > 1) logger.info(`replicas identical after step ${step}: weights sha256 ${weights.slice(0, 16)}`);
     return { step, metrics };
   } finally {
     progress.stop();

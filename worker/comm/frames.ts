@@ -5,11 +5,12 @@
  * a rank that calls a different collective than its left neighbour fails with both named.
  *
  * Header layout (32 bytes, little-endian):
- *   0 u32 magic 'RDS1' | 4 u8 kind | 5 u8 dtype | 6 u8 op | 7 u8 reserved (0)
+ *   0 u32 magic 'RDS1' | 4 u8 kind | 5 u8 dtype | 6 u8 op | 7 u8 wire (0: dtype itself; 1 bf16, 2 fp16: wire.ts)
  *   8 u32 seq | 12 u32 step | 16 u32 segment | 20 u32 root | 24 f64 count (elements)
  */
 import { CommError } from '../../shared/errors.js';
 import { REDUCE_OPS, type NumericArray, type ReduceOp } from './process_group.js';
+import { WIRE_FORMATS, type WireFormat } from './wire.js';
 
 export type CollectiveKind = 'allReduce' | 'broadcast' | 'allGather' | 'barrier' | 'reduceScatter' | 'allGatherChunks';
 export type DType = 'float32' | 'float64' | 'int32' | 'uint8';
@@ -25,6 +26,8 @@ export interface Signature {
   readonly op?: ReduceOp | undefined;
   /** broadcast only. */
   readonly root?: number | undefined;
+  /** A compressed allReduce or reduceScatter: the 16-bit format its messages carry (wire.ts). */
+  readonly wire?: WireFormat | undefined;
 }
 
 /** A data message's header: its collective and its place in it. */
@@ -54,6 +57,7 @@ export function encodeHeader(h: Header): Uint8Array {
   v.setUint8(4, KINDS.indexOf(h.kind));
   v.setUint8(5, DTYPES.indexOf(h.dtype));
   v.setUint8(6, h.op === undefined ? NONE : REDUCE_OPS.indexOf(h.op));
+  v.setUint8(7, h.wire === undefined ? 0 : 1 + WIRE_FORMATS.indexOf(h.wire));
   v.setUint32(8, h.seq, true);
   v.setUint32(12, h.step, true);
   v.setUint32(16, h.segment, true);
@@ -73,7 +77,8 @@ export function decodeHeader(bytes: Uint8Array): Header | undefined {
   const rootCode = v.getUint32(20, true);
   const count = v.getFloat64(24, true);
   if (v.getUint32(0, true) !== MAGIC || kind === undefined || dtype === undefined) return undefined;
-  if ((opCode !== NONE && op === undefined) || v.getUint8(7) !== 0) return undefined;
+  const wireCode = v.getUint8(7);
+  if ((opCode !== NONE && op === undefined) || wireCode > WIRE_FORMATS.length) return undefined;
   if (!Number.isSafeInteger(count) || count < 0) return undefined;
   return {
     kind,
@@ -84,6 +89,7 @@ export function decodeHeader(bytes: Uint8Array): Header | undefined {
     segment: v.getUint32(16, true),
     root: rootCode === NO_ROOT ? undefined : rootCode,
     count,
+    wire: wireCode === 0 ? undefined : WIRE_FORMATS[wireCode - 1],
   };
 }
 
@@ -92,12 +98,12 @@ export function describe(s: Signature): string {
   const args: string[] = [];
   if (s.op !== undefined) args.push(s.op);
   if (s.root !== undefined) args.push(`root ${s.root}`);
-  if (s.kind !== 'barrier') args.push(`${s.dtype}[${s.count}]`);
+  if (s.kind !== 'barrier') args.push(`${s.dtype}[${s.count}]${s.wire === undefined ? '' : ` as ${s.wire}`}`);
   return `#${s.seq} ${s.kind}(${args.join(', ')})`;
 }
 
 function sameSignature(a: Signature, b: Signature): boolean {
-  return a.kind === b.kind && a.seq === b.seq && a.dtype === b.dtype && a.count === b.count && a.op === b.op && a.root === b.root;
+  return a.kind === b.kind && a.seq === b.seq && a.dtype === b.dtype && a.count === b.count && a.op === b.op && a.root === b.root && a.wire === b.wire;
 }
 
 /**

@@ -14,6 +14,7 @@
  */
 
 import type { CollectiveRecord } from '../../shared/error_file.js';
+import type { Compression } from './wire.js';
 
 /** The reductions of allReduce. The order is the wire code (comm/frames.ts): append only. */
 export const REDUCE_OPS = ['sum', 'mean', 'max', 'min'] as const;
@@ -24,8 +25,12 @@ export type NumericArray = Float32Array | Float64Array | Int32Array | Uint8Array
 export interface ProcessGroup {
   readonly rank: number;
   readonly worldSize: number;
-  /** Reduce `buf` over all ranks, in place; every rank ends with the result. */
-  allReduce(buf: FloatArray, op?: ReduceOp): Promise<void>;
+  /**
+   * Reduce `buf` over all ranks, in place; every rank ends with the result. With `compression`
+   * (a Float32Array only) the messages carry 16-bit values and every result is one
+   * (ring_compressed.ts says where rounding happens); the same bits on every rank still.
+   */
+  allReduce(buf: FloatArray, op?: ReduceOp, compression?: Compression): Promise<void>;
   /** Overwrite `buf` on every rank with root's `buf`. Lengths must match on all ranks. */
   broadcast(buf: NumericArray, root: number): Promise<void>;
   /** Every rank's `buf` (equal lengths), indexed by rank. */
@@ -37,7 +42,7 @@ export interface ProcessGroup {
    * (N-1)/N of the buffer per rank (half an all-reduce) on the ring; small buffers take the
    * all-reduce's small-buffer path.
    */
-  reduceScatter(buf: FloatArray, op?: ReduceOp): Promise<void>;
+  reduceScatter(buf: FloatArray, op?: ReduceOp, compression?: Compression): Promise<void>;
   /**
    * In place: every rank contributes its shard of `buf` (shardRange) and ends with every rank's
    * shard in its place. The other half of an all-reduce.
@@ -73,14 +78,14 @@ export function checkGroupRanks(ranks: readonly number[], worldSize: number): vo
 export class SingleProcessGroup implements ProcessGroup {
   readonly rank = 0;
   readonly worldSize = 1;
-  async allReduce(_buf: FloatArray, _op: ReduceOp = 'sum'): Promise<void> {}
+  async allReduce(_buf: FloatArray, _op: ReduceOp = 'sum', _compression?: Compression): Promise<void> {}
   async broadcast(_buf: NumericArray, root: number): Promise<void> {
     if (root !== 0) throw new RangeError(`broadcast root ${root} is not a rank of a world of 1`);
   }
   async allGather<T extends NumericArray>(buf: T): Promise<T[]> {
     return [buf.slice() as T];
   }
-  async reduceScatter(_buf: FloatArray, _op: ReduceOp = 'sum'): Promise<void> {}
+  async reduceScatter(_buf: FloatArray, _op: ReduceOp = 'sum', _compression?: Compression): Promise<void> {}
   async allGatherChunks(_buf: NumericArray): Promise<void> {}
   async barrier(): Promise<void> {}
   async close(): Promise<void> {}

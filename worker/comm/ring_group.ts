@@ -19,6 +19,9 @@ import { ringAllGatherChunks, ringAllReduce, ringReduceScatter, type RingContext
 import { gatherAllReduce, gatherReduceScatter, ringAllGather, ringBroadcast } from './ring_whole.js';
 import { describeStall, type RankStatus } from './stall.js';
 import type { RingTransport } from './transport.js';
+import { compressedGather, compressedRing } from './ring_compressed.js';
+import { codecFor, type Compression } from './wire.js';
+import { shardRange } from './chunks.js';
 
 /** The group's link to its peers outside the ring's data path. */
 export interface PeerControl {
@@ -54,6 +57,8 @@ export interface RingGroupOptions {
   readonly label?: string;
   /** Makes the subgroups of newGroup (transport and peer control of their own); absent: newGroup fails. */
   readonly subgroups?: SubgroupFactory;
+  /** The host of a rank, for error messages ("10.77.0.12, node n2/1"); default: not named. */
+  readonly hostOf?: (rank: number) => string | undefined;
 }
 
 /**
@@ -96,6 +101,7 @@ export class RingGroup implements ProcessGroup {
   private readonly timeoutMs: number;
   private readonly gatherBytes: number;
   private readonly forced: AllReduceAlgorithm | 'auto';
+  private readonly hostOf: ((rank: number) => string | undefined) | undefined;
   private state: State = 'idle';
   private seq = 0;
   private last: Signature | undefined;
@@ -125,6 +131,7 @@ export class RingGroup implements ProcessGroup {
     this.forced = opts.allReduceAlgorithm ?? 'auto';
     this.label = opts.label;
     this.subgroups = opts.subgroups;
+    this.hostOf = opts.hostOf;
     const inner = opts.transport;
     this.ctx = {
       rank: opts.rank,
@@ -150,10 +157,17 @@ export class RingGroup implements ProcessGroup {
     this.failed.catch(() => {});
   }
 
-  async allReduce(buf: FloatArray, op: ReduceOp = 'sum'): Promise<void> {
+  async allReduce(buf: FloatArray, op: ReduceOp = 'sum', compression?: Compression): Promise<void> {
     checkFloat('allReduce', buf);
     checkOp('allReduce', op);
     const algorithm = this.allReduceAlgorithm(buf.byteLength);
+    if (compression !== undefined) {
+      const codec = codecFor('allReduce', buf, compression);
+      await this.run('allReduce', buf, { op, wire: codec.format }, (sig) =>
+        algorithm === 'ring' ? compressedRing(this.ctx, buf as Float32Array, sig, codec, true) : compressedGather(this.ctx, buf as Float32Array, sig, codec),
+      );
+      return;
+    }
     await this.run('allReduce', buf, { op }, (sig) => (algorithm === 'ring' ? ringAllReduce : gatherAllReduce)(this.ctx, buf, sig));
   }
 
@@ -162,11 +176,19 @@ export class RingGroup implements ProcessGroup {
     return this.forced === 'auto' ? chooseAllReduce(bytes, this.worldSize, this.gatherBytes) : this.forced;
   }
 
-  async reduceScatter(buf: FloatArray, op: ReduceOp = 'sum'): Promise<void> {
+  async reduceScatter(buf: FloatArray, op: ReduceOp = 'sum', compression?: Compression): Promise<void> {
     checkFloat('reduceScatter', buf);
     checkOp('reduceScatter', op);
     // The all-reduce's algorithm for this size, so that the shard has exactly its bits.
     const algorithm = this.allReduceAlgorithm(buf.byteLength);
+    if (compression !== undefined) {
+      const codec = codecFor('reduceScatter', buf, compression);
+      const mine = shardRange(buf.length, this.worldSize, this.rank);
+      await this.run('reduceScatter', buf, { op, wire: codec.format }, (sig) =>
+        algorithm === 'ring' ? compressedRing(this.ctx, buf as Float32Array, sig, codec, false) : compressedGather(this.ctx, buf as Float32Array, sig, codec, mine),
+      );
+      return;
+    }
     await this.run('reduceScatter', buf, { op }, (sig) => (algorithm === 'ring' ? ringReduceScatter : gatherReduceScatter)(this.ctx, buf, sig));
   }
 
@@ -258,7 +280,7 @@ export class RingGroup implements ProcessGroup {
       if (!current()) return;
       const statuses = await this.control.probe(this.probeWindowMs());
       if (!current()) return;
-      const stall = describeStall(sig, this.rank, this.worldSize, `stalled after ${cause}`, statuses);
+      const stall = describeStall(sig, this.rank, this.worldSize, `stalled after ${cause}`, statuses, this.hostOf);
       if (stall.missing > 0) this.fail(new CommError(stall.message, stall.hint), true);
     } finally {
       this.suspecting = false;
@@ -273,7 +295,7 @@ export class RingGroup implements ProcessGroup {
   private async run<T>(
     kind: CollectiveKind,
     buf: NumericArray,
-    extra: { op?: ReduceOp; root?: number },
+    extra: { op?: ReduceOp; root?: number; wire?: Compression['format'] },
     body: (sig: Signature) => Promise<T>,
   ): Promise<T> {
     if (this.failure !== undefined) throw this.failure;
@@ -307,7 +329,7 @@ export class RingGroup implements ProcessGroup {
     if (this.state !== 'running' || this.last !== sig) return;
     const statuses = await this.control.probe(this.probeWindowMs());
     if (this.state !== 'running' || this.last !== sig) return; // finished while we asked
-    const { message, hint } = describeStall(sig, this.rank, this.worldSize, `timed out after ${this.timeoutMs / 1000} s`, statuses);
+    const { message, hint } = describeStall(sig, this.rank, this.worldSize, `timed out after ${this.timeoutMs / 1000} s`, statuses, this.hostOf);
     this.fail(new CommError(message, hint), true);
   }
 

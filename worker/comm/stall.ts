@@ -42,7 +42,8 @@ function absence(sig: Signature, status: RankStatus | undefined): string | undef
 /**
  * The CommError text for `sig` stalled on `self` (`what`: "timed out after 300 s", "stalled after
  * its connection from rank 2 closed"), given the peers' answers; `missing`: how many ranks did
- * not take part. A rank that closed its group after finishing `sig` took part.
+ * not take part. A rank that closed its group after finishing `sig` took part. `hostOf` names a
+ * rank's host ("10.77.0.12, node n2/1"), so that a dead link or host is found from any rank's error.
  */
 export function describeStall(
   sig: Signature,
@@ -50,12 +51,14 @@ export function describeStall(
   worldSize: number,
   what: string,
   statuses: ReadonlyMap<number, RankStatus>,
+  hostOf?: (rank: number) => string | undefined,
 ): { message: string; hint: string; missing: number } {
   const missing: string[] = [];
   for (let r = 0; r < worldSize; r++) {
     if (r === self) continue;
     const why = absence(sig, statuses.get(r));
-    if (why !== undefined) missing.push(`${r} (${why})`);
+    const host = hostOf?.(r);
+    if (why !== undefined) missing.push(`${r}${host === undefined ? '' : ` on ${host}`} (${why})`);
   }
   const head = `${describe(sig)} on rank ${self} ${what}`;
   if (missing.length === 0) {

@@ -8,13 +8,16 @@ const h: Header = { kind: 'allReduce', seq: 42, dtype: 'float32', count: 2_973_1
 test('header round trip', () => {
   const bytes = encodeHeader(h);
   assert.equal(bytes.byteLength, HEADER_BYTES);
-  assert.deepEqual(decodeHeader(bytes), { ...h, root: undefined });
+  assert.deepEqual(decodeHeader(bytes), { ...h, root: undefined, wire: undefined });
+  const compressed: Header = { ...h, wire: 'fp16' };
+  assert.deepEqual(decodeHeader(encodeHeader(compressed)), { ...compressed, root: undefined });
+  assert.equal(describe(compressed), '#42 allReduce(mean, float32[2973184] as fp16)');
   const b: Header = { kind: 'broadcast', seq: 1, dtype: 'uint8', count: 0, root: 7, step: 1, segment: 0 };
-  assert.deepEqual(decodeHeader(encodeHeader(b)), { ...b, op: undefined });
+  assert.deepEqual(decodeHeader(encodeHeader(b)), { ...b, op: undefined, wire: undefined });
   // Decoding works on a view that does not start at offset 0.
   const shifted = new Uint8Array(HEADER_BYTES + 3);
   shifted.set(encodeHeader(h), 3);
-  assert.deepEqual(decodeHeader(shifted.subarray(3)), { ...h, root: undefined });
+  assert.deepEqual(decodeHeader(shifted.subarray(3)), { ...h, root: undefined, wire: undefined });
 });
 
 test('malformed headers decode to undefined', () => {
@@ -22,7 +25,7 @@ test('malformed headers decode to undefined', () => {
   assert.equal(decodeHeader(good.subarray(1)), undefined, 'short');
   assert.equal(decodeHeader(new Uint8Array(HEADER_BYTES)), undefined, 'zeros');
   assert.equal(decodeHeader(new TextEncoder().encode('x'.repeat(HEADER_BYTES))), undefined, 'text');
-  for (const [offset, value] of [[0, 0x00], [4, 9], [5, 9], [6, 9], [7, 1]]) {
+  for (const [offset, value] of [[0, 0x00], [4, 9], [5, 9], [6, 9], [7, 3]]) {
     const bad = good.slice();
     bad[offset] = value;
     assert.equal(decodeHeader(bad), undefined, `byte ${offset} = ${value}`);

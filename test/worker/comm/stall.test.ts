@@ -35,3 +35,9 @@ test('status answers are validated', () => {
     assert.equal(isRankStatus(bad), false, JSON.stringify(bad));
   }
 });
+
+test('with hostOf, each missing rank is named with its host', () => {
+  const hosts = ['10.77.0.11, node n1/0', '10.77.0.12, node n2/1'];
+  const { message } = describeStall(sig, 0, 2, 'timed out after 5 s', new Map(), (r) => hosts[r]);
+  assert.match(message, /ranks that did not take part: 1 on 10\.77\.0\.12, node n2\/1 \(no answer/);
+});

@@ -72,6 +72,13 @@ async function ipv4(host: string): Promise<string> {
   }
 }
 
+/** "10.77.0.12, node n2/1": a peer's host, from its data endpoint (TCP) and its node id. */
+function hostOfPeer(p: PeerInfo | undefined): string | undefined {
+  if (p === undefined) return undefined;
+  const ip = /^tcp:\/\/(.+):\d+$/.exec(p.data.tcp)?.[1];
+  return `${ip ?? 'unknown address'}, node ${p.nodeId}`;
+}
+
 /** The local address the kernel would use to reach `ip` (a UDP "connect" sends nothing). */
 function localAddressToward(ip: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -250,6 +257,7 @@ export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Pro
       reducer: createReducer(opts.reducer),
       gatherBytes: opts.gatherBytes,
       allReduceAlgorithm: opts.allReduceAlgorithm,
+      hostOf: (r) => hostOfPeer(links.peers[r]),
     });
     // A lost ring connection (a neighbour died or closed) makes the group check at once whether
     // a collective in progress can still finish, instead of waiting for the timeout.

@@ -1,0 +1,177 @@
+/**
+ * Half-width wire formats (worker/comm/wire.ts) against an independent reference (the nearest
+ * value of the format's grid, ties to even, computed with float64 arithmetic), and the compressed
+ * ring (ring_compressed.ts) over in-memory groups: same bits on every rank, the documented
+ * rounding points, the exact tail, reduce-scatter = all-reduce's shard.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createMemoryGroups } from '../../../worker/comm/memory_group.js';
+import { shardRange } from '../../../worker/comm/chunks.js';
+import { f16BitsToF32, f32BitsToBf16, f32BitsToF16, roundTo, WireCodec, type WireFormat } from '../../../worker/comm/wire.js';
+
+const f32 = (bits: number): number => new Float32Array(new Uint32Array([bits >>> 0]).buffer)[0] as number;
+const bitsOf = (x: number): number => new Uint32Array(new Float32Array([x]).buffer)[0] as number;
+
+/** Nearest value with `mant` mantissa bits and minimum normal exponent `emin`, ties to even; max finite `maxFinite`. */
+function reference(x: number, mant: number, emin: number, maxFinite: number): number {
+  if (Number.isNaN(x) || !Number.isFinite(x) || x === 0) return x;
+  const a = Math.abs(x);
+  const e = Math.max(Math.floor(Math.log2(a)), emin);
+  let ulp = 2 ** (e - mant);
+  if (a / ulp >= 2 ** (mant + 1)) ulp *= 2; // log2 rounding at a power of two
+  const q = a / ulp;
+  const fl = Math.floor(q);
+  const r = q - fl > 0.5 || (q - fl === 0.5 && fl % 2 === 1) ? fl + 1 : fl;
+  const v = r * ulp;
+  // Past the largest finite value by half an ulp of the top binade: infinity.
+  const out = v > maxFinite ? Infinity : v;
+  return x < 0 ? -out : out;
+}
+
+function randomBits(n: number, seed: number): Uint32Array {
+  let s = seed >>> 0;
+  const out = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s;
+  }
+  return out;
+}
+
+describe('wire formats', () => {
+  it('bf16 and fp16 round to nearest even over random float32 bit patterns and edge values', () => {
+    const edges = [
+      0,
+      1,
+      65504,
+      65519.99,
+      65520,
+      65536,
+      2 ** -14,
+      2 ** -24,
+      2 ** -25,
+      1.5 * 2 ** -25,
+      3 * 2 ** -26,
+      1 + 2 ** -8,
+      1 + 3 * 2 ** -8,
+      1 + 2 ** -11,
+      3.4e38,
+      1e-40,
+    ];
+    const values = [...edges, ...edges.map((x) => -x), ...Array.from(randomBits(200_000, 7), f32)].map((x) => f32(bitsOf(x)));
+    let checked = 0;
+    for (const x of values) {
+      if (Number.isNaN(x)) {
+        assert.ok(Number.isNaN(roundTo('bf16', x)) && Number.isNaN(roundTo('fp16', x)));
+        continue;
+      }
+      const bf = reference(x, 7, -126, 3.3895313892515355e38);
+      const h = reference(x, 10, -14, 65504);
+      assert.equal(Object.is(roundTo('bf16', x), bf) || roundTo('bf16', x) === bf, true, `bf16(${x}) = ${roundTo('bf16', x)}, want ${bf}`);
+      assert.equal(roundTo('fp16', x) === h || Object.is(roundTo('fp16', x), h), true, `fp16(${x}) = ${roundTo('fp16', x)}, want ${h}`);
+      checked++;
+    }
+    assert.ok(checked > 190_000);
+    assert.equal(f32BitsToBf16(bitsOf(-Infinity)), 0xff80);
+    assert.equal(f32BitsToF16(bitsOf(Infinity)), 0x7c00);
+    for (let h = 0; h < 0x7c00; h++) assert.equal(f32BitsToF16(f16BitsToF32(h)), h, `half ${h} round trip`);
+  });
+
+  it("the codec's inlined encoders give the bits of f32BitsToBf16 and f32BitsToF16", () => {
+    const bits = randomBits(100_000, 3);
+    const src = new Float32Array(bits.buffer);
+    for (const [format, one] of [
+      ['bf16', f32BitsToBf16],
+      ['fp16', f32BitsToF16],
+    ] as const) {
+      const wire = new Uint16Array(new WireCodec(format, src.length).encode(src, { lo: 0, hi: src.length }).buffer);
+      for (let i = 0; i < bits.length; i++) assert.equal(wire[i], one(bits[i] as number), `${format} of bits ${bits[i]}`);
+    }
+  });
+
+  it('a codec with an exact tail sends the tail at float32 and the rest at 2 bytes', () => {
+    const codec = new WireCodec('bf16', 10, 1);
+    assert.equal(codec.bytes({ lo: 0, hi: 10 }), 9 * 2 + 4);
+    assert.equal(codec.bytes({ lo: 5, hi: 9 }), 8);
+    const src = Float32Array.from({ length: 10 }, (_, i) => 1 / 3 + i);
+    const out = new Float32Array(10);
+    codec.decode(codec.encode(src, { lo: 0, hi: 10 }), { lo: 0, hi: 10 }, out);
+    for (let i = 0; i < 9; i++) assert.equal(out[i], roundTo('bf16', src[i] as number));
+    assert.equal(out[9], src[9], 'the tail keeps every bit');
+  });
+});
+
+/** What the compressed ring computes for chunk owner `owner`, in the documented order. */
+function ringReference(format: WireFormat, inputs: Float32Array[], i: number, owner: number, mean: boolean): number {
+  const n = inputs.length;
+  // Chunk c is started by rank c + 1 and travels right, ending at its owner c.
+  let wire = roundTo(format, inputs[(owner + 1) % n][i] as number);
+  let sum = 0;
+  for (let k = 2; k <= n; k++) {
+    sum = Math.fround(wire + (inputs[(owner + k) % n][i] as number));
+    if (k < n) wire = roundTo(format, sum);
+  }
+  return roundTo(format, mean ? Math.fround(sum / n) : sum);
+}
+
+describe('compressed all-reduce (in-memory ranks)', () => {
+  for (const [format, n, count, algorithm] of [
+    ['bf16', 3, 10_001, 'ring'],
+    ['fp16', 4, 30_001, 'ring'],
+    ['bf16', 3, 101, 'gather'],
+  ] as const) {
+    it(`${format}, ${n} ranks, ${count} floats (${algorithm}): every rank the same bits, rounded where documented, close to the float64 sum`, async () => {
+      const inputs = Array.from({ length: n }, (_, r) => Float32Array.from(randomBits(count, 11 + r), (b) => ((b % 20001) - 10000) / 7777));
+      const groups = createMemoryGroups(n, { segmentBytes: 4096, collectiveTimeoutMs: 5000 });
+      const bufs = inputs.map((x) => x.slice());
+      const scattered = inputs.map((x) => x.slice());
+      try {
+        await Promise.all(groups.map((g, r) => g.allReduce(bufs[r], 'mean', { format })));
+        await Promise.all(groups.map((g, r) => g.reduceScatter(scattered[r], 'mean', { format })));
+      } finally {
+        await Promise.all(groups.map((g) => g.close()));
+      }
+      for (let r = 1; r < n; r++) assert.deepEqual(Buffer.from(bufs[r].buffer), Buffer.from(bufs[0].buffer), `rank ${r} differs from rank 0`);
+      assert.equal(groups[0].allReduceAlgorithm(count * 4), algorithm);
+      const tol = format === 'bf16' ? 2 ** -6 : 2 ** -9;
+      for (let i = 0; i < count; i++) {
+        const exact = inputs.reduce((s, x) => s + (x[i] as number), 0) / n;
+        assert.ok(Math.abs((bufs[0][i] as number) - exact) <= tol * Math.max(1, Math.abs(exact)), `element ${i}: ${bufs[0][i]} vs ${exact}`);
+        assert.equal(bufs[0][i], roundTo(format, bufs[0][i] as number), 'every result is a 16-bit value');
+      }
+      if (algorithm === 'ring') {
+        for (let owner = 0; owner < n; owner++) {
+          const { lo, hi } = shardRange(count, n, owner);
+          for (let i = lo; i < hi; i += 97) assert.equal(bufs[0][i], ringReference(format, inputs, i, owner, true), `element ${i} of chunk ${owner}`);
+        }
+      }
+      for (let r = 0; r < n; r++) {
+        const { lo, hi } = shardRange(count, n, r);
+        assert.deepEqual(scattered[r].subarray(lo, hi), bufs[0].subarray(lo, hi), `rank ${r}'s reduce-scatter shard = the all-reduce's`);
+        assert.deepEqual(scattered[r].subarray(0, lo), inputs[r].subarray(0, lo), 'the rest of the buffer is left as it was');
+      }
+    });
+  }
+
+  it('keeps the exact tail at float32 and fails with both named when ranks disagree on the format', async () => {
+    const groups = createMemoryGroups(2, { collectiveTimeoutMs: 5000, allReduceAlgorithm: 'ring' });
+    try {
+      const bufs = [Float32Array.from([1, 2, 1 / 3]), Float32Array.from([1, 2, 1 / 7])];
+      await Promise.all(groups.map((g, r) => g.allReduce(bufs[r], 'sum', { format: 'bf16', exactTail: 1 })));
+      assert.equal(bufs[0][2], Math.fround(Math.fround(1 / 3) + Math.fround(1 / 7)));
+      assert.deepEqual(bufs[0], bufs[1]);
+      const results = await Promise.allSettled([
+        groups[0].allReduce(new Float32Array(8), 'sum', { format: 'bf16' }),
+        groups[1].allReduce(new Float32Array(8), 'sum'),
+      ]);
+      const messages = results.map((r) => (r.status === 'rejected' ? String(r.reason.message) : 'resolved'));
+      assert.ok(
+        messages.some((m) => /collective mismatch: .*float32\[8\] as bf16.*float32\[8\]\)|collective mismatch: .*float32\[8\]\).*as bf16/.test(m)),
+        messages.join(' | '),
+      );
+    } finally {
+      await Promise.all(groups.map((g) => g.close()));
+    }
+  });
+});
