@@ -95,3 +95,29 @@ test('authentication: only clients with the run secret get messages through', as
     unregister();
   }
 });
+
+test('authentication: a receive already waiting gets a large first message of an authenticated peer, not EAGAIN', async () => {
+  // The ring's receive waits on the PULL before the left neighbour sends [header, payload]; a
+  // payload that arrives over several reads must not wake it early (it used to fail with
+  // "Operation was not possible or timed out", see zmq.ts on the ZAP user id).
+  const auth: Auth = { domain: 'test-early-receive', token: tokenFor('secret') };
+  const unregister = await registerAuth(auth, () => {});
+  const pull = new Pull({ ...serverOptions(auth), linger: 0 });
+  const push = new Push({ ...clientOptions(auth), linger: 0 });
+  try {
+    const ep = await bindTcp(pull, '127.0.0.1');
+    push.connect(ep);
+    for (let i = 0; i < 5; i++) {
+      const received = pull.receive();
+      const payload = new Uint8Array(8 << 20).fill(i);
+      await push.send([encodeHeader({ ...header, seq: i }), payload]);
+      const frames = await received;
+      assert.equal(frames.length, 2);
+      assert.equal(frames[1].byteLength, payload.byteLength);
+    }
+  } finally {
+    pull.close();
+    push.close();
+    unregister();
+  }
+});
