@@ -27,7 +27,7 @@ test('the transport drops malformed messages, logs them, and returns the next go
     const payload = new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer);
     await transport.send(header, payload);
     const m = await transport.receive();
-    assert.deepEqual(m.header, { ...header, root: undefined });
+    assert.deepEqual(m.header, { ...header, root: undefined, wire: undefined });
     assert.deepEqual(new Float32Array(m.payload.buffer, m.payload.byteOffset, 4), new Float32Array([1, 2, 3, 4]));
     assert.equal(warnings.length, 3);
     assert.match(warnings[0], /dropped a malformed message of 1 frame\(s\) \(1 so far\)/);
