@@ -49,13 +49,28 @@ type Warn = (message: string) => void;
 class ZapHandler {
   private readonly domains = new Map<string, { token: Buffer; warn: Warn }>();
   private socket: Reply | undefined;
+  private bound: Promise<void> = Promise.resolve();
 
   async register(auth: Auth, warn: Warn): Promise<() => void> {
     this.domains.set(auth.domain, { token: Buffer.from(auth.token), warn });
     if (this.socket === undefined) {
-      this.socket = new Reply({ linger: 0 });
-      await this.socket.bind('inproc://zeromq.zap.01');
-      void this.serve(this.socket);
+      const socket = new Reply({ linger: 0 });
+      this.socket = socket;
+      this.bound = bindZap(socket).then(
+        () => void this.serve(socket),
+        (e: unknown) => {
+          socket.close();
+          if (this.socket === socket) this.socket = undefined;
+          throw e;
+        },
+      );
+    }
+    // Every registration waits for the bind: a group's sockets must not accept peers before it.
+    try {
+      await this.bound;
+    } catch (e) {
+      this.domains.delete(auth.domain);
+      throw e;
     }
     return () => {
       this.domains.delete(auth.domain);
@@ -89,7 +104,30 @@ class ZapHandler {
     if (String(mechanism) !== 'PLAIN' || user === undefined || password === undefined) return deny(`mechanism ${String(mechanism)} is not PLAIN`);
     const ok = String(user) === PLAIN_USER && password.length === group.token.length && timingSafeEqual(password, group.token);
     if (!ok) return deny('wrong credentials (not started with this run\'s secret)');
-    return [version, id, Buffer.from('200'), Buffer.from('OK'), Buffer.from(PLAIN_USER), Buffer.alloc(0)];
+    // User id empty: libzmq queues a non-empty one as a "credential" message ahead of the
+    // connection's first message, and a waiting receive is woken for it (ZMQ_EVENTS says POLLIN)
+    // while the first message is still incomplete (the ring's [header, payload], a large payload
+    // arriving over several reads); zmq_msg_recv skips the credential, finds nothing whole and
+    // zeromq.js rejects the receive with EAGAIN ("Operation was not possible or timed out").
+    // Nothing here reads the user id: every accepted peer is a rank of this run.
+    return [version, id, Buffer.from('200'), Buffer.from('OK'), Buffer.alloc(0), Buffer.alloc(0)];
+  }
+}
+
+/**
+ * Bind the ZAP endpoint. A handler closed a moment ago (the last group of this process closed,
+ * and a new one starts) still holds the inproc name until libzmq's reaper thread has released it,
+ * so EADDRINUSE is retried for up to ~1 s.
+ */
+async function bindZap(socket: Reply): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await socket.bind('inproc://zeromq.zap.01');
+      return;
+    } catch (e) {
+      if ((e as { code?: unknown }).code !== 'EADDRINUSE' || attempt >= 100) throw e;
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
 }
 

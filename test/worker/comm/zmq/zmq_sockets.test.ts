@@ -27,7 +27,7 @@ test('the transport drops malformed messages, logs them, and returns the next go
     const payload = new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer);
     await transport.send(header, payload);
     const m = await transport.receive();
-    assert.deepEqual(m.header, { ...header, root: undefined });
+    assert.deepEqual(m.header, { ...header, root: undefined, wire: undefined });
     assert.deepEqual(new Float32Array(m.payload.buffer, m.payload.byteOffset, 4), new Float32Array([1, 2, 3, 4]));
     assert.equal(warnings.length, 3);
     assert.match(warnings[0], /dropped a malformed message of 1 frame\(s\) \(1 so far\)/);
@@ -92,6 +92,32 @@ test('authentication: only clients with the run secret get messages through', as
     assert.ok(warnings.some((w) => /refused a connection from 127\.0\.0\.1: wrong credentials/.test(w)), warnings.join('\n'));
   } finally {
     for (const s of [pull, stranger, member]) s.close();
+    unregister();
+  }
+});
+
+test('authentication: a receive already waiting gets a large first message of an authenticated peer, not EAGAIN', async () => {
+  // The ring's receive waits on the PULL before the left neighbour sends [header, payload]; a
+  // payload that arrives over several reads must not wake it early (it used to fail with
+  // "Operation was not possible or timed out", see zmq.ts on the ZAP user id).
+  const auth: Auth = { domain: 'test-early-receive', token: tokenFor('secret') };
+  const unregister = await registerAuth(auth, () => {});
+  const pull = new Pull({ ...serverOptions(auth), linger: 0 });
+  const push = new Push({ ...clientOptions(auth), linger: 0 });
+  try {
+    const ep = await bindTcp(pull, '127.0.0.1');
+    push.connect(ep);
+    for (let i = 0; i < 5; i++) {
+      const received = pull.receive();
+      const payload = new Uint8Array(8 << 20).fill(i);
+      await push.send([encodeHeader({ ...header, seq: i }), payload]);
+      const frames = await received;
+      assert.equal(frames.length, 2);
+      assert.equal(frames[1].byteLength, payload.byteLength);
+    }
+  } finally {
+    pull.close();
+    push.close();
     unregister();
   }
 });
