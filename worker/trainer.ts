@@ -25,7 +25,7 @@
  * (observe/profiler.ts; sequential on the loop's one thread) and rank 0 writes the merged trace at the end.
  */
 import { MEMBERSHIP_CHANGE_VAR, type WorkerEnv } from '../shared/env.js';
-import { quietConsole, type Logger } from '../shared/logging.js';
+import { logFileFailure, quietConsole, type Logger } from '../shared/logging.js';
 import type { MetricsRecord } from '../shared/metrics.js';
 import { allGatherJson, type ProcessGroup } from './comm/process_group.js';
 import { gptConfigOf, type TrainConfig } from './config.js';
@@ -109,6 +109,8 @@ export async function train(run: TrainRun): Promise<TrainResult> {
   }
   // Only a run that got here has a trace worth writing; every rank takes part.
   if (profilePath !== null) await writeProfile(run, profiler, profilePath);
+  // Lines written since the last evaluation (rank 0's file only).
+  throwLogFileFailure(run.logger);
   return result;
 }
 
@@ -192,8 +194,13 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
       run_id: run.env.runId,
     };
     metrics.push(record);
-    metricsLog.append(record);
     say(formatEvalLine(record, cfg.numSteps));
+    // Rank 0's files; a failed write (a full disk) stops every rank together, naming the file.
+    await rootDecides(pg, () => {
+      metricsLog.append(record);
+      throwLogFileFailure(logger);
+      return null;
+    });
     return record;
   };
   try {
@@ -282,6 +289,12 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
 function membershipLine(change: string, cfg: TrainRun['cfg'], step: number): string {
   if (step > 0) return `${change} at step ${step}, resumed from checkpoint ${cfg.checkpointPath}`;
   return `${change} at step 0: ${cfg.resume ? `no checkpoint at ${cfg.checkpointPath} yet` : '--resume was not given'}, starting afresh`;
+}
+
+/** A failed write to the log file (rank 0's; a full disk) ends the run, naming the file. */
+function throwLogFileFailure(logger: Logger): void {
+  const failure = logFileFailure(logger);
+  if (failure !== undefined) throw failure;
 }
 
 /** What a restarted attempt says first: which attempt, and where it continues from. */
