@@ -107,13 +107,17 @@ export function attachLogFile(logger: Logger, file: string): void {
   } catch (e) {
     throw new FileError(`cannot create the directory of the log file ${file}: ${(e as Error).message}`, 'pass a --log-file in a writable directory');
   }
-  logger.add(new SyncFileTransport(file, { level: 'info', format: winston.format.combine(winston.format.timestamp(), fileLine) }));
+  const transport = new SyncFileTransport(file, { level: 'info', format: winston.format.combine(winston.format.timestamp(), fileLine) });
+  logger.add(transport);
+  logFiles.set(logger, transport);
 }
+
+/** Each logger's file transport (winston forgets its transports once the logger has ended). */
+const logFiles = new WeakMap<Logger, SyncFileTransport>();
 
 /** The first failed write to the logger's file, as a FileError naming it; undefined while all is well. */
 export function logFileFailure(logger: Logger): FileError | undefined {
-  for (const t of logger.transports) if (t instanceof SyncFileTransport && t.failure !== undefined) return t.failure;
-  return undefined;
+  return logFiles.get(logger)?.failure;
 }
 
 /** End the logger and resolve when every transport has flushed (the file is complete). */

@@ -66,6 +66,8 @@ export interface TrainConfig {
   readonly profile: string | null;
   /** A NaN or infinite loss or gradient: stop the run, or skip that optimizer step (numerics.ts). */
   readonly onNonfinite: NonFiniteMode;
+  /** With --on-nonfinite skip: this many skipped optimizer steps in a row end the run. */
+  readonly maxConsecutiveSkips: number;
   /** A failed checkpoint write: warn and train on instead of stopping. */
   readonly tolerateCheckpointErrors: boolean;
 }
@@ -117,6 +119,7 @@ const OPTIONS = {
   collectiveTimeoutS: { flag: 'collective-timeout', kind: 'float', default: 300, describe: 'seconds a collective waits for its peers' },
   profile: { flag: 'profile', kind: 'string', default: null, describe: 'write a Chrome trace of each rank\'s step phases to this .json file' },
   onNonfinite: { flag: 'on-nonfinite', kind: 'string', default: 'stop', choices: ['stop', 'skip'], describe: 'a NaN/infinite loss or gradient: stop the run, or skip that optimizer step' },
+  maxConsecutiveSkips: { flag: 'max-consecutive-skips', kind: 'posint', default: 5, describe: 'with --on-nonfinite skip: this many skipped steps in a row end the run' },
   tolerateCheckpointErrors: { flag: 'tolerate-checkpoint-errors', kind: 'bool', default: false, describe: 'a failed checkpoint write warns and training goes on' },
 } as const satisfies Record<Exclude<keyof TrainConfig, 'program' | 'metricsFile'>, OptionSpec>;
 

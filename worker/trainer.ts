@@ -44,7 +44,7 @@ import { checkTracePath, gatherEvents, mergeTraces, peakRssMb, Profiler, writeTr
 import { createProgress, RateMeter } from './observe/progress.js';
 import { checkSamplerState, removeStaleCheckpointTemps, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { initBackend, type BackendInfo } from './tf.js';
-import { checkStep } from './numerics.js';
+import { checkFiniteState, checkStep, SkipStreak } from './numerics.js';
 import { TestHooks } from './test_hooks.js';
 import { ShardedAdamW } from './zero.js';
 
@@ -139,7 +139,10 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
   /** Steps whose update --on-nonfinite skip dropped: optimizer.stepCount = step - skippedSteps. */
   let skippedSteps = 0;
   let tokensSeen = 0;
+  // The loss of the last optimizer step taken (checkpointed), and that of the last step, taken or skipped (reported).
   let trainLoss = Number.NaN;
+  let stepLoss = Number.NaN;
+  const skips = new SkipStreak(cfg.maxConsecutiveSkips);
   let samplerState: SamplerState = { epoch: 0, position: 0 };
   if (pg.rank === 0) removeStaleCheckpointTemps(cfg.checkpointPath, logger);
   if (cfg.resume) {
@@ -153,6 +156,7 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
       samplerState = rescaleSamplerState(restored.sampler, restored.worldSize, pg.worldSize);
     }
   }
+  stepLoss = trainLoss;
   if (run.env.restartCount > 0) logger.info(attemptLine(run, step));
   const change = process.env[MEMBERSHIP_CHANGE_VAR];
   if (change !== undefined && change !== '') logger.info(membershipLine(change, cfg, step));
@@ -183,7 +187,9 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
     const val = await evaluate(model, dataset.val, cfg.batchSize, pg);
     const record: MetricsRecord = {
       step,
-      train_loss: trainLoss,
+      // A non-finite loss is written as null (JSON has no NaN).
+      train_loss: stepLoss,
+      ...(skips.lastSkipped ? { skipped: true } : {}),
       val_loss: val.loss,
       val_ppl: val.ppl,
       val_tokens: val.tokens,
@@ -246,8 +252,9 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
         const { mine, finite } = await profiler.span('allreduce', () => averageGradientShards(pg, gb));
         nonFinite = await checkStep(pg, step, mine, gb, cfg.onNonfinite, finite);
       }
+      stepLoss = gb.loss;
       if (nonFinite === undefined) {
-        trainLoss = gb.loss;
+        trainLoss = stepLoss;
         profiler.begin('optimizer');
         if (zero === undefined) {
           optimizer.step(params, gb.grads);
@@ -264,14 +271,18 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
         skippedSteps += 1;
         if (pg.rank === 0) logger.warn(`${nonFinite}; skipped this optimizer step (--on-nonfinite skip)`);
       }
+      skips.record(step, nonFinite);
       tokensSeen += tokensPerStep;
       throughput.add(tokensPerStep, (performance.now() - stepStart) / 1000);
 
       const last = step === cfg.numSteps;
       let valPpl: number | undefined;
       if (step % cfg.evalInterval === 0 || last) valPpl = (await profiler.span('eval', evalAndLog)).val_ppl;
-      progress.update(step, { tokensPerSec: throughput.rate(), trainLoss, valPpl });
+      progress.update(step, { tokensPerSec: throughput.rate(), trainLoss: stepLoss, valPpl });
       if (step % cfg.checkpointInterval === 0 || last) {
+        // The same decision on every rank: the weights are replicated (without ZeRO the moments too).
+        const moments: Record<string, Float32Array> = zero === undefined ? { 'AdamW first moments': optimizer.m, 'AdamW second moments': optimizer.v } : {};
+        checkFiniteState(step, { weights: params, ...moments });
         // With --zero 1 the whole optimizer state is gathered to rank 0 first (a collective).
         const whole = zero === undefined ? optimizer : await zero.consolidate();
         const state = { step, skippedSteps, params, optimizer: whole, sampler: stream.state(), worldSize: pg.worldSize, tokensSeen, trainLoss };

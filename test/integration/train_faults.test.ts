@@ -72,6 +72,46 @@ describe('non-finite gradients', () => {
   });
 });
 
+describe('--on-nonfinite skip, bounded (issue 13, #7)', () => {
+  it('--lr 1e10: every step after the first is skipped; the 5th skip in a row stops both ranks; skipped steps are logged as such; no checkpoint', async () => {
+    const dir = join(root, 'skip-streak');
+    const ckpt = join(dir, 'ckpt.safetensors');
+    const r = await run(dir, 2, ['--lr', '1e10', '--num-steps', '6', '--eval-interval', '1', '--checkpoint-path', ckpt, '--on-nonfinite', 'skip']);
+    for (const e of r.exits) {
+      assert.equal(e.code, 1, `rank ${e.rank}: ${e.stderr}`);
+      assert.match(e.stderr, /5 optimizer steps in a row were skipped \(steps 2-6\) on non-finite losses or gradients; the last: non-finite loss or gradient at step 6: .*\(the model is not training: lower --lr/);
+      assert.doesNotMatch(e.stderr, /    at /);
+    }
+    assert.equal(existsSync(ckpt), false, 'no checkpoint of a model that does not train');
+    // Step 1 trained; steps 2-5 were skipped and say so, with the loss they had (not step 1's).
+    assert.deepEqual(r.metrics.map((m) => [m.step, m.skipped ?? false]), [[1, false], [2, true], [3, true], [4, true], [5, true]]);
+    assert.ok(Number.isFinite(r.metrics[0]?.train_loss));
+    for (const m of r.metrics.slice(1)) assert.notEqual(m.train_loss, r.metrics[0]?.train_loss, 'not the stale loss of step 1');
+    assert.match(r.log, /step 2\/6 \| train loss \S+ \(step skipped\) \| val loss/);
+  });
+
+  it('--max-consecutive-skips 2 stops at the second skip in a row', async () => {
+    const dir = join(root, 'skip-streak-2');
+    const r = await run(dir, 2, ['--lr', '1e10', '--num-steps', '6', '--eval-interval', '6', '--checkpoint-path', join(dir, 'c.safetensors'),
+      '--on-nonfinite', 'skip', '--max-consecutive-skips', '2']);
+    for (const e of r.exits) {
+      assert.equal(e.code, 1, `rank ${e.rank}: ${e.stderr}`);
+      assert.match(e.stderr, /2 optimizer steps in a row were skipped \(steps 2-3\)/);
+    }
+  });
+
+  it('weights that overflowed to infinity are never checkpointed', async () => {
+    const dir = join(root, 'inf-weights');
+    const ckpt = join(dir, 'ckpt.safetensors');
+    const r = await run(dir, 2, ['--lr', '1e39', '--num-steps', '2', '--checkpoint-interval', '1', '--checkpoint-path', ckpt, '--on-nonfinite', 'skip']);
+    for (const e of r.exits) {
+      assert.equal(e.code, 1, `rank ${e.rank}: ${e.stderr}`);
+      assert.match(e.stderr, /the weights at step 1 are not finite \(-?Infinity at index \d+\): the checkpoint was not saved/);
+    }
+    assert.equal(existsSync(ckpt), false);
+  });
+});
+
 describe('unwritable checkpoint path', () => {
   it('under a regular file: both ranks stop with the path and the fix named', async () => {
     const dir = join(root, 'ckpt-stop');

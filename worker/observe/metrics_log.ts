@@ -12,7 +12,7 @@ import type { MetricsRecord } from '../../shared/metrics.js';
 
 export function formatEvalLine(r: MetricsRecord, numSteps: number): string {
   return (
-    `step ${r.step}/${numSteps} | train loss ${r.train_loss.toFixed(6)} | val loss ${r.val_loss.toFixed(6)} | ` +
+    `step ${r.step}/${numSteps} | train loss ${r.train_loss.toFixed(6)}${r.skipped ? ' (step skipped)' : ''} | val loss ${r.val_loss.toFixed(6)} | ` +
     `val ppl ${r.val_ppl.toFixed(3)} | amp: false`
   );
 }
@@ -25,7 +25,7 @@ export interface EvalLine {
   readonly valPpl: number;
 }
 
-const EVAL_LINE = /step (\d+)\/(\d+) \| train loss (\S+) \| val loss (\S+) \| val ppl (\S+) \| amp: false/;
+const EVAL_LINE = /step (\d+)\/(\d+) \| train loss (\S+)(?: \(step skipped\))? \| val loss (\S+) \| val ppl (\S+) \| amp: false/;
 
 /** The eval line inside `line` (a log line may carry a timestamp and level first), or undefined. */
 export function parseEvalLine(line: string): EvalLine | undefined {
