@@ -31,19 +31,16 @@ export interface MetricsRecord {
   readonly run_id?: string;
 }
 
-const NUMERIC = ['step', 'val_tokens', 'tokens_seen', 'elapsed_s', 'world_size'] as const;
+const NUMERIC = ['step', 'train_loss', 'val_loss', 'val_ppl', 'val_tokens', 'tokens_seen', 'elapsed_s', 'world_size'] as const;
 /** Numbers, or null where the value was not finite. */
-const LOSSES = ['train_loss', 'val_loss', 'val_ppl'] as const;
+const LOSSES: ReadonlySet<string> = new Set(['train_loss', 'val_loss', 'val_ppl']);
 
 /** Validate one parsed line; returns a description of what is wrong, or undefined if valid. */
 export function metricsRecordProblem(value: unknown): string | undefined {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object';
   const r = value as Record<string, unknown>;
   for (const key of NUMERIC) {
-    if (typeof r[key] !== 'number') return `field "${key}" is missing or not a number`;
-  }
-  for (const key of LOSSES) {
-    if (typeof r[key] !== 'number' && r[key] !== null) return `field "${key}" is missing or not a number`;
+    if (typeof r[key] !== 'number' && !(r[key] === null && LOSSES.has(key))) return `field "${key}" is missing or not a number`;
   }
   if (typeof r.backend !== 'string') return 'field "backend" is missing or not a string';
   if (r.run_id !== undefined && typeof r.run_id !== 'string') return 'field "run_id" is not a string';
