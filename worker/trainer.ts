@@ -43,7 +43,8 @@ import { ADAMW_DEFAULTS, AdamW } from './optim.js';
 import { checkTracePath, gatherEvents, mergeTraces, peakRssMb, Profiler, writeTrace } from './observe/profiler.js';
 import { createProgress, RateMeter } from './observe/progress.js';
 import { checkSamplerState, removeStaleCheckpointTemps, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { initBackend, type BackendInfo } from './tf.js';
+import { initBackend, wasmHeapBytes, type BackendInfo } from './tf.js';
+import { checkMemory, memoryLine } from './memory.js';
 import { checkFiniteState, checkStep, SkipStreak } from './numerics.js';
 import { TestHooks } from './test_hooks.js';
 import { ShardedAdamW } from './zero.js';
@@ -89,6 +90,8 @@ export async function train(run: TrainRun): Promise<TrainResult> {
   if (profilePath !== null) await rootDecides(pg, () => checkTracePath(profilePath).then(() => null));
   const profiler = new Profiler(pg.rank, profilePath !== null);
   const backend = await initBackend(cfg.backend);
+  // A config that cannot fit stops here, on every rank alike, before anything big is allocated.
+  const memory = checkMemory(cfg, backend.name, run.env.localWorldSize);
   // Every rank's backend, with the reason for any fallback, goes into rank 0's header.
   const backends = await allGatherJson(pg, backend);
 
@@ -109,6 +112,7 @@ export async function train(run: TrainRun): Promise<TrainResult> {
   }
   // Only a run that got here has a trace worth writing; every rank takes part.
   if (profilePath !== null) await writeProfile(run, profiler, profilePath);
+  run.logger.info(memoryLine(memory, process.resourceUsage().maxRSS * 1024, wasmHeapBytes()));
   // Lines written since the last evaluation (rank 0's file only).
   throwLogFileFailure(run.logger);
   return result;

@@ -159,3 +159,19 @@ describe('unwritable checkpoint path', () => {
     assert.equal(meta(kept).step, '2');
   });
 });
+
+describe('a config that cannot fit (issue 13, #5)', () => {
+  it('--batch-size 512 at the defaults on wasm: both ranks refuse it at start in one line with the estimate, nothing trained', async () => {
+    const dir = join(root, 'too-big');
+    mkdirSync(dir, { recursive: true });
+    const group = spawnWorkers('worker/train_ddp.ts', 2, ['--batch-size', '512', '--backend', 'wasm', '--num-steps', '2',
+      '--log-file', join(dir, 'train.log'), '--checkpoint-path', join(dir, 'c.safetensors')], { masterPort: await freePort() });
+    for (const e of await group.exited) {
+      assert.equal(e.code, 2, `rank ${e.rank}: ${e.stderr}`);
+      assert.match(e.stderr, /this config \(2,973,184 parameters, batch 512 x 32 tokens, vocab 10000\) needs about [\d.]+ GiB of tensors per training step, more than the wasm backend's 4 GiB heap \(lower --batch-size or --vocab-size/);
+      assert.doesNotMatch(e.stderr, /    at |RuntimeError/);
+      assert.doesNotMatch(e.stdout, /step 1\//);
+    }
+    assert.equal(existsSync(join(dir, 'c.safetensors')), false);
+  });
+});
