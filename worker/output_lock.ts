@@ -6,8 +6,10 @@
  * The lock file holds JSON {pid, host, runId, since}. A second run finds it and stops with one line
  * naming the holder. A lock left by a run that died without removing it (SIGKILL, power loss) is
  * stale: if its host is this host and its pid is not alive, the next run takes it over (and says
- * so). A lock of another host cannot be checked from here: the message says to delete it by hand if
- * that run is gone. (The take-over is remove-then-create; two runs taking over the same stale lock
+ * so, unless it was an earlier attempt of the same run, restarted by the launcher). A lock of
+ * another host cannot be checked from here: the message says to delete it by hand if that run is
+ * gone. SIGINT, SIGTERM and SIGHUP (Ctrl-C, the launcher stopping its workers) remove the locks
+ * before the process ends by that signal, so only SIGKILL and crashes leave stale ones. (The take-over is remove-then-create; two runs taking over the same stale lock
  * in the same instant may both succeed — a window of microseconds that we accept.)
  */
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
@@ -54,12 +56,22 @@ function describeHolder(h: LockHolder): string {
   return `run ${h.runId} (pid ${h.pid} on ${h.host}, since ${h.since})`;
 }
 
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 /** Locks held by this process; release() removes them (idempotent). */
 export class OutputLock {
+  private readonly onSignal = (signal: NodeJS.Signals): void => {
+    this.release();
+    // Die by the signal, as without us, unless someone else handles it (they decide how to end).
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+  };
+
   private constructor(
     readonly files: readonly string[],
     private readonly holder: LockHolder,
-  ) {}
+  ) {
+    for (const s of SIGNALS) process.once(s, this.onSignal);
+  }
 
   /**
    * Lock every path of `paths` (`<path>.lock`), all or none. `flags[i]` names paths[i] in messages.
@@ -85,6 +97,7 @@ export class OutputLock {
 
   /** Remove the lock files that are still ours. */
   release(): void {
+    for (const s of SIGNALS) process.removeListener(s, this.onSignal);
     for (const f of this.files) {
       const h = readHolder(f);
       if (h !== 'gone' && h !== undefined && h.pid === this.holder.pid && h.host === this.holder.host) rmSync(f, { force: true });
@@ -123,7 +136,8 @@ function takeOne(lockPath: string, flag: string, path: string, me: LockHolder, w
       if (alive(h.pid) && h.pid !== me.pid) {
         throw new ConfigError(`${flag} ${path} is in use by ${describeHolder(h)}`, `wait for that run to end, or pick another ${flag}`);
       }
-      warn(`${flag} ${path}: taking over the stale lock of ${describeHolder(h)}, which is no longer running`);
+      // An earlier attempt of this run (the launcher restarted the group) is expected: no warning.
+      if (h.runId !== me.runId) warn(`${flag} ${path}: taking over the stale lock of ${describeHolder(h)}, which is no longer running`);
       rmSync(lockPath, { force: true });
       continue;
     }

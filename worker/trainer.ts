@@ -228,6 +228,9 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler }
     const throughput = new RateMeter();
     const hooks = TestHooks.read();
     while (step < cfg.numSteps) {
+      // A world of one awaits nothing that is not already resolved: without a turn of the event
+      // loop per step its signal handlers (SIGTERM: remove the output locks) would never run.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       step += 1;
       hooks.atStepStart(step, pg.rank, run.env.restartCount);
       await hooks.holdAt(step, pg.rank);

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
@@ -91,7 +91,7 @@ describe('a full disk', () => {
 });
 
 describe('two runs on the same paths', () => {
-  it('the second is refused naming the holder; after the holder dies its stale lock is taken over; the lock is gone at the end', async () => {
+  it('the second is refused naming the holder; SIGTERM ends the holder and removes its locks', async () => {
     const dir = join(root, 'locked');
     const args = ['--log-file', join(dir, 'train.log'), '--checkpoint-path', join(dir, 'ckpt.safetensors')];
     const lockFile = join(dir, 'train.log.lock');
@@ -104,14 +104,25 @@ describe('two runs on the same paths', () => {
       const second = await run(2, [...args.slice(0, 2), '--checkpoint-path', join(dir, 'other.safetensors'), '--num-steps', '2']);
       assertRefused(second, new RegExp(`--log-file .*train.log is in use by run ${holder.runId} \\(pid ${holder.pid} on .*, since .*\\) \\(wait for that run to end, or pick another --log-file\\)`));
       assert.equal(existsSync(join(dir, 'other.safetensors.lock')), false, 'the refused run left no lock behind');
+      first.children[0]?.kill('SIGTERM');
+      const [exit] = await first.exited;
+      assert.equal(exit?.signal, 'SIGTERM', 'still ends by the signal');
     } finally {
       first.kill();
       await first.exited;
     }
-    assert.equal(existsSync(lockFile), true, 'SIGKILL left the lock behind');
-    const third = await run(1, [...args, '--num-steps', '2']);
-    assert.equal(third[0]?.code, 0, third[0]?.stderr);
-    assert.match(third[0]?.stderr ?? '', /WARN: --log-file .*train.log: taking over the stale lock of run .* \(pid \d+ on .*\), which is no longer running/);
+    assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.lock')), [], 'SIGTERM removed the locks');
+  });
+
+  it('a stale lock of a dead pid (a SIGKILLed run) is taken over with a warning; the lock is gone at the end', async () => {
+    const dir = join(root, 'stale');
+    mkdirSync(dir, { recursive: true });
+    const dead = spawnSync('true').pid ?? 999_999;
+    const stale = { pid: dead, host: hostname(), runId: 'killed-run', since: '2026-01-01T00:00:00.000Z' };
+    writeFileSync(join(dir, 'ckpt.safetensors.lock'), JSON.stringify(stale));
+    const exits = await run(1, ['--log-file', join(dir, 'train.log'), '--checkpoint-path', join(dir, 'ckpt.safetensors'), '--num-steps', '2']);
+    assert.equal(exits[0]?.code, 0, exits[0]?.stderr);
+    assert.match(exits[0]?.stderr ?? '', new RegExp(`WARN: --checkpoint-path .*ckpt.safetensors: taking over the stale lock of run killed-run \\(pid ${dead} on .*\\), which is no longer running`));
     assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.lock')), [], 'no lock left after a clean end');
   });
 });
