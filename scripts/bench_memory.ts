@@ -4,7 +4,7 @@
  * under `/usr/bin/time -f %M` (peak RSS, KiB). Prints one row per config and the ratio
  * estimate / measured (above 1: the estimate is on the safe side).
  *
- *   node --import tsx scripts/bench_memory.ts [--only NAME]
+ *   npm run bench:memory [-- --only NAME]
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -80,11 +80,21 @@ function checkOne(o: OutputPath): void {
 
 /**
  * Throws a ConfigError for the first output path that cannot be written, or for two outputs on the
- * same file. Run it on the rank that writes them (rank 0) before anything is written.
+ * same file. Run it on the rank that writes them (rank 0) before anything is written. With
+ * --tolerate-checkpoint-errors a checkpoint path that cannot be written is not an error: resolves
+ * with the problem (training goes on, and each save warns), else with undefined.
  */
-export function checkOutputPaths(cfg: TrainConfig): void {
+export function checkOutputPaths(cfg: TrainConfig): string | undefined {
   const outputs = outputPaths(cfg);
-  for (const o of outputs) checkOne(o);
+  let tolerated: string | undefined;
+  for (const o of outputs) {
+    try {
+      checkOne(o);
+    } catch (e) {
+      if (!(o.what === 'checkpoint' && cfg.tolerateCheckpointErrors && e instanceof ConfigError)) throw e;
+      tolerated = e.message;
+    }
+  }
   const seen = new Map<string, OutputPath>();
   for (const o of outputs) {
     const key = resolve(o.path);
@@ -97,6 +107,7 @@ export function checkOutputPaths(cfg: TrainConfig): void {
     }
     seen.set(key, o);
   }
+  return tolerated;
 }
 
 /**
@@ -108,11 +119,14 @@ export function checkOutputPaths(cfg: TrainConfig): void {
 export async function claimOutputs(pg: ProcessGroup, cfg: TrainConfig, runId: string, logger: Logger): Promise<OutputLock | undefined> {
   let lock: OutputLock | undefined;
   await rootDecides(pg, () => {
-    checkOutputPaths(cfg);
+    const checkpointProblem = checkOutputPaths(cfg);
+    if (checkpointProblem !== undefined) {
+      logger.warn(`${checkpointProblem}: no checkpoint will be saved; training goes on (--tolerate-checkpoint-errors)`);
+    }
     lock = OutputLock.acquire(
       [
         { flag: '--log-file', path: cfg.logFile },
-        { flag: '--checkpoint-path', path: cfg.checkpointPath },
+        ...(checkpointProblem === undefined ? [{ flag: '--checkpoint-path', path: cfg.checkpointPath }] : []),
       ],
       runId,
       (line) => logger.warn(line),

@@ -113,18 +113,19 @@ describe('--on-nonfinite skip, bounded (issue 13, #7)', () => {
 });
 
 describe('unwritable checkpoint path', () => {
-  it('under a regular file: both ranks stop with the path and the fix named', async () => {
+  it('under a regular file: both ranks stop before training with the path and the fix named', async () => {
     const dir = join(root, 'ckpt-stop');
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'blocker'), 'not a directory');
     const ckpt = join(dir, 'blocker', 'ckpt.safetensors');
     const r = await run(dir, 2, ['--num-steps', '4', '--eval-interval', '1', '--checkpoint-interval', '2', '--checkpoint-path', ckpt]);
     for (const e of r.exits) {
-      assert.equal(e.code, 1, `rank ${e.rank}: ${e.stderr}`);
-      assert.match(e.stderr, new RegExp(`cannot write checkpoint ${ckpt}: (ENOTDIR|EEXIST).*\\(pass a --checkpoint-path in a writable directory.*--tolerate-checkpoint-errors`));
+      // Issue 13 (#2, #14): checked at start (worker/output_paths.ts), not at the first save.
+      assert.equal(e.code, 2, `rank ${e.rank}: ${e.stderr}`);
+      assert.match(e.stderr, new RegExp(`--checkpoint-path ${ckpt}: ${dir}/blocker is a file, not a directory \\(pick a --checkpoint-path whose directories are directories`));
       assert.doesNotMatch(e.stderr, /    at /, 'one line, no stack trace');
     }
-    assert.deepEqual(r.metrics.map((m) => m.step), [1, 2], 'stopped at the first checkpoint');
+    assert.deepEqual(r.metrics.map((m) => m.step), [], 'stopped before training');
   });
 
   it('--tolerate-checkpoint-errors: a warning per failed checkpoint, and training goes on to the end', async () => {
@@ -146,15 +147,16 @@ describe('unwritable checkpoint path', () => {
     const first = join(dir, 'first.safetensors');
     const r1 = await run(dir, 1, ['--num-steps', '2', '--eval-interval', '2', '--checkpoint-path', first]);
     assert.equal(r1.exits[0]?.code, 0, r1.exits[0]?.stderr);
-    // A name of 252 bytes: the file itself is fine, but the temporary file beside it
-    // (<name>.tmp-<pid>) is longer than a file name may be, so the next write fails (even as root).
-    const kept = join(dir, `${'c'.repeat(240)}.safetensors`);
+    // A name of 250 bytes: the file itself and its lock (<name>.lock) are fine, but the temporary
+    // file beside it (<name>.tmp-<pid>) is longer than a file name may be, so the next write fails
+    // (even as root).
+    const kept = join(dir, `${'c'.repeat(238)}.safetensors`);
     copyFileSync(first, kept);
     const before = readFileSync(kept);
     const r2 = await run(dir, 1, ['--num-steps', '4', '--eval-interval', '2', '--checkpoint-interval', '2', '--checkpoint-path', kept, '--resume']);
     assert.equal(r2.exits[0]?.code, 1, r2.exits[0]?.stderr);
     assert.match(r2.log, /resumed from .* at step 2/);
-    assert.match(r2.exits[0]?.stderr ?? '', /cannot write checkpoint .*c{240}\.safetensors: ENAMETOOLONG/);
+    assert.match(r2.exits[0]?.stderr ?? '', /cannot write checkpoint .*c{238}\.safetensors: ENAMETOOLONG/);
     assert.deepEqual(readFileSync(kept), before);
     assert.equal(meta(kept).step, '2');
   });
