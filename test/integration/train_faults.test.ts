@@ -166,7 +166,7 @@ describe('a config that cannot fit (issue 13, #5)', () => {
   it('--batch-size 512 at the defaults on wasm: both ranks refuse it at start in one line with the estimate, nothing trained', async () => {
     const dir = join(root, 'too-big');
     mkdirSync(dir, { recursive: true });
-    const group = spawnWorkers('worker/train_ddp.ts', 2, ['--batch-size', '512', '--backend', 'wasm', '--num-steps', '2',
+    const group = await spawnWorkers('worker/train_ddp.ts', 2, ['--batch-size', '512', '--backend', 'wasm', '--num-steps', '2',
       '--log-file', join(dir, 'train.log'), '--checkpoint-path', join(dir, 'c.safetensors')], { masterPort: await freePort() });
     for (const e of await group.exited) {
       assert.equal(e.code, 2, `rank ${e.rank}: ${e.stderr}`);

@@ -22,7 +22,7 @@ const root = mkdtempSync(join(tmpdir(), 'rosedist-outputs-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
 async function run(worldSize: number, args: string[]): Promise<WorkerExit[]> {
-  const group = spawnWorkers('worker/train_ddp.ts', worldSize, [...T, ...args], { masterPort: await freePort() });
+  const group = await spawnWorkers('worker/train_ddp.ts', worldSize, [...T, ...args], { masterPort: await freePort() });
   return group.exited;
 }
 
@@ -95,7 +95,7 @@ describe('two runs on the same paths', () => {
     const dir = join(root, 'locked');
     const args = ['--log-file', join(dir, 'train.log'), '--checkpoint-path', join(dir, 'ckpt.safetensors')];
     const lockFile = join(dir, 'train.log.lock');
-    const first = spawnWorkers('worker/train_ddp.ts', 1, [...T, ...args, '--num-steps', '1000000'], { masterPort: await freePort() });
+    const first = await spawnWorkers('worker/train_ddp.ts', 1, [...T, ...args, '--num-steps', '1000000'], { masterPort: await freePort() });
     try {
       await waitFor('the first run to take its lock', () => existsSync(lockFile), 60_000);
       const holder = JSON.parse(readFileSync(lockFile, 'utf8')) as { pid: number; runId: string };
