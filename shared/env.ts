@@ -13,6 +13,7 @@
  * no ROSEDIST_SECRET, the secret is derived from the user's key and the job (shared/job_secret.ts).
  * With none of them set, a worker is a single process: rank 0 of a world of 1.
  */
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { intVar, pick, type Env } from './env_vars.js';
 import { ConfigError } from './errors.js';
@@ -175,7 +176,12 @@ export function readWorkerEnv(env: Env = process.env): WorkerEnv {
   // Set by hand (or by a job script), these win over what the scheduler implies.
   const masterPort = intVar(env, [ENV.masterPort, 'PET_MASTER_PORT'], p.masterPort, 1, 65535);
   const masterAddr = pick(env, [ENV.masterAddr, 'PET_MASTER_ADDR'])?.value ?? p.masterAddr ?? '127.0.0.1';
-  const runId = pick(env, [ENV.runId, 'TORCHELASTIC_RUN_ID', 'PET_RUN_ID'])?.value ?? p.runId ?? `local-${masterPort}`;
+  // Unset: a world of one makes its own (a log file reused by several runs tells them apart by it);
+  // larger worlds need one that every rank derives alike.
+  const runId =
+    pick(env, [ENV.runId, 'TORCHELASTIC_RUN_ID', 'PET_RUN_ID'])?.value ??
+    p.runId ??
+    (p.worldSize === 1 ? `local-${randomBytes(4).toString('hex')}` : `local-${masterPort}`);
   const restartCount = intVar(env, [ENV.restartCount, 'TORCHELASTIC_RESTART_COUNT'], 0, 0);
   const maxRestarts = intVar(env, [ENV.maxRestarts, 'TORCHELASTIC_MAX_RESTARTS'], 0, 0);
   const launcherPid = pick(env, [ENV.launcherPid]) ? intVar(env, [ENV.launcherPid], 0, 1) : undefined;

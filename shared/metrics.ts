@@ -3,13 +3,18 @@
  * (`logs/<program>.metrics.jsonl`) and read by `rosedist plot` and the benchmarks.
  */
 
-/** One evaluation. Losses in nats per predicted token; `val_ppl = exp(val_loss)`. */
+/**
+ * One evaluation. Losses in nats per predicted token; `val_ppl = exp(val_loss)`. A loss that is not
+ * finite is NaN here and null in the file (JSON has no NaN; parseMetrics reads null back as NaN).
+ */
 export interface MetricsRecord {
   readonly step: number;
-  /** Mean over ranks of the training loss of the last optimizer step. */
+  /** Mean over ranks of the training loss of optimizer step `step` (also when it was skipped). */
   readonly train_loss: number;
   readonly val_loss: number;
   readonly val_ppl: number;
+  /** True when optimizer step `step` was skipped (--on-nonfinite skip): the weights are those of the step before. */
+  readonly skipped?: boolean;
   /** Tokens predicted in the validation split (each counted once over all ranks). */
   readonly val_tokens: number;
   /** Training tokens processed so far, all ranks together. */
@@ -18,20 +23,28 @@ export interface MetricsRecord {
   readonly elapsed_s: number;
   readonly world_size: number;
   readonly backend: string;
-  /** Optional run label (set by the trainer; plot uses the file name otherwise). */
+  /**
+   * The run that wrote the record (the launcher's run id; ROSEDIST_RUN_ID). Always written by the
+   * trainer: a reused log file appends several runs, which plot tells apart by it. Older files
+   * may lack it (plot then labels the records with the file name).
+   */
   readonly run_id?: string;
 }
 
 const NUMERIC = ['step', 'train_loss', 'val_loss', 'val_ppl', 'val_tokens', 'tokens_seen', 'elapsed_s', 'world_size'] as const;
+/** Numbers, or null where the value was not finite. */
+const LOSSES: ReadonlySet<string> = new Set(['train_loss', 'val_loss', 'val_ppl']);
 
 /** Validate one parsed line; returns a description of what is wrong, or undefined if valid. */
 export function metricsRecordProblem(value: unknown): string | undefined {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object';
   const r = value as Record<string, unknown>;
   for (const key of NUMERIC) {
-    if (typeof r[key] !== 'number') return `field "${key}" is missing or not a number`;
+    if (typeof r[key] !== 'number' && !(r[key] === null && LOSSES.has(key))) return `field "${key}" is missing or not a number`;
   }
   if (typeof r.backend !== 'string') return 'field "backend" is missing or not a string';
+  if (r.run_id !== undefined && typeof r.run_id !== 'string') return 'field "run_id" is not a string';
+  if (r.skipped !== undefined && typeof r.skipped !== 'boolean') return 'field "skipped" is not true or false';
   return undefined;
 }
 
@@ -48,7 +61,9 @@ export function parseMetrics(text: string, source = 'metrics file'): MetricsReco
     }
     const problem = metricsRecordProblem(value);
     if (problem) throw new Error(`${source}:${i + 1}: ${problem}`);
-    rows.push(value as MetricsRecord);
+    const r = value as Record<string, unknown>;
+    for (const key of LOSSES) if (r[key] === null) r[key] = Number.NaN;
+    rows.push(r as unknown as MetricsRecord);
   });
   return rows;
 }

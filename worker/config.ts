@@ -8,6 +8,7 @@
  * `--batch-size` into its default.
  */
 import { ConfigError } from '../shared/errors.js';
+import { parseSeconds } from '../shared/timers.js';
 import { yargs } from '../shared/yargs.js';
 import { BACKEND_CHOICES, type BackendChoice } from './backend_choice.js';
 import type { GPTConfig } from './model/gpt.js';
@@ -63,12 +64,14 @@ export interface TrainConfig {
   /** Derived: the log file without `.log`, plus `.metrics.jsonl`. */
   readonly metricsFile: string;
   readonly logFormat: LogFormat;
-  /** Seconds a collective may wait for its peers before failing. */
+  /** Seconds a collective may wait for its peers before failing; 0: no timeout (also given as inf). */
   readonly collectiveTimeoutS: number;
   /** Chrome trace of every rank's step phases, written by rank 0 at the end; null: not profiled. */
   readonly profile: string | null;
   /** A NaN or infinite loss or gradient: stop the run, or skip that optimizer step (numerics.ts). */
   readonly onNonfinite: NonFiniteMode;
+  /** With --on-nonfinite skip: this many skipped optimizer steps in a row end the run. */
+  readonly maxConsecutiveSkips: number;
   /** A failed checkpoint write: warn and train on instead of stopping. */
   readonly tolerateCheckpointErrors: boolean;
   /** Ranks per tensor-parallel group (divides the world size, n_heads and d_ff); 1: data parallel only. */
@@ -77,7 +80,8 @@ export interface TrainConfig {
   readonly useTensorParallel: boolean;
 }
 
-type Kind = 'int' | 'posint' | 'float' | 'string' | 'bool';
+/** 'seconds': a float, or inf/infinity/never (shared/timers.ts parseSeconds). */
+type Kind = 'int' | 'posint' | 'float' | 'seconds' | 'string' | 'bool';
 interface OptionSpec {
   readonly flag: string;
   readonly kind: Kind;
@@ -85,23 +89,26 @@ interface OptionSpec {
   /** A value, a function of the program name, or null: off unless given. */
   readonly default: number | string | boolean | null | ((p: ProgramName) => string);
   readonly choices?: readonly string[];
+  /** Whole numbers: the smallest and largest accepted (default 1 or 0, and 2^32-1). */
+  readonly min?: number;
+  readonly max?: number;
 }
 
 /** Every flag, keyed by its TrainConfig field; one line of help each. */
 const OPTIONS = {
-  vocabSize: { flag: 'vocab-size', kind: 'posint', default: 10000, describe: 'vocabulary size V' },
-  maxPositionEmbeddings: { flag: 'max-position-embeddings', kind: 'posint', default: 128, describe: 'longest sequence the model can take' },
-  nLayers: { flag: 'n-layers', kind: 'posint', default: 2, describe: 'transformer blocks' },
-  nHeads: { flag: 'n-heads', kind: 'posint', default: 4, describe: 'attention heads (must divide --d-model)' },
-  dModel: { flag: 'd-model', kind: 'posint', default: 128, describe: 'embedding width C' },
-  dFf: { flag: 'd-ff', kind: 'posint', default: 512, describe: 'MLP hidden width' },
+  vocabSize: { flag: 'vocab-size', kind: 'posint', default: 10000, min: 2, max: 2 ** 20, describe: 'vocabulary size V' },
+  maxPositionEmbeddings: { flag: 'max-position-embeddings', kind: 'posint', default: 128, max: 2 ** 16, describe: 'longest sequence the model can take' },
+  nLayers: { flag: 'n-layers', kind: 'posint', default: 2, max: 1024, describe: 'transformer blocks' },
+  nHeads: { flag: 'n-heads', kind: 'posint', default: 4, max: 2 ** 12, describe: 'attention heads (must divide --d-model)' },
+  dModel: { flag: 'd-model', kind: 'posint', default: 128, max: 2 ** 16, describe: 'embedding width C' },
+  dFf: { flag: 'd-ff', kind: 'posint', default: 512, max: 2 ** 18, describe: 'MLP hidden width' },
   dropout: { flag: 'dropout', kind: 'float', default: 0.1, describe: 'dropout probability in [0, 1)' },
-  batchSize: { flag: 'batch-size', kind: 'posint', default: 8, describe: 'samples per rank per micro-step' },
-  seqLen: { flag: 'seq-len', kind: 'posint', default: 32, describe: 'tokens per sample T' },
+  batchSize: { flag: 'batch-size', kind: 'posint', default: 8, max: 2 ** 20, describe: 'samples per rank per micro-step' },
+  seqLen: { flag: 'seq-len', kind: 'posint', default: 32, max: 2 ** 16, describe: 'tokens per sample T' },
   numSteps: { flag: 'num-steps', kind: 'posint', default: 50, describe: 'total optimizer steps (a resumed run continues to this count)' },
   lr: { flag: 'lr', kind: 'float', default: 3e-4, describe: 'AdamW learning rate' },
   weightDecay: { flag: 'weight-decay', kind: 'float', default: 0.01, describe: 'AdamW decoupled weight decay' },
-  gradAccumSteps: { flag: 'grad-accum-steps', kind: 'posint', default: 1, describe: 'micro-batches per optimizer step' },
+  gradAccumSteps: { flag: 'grad-accum-steps', kind: 'posint', default: 1, max: 2 ** 16, describe: 'micro-batches per optimizer step' },
   zero: { flag: 'zero', kind: 'int', default: 0, describe: 'ZeRO stage: 1 shards the optimizer state over the ranks (reduce-scatter, AdamW on 1/N, all-gather)' },
   gradCompression: {
     flag: 'grad-compression',
@@ -122,15 +129,16 @@ const OPTIONS = {
   },
   resume: { flag: 'resume', kind: 'bool', default: false, describe: 'continue from --checkpoint-path if it exists' },
   dataset: { flag: 'dataset', kind: 'string', default: 'toy', describe: 'toy | toy:<samples> | brown | text:<path>' },
-  tokenizer: { flag: 'tokenizer', kind: 'string', default: 'byte', describe: 'tokenizer of text datasets' },
+  tokenizer: { flag: 'tokenizer', kind: 'string', default: 'byte', choices: ['byte', 'gpt2'], describe: 'tokenizer of text datasets (brown, text:<path>)' },
   dataDir: { flag: 'data-dir', kind: 'string', default: 'data/cache', describe: 'cache of prepared datasets' },
   dropLast: { flag: 'drop-last', kind: 'bool', default: false, describe: 'drop the tail instead of padding shards to equal length' },
   backend: { flag: 'backend', kind: 'string', default: 'auto', choices: BACKEND_CHOICES, describe: 'tfjs backend' },
   logFile: { flag: 'log-file', kind: 'string', default: (p) => `logs/${p}.log`, describe: 'log file (rank 0; metrics go to <name>.metrics.jsonl)' },
   logFormat: { flag: 'log-format', kind: 'string', default: 'text', choices: ['text', 'json'], describe: 'console format' },
-  collectiveTimeoutS: { flag: 'collective-timeout', kind: 'float', default: 300, describe: 'seconds a collective waits for its peers' },
+  collectiveTimeoutS: { flag: 'collective-timeout', kind: 'seconds', default: 300, describe: 'seconds a collective waits for its peers (0 or inf: no timeout)' },
   profile: { flag: 'profile', kind: 'string', default: null, describe: 'write a Chrome trace of each rank\'s step phases to this .json file' },
   onNonfinite: { flag: 'on-nonfinite', kind: 'string', default: 'stop', choices: ['stop', 'skip'], describe: 'a NaN/infinite loss or gradient: stop the run, or skip that optimizer step' },
+  maxConsecutiveSkips: { flag: 'max-consecutive-skips', kind: 'posint', default: 5, max: 2 ** 20, describe: 'with --on-nonfinite skip: this many skipped steps in a row end the run' },
   tolerateCheckpointErrors: { flag: 'tolerate-checkpoint-errors', kind: 'bool', default: false, describe: 'a failed checkpoint write warns and training goes on' },
   tensorParallelSize: { flag: 'tensor-parallel-size', kind: 'posint', default: 1, describe: 'ranks per tensor-parallel group (divides the world size, --n-heads, --d-ff); the rest is data parallel' },
   useTensorParallel: { flag: 'use-tensor-parallel', kind: 'bool', default: false, describe: 'tensor parallelism over all ranks (the original\'s flag: --tensor-parallel-size = world size)' },
@@ -157,6 +165,24 @@ export function wantsHelp(argv: readonly string[]): boolean {
   return argv.includes('--help') || argv.includes('-h');
 }
 
+/**
+ * yargs reads `--drop-last=<anything>` as false unless it says "true": refuse values that are not
+ * true or false (a bare flag, `--no-<flag>`, or `--<flag>=true|false` are the ways to write one).
+ */
+function checkBooleanValues(argv: readonly string[]): void {
+  for (const spec of Object.values(OPTIONS as Record<OptionKey, OptionSpec>)) {
+    if (spec.kind !== 'bool') continue;
+    for (const name of [spec.flag, `no-${spec.flag}`]) {
+      const prefix = `--${name}=`;
+      const given = argv.find((a) => a.startsWith(prefix));
+      const value = given?.slice(prefix.length);
+      if (value !== undefined && value !== 'true' && value !== 'false') {
+        throw new ConfigError(`--${name}=${value} is not true or false`, `write --${spec.flag} or --no-${spec.flag}`);
+      }
+    }
+  }
+}
+
 function convert(spec: OptionSpec, raw: unknown): number | string | boolean {
   const flag = `--${spec.flag}`;
   if (spec.kind === 'bool') return raw as boolean;
@@ -168,14 +194,22 @@ function convert(spec: OptionSpec, raw: unknown): number | string | boolean {
     }
     return text;
   }
+  if (spec.kind === 'seconds') {
+    const s = parseSeconds(text);
+    if (!(s >= 0)) throw new ConfigError(`${flag} ${JSON.stringify(text)} is not a number of seconds`, `pass seconds, e.g. ${flag} ${String(spec.default)}, or ${flag} inf for no timeout`);
+    // Infinity is stored as 0 (JSON has no Infinity; the resolved config is logged and checkpointed).
+    return s === Infinity ? 0 : s;
+  }
   const n = Number(text);
   if (!Number.isFinite(n) || text.trim() === '') {
     throw new ConfigError(`${flag} ${JSON.stringify(text)} is not a number`, `pass a number, e.g. ${flag} ${String(spec.default)}`);
   }
   if (spec.kind === 'float') return n;
   if (!Number.isSafeInteger(n)) throw new ConfigError(`${flag} ${text} is not an integer`, `pass a whole number to ${flag}`);
-  if (spec.kind === 'posint' && n < 1) throw new ConfigError(`${flag} ${text} must be at least 1`, `pass a positive ${flag}`);
-  if (n < 0 || n > 0xffffffff) throw new ConfigError(`${flag} ${text} is out of range`, `pass ${flag} between 0 and 4294967295`);
+  const min = spec.min ?? (spec.kind === 'posint' ? 1 : 0);
+  const max = spec.max ?? 0xffffffff;
+  if (n < min) throw new ConfigError(`${flag} ${text} must be at least ${min}`, `pass ${flag} ${min} or more`);
+  if (n > max) throw new ConfigError(`${flag} ${text} is more than ${max}`, `pass ${flag} ${max} or less`);
   return n;
 }
 
@@ -187,9 +221,6 @@ function validate(c: TrainConfig): void {
   // 0 is allowed, as by torch.optim.AdamW: a frozen run (weights unchanged) is a common check.
   if (!(c.lr >= 0)) throw new ConfigError(`--lr ${c.lr} must be 0 or more`, 'pass e.g. --lr 3e-4 (--lr 0 trains nothing)');
   if (!(c.weightDecay >= 0)) throw new ConfigError(`--weight-decay ${c.weightDecay} must be 0 or more`, 'pass e.g. --weight-decay 0.01');
-  if (!(c.collectiveTimeoutS > 0)) {
-    throw new ConfigError(`--collective-timeout ${c.collectiveTimeoutS} must be positive`, 'pass a number of seconds, e.g. --collective-timeout 300');
-  }
   if (c.dModel % c.nHeads !== 0) {
     throw new ConfigError(
       `--d-model ${c.dModel} is not divisible by --n-heads ${c.nHeads}`,
@@ -214,6 +245,16 @@ function validate(c: TrainConfig): void {
   }
 }
 
+/** Options that the chosen dataset ignores: refused, so that a run does not silently train otherwise than asked. */
+function checkDatasetOptions(c: TrainConfig, given: (flag: string) => boolean): void {
+  if (c.dataset.startsWith('toy') && given('tokenizer')) {
+    throw new ConfigError(
+      `--tokenizer ${c.tokenizer} does nothing with --dataset ${c.dataset} (random token ids, no text)`,
+      'pass --dataset brown or text:<path> to tokenize text, or drop --tokenizer',
+    );
+  }
+}
+
 /** Parse a training program's flags (argv without node and the script). Throws ConfigError. */
 export function parseTrainConfig(argv: readonly string[], program: ProgramName): TrainConfig {
   let parser = yargs([...argv])
@@ -234,6 +275,7 @@ export function parseTrainConfig(argv: readonly string[], program: ProgramName):
   for (const spec of Object.values(OPTIONS as Record<OptionKey, OptionSpec>)) {
     parser = parser.option(spec.flag, { type: spec.kind === 'bool' ? 'boolean' : 'string' });
   }
+  checkBooleanValues(argv);
   const parsed = parser.parseSync() as Record<string, unknown>;
   if (parsed._ instanceof Array && parsed._.length > 0) {
     throw new ConfigError(`unexpected argument ${String(parsed._[0])} for ${program}`, 'options are written --name value; run with --help');
@@ -247,6 +289,7 @@ export function parseTrainConfig(argv: readonly string[], program: ProgramName):
   values.metricsFile = `${logFile.replace(/\.log$/, '')}.metrics.jsonl`;
   const config = Object.freeze(values) as unknown as TrainConfig;
   validate(config);
+  checkDatasetOptions(config, (flag) => parsed[flag] !== undefined);
   return config;
 }
 

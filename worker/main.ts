@@ -5,7 +5,8 @@
  *     our own errors; before the logger exists, a console one in argv's --log-format), the torchrun-style error file (ROSEDIST_ERROR_FILE, with the process
  *     group's latest collectives), and
  *     process.exitCode = exitCodeOf(e) (2 for bad configuration);
- *   - always: the process group closed and the logger flushed before the process ends.
+ *   - always: the process group closed, the logger flushed and the output lock released before
+ *     the process ends.
  * It never calls process.exit(): the event loop drains and Node exits with process.exitCode.
  */
 import { ENV, readWorkerEnv, type WorkerEnv } from '../shared/env.js';
@@ -14,6 +15,7 @@ import { exitCodeOf, formatError } from '../shared/errors.js';
 import { closeLogger, createLogger, type ConsoleFormat, type Logger } from '../shared/logging.js';
 import { hideBin } from '../shared/yargs.js';
 import type { ProcessGroup } from './comm/process_group.js';
+import type { OutputLock } from './output_lock.js';
 
 export interface ProgramScope {
   readonly env: WorkerEnv;
@@ -21,6 +23,8 @@ export interface ProgramScope {
   useLogger(logger: Logger): Logger;
   /** Register the process group: it is closed at the end, whatever happens. */
   useProcessGroup(pg: ProcessGroup): ProcessGroup;
+  /** Register the lock on the run's output files: released last, after the log is flushed. */
+  useOutputLock(lock: OutputLock | undefined): void;
 }
 
 /**
@@ -40,6 +44,7 @@ export async function runProgram(name: string, body: (scope: ProgramScope) => Pr
   let env: WorkerEnv | undefined;
   let logger: Logger | undefined;
   let pg: ProcessGroup | undefined;
+  let lock: OutputLock | undefined;
   try {
     env = readWorkerEnv();
     const e = env;
@@ -47,6 +52,7 @@ export async function runProgram(name: string, body: (scope: ProgramScope) => Pr
       env: e,
       useLogger: (l) => (logger = l),
       useProcessGroup: (g) => (pg = g),
+      useOutputLock: (l) => (lock = l),
     });
   } catch (e) {
     const rank = env?.rank ?? 0;
@@ -61,5 +67,6 @@ export async function runProgram(name: string, body: (scope: ProgramScope) => Pr
       await pg.close().catch((e: unknown) => logger?.warn(`${name}: closing the process group failed: ${formatError(e)}`));
     }
     if (logger !== undefined) await closeLogger(logger);
+    lock?.release();
   }
 }

@@ -87,3 +87,53 @@ export async function checkStep(
     'lower --lr, check the data of that step, or pass --on-nonfinite skip to skip such steps',
   );
 }
+
+/**
+ * --on-nonfinite skip, bounded: counts optimizer steps skipped in a row, and ends the run once
+ * `max` were (--max-consecutive-skips), since a model whose every step is skipped trains nothing
+ * and its run must not end as if it had. Every rank sees the same decisions (checkStep), so every
+ * rank stops together.
+ */
+export class SkipStreak {
+  private count = 0;
+  private firstStep = 0;
+
+  constructor(private readonly max: number) {}
+
+  /** Whether the last recorded step was skipped. */
+  get lastSkipped(): boolean {
+    return this.count > 0;
+  }
+
+  /** After optimizer step `step`: `skipped` is checkStep's description, undefined for a step taken. */
+  record(step: number, skipped: string | undefined): void {
+    if (skipped === undefined) {
+      this.count = 0;
+      return;
+    }
+    if (this.count === 0) this.firstStep = step;
+    this.count += 1;
+    if (this.count >= this.max) {
+      throw new NonFiniteError(
+        `${this.count} optimizer steps in a row were skipped (steps ${this.firstStep}-${step}) on non-finite losses or gradients; the last: ${skipped}`,
+        'the model is not training: lower --lr or check the data; --max-consecutive-skips sets how many skipped steps in a row end the run',
+      );
+    }
+  }
+}
+
+/**
+ * Before a checkpoint of step `step`: throws a NonFiniteError when the weights or the optimizer's
+ * moments (flat [numParams] each) hold a NaN or an infinity, so that no such checkpoint is written.
+ */
+export function checkFiniteState(step: number, arrays: Readonly<Record<string, Float32Array>>): void {
+  for (const [name, values] of Object.entries(arrays)) {
+    const i = firstNonFinite(values);
+    if (i >= 0) {
+      throw new NonFiniteError(
+        `the ${name} at step ${step} are not finite (${String(values[i])} at index ${i}): the checkpoint was not saved`,
+        'lower --lr; the previous checkpoint, if any, is unchanged',
+      );
+    }
+  }
+}

@@ -147,3 +147,10 @@ function firstLine(e: unknown): string {
   const text = e instanceof Error ? e.message : String(e);
   return text.split('\n')[0] ?? text;
 }
+
+/** Bytes of the wasm backend's heap (its high-water mark: it grows, never shrinks); undefined on other backends. */
+export function wasmHeapBytes(): number | undefined {
+  if (tf.getBackend() !== 'wasm') return undefined;
+  const heap = (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8;
+  return heap?.buffer.byteLength;
+}

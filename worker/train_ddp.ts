@@ -6,20 +6,24 @@
  * Rank 0 logs to logs/train_ddp.log and logs/train_ddp.metrics.jsonl.
  */
 import { createLogger } from '../shared/logging.js';
+import { timeoutMs } from '../shared/timers.js';
 import { hideBin } from '../shared/yargs.js';
 import { initProcessGroup } from './comm/index.js';
 import { parseTrainConfig, trainUsage, wantsHelp } from './config.js';
 import { runProgram } from './main.js';
+import { claimOutputs } from './output_paths.js';
 import { train } from './trainer.js';
 
-await runProgram('train_ddp', async ({ env, useLogger, useProcessGroup }) => {
+await runProgram('train_ddp', async ({ env, useLogger, useProcessGroup, useOutputLock }) => {
   const argv = hideBin(process.argv);
   if (wantsHelp(argv)) {
     if (env.rank === 0) console.log(trainUsage('train_ddp'));
     return;
   }
   const cfg = parseTrainConfig(argv, 'train_ddp');
-  const logger = useLogger(createLogger({ rank: env.rank, runId: env.runId, file: cfg.logFile, consoleFormat: cfg.logFormat }));
-  const pg = useProcessGroup(await initProcessGroup(env, { collectiveTimeoutMs: cfg.collectiveTimeoutS * 1000, warn: (m) => logger.warn(m) }));
+  const logger = useLogger(createLogger({ rank: env.rank, runId: env.runId, consoleFormat: cfg.logFormat }));
+  const pg = useProcessGroup(await initProcessGroup(env, { collectiveTimeoutMs: timeoutMs(cfg.collectiveTimeoutS), warn: (m) => logger.warn(m) }));
+  // The log file is attached once its path is checked and locked (rank 0).
+  useOutputLock(await claimOutputs(pg, cfg, env.runId, logger));
   await train({ cfg, env, pg, logger });
 });

@@ -30,7 +30,7 @@
  * (observe/profiler.ts; sequential on the loop's one thread) and rank 0 writes the merged trace at the end.
  */
 import { MEMBERSHIP_CHANGE_VAR, type WorkerEnv } from '../shared/env.js';
-import { quietConsole, type Logger } from '../shared/logging.js';
+import { logFileFailure, quietConsole, type Logger } from '../shared/logging.js';
 import type { MetricsRecord } from '../shared/metrics.js';
 import { allGatherJson, type ProcessGroup } from './comm/process_group.js';
 import { gptConfigOf, tensorParallelSizeOf, type TrainConfig } from './config.js';
@@ -51,8 +51,9 @@ import { ADAMW_DEFAULTS, AdamW } from './optim.js';
 import { checkTracePath, gatherEvents, mergeTraces, peakRssMb, Profiler, writeTrace } from './observe/profiler.js';
 import { createProgress, RateMeter } from './observe/progress.js';
 import { checkSamplerState, removeStaleCheckpointTemps, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { initBackend, type BackendInfo } from './tf.js';
-import { checkStep } from './numerics.js';
+import { initBackend, wasmHeapBytes, type BackendInfo } from './tf.js';
+import { checkMemory, memoryLine } from './memory.js';
+import { checkFiniteState, checkStep, SkipStreak } from './numerics.js';
 import { TestHooks } from './test_hooks.js';
 import { ShardedAdamW } from './zero.js';
 
@@ -102,6 +103,8 @@ export async function train(run: TrainRun): Promise<TrainResult> {
   if (profilePath !== null) await rootDecides(pg, () => checkTracePath(profilePath).then(() => null));
   const profiler = new Profiler(pg.rank, profilePath !== null);
   const backend = await initBackend(cfg.backend);
+  // A config that cannot fit stops here, on every rank alike, before anything big is allocated.
+  const memory = checkMemory(cfg, backend.name, run.env.localWorldSize);
   // Every rank's backend, with the reason for any fallback, goes into rank 0's header.
   const backends = await allGatherJson(pg, backend);
 
@@ -127,6 +130,9 @@ export async function train(run: TrainRun): Promise<TrainResult> {
   }
   // Only a run that got here has a trace worth writing; every rank takes part.
   if (profilePath !== null) await writeProfile(run, profiler, profilePath);
+  run.logger.info(memoryLine(memory, process.resourceUsage().maxRSS * 1024, wasmHeapBytes()));
+  // Lines written since the last evaluation (rank 0's file only).
+  throwLogFileFailure(run.logger);
   return result;
 }
 
@@ -158,7 +164,10 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
   /** Steps whose update --on-nonfinite skip dropped: optimizer.stepCount = step - skippedSteps. */
   let skippedSteps = 0;
   let tokensSeen = 0;
+  // The loss of the last optimizer step taken (checkpointed), and that of the last step, taken or skipped (reported).
   let trainLoss = Number.NaN;
+  let stepLoss = Number.NaN;
+  const skips = new SkipStreak(cfg.maxConsecutiveSkips);
   let samplerState: SamplerState = { epoch: 0, position: 0 };
   if (pg.rank === 0) removeStaleCheckpointTemps(cfg.checkpointPath, logger);
   if (model instanceof TensorParallelGPT) {
@@ -181,6 +190,7 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
       samplerState = rescaleSamplerState(restored.sampler, restored.worldSize, pg.worldSize);
     }
   }
+  stepLoss = trainLoss;
   if (run.env.restartCount > 0) logger.info(attemptLine(run, step));
   const change = process.env[MEMBERSHIP_CHANGE_VAR];
   if (change !== undefined && change !== '') logger.info(membershipLine(change, cfg, step));
@@ -212,7 +222,9 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
     const val = await evaluate(model, dataset.val, cfg.batchSize, dp);
     const record: MetricsRecord = {
       step,
-      train_loss: trainLoss,
+      // A non-finite loss is written as null (JSON has no NaN).
+      train_loss: stepLoss,
+      ...(skips.lastSkipped ? { skipped: true } : {}),
       val_loss: val.loss,
       val_ppl: val.ppl,
       val_tokens: val.tokens,
@@ -223,8 +235,13 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
       run_id: run.env.runId,
     };
     metrics.push(record);
-    metricsLog.append(record);
     say(formatEvalLine(record, cfg.numSteps));
+    // Rank 0's files; a failed write (a full disk) stops every rank together, naming the file.
+    await rootDecides(pg, () => {
+      metricsLog.append(record);
+      throwLogFileFailure(logger);
+      return null;
+    });
     return record;
   };
   try {
@@ -242,6 +259,9 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
     const throughput = new RateMeter();
     const hooks = TestHooks.read();
     while (step < cfg.numSteps) {
+      // A world of one awaits nothing that is not already resolved: without a turn of the event
+      // loop per step its signal handlers (SIGTERM: remove the output locks) would never run.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       step += 1;
       hooks.atStepStart(step, pg.rank, run.env.restartCount);
       await hooks.holdAt(step, pg.rank);
@@ -272,8 +292,9 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
         const { mine, finite } = await profiler.span('allreduce', () => averageGradientShards(pg, gb, cfg.gradCompression));
         nonFinite = await checkStep(pg, step, mine, gb, cfg.onNonfinite, finite);
       }
+      stepLoss = gb.loss;
       if (nonFinite === undefined) {
-        trainLoss = gb.loss;
+        trainLoss = stepLoss;
         profiler.begin('optimizer');
         if (zero === undefined) {
           optimizer.step(params, gb.grads);
@@ -290,14 +311,18 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
         skippedSteps += 1;
         if (pg.rank === 0) logger.warn(`${nonFinite}; skipped this optimizer step (--on-nonfinite skip)`);
       }
+      skips.record(step, nonFinite);
       tokensSeen += tokensPerStep;
       throughput.add(tokensPerStep, (performance.now() - stepStart) / 1000);
 
       const last = step === cfg.numSteps;
       let valPpl: number | undefined;
       if (step % cfg.evalInterval === 0 || last) valPpl = (await profiler.span('eval', evalAndLog)).val_ppl;
-      progress.update(step, { tokensPerSec: throughput.rate(), trainLoss, valPpl });
+      progress.update(step, { tokensPerSec: throughput.rate(), trainLoss: stepLoss, valPpl });
       if (step % cfg.checkpointInterval === 0 || last) {
+        // The same decision on every rank: the weights are replicated (without ZeRO the moments too).
+        const moments: Record<string, Float32Array> = zero === undefined ? { 'AdamW first moments': optimizer.m, 'AdamW second moments': optimizer.v } : {};
+        checkFiniteState(step, { weights: params, ...moments });
         // With --zero 1 the whole optimizer state is gathered to rank 0 first (a collective).
         const whole = zero === undefined ? optimizer : await zero.consolidate();
         const state = { step, skippedSteps, params, optimizer: whole, sampler: stream.state(), worldSize: dp.worldSize, tokensSeen, trainLoss };
@@ -323,6 +348,12 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
 function membershipLine(change: string, cfg: TrainRun['cfg'], step: number): string {
   if (step > 0) return `${change} at step ${step}, resumed from checkpoint ${cfg.checkpointPath}`;
   return `${change} at step 0: ${cfg.resume ? `no checkpoint at ${cfg.checkpointPath} yet` : '--resume was not given'}, starting afresh`;
+}
+
+/** A failed write to the log file (rank 0's; a full disk) ends the run, naming the file. */
+function throwLogFileFailure(logger: Logger): void {
+  const failure = logFileFailure(logger);
+  if (failure !== undefined) throw failure;
 }
 
 /** What a restarted attempt says first: which attempt, and where it continues from. */

@@ -41,7 +41,8 @@ const FONT = 'DejaVu Sans';
 
 /**
  * Records of one run in step order. A resumed run appends evaluations that repeat steps already
- * in the file (the attempt restarted from an older checkpoint): the latest record of a step wins.
+ * in the file (the attempt restarted from an older checkpoint): the latest record of a step wins
+ * (main.ts says which steps were repeated: `repeatedSteps`).
  */
 export function stepOrdered(records: readonly MetricsRecord[]): MetricsRecord[] {
   const byStep = new Map<number, MetricsRecord>();
@@ -49,17 +50,27 @@ export function stepOrdered(records: readonly MetricsRecord[]): MetricsRecord[] 
   return [...byStep.values()].sort((a, b) => a.step - b.step);
 }
 
+/** Steps evaluated more than once in `records`, ascending. */
+export function repeatedSteps(records: readonly MetricsRecord[]): number[] {
+  const count = new Map<number, number>();
+  for (const r of records) count.set(r.step, (count.get(r.step) ?? 0) + 1);
+  return [...count].filter(([, n]) => n > 1).map(([step]) => step).sort((a, b) => a - b);
+}
+
+/** Only finite values are drawn (a NaN loss is null in the file, NaN once parsed). */
+const finite = (x: number): boolean => Number.isFinite(x);
+
 export function lossPoints(runs: readonly Run[]): LossPoint[] {
   return runs.flatMap((run) =>
     stepOrdered(run.records).flatMap((r): LossPoint[] => [
-      { run: run.label, step: r.step, split: 'train', loss: r.train_loss },
-      { run: run.label, step: r.step, split: 'val', loss: r.val_loss },
+      ...(finite(r.train_loss) ? [{ run: run.label, step: r.step, split: 'train' as const, loss: r.train_loss }] : []),
+      ...(finite(r.val_loss) ? [{ run: run.label, step: r.step, split: 'val' as const, loss: r.val_loss }] : []),
     ]),
   );
 }
 
 export function pplPoints(runs: readonly Run[]): PplPoint[] {
-  return runs.flatMap((run) => stepOrdered(run.records).map((r) => ({ run: run.label, step: r.step, ppl: r.val_ppl })));
+  return runs.flatMap((run) => stepOrdered(run.records).filter((r) => finite(r.val_ppl)).map((r) => ({ run: run.label, step: r.step, ppl: r.val_ppl })));
 }
 
 /** Whether the perplexity axis should be logarithmic (all values positive, spanning >= 10x). */

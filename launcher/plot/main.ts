@@ -1,6 +1,8 @@
 /**
  * `rosedist plot <metrics.jsonl>... [-o file.svg|file.png]`: train/val loss and val perplexity
- * against step, several runs overlaid, to an SVG or PNG file (default plot.svg).
+ * against step, several runs overlaid, to an SVG or PNG file (default plot.svg). A run is a
+ * run_id: a file that several runs appended to is drawn as several runs; repeated steps of one run
+ * (a restarted attempt) and non-finite losses are named in a note line.
  *
  * `runPlot` takes the arguments after `plot` and returns the exit code instead of exiting:
  * 0 written; 2 bad input (flag, missing/empty/damaged file, unknown picture type), reported as one
@@ -10,9 +12,9 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, RosedistError, exitCodeOf, formatError } from '../../shared/errors.js';
-import { parseMetrics } from '../../shared/metrics.js';
+import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
 import { hideBin, yargs } from '../../shared/yargs.js';
-import { chartSpec, type Run } from './chart.js';
+import { chartSpec, repeatedSteps, type Run } from './chart.js';
 import { renderSvg, svgToPng } from './render.js';
 
 /** Where runPlot prints (tests capture it). */
@@ -68,14 +70,13 @@ async function parseArgs(argv: readonly string[], io: PlotIO): Promise<PlotArgs 
   return { files, output, format: ext === '.svg' ? 'svg' : 'png' };
 }
 
-/** Label of a run: its run_id, else the file name without `.metrics.jsonl` / `.jsonl`. */
-function runLabel(file: string, runId: string | undefined): string {
-  if (runId) return runId;
+/** The label of a file's records without a run_id (older files): the file name without `.metrics.jsonl` / `.jsonl`. */
+function fileLabel(file: string): string {
   return basename(file).replace(/(\.metrics)?\.jsonl$/, '');
 }
 
 /** Read and validate one metrics file; every problem is a ConfigError naming the file. */
-async function loadRun(file: string): Promise<Run> {
+async function readRecords(file: string): Promise<MetricsRecord[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -93,24 +94,53 @@ async function loadRun(file: string): Promise<Run> {
   if (records.length === 0) {
     throw new ConfigError(`${file}: no evaluations in the file`, 'a run writes its first line at its first evaluation; wait for it or pass another file');
   }
-  return { label: runLabel(file, records.find((r) => r.run_id)?.run_id), records };
+  return records;
 }
 
-/** Labels key the colours: the second file with a taken label gets its path appended. */
-function uniqueLabels(runs: Run[], files: readonly string[]): Run[] {
+/** A file's runs: one per run_id, in order of first appearance (a reused log file appends runs). */
+function splitRuns(file: string, records: readonly MetricsRecord[]): (Run & { file: string })[] {
+  const byRun = new Map<string | undefined, MetricsRecord[]>();
+  for (const r of records) {
+    const list = byRun.get(r.run_id) ?? [];
+    list.push(r);
+    byRun.set(r.run_id, list);
+  }
+  return [...byRun].map(([runId, list]) => ({ label: runId ?? fileLabel(file), records: list, file }));
+}
+
+/** Labels key the colours: a run whose label is taken gets its file appended. */
+function uniqueLabels(runs: readonly (Run & { file: string })[]): Run[] {
   const seen = new Set<string>();
-  return runs.map((run, i) => {
+  return runs.map((run) => {
     let label = run.label;
-    if (seen.has(label)) label = `${label} (${files[i]})`;
+    if (seen.has(label)) label = `${label} (${run.file})`;
     for (let n = 2; seen.has(label); n += 1) label = `${run.label} #${n}`;
     seen.add(label);
-    return { ...run, label };
+    return { label, records: run.records };
   });
 }
 
-/** Write the picture; resolves to the number of evaluations drawn. */
-export async function plotFiles(args: PlotArgs): Promise<number> {
-  const runs = uniqueLabels(await Promise.all(args.files.map(loadRun)), args.files);
+/** What the picture leaves out or merges, one line each: repeated steps, non-finite losses. */
+function notes(runs: readonly Run[]): string[] {
+  const lines: string[] = [];
+  for (const run of runs) {
+    const repeated = repeatedSteps(run.records);
+    if (repeated.length > 0) {
+      lines.push(
+        `note: run ${run.label} evaluated step${repeated.length === 1 ? '' : 's'} ${repeated.join(', ')} more than once ` +
+          '(a restarted attempt resumed from an earlier checkpoint): the latest record of each is drawn',
+      );
+    }
+    const nonFinite = run.records.filter((r) => !Number.isFinite(r.train_loss) || !Number.isFinite(r.val_loss)).map((r) => r.step);
+    if (nonFinite.length > 0) lines.push(`note: run ${run.label} has non-finite losses at step${nonFinite.length === 1 ? '' : 's'} ${nonFinite.join(', ')}: not drawn`);
+  }
+  return lines;
+}
+
+/** Write the picture; resolves to the runs drawn, their evaluations, and notes on what was merged or left out. */
+export async function plotFiles(args: PlotArgs): Promise<{ runs: number; evaluations: number; notes: string[] }> {
+  const perFile = await Promise.all(args.files.map(async (f) => splitRuns(f, await readRecords(f))));
+  const runs = uniqueLabels(perFile.flat());
   const svg = await renderSvg(chartSpec(runs));
   const bytes = args.format === 'svg' ? svg : svgToPng(svg);
   try {
@@ -119,7 +149,7 @@ export async function plotFiles(args: PlotArgs): Promise<number> {
   } catch (e) {
     throw new RosedistError(`${args.output}: cannot write (${(e as NodeJS.ErrnoException).code ?? String(e)})`, 'pick a writable path with -o');
   }
-  return runs.reduce((n, r) => n + r.records.length, 0);
+  return { runs: runs.length, evaluations: runs.reduce((n, r) => n + r.records.length, 0), notes: notes(runs) };
 }
 
 /** Entry of `rosedist plot`; `argv` is what follows `plot`. Never exits the process. */
@@ -127,8 +157,9 @@ export async function runPlot(argv: string[], io: PlotIO = consoleIO): Promise<n
   try {
     const args = await parseArgs(argv, io);
     if (!args) return 0;
-    const n = await plotFiles(args);
-    io.out(`wrote ${args.output} (${args.files.length} run${args.files.length === 1 ? '' : 's'}, ${n} evaluations)`);
+    const drawn = await plotFiles(args);
+    io.out(`wrote ${args.output} (${drawn.runs} run${drawn.runs === 1 ? '' : 's'}, ${drawn.evaluations} evaluations)`);
+    for (const line of drawn.notes) io.out(line);
     return 0;
   } catch (e) {
     io.err(formatError(e));

@@ -152,6 +152,17 @@ test('a stopped rank (SIGSTOP): the others time out naming the op, its sequence 
   }
 });
 
+test('a collective timeout past 2^31 ms means "never": a rank 2 s late is waited for (issue 13, #4)', async () => {
+  // 10,000,000 s: Node's setTimeout would overflow and fire after 1 ms, failing the collective at once.
+  const args = ['--scenario', 'late', '--die-rank', '1', '--seconds', '2', '--collective-timeout', '10000000000'];
+  const runs = await spawnGroup(WORKER, 2, { args, timeoutMs: 60_000 });
+  for (const r of runs) {
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /timed out|TimeoutOverflowWarning/);
+    assert.deepEqual(results(r), [{ case: 'late allReduce', ok: true }]);
+  }
+});
+
 /** Wait until something listens on 127.0.0.1:port. */
 async function listening(port: number): Promise<void> {
   for (;;) {

@@ -72,19 +72,60 @@ describe('non-finite gradients', () => {
   });
 });
 
+describe('--on-nonfinite skip, bounded (issue 13, #7)', () => {
+  it('--lr 1e10: every step after the first is skipped; the 5th skip in a row stops both ranks; skipped steps are logged as such; no checkpoint', async () => {
+    const dir = join(root, 'skip-streak');
+    const ckpt = join(dir, 'ckpt.safetensors');
+    const r = await run(dir, 2, ['--lr', '1e10', '--num-steps', '6', '--eval-interval', '1', '--checkpoint-path', ckpt, '--on-nonfinite', 'skip']);
+    for (const e of r.exits) {
+      assert.equal(e.code, 1, `rank ${e.rank}: ${e.stderr}`);
+      assert.match(e.stderr, /5 optimizer steps in a row were skipped \(steps 2-6\) on non-finite losses or gradients; the last: non-finite loss or gradient at step 6: .*\(the model is not training: lower --lr/);
+      assert.doesNotMatch(e.stderr, /    at /);
+    }
+    assert.equal(existsSync(ckpt), false, 'no checkpoint of a model that does not train');
+    // Step 1 trained; steps 2-5 were skipped and say so, with the loss they had (not step 1's).
+    assert.deepEqual(r.metrics.map((m) => [m.step, m.skipped ?? false]), [[1, false], [2, true], [3, true], [4, true], [5, true]]);
+    assert.ok(Number.isFinite(r.metrics[0]?.train_loss));
+    for (const m of r.metrics.slice(1)) assert.notEqual(m.train_loss, r.metrics[0]?.train_loss, 'not the stale loss of step 1');
+    assert.match(r.log, /step 2\/6 \| train loss \S+ \(step skipped\) \| val loss/);
+  });
+
+  it('--max-consecutive-skips 2 stops at the second skip in a row', async () => {
+    const dir = join(root, 'skip-streak-2');
+    const r = await run(dir, 2, ['--lr', '1e10', '--num-steps', '6', '--eval-interval', '6', '--checkpoint-path', join(dir, 'c.safetensors'),
+      '--on-nonfinite', 'skip', '--max-consecutive-skips', '2']);
+    for (const e of r.exits) {
+      assert.equal(e.code, 1, `rank ${e.rank}: ${e.stderr}`);
+      assert.match(e.stderr, /2 optimizer steps in a row were skipped \(steps 2-3\)/);
+    }
+  });
+
+  it('weights that overflowed (to infinity, or NaN as the wasm AdamW kernel computes lr 1e39 in float32) are never checkpointed', async () => {
+    const dir = join(root, 'inf-weights');
+    const ckpt = join(dir, 'ckpt.safetensors');
+    const r = await run(dir, 2, ['--lr', '1e39', '--num-steps', '2', '--checkpoint-interval', '1', '--checkpoint-path', ckpt, '--on-nonfinite', 'skip']);
+    for (const e of r.exits) {
+      assert.equal(e.code, 1, `rank ${e.rank}: ${e.stderr}`);
+      assert.match(e.stderr, /the weights at step 1 are not finite \((NaN|-?Infinity) at index \d+\): the checkpoint was not saved/);
+    }
+    assert.equal(existsSync(ckpt), false);
+  });
+});
+
 describe('unwritable checkpoint path', () => {
-  it('under a regular file: both ranks stop with the path and the fix named', async () => {
+  it('under a regular file: both ranks stop before training with the path and the fix named', async () => {
     const dir = join(root, 'ckpt-stop');
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'blocker'), 'not a directory');
     const ckpt = join(dir, 'blocker', 'ckpt.safetensors');
     const r = await run(dir, 2, ['--num-steps', '4', '--eval-interval', '1', '--checkpoint-interval', '2', '--checkpoint-path', ckpt]);
     for (const e of r.exits) {
-      assert.equal(e.code, 1, `rank ${e.rank}: ${e.stderr}`);
-      assert.match(e.stderr, new RegExp(`cannot write checkpoint ${ckpt}: (ENOTDIR|EEXIST).*\\(pass a --checkpoint-path in a writable directory.*--tolerate-checkpoint-errors`));
+      // Issue 13 (#2, #14): checked at start (worker/output_paths.ts), not at the first save.
+      assert.equal(e.code, 2, `rank ${e.rank}: ${e.stderr}`);
+      assert.match(e.stderr, new RegExp(`--checkpoint-path ${ckpt}: ${dir}/blocker is a file, not a directory \\(pick a --checkpoint-path whose directories are directories`));
       assert.doesNotMatch(e.stderr, /    at /, 'one line, no stack trace');
     }
-    assert.deepEqual(r.metrics.map((m) => m.step), [1, 2], 'stopped at the first checkpoint');
+    assert.deepEqual(r.metrics.map((m) => m.step), [], 'stopped before training');
   });
 
   it('--tolerate-checkpoint-errors: a warning per failed checkpoint, and training goes on to the end', async () => {
@@ -106,16 +147,33 @@ describe('unwritable checkpoint path', () => {
     const first = join(dir, 'first.safetensors');
     const r1 = await run(dir, 1, ['--num-steps', '2', '--eval-interval', '2', '--checkpoint-path', first]);
     assert.equal(r1.exits[0]?.code, 0, r1.exits[0]?.stderr);
-    // A name of 252 bytes: the file itself is fine, but the temporary file beside it
-    // (<name>.tmp-<pid>) is longer than a file name may be, so the next write fails (even as root).
-    const kept = join(dir, `${'c'.repeat(240)}.safetensors`);
+    // A name of 250 bytes: the file itself and its lock (<name>.lock) are fine, but the temporary
+    // file beside it (<name>.tmp-<pid>) is longer than a file name may be, so the next write fails
+    // (even as root).
+    const kept = join(dir, `${'c'.repeat(238)}.safetensors`);
     copyFileSync(first, kept);
     const before = readFileSync(kept);
     const r2 = await run(dir, 1, ['--num-steps', '4', '--eval-interval', '2', '--checkpoint-interval', '2', '--checkpoint-path', kept, '--resume']);
     assert.equal(r2.exits[0]?.code, 1, r2.exits[0]?.stderr);
     assert.match(r2.log, /resumed from .* at step 2/);
-    assert.match(r2.exits[0]?.stderr ?? '', /cannot write checkpoint .*c{240}\.safetensors: ENAMETOOLONG/);
+    assert.match(r2.exits[0]?.stderr ?? '', /cannot write checkpoint .*c{238}\.safetensors: ENAMETOOLONG/);
     assert.deepEqual(readFileSync(kept), before);
     assert.equal(meta(kept).step, '2');
+  });
+});
+
+describe('a config that cannot fit (issue 13, #5)', () => {
+  it('--batch-size 512 at the defaults on wasm: both ranks refuse it at start in one line with the estimate, nothing trained', async () => {
+    const dir = join(root, 'too-big');
+    mkdirSync(dir, { recursive: true });
+    const group = await spawnWorkers('worker/train_ddp.ts', 2, ['--batch-size', '512', '--backend', 'wasm', '--num-steps', '2',
+      '--log-file', join(dir, 'train.log'), '--checkpoint-path', join(dir, 'c.safetensors')], { masterPort: await freePort() });
+    for (const e of await group.exited) {
+      assert.equal(e.code, 2, `rank ${e.rank}: ${e.stderr}`);
+      assert.match(e.stderr, /this config \(2,973,184 parameters, batch 512 x 32 tokens, vocab 10000\) needs about [\d.]+ GiB of tensors per training step, more than the wasm backend's 4 GiB heap \(lower --batch-size or --vocab-size/);
+      assert.doesNotMatch(e.stderr, /    at |RuntimeError/);
+      assert.doesNotMatch(e.stdout, /step 1\//);
+    }
+    assert.equal(existsSync(join(dir, 'c.safetensors')), false);
   });
 });

@@ -163,3 +163,28 @@ test('--help prints the usage and exits 0', async () => {
   assert.equal(r.code, 0);
   assert.match(r.out.join('\n'), /rosedist plot <metrics\.jsonl>\.\.\. \[-o file\.svg\|file\.png\]/);
 });
+
+test('a file that two runs appended to is drawn as two runs, by run_id (issue 13, #9)', async () => {
+  const f = join(dir, 'reused.metrics.jsonl');
+  writeRun(f, { steps: 20, every: 10, worldSize: 1, decay: 20, runId: 'first' });
+  writeRun(f, { steps: 20, every: 10, worldSize: 2, decay: 5, runId: 'second' });
+  const out = join(dir, 'reused.svg');
+  const r = await plot([f, '-o', out]);
+  assert.equal(r.code, 0, r.err.join('\n'));
+  assert.deepEqual(r.out, [`wrote ${out} (2 runs, 6 evaluations)`], 'same steps, different runs: nothing merged');
+  const val = ariaLabels(readFileSync(out, 'utf8'), 'point').map(fields).filter((p) => p.split === 'val');
+  assert.deepEqual(val.map((p) => `${p.run}@${p['step (optimizer steps)']}`).sort(), ['first@0', 'first@10', 'first@20', 'second@0', 'second@10', 'second@20']);
+});
+
+test('repeated steps of one run and non-finite losses are named in a note, not dropped silently', async () => {
+  const f = join(dir, 'noted.metrics.jsonl');
+  writeRun(f, { steps: 30, every: 10, worldSize: 1, decay: 20, runId: 'r1' });
+  writeRun(f, { from: 20, steps: 30, every: 10, worldSize: 1, decay: 20, runId: 'r1' });
+  appendFileSync(f, `${JSON.stringify({ step: 40, train_loss: null, skipped: true, val_loss: null, val_ppl: null, val_tokens: 1, tokens_seen: 1, elapsed_s: 1, world_size: 1, backend: 'wasm', run_id: 'r1' })}\n`);
+  const r = await plot([f, '-o', join(dir, 'noted.svg')]);
+  assert.equal(r.code, 0, r.err.join('\n'));
+  assert.deepEqual(r.out.slice(1), [
+    'note: run r1 evaluated steps 20, 30 more than once (a restarted attempt resumed from an earlier checkpoint): the latest record of each is drawn',
+    'note: run r1 has non-finite losses at step 40: not drawn',
+  ]);
+});

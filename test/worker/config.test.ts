@@ -111,13 +111,42 @@ describe('parseTrainConfig', () => {
       [['--backend', 'gpu'], /--backend gpu is not one of auto, tensorflow, wasm, cpu/],
       [['--log-format', 'xml'], /--log-format xml/],
       [['--dataset', 'imagenet'], /--dataset imagenet is not a dataset/],
-      [['--collective-timeout', '0'], /--collective-timeout 0 must be positive/],
-      [['--seed', '-1'], /--seed -1 is out of range/],
+      [['--collective-timeout', '-1'], /--collective-timeout "-1" is not a number of seconds.*--collective-timeout inf for no timeout/],
+      [['--collective-timeout', 'soon'], /--collective-timeout "soon" is not a number of seconds/],
+      [['--seed', '-1'], /--seed -1 must be at least 0/],
+      [['--seed', '4294967296'], /--seed 4294967296 is more than 4294967295/],
+      // Issue 13, #5: every size has an upper bound, and a vocabulary needs two tokens.
+      [['--batch-size', '4294967295'], /--batch-size 4294967295 is more than 1048576 \| pass --batch-size 1048576 or less/],
+      [['--d-model', '100000'], /--d-model 100000 is more than 65536/],
+      [['--vocab-size', '1'], /--vocab-size 1 must be at least 2/],
+      [['--vocab-size', '2000000'], /--vocab-size 2000000 is more than 1048576/],
+      [['--n-layers', '5000'], /--n-layers 5000 is more than 1024/],
+      [['--max-position-embeddings', '100000'], /is more than 65536/],
+      [['--grad-accum-steps', '100000'], /is more than 65536/],
+      // Issue 13, #14: options that would be ignored or misread.
+      [['--tokenizer', 'gpt2'], /--tokenizer gpt2 does nothing with --dataset toy \(random token ids, no text\) \| pass --dataset brown or text:<path>/],
+      [['--tokenizer', 'byte', '--dataset', 'toy:100'], /--tokenizer byte does nothing with --dataset toy:100/],
+      [['--tokenizer', 'bpe', '--dataset', 'brown'], /--tokenizer bpe is not one of byte, gpt2/],
+      [['--drop-last=maybe'], /--drop-last=maybe is not true or false \| write --drop-last or --no-drop-last/],
+      [['--no-drop-last=yes'], /--no-drop-last=yes is not true or false/],
+      [['--resume=1'], /--resume=1 is not true or false/],
       [['--seq-len', '1'], /--seq-len 1 predicts nothing/],
       [['--profile'], /--profile needs a value/],
       [['--profile', '--lr', '1'], /--profile needs a value/],
     ];
     for (const [argv, pattern] of cases) assert.match(rejects(argv), pattern, argv.join(' '));
+  });
+
+  it('accepts the ways of writing a boolean, the tokenizer of a text dataset, and a collective timeout of "never"', () => {
+    assert.equal(parseTrainConfig(['--drop-last=true'], 'train_minimal').dropLast, true);
+    assert.equal(parseTrainConfig(['--drop-last=false'], 'train_minimal').dropLast, false);
+    assert.equal(parseTrainConfig(['--drop-last'], 'train_minimal').dropLast, true);
+    assert.equal(parseTrainConfig(['--no-drop-last'], 'train_minimal').dropLast, false);
+    assert.equal(parseTrainConfig(['--tokenizer', 'gpt2', '--dataset', 'brown'], 'train_minimal').tokenizer, 'gpt2');
+    // Issue 13, #4: 0, inf, infinity and never all mean no timeout, stored as 0; huge values stay as given.
+    for (const v of ['0', 'inf', 'Infinity', 'never']) assert.equal(parseTrainConfig(['--collective-timeout', v], 'train_ddp').collectiveTimeoutS, 0, v);
+    assert.equal(parseTrainConfig(['--collective-timeout', '10000000'], 'train_ddp').collectiveTimeoutS, 10_000_000);
+    assert.equal(parseTrainConfig(['--vocab-size', '2'], 'train_ddp').vocabSize, 2);
   });
 
   it('has help', () => {

@@ -26,7 +26,7 @@ export type { DataTransportKind } from './zmq/zmq_group.js';
 export interface ProcessGroupOptions {
   /** How long the ranks wait for each other at start (ms); default 60 s. */
   rendezvousTimeoutMs?: number;
-  /** How long one collective may wait for the others (ms); default 300 s (--collective-timeout). */
+  /** How long one collective may wait for the others (ms; Infinity: no limit); default 300 s (--collective-timeout). */
   collectiveTimeoutMs?: number;
   /** Ring segment size (bytes); default 1 MiB. */
   segmentBytes?: number;
@@ -47,9 +47,10 @@ export interface ProcessGroupOptions {
 
 export const DEFAULT_RENDEZVOUS_TIMEOUT_MS = 60_000;
 
-/** `value` checked; undefined stays undefined (the ring group's own default applies: ring_group.ts). */
-function positive(name: string, value: number | undefined): number | undefined {
+/** `value` checked; undefined stays undefined (the ring group's own default applies: ring_group.ts). With `infinite`, Infinity passes (no limit). */
+function positive(name: string, value: number | undefined, infinite = false): number | undefined {
   if (value === undefined) return undefined;
+  if (infinite && value === Infinity) return value;
   if (!Number.isFinite(value) || value <= 0) throw new ConfigError(`process group option ${name}=${value} is not a positive number`, `pass ${name} > 0`);
   return value;
 }
@@ -73,7 +74,7 @@ export async function initProcessGroup(
   const o = opts ?? {};
   const resolved = {
     rendezvousTimeoutMs: positive('rendezvousTimeoutMs', o.rendezvousTimeoutMs) ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS,
-    collectiveTimeoutMs: positive('collectiveTimeoutMs', o.collectiveTimeoutMs),
+    collectiveTimeoutMs: positive('collectiveTimeoutMs', o.collectiveTimeoutMs, true),
     segmentBytes: positive('segmentBytes', o.segmentBytes),
     warn: o.warn ?? stderrWarn(env.rank),
     reducer: o.reducer,

@@ -12,6 +12,7 @@
  */
 import type { CollectiveRecord } from '../../shared/error_file.js';
 import { CommError } from '../../shared/errors.js';
+import { setLongTimeout } from '../../shared/timers.js';
 import { describe, dtypeOf, HEADER_BYTES, type CollectiveKind, type Signature } from './frames.js';
 import { checkGroupRanks, REDUCE_OPS, type FloatArray, type NumericArray, type ProcessGroup, type ReduceOp } from './process_group.js';
 import { createReducer, type Reducer } from './reduce.js';
@@ -43,7 +44,7 @@ export interface RingGroupOptions {
   readonly control: PeerControl;
   /** Segment size in bytes; default 1 MiB. */
   readonly segmentBytes?: number;
-  /** A collective still waiting after this long fails on every rank; default 300 s. */
+  /** A collective still waiting after this long (ms) fails on every rank; default 300 s; Infinity: never. */
   readonly collectiveTimeoutMs?: number;
   /** All-reduces moving at most this many bytes per rank as an all-gather take that path; default 64 KiB. */
   readonly gatherBytes?: number;
@@ -311,7 +312,8 @@ export class RingGroup implements ProcessGroup {
     this.state = 'running';
     this.lastProgress = Date.now();
     if (this.suspicion !== undefined) void this.suspect(this.suspicion);
-    const timer = setTimeout(() => void this.onTimeout(sig), this.timeoutMs);
+    // Any length: a huge --collective-timeout means "never", not a 32-bit overflow that fires at once.
+    const timer = setLongTimeout(() => void this.onTimeout(sig), this.timeoutMs);
     try {
       const result = await Promise.race([body(sig), this.failed]);
       entry.state = 'done';
@@ -320,7 +322,7 @@ export class RingGroup implements ProcessGroup {
       entry.state = 'failed';
       throw this.fail(e instanceof CommError ? e : new CommError(`${describe(sig)} failed on rank ${this.rank}: ${String(e)}`), true);
     } finally {
-      clearTimeout(timer);
+      timer.clear();
       if (this.state === 'running') this.state = 'idle';
     }
   }

@@ -7,11 +7,12 @@
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { FileError } from '../../shared/errors.js';
 import type { MetricsRecord } from '../../shared/metrics.js';
 
 export function formatEvalLine(r: MetricsRecord, numSteps: number): string {
   return (
-    `step ${r.step}/${numSteps} | train loss ${r.train_loss.toFixed(6)} | val loss ${r.val_loss.toFixed(6)} | ` +
+    `step ${r.step}/${numSteps} | train loss ${r.train_loss.toFixed(6)}${r.skipped ? ' (step skipped)' : ''} | val loss ${r.val_loss.toFixed(6)} | ` +
     `val ppl ${r.val_ppl.toFixed(3)} | amp: false`
   );
 }
@@ -24,7 +25,7 @@ export interface EvalLine {
   readonly valPpl: number;
 }
 
-const EVAL_LINE = /step (\d+)\/(\d+) \| train loss (\S+) \| val loss (\S+) \| val ppl (\S+) \| amp: false/;
+const EVAL_LINE = /step (\d+)\/(\d+) \| train loss (\S+)(?: \(step skipped\))? \| val loss (\S+) \| val ppl (\S+) \| amp: false/;
 
 /** The eval line inside `line` (a log line may carry a timestamp and level first), or undefined. */
 export function parseEvalLine(line: string): EvalLine | undefined {
@@ -33,16 +34,32 @@ export function parseEvalLine(line: string): EvalLine | undefined {
   return { step: Number(m[1]), numSteps: Number(m[2]), trainLoss: Number(m[3]), valLoss: Number(m[4]), valPpl: Number(m[5]) };
 }
 
-/** Appends metrics records as JSON lines; a no-op on ranks other than 0. Synchronous, so nothing is lost at exit. */
+/** The metrics file's path follows --log-file's (<log file without .log>.metrics.jsonl). */
+const WRITE_HINT = 'free space on its disk, or pass a --log-file on a writable disk with free space';
+
+/**
+ * Appends metrics records as JSON lines; a no-op on ranks other than 0. Synchronous, so nothing is
+ * lost at exit. A failed write (a full disk) throws a FileError naming the file.
+ */
 export class MetricsLog {
   constructor(
     readonly path: string,
     private readonly enabled: boolean,
   ) {
-    if (enabled) mkdirSync(dirname(path), { recursive: true });
+    if (!enabled) return;
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+    } catch (e) {
+      throw new FileError(`cannot create the directory of the metrics file ${path}: ${(e as Error).message}`, WRITE_HINT);
+    }
   }
 
   append(record: MetricsRecord): void {
-    if (this.enabled) appendFileSync(this.path, `${JSON.stringify(record)}\n`);
+    if (!this.enabled) return;
+    try {
+      appendFileSync(this.path, `${JSON.stringify(record)}\n`);
+    } catch (e) {
+      throw new FileError(`cannot write the metrics file ${this.path}: ${(e as Error).message}`, WRITE_HINT);
+    }
   }
 }
