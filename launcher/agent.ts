@@ -34,10 +34,7 @@ export interface RunResult {
   readonly failures: readonly ProcessFailure[];
 }
 
-type GroupState =
-  | { readonly kind: 'healthy' }
-  | { readonly kind: 'succeeded' }
-  | { readonly kind: 'failed'; readonly failures: readonly ProcessFailure[] };
+type GroupState = { readonly kind: 'healthy' } | { readonly kind: 'succeeded' } | { readonly kind: 'failed'; readonly failures: readonly ProcessFailure[] };
 
 function groupState(workers: readonly Worker[]): GroupState {
   const failures: ProcessFailure[] = [];
@@ -150,8 +147,19 @@ export class Agent {
       this.runId = next.layout.runId;
       if (next.nodeRank !== undefined) {
         // Elastic: rounds are not all restarts (a joining node spends none).
-        if (next.change !== undefined) this.opts.emit({ kind: 'membership', text: `${next.change}: round ${attempt} (restarts spent ${next.restartCount ?? 0} of ${this.opts.config.maxRestarts})` });
-        else if (attempt > 0) this.opts.emit({ kind: 'restarting', attempt: next.restartCount ?? attempt, maxRestarts: this.opts.config.maxRestarts, cause: next.cause, reason: undefined });
+        if (next.change !== undefined)
+          this.opts.emit({
+            kind: 'membership',
+            text: `${next.change}: round ${attempt} (restarts spent ${next.restartCount ?? 0} of ${this.opts.config.maxRestarts})`,
+          });
+        else if (attempt > 0)
+          this.opts.emit({
+            kind: 'restarting',
+            attempt: next.restartCount ?? attempt,
+            maxRestarts: this.opts.config.maxRestarts,
+            cause: next.cause,
+            reason: undefined,
+          });
       } else if (attempt > 0) {
         this.opts.emit({ kind: 'restarting', attempt, maxRestarts: this.opts.config.maxRestarts, cause: next.cause, reason: undefined });
       }
@@ -186,7 +194,11 @@ export class Agent {
     });
     const workers = this.opts.context.start(specs);
     // They hold the run's temporary directory too, should this launcher die first (shared/run_tmp_dir.ts).
-    if (this.opts.tmpDir !== undefined) addWorkers(this.opts.tmpDir, workers.map((w) => w.pid));
+    if (this.opts.tmpDir !== undefined)
+      addWorkers(
+        this.opts.tmpDir,
+        workers.map((w) => w.pid),
+      );
     for (const w of workers) void w.exited.then(() => this.monitor.poke());
     for (;;) {
       if (this.signal !== undefined) {

@@ -22,13 +22,15 @@ export interface Given {
 /** The launcher options, each as its own flag name; the help text says what each does. */
 const OPTIONS = {
   'nproc-per-node': 'workers on this node: a number, auto (GPUs if any, else CPUs), cpu or gpu [default: 1]',
-  nnodes: "number of nodes, or MIN:MAX for an elastic run (starts with MIN, admits up to MAX, goes on when nodes leave or join) [default: 1; under srun: the step's nodes]",
+  nnodes:
+    "number of nodes, or MIN:MAX for an elastic run (starts with MIN, admits up to MAX, goes on when nodes leave or join) [default: 1; under srun: the step's nodes]",
   'node-rank': 'rank of this node, 0 ≤ node-rank < nnodes [default: 0; under srun: SLURM_NODEID]',
   'master-addr': "address of node 0; its rank-0 worker listens there [default: 127.0.0.1; under srun: the step's first host]",
-  'master-port': 'port of rank 0 [default: a free port on one node, 29500 on several, one derived from the job id under srun; node 0 also listens on master-port + 1 for the launchers]',
+  'master-port':
+    'port of rank 0 [default: a free port on one node, 29500 on several, one derived from the job id under srun; node 0 also listens on master-port + 1 for the launchers]',
   standalone: 'single-node run on a free local port (torchrun compatibility)',
   'max-restarts': 'restart the whole group up to this many times after a failure [default: 0]',
-  'monitor-interval': 'seconds between checks of the workers; a worker\'s exit is noticed at once whatever the interval [default: 0.1]',
+  'monitor-interval': "seconds between checks of the workers; a worker's exit is noticed at once whatever the interval [default: 0.1]",
   'run-id': 'name of the run (letters, digits, . _ -) [default: random]',
   'log-dir': 'directory for <run-id>/attempt_<n>/<rank>/{stdout,stderr}.log and error.json (<run-id>_1, _2, ... when the run id was used before)',
   redirects: 'send worker streams to files only: 0 none, 1 stdout, 2 stderr, 3 both, or per local rank "0:1,1:2" [default: 0]',
@@ -62,7 +64,9 @@ const SHORT: Readonly<Partial<Record<OptionName, string>>> = { module: 'm' };
 function parser(argv: readonly string[]) {
   let y = yargs([...argv])
     .scriptName('rosedist')
-    .usage('$0 [launcher options] PROGRAM [program options]\n\nPROGRAM: train_ddp, train_minimal, a .js/.mjs/.ts or .py file, -m MODULE, or --no-python EXECUTABLE.\nEach option can also be set as PET_<NAME>, e.g. PET_NPROC_PER_NODE=2.')
+    .usage(
+      '$0 [launcher options] PROGRAM [program options]\n\nPROGRAM: train_ddp, train_minimal, a .js/.mjs/.ts or .py file, -m MODULE, or --no-python EXECUTABLE.\nEach option can also be set as PET_<NAME>, e.g. PET_NPROC_PER_NODE=2.',
+    )
     .parserConfiguration({ 'halt-at-non-option': true, 'parse-positional-numbers': false, 'camel-case-expansion': false, 'boolean-negation': false })
     .strict()
     .help(false)

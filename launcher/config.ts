@@ -156,8 +156,16 @@ function logDirectory(g: Given | undefined): string | undefined {
     accessSync(dir, constants.W_OK | constants.X_OK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOTDIR' || code === 'EEXIST' ? 'it or one of its parents is a file' : code === 'EACCES' || code === 'EPERM' ? 'no permission to write there' : (code ?? (e as Error).message);
-    throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} cannot be used as a directory (${dir}): ${why}`, `pass ${g.from} a directory this user can write, or a path where one can be made`);
+    const why =
+      code === 'ENOTDIR' || code === 'EEXIST'
+        ? 'it or one of its parents is a file'
+        : code === 'EACCES' || code === 'EPERM'
+          ? 'no permission to write there'
+          : (code ?? (e as Error).message);
+    throw new ConfigError(
+      `${g.from} ${JSON.stringify(g.value)} cannot be used as a directory (${dir}): ${why}`,
+      `pass ${g.from} a directory this user can write, or a path where one can be made`,
+    );
   }
   return dir;
 }
@@ -185,7 +193,10 @@ export async function resolveConfig(cli: CliInput, env: Env = process.env, host:
   // Elastic: the rendezvous numbers the nodes (node 0 hosts it); a rank from Slurm is ignored.
   const rankGiven = o['node-rank'] !== undefined && /^(--|PET_)/.test(o['node-rank'].from);
   if (elastic !== undefined && rankGiven) {
-    throw new ConfigError(`${o['node-rank']?.from} was given with ${o.nnodes?.from} ${o.nnodes?.value}`, 'drop it: in an elastic run the rendezvous assigns node ranks (the launcher that hosts it is node 0)');
+    throw new ConfigError(
+      `${o['node-rank']?.from} was given with ${o.nnodes?.from} ${o.nnodes?.value}`,
+      'drop it: in an elastic run the rendezvous assigns node ranks (the launcher that hosts it is node 0)',
+    );
   }
   const nodeRank = o['node-rank'] === undefined || elastic !== undefined ? 0 : int(o['node-rank'], 0, 1023, 'a node rank');
   if (nodeRank >= nnodes) {
@@ -199,8 +210,7 @@ export async function resolveConfig(cli: CliInput, env: Env = process.env, host:
   // On several nodes node 0 listens on master-port + 1 for the other launchers.
   const maxPort = multiNode ? 65534 : 65535;
   const portGiven = o['master-port'];
-  const masterPort =
-    portGiven !== undefined ? int(portGiven, 1, maxPort, `a port from 1 to ${maxPort}`) : multiNode ? 29500 : await host.freePort(masterAddr);
+  const masterPort = portGiven !== undefined ? int(portGiven, 1, maxPort, `a port from 1 to ${maxPort}`) : multiNode ? 29500 : await host.freePort(masterAddr);
   // Elastic: whichever launcher can listen there hosts the rendezvous (launcher/elastic_rendezvous.ts).
   if (portGiven !== undefined && elastic === undefined && (!multiNode || nodeRank === 0)) {
     const ports = multiNode ? [masterPort, masterPort + 1] : [masterPort];
@@ -264,7 +274,10 @@ function elasticConfig(o: CliInput['options']): ElasticConfig | undefined {
   const min = Number(m?.[1]);
   const max = Number(m?.[2]);
   if (m === null || min < 1 || max < min || max > 1024) {
-    throw new ConfigError(`${g.from} ${JSON.stringify(g.value)} is not a range of nodes`, `pass ${g.from} MIN:MAX with 1 ≤ MIN ≤ MAX ≤ 1024, e.g. ${g.from} 2:4`);
+    throw new ConfigError(
+      `${g.from} ${JSON.stringify(g.value)} is not a range of nodes`,
+      `pass ${g.from} MIN:MAX with 1 ≤ MIN ≤ MAX ≤ 1024, e.g. ${g.from} 2:4`,
+    );
   }
   const s = (name: 'rdzv-timeout' | 'rdzv-last-call', dflt: number): number => (o[name] === undefined ? dflt : seconds(o[name])) * 1000;
   return { minNodes: min, maxNodes: max, rdzvTimeoutMs: s('rdzv-timeout', DEFAULT_RDZV_TIMEOUT_S), lastCallMs: s('rdzv-last-call', DEFAULT_LAST_CALL_S) };

@@ -37,7 +37,10 @@ export function countGpus(probe: GpuProbe = defaultProbe): number {
  */
 export function visibleDeviceFor(localRank: number, gpuCount: number, userValue: string | undefined): string | undefined {
   if (userValue !== undefined && userValue !== '') {
-    const list = userValue.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    const list = userValue
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
     if (list.length <= 1) return userValue;
     return list[localRank % list.length];
   }

@@ -166,7 +166,10 @@ export class ElasticCoordinator {
     const worldSize = localWorldSizes.reduce((a, b) => a + b, 0);
     const joined = this.members.filter((id) => !this.previous.has(id)).map((id) => `node ${this.nodes.get(id)?.label} joined`);
     const lost = [...this.previous].filter(([id]) => !this.nodes.has(id)).map(([, label]) => `node ${label} lost`);
-    const change = this.lastWorldSize === undefined || joined.length + lost.length === 0 ? undefined : `world size ${this.lastWorldSize} → ${worldSize} (${[...lost, ...joined].join(', ')})`;
+    const change =
+      this.lastWorldSize === undefined || joined.length + lost.length === 0
+        ? undefined
+        : `world size ${this.lastWorldSize} → ${worldSize} (${[...lost, ...joined].join(', ')})`;
     this.round += 1;
     this.previous = new Map(this.members.map((id, i) => [id, infos[i]?.label ?? '?']));
     this.lastWorldSize = worldSize;
@@ -174,7 +177,9 @@ export class ElasticCoordinator {
     this.results.clear();
     this.stopping = false;
     this.phase = 'running';
-    this.say(`round ${this.round}: nodes ${infos.map((i, r) => `${r}=${i.label}`).join(', ')}, world size ${worldSize}${change === undefined ? '' : `; ${change}`}`);
+    this.say(
+      `round ${this.round}: nodes ${infos.map((i, r) => `${r}=${i.label}`).join(', ')}, world size ${worldSize}${change === undefined ? '' : `; ${change}`}`,
+    );
     const layout = { runId: this.opts.runId, worldSize, localWorldSizes };
     this.members.forEach((id, nodeRank) =>
       this.send(id, { type: 'start', attempt: this.round, layout, nodeRank, restartCount: this.restarts, change, cause: this.cause }),

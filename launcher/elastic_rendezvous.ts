@@ -81,7 +81,12 @@ function tryListen(server: Server, host: string, port: number): Promise<boolean>
   return new Promise((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException): void => {
       if (e.code === 'EADDRINUSE' || e.code === 'EADDRNOTAVAIL') return resolve(false);
-      reject(new ConfigError(`cannot listen on ${host}:${port} for the rendezvous (${e.code ?? e.message})`, "pass --master-addr with the rendezvous host's address or a name that resolves to it"));
+      reject(
+        new ConfigError(
+          `cannot listen on ${host}:${port} for the rendezvous (${e.code ?? e.message})`,
+          "pass --master-addr with the rendezvous host's address or a name that resolves to it",
+        ),
+      );
     };
     server.once('error', onError);
     server.listen({ host, port, exclusive: true }, () => {
@@ -175,7 +180,10 @@ async function joinElastic(config: LaunchConfig, abort: AbortSignal): Promise<Re
     socket = await connectOnce(config.masterAddr, port);
     if (socket === undefined) {
       if (Date.now() > deadline) {
-        throw new CommError(`no rendezvous host answered at ${where} within --rdzv-timeout ${e.rdzvTimeoutMs / 1000} s`, 'start a launcher on the host of --master-addr, and pass every node the same --master-addr and --master-port');
+        throw new CommError(
+          `no rendezvous host answered at ${where} within --rdzv-timeout ${e.rdzvTimeoutMs / 1000} s`,
+          'start a launcher on the host of --master-addr, and pass every node the same --master-addr and --master-port',
+        );
       }
       // One listener at a time on `abort`, removed when the sleep ends (not one more per retry).
       await sleep(RETRY_MS, { signal: abort });
@@ -185,7 +193,10 @@ async function joinElastic(config: LaunchConfig, abort: AbortSignal): Promise<Re
   const reader = new LineReader(socket);
   const refused = (why: string): never => {
     socket.destroy();
-    throw new ConfigError(`the rendezvous host at ${where} refused this launcher: ${why}`, 'start every node with the same --nnodes MIN:MAX, --max-restarts, --run-id and secret');
+    throw new ConfigError(
+      `the rendezvous host at ${where} refused this launcher: ${why}`,
+      'start every node with the same --nnodes MIN:MAX, --max-restarts, --run-id and secret',
+    );
   };
   const first = await reader.next(HANDSHAKE_TIMEOUT_MS);
   const challenge = first === undefined ? undefined : parseObject(first);
@@ -229,7 +240,9 @@ async function joinElastic(config: LaunchConfig, abort: AbortSignal): Promise<Re
     if (msg !== undefined) client.deliver(msg);
   });
   channel.onClose((why) =>
-    client.lostContact(`lost node 0, the rendezvous host at ${where} (${why}): it holds the run's coordinator and master address, so the run cannot go on without it`),
+    client.lostContact(
+      `lost node 0, the rendezvous host at ${where} (${why}): it holds the run's coordinator and master address, so the run cannot go on without it`,
+    ),
   );
   return client;
 }

@@ -18,7 +18,13 @@ export type LauncherEvent =
       /** The run's log directory (--log-dir); undefined: none. */
       readonly logs: string | undefined;
     }
-  | { readonly kind: 'restarting'; readonly attempt: number; readonly maxRestarts: number; readonly cause: ProcessFailure | undefined; readonly reason: string | undefined }
+  | {
+      readonly kind: 'restarting';
+      readonly attempt: number;
+      readonly maxRestarts: number;
+      readonly cause: ProcessFailure | undefined;
+      readonly reason: string | undefined;
+    }
   | { readonly kind: 'worker_failed'; readonly failure: ProcessFailure }
   | { readonly kind: 'stopping'; readonly ranks: readonly number[]; readonly signal: NodeJS.Signals; readonly graceMs: number }
   | { readonly kind: 'leftovers'; readonly ranks: readonly number[]; readonly signal: NodeJS.Signals; readonly graceMs: number }
@@ -49,8 +55,7 @@ const formatters: Formatters = {
     `rank ${e.failure.rank} (local rank ${e.failure.localRank}, node ${e.failure.nodeRank}, pid ${e.failure.pid}) ${describeExit(e.failure)}` +
     (e.failure.message === undefined ? '' : `: ${e.failure.message}`),
   stopping: (e) => `sending ${e.signal} to ranks ${e.ranks.join(', ')} (SIGKILL after ${e.graceMs / 1000} s)`,
-  leftovers: (e) =>
-    `ranks ${e.ranks.join(', ')} exited, but processes they started still run: sending them ${e.signal} (SIGKILL after ${e.graceMs / 1000} s)`,
+  leftovers: (e) => `ranks ${e.ranks.join(', ')} exited, but processes they started still run: sending them ${e.signal} (SIGKILL after ${e.graceMs / 1000} s)`,
   killing: (e) => `ranks ${e.ranks.join(', ')} still running after the grace period: SIGKILL`,
   interrupted: (e) => `received ${e.signal}: forwarding it to the workers`,
   waiting_for_nodes: (e) => `node 0 listens on ${e.address}: ${e.joined} of ${e.nnodes} nodes joined`,

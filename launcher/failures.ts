@@ -105,8 +105,7 @@ function noErrorFile(f: ProcessFailure): string {
 
 function describe(f: ProcessFailure, showErrorFile: boolean): string[] {
   const lines = [
-    `rank ${f.rank} (local rank ${f.localRank}, node ${f.nodeRank} ${f.nodeId}, pid ${f.pid}) ${describeExit(f)}` +
-      ` at ${new Date(f.time).toISOString()}`,
+    `rank ${f.rank} (local rank ${f.localRank}, node ${f.nodeRank} ${f.nodeId}, pid ${f.pid}) ${describeExit(f)}` + ` at ${new Date(f.time).toISOString()}`,
     `  message: ${f.message ?? noErrorFile(f)}`,
   ];
   if (f.traceback !== undefined) lines.push(`  traceback: ${f.traceback}`);

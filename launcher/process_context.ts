@@ -18,10 +18,7 @@ import { attachOutput, stdioFor } from './redirects.js';
 import type { WorkerSpec } from './worker_spec.js';
 
 export type WorkerState =
-  | { readonly kind: 'running' }
-  | { readonly kind: 'succeeded' }
-  | { readonly kind: 'stopped' }
-  | { readonly kind: 'failed'; readonly failure: ProcessFailure };
+  { readonly kind: 'running' } | { readonly kind: 'succeeded' } | { readonly kind: 'stopped' } | { readonly kind: 'failed'; readonly failure: ProcessFailure };
 
 /** A started worker (the instance of a WorkerSpec). */
 export interface Worker {

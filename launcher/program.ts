@@ -93,9 +93,15 @@ function python(given: Given | undefined, env: Env): string {
   const path = findExecutable(name, env);
   if (path !== undefined) return path;
   if (choice === undefined) {
-    throw new ConfigError('python3 is not on the PATH, and Python programs need it', 'install Python 3, or name the interpreter with --python PATH or PYTHON=PATH');
+    throw new ConfigError(
+      'python3 is not on the PATH, and Python programs need it',
+      'install Python 3, or name the interpreter with --python PATH or PYTHON=PATH',
+    );
   }
-  throw new ConfigError(`${choice.from} ${JSON.stringify(name)} is not an executable file`, `point ${choice.from} at a Python interpreter, e.g. /usr/bin/python3`);
+  throw new ConfigError(
+    `${choice.from} ${JSON.stringify(name)} is not an executable file`,
+    `point ${choice.from} at a Python interpreter, e.g. /usr/bin/python3`,
+  );
 }
 
 /** Resolve PROGRAM as the options say. Throws ConfigError with one line saying what to fix. */
@@ -106,7 +112,10 @@ export function resolveProgram(name: string | undefined, o: ProgramOptions, env:
   const noPython = isSet(o.noPython);
   const module = isSet(o.module);
   if (noPython && module) {
-    throw new ConfigError(`${o.noPython?.from} and ${o.module?.from} were both given`, 'a module needs Python: drop one of them (torchrun refuses the pair too)');
+    throw new ConfigError(
+      `${o.noPython?.from} and ${o.module?.from} were both given`,
+      'a module needs Python: drop one of them (torchrun refuses the pair too)',
+    );
   }
   if (noPython && o.python !== undefined) {
     throw new ConfigError(`${o.python.from} was given with ${o.noPython?.from}`, 'drop one of them: --no-python runs the program without an interpreter');
@@ -121,7 +130,10 @@ export function resolveProgram(name: string | undefined, o: ProgramOptions, env:
     const path = findExecutable(name, env);
     if (path !== undefined) return { kind: 'executable', path };
     const where = name.includes('/') ? `${resolve(name)} is not an executable file` : 'it is not on the PATH';
-    throw new ConfigError(`cannot run program ${JSON.stringify(name)} with ${o.noPython?.from}: ${where}`, 'pass an executable file (chmod +x, with a #! line) or a command on the PATH');
+    throw new ConfigError(
+      `cannot run program ${JSON.stringify(name)} with ${o.noPython?.from}: ${where}`,
+      'pass an executable file (chmod +x, with a #! line) or a command on the PATH',
+    );
   }
   const builtin = BUILTIN_PROGRAMS[name];
   const path = builtin !== undefined ? packagePath(builtin) : resolve(name);
@@ -130,11 +142,16 @@ export function resolveProgram(name: string | undefined, o: ProgramOptions, env:
   // x.rb: say what is accepted, whether or not it exists; a name without extension may be a typo.
   if (ext !== '' && ext !== '.py' && !NODE_EXTENSIONS.has(ext)) throw unknownKind();
   if (isDirectory(path)) {
-    throw new ConfigError(`program ${JSON.stringify(name)} is a directory, not a file: ${path}`, `pass the path of a program file in it, PROGRAM being ${ACCEPTED}`);
+    throw new ConfigError(
+      `program ${JSON.stringify(name)} is a directory, not a file: ${path}`,
+      `pass the path of a program file in it, PROGRAM being ${ACCEPTED}`,
+    );
   }
   if (!isFile(path)) {
     throw new ConfigError(
-      builtin !== undefined ? `built-in program ${name} is missing from this installation (${path})` : `program ${JSON.stringify(name)} does not exist (${path})`,
+      builtin !== undefined
+        ? `built-in program ${name} is missing from this installation (${path})`
+        : `program ${JSON.stringify(name)} does not exist (${path})`,
       `pass ${ACCEPTED}`,
     );
   }

@@ -28,7 +28,10 @@ export type StreamName = 'stdout' | 'stderr';
 
 function std(option: string, text: string): Std {
   if (!/^[0-3]$/.test(text.trim())) {
-    throw new ConfigError(`${option} ${JSON.stringify(text)} is not 0, 1, 2 or 3`, `pass ${option} 0 (none), 1 (stdout), 2 (stderr) or 3 (both), or per local rank like "0:1,1:2"`);
+    throw new ConfigError(
+      `${option} ${JSON.stringify(text)} is not 0, 1, 2 or 3`,
+      `pass ${option} 0 (none), 1 (stdout), 2 (stderr) or 3 (both), or per local rank like "0:1,1:2"`,
+    );
   }
   return Number(text) as Std;
 }
@@ -40,7 +43,10 @@ export function parseStdSpec(option: string, text: string): StdSpec {
   for (const part of text.split(',')) {
     const [rank, value, extra] = part.split(':');
     if (rank === undefined || value === undefined || extra !== undefined || !/^\d+$/.test(rank.trim())) {
-      throw new ConfigError(`${option} ${JSON.stringify(text)} is malformed at ${JSON.stringify(part)}`, `write per-rank values as LOCAL_RANK:VALUE pairs, e.g. "0:1,1:2"`);
+      throw new ConfigError(
+        `${option} ${JSON.stringify(text)} is malformed at ${JSON.stringify(part)}`,
+        `write per-rank values as LOCAL_RANK:VALUE pairs, e.g. "0:1,1:2"`,
+      );
     }
     byLocalRank.set(Number(rank), std(option, value));
   }

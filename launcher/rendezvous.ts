@@ -234,7 +234,10 @@ export async function joinRun(config: LaunchConfig, abort: AbortSignal): Promise
   const reader = new LineReader(socket);
   const refused = (why: string): never => {
     socket.destroy();
-    throw new ConfigError(`node 0 at ${config.masterAddr}:${port} refused this launcher: ${why}`, 'start every node with the same --nnodes, --max-restarts, --run-id and secret, each with its own --node-rank');
+    throw new ConfigError(
+      `node 0 at ${config.masterAddr}:${port} refused this launcher: ${why}`,
+      'start every node with the same --nnodes, --max-restarts, --run-id and secret, each with its own --node-rank',
+    );
   };
   const first = await reader.next(HANDSHAKE_TIMEOUT_MS);
   const challenge = first === undefined ? undefined : parseObject(first);

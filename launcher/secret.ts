@@ -40,7 +40,10 @@ export function readSecret(secret: Given | undefined, secretFile: Given | undefi
     return randomBytes(32).toString('hex');
   }
   if (text.length < MIN_LENGTH || /\s/.test(text)) {
-    throw new ConfigError(`the secret from ${from} is too short or contains whitespace`, `use at least ${MIN_LENGTH} characters without spaces, e.g. 64 random hex digits`);
+    throw new ConfigError(
+      `the secret from ${from} is too short or contains whitespace`,
+      `use at least ${MIN_LENGTH} characters without spaces, e.g. 64 random hex digits`,
+    );
   }
   return text;
 }

@@ -55,7 +55,10 @@ export function slurmDefaults(given: Options, env: Env): SchedulerDefaults {
   options.nnodes ??= { value: String(step.nnodes), from: 'SLURM_STEP_NUM_NODES' };
   if (step.nnodes === 1) return { options, jobKey: undefined };
   options['master-addr'] ??= { value: step.firstHost, from: 'SLURM_STEP_NODELIST' };
-  options['master-port'] ??= { value: String(derivedPort(step.jobKey)), from: `the port derived from SLURM_JOB_ID=${step.jobId}, SLURM_STEP_ID=${step.stepId}` };
+  options['master-port'] ??= {
+    value: String(derivedPort(step.jobKey)),
+    from: `the port derived from SLURM_JOB_ID=${step.jobId}, SLURM_STEP_ID=${step.stepId}`,
+  };
   options['run-id'] ??= { value: `slurm-${step.jobId}.${step.stepId}`, from: 'SLURM_JOB_ID' };
   return { options, jobKey: step.jobKey };
 }

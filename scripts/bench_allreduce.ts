@@ -134,7 +134,14 @@ class GcMeter {
 }
 
 /** One rank of the benchmark: measures every size and, on rank 0, prints the result as JSON. */
-async function worker(sizes: number[], iters: number | undefined, segmentBytes: number | undefined, dataTransport: DataTransportKind, allReduceAlgorithm: AllReduceAlgorithm | 'auto', compression: Compression | undefined): Promise<void> {
+async function worker(
+  sizes: number[],
+  iters: number | undefined,
+  segmentBytes: number | undefined,
+  dataTransport: DataTransportKind,
+  allReduceAlgorithm: AllReduceAlgorithm | 'auto',
+  compression: Compression | undefined,
+): Promise<void> {
   const env = readWorkerEnv();
   const pg = await initProcessGroup(env, { segmentBytes, dataTransport, allReduceAlgorithm });
   const n = pg.worldSize;
@@ -166,8 +173,14 @@ async function worker(sizes: number[], iters: number | undefined, segmentBytes: 
     const med = median(Array.from(times));
     const algbw = bytes / med / 1e9;
     rows.push({
-      bytes, median_ms: med * 1e3, p90_ms: quantile(Array.from(times), 0.9) * 1e3, gc_per_iter: gcs[0], gc_ms_per_iter: gcs[1],
-      algbw_GBps: algbw, busbw_GBps: (algbw * 2 * (n - 1)) / n, correct: correct[0] === 1,
+      bytes,
+      median_ms: med * 1e3,
+      p90_ms: quantile(Array.from(times), 0.9) * 1e3,
+      gc_per_iter: gcs[0],
+      gc_ms_per_iter: gcs[1],
+      algbw_GBps: algbw,
+      busbw_GBps: (algbw * 2 * (n - 1)) / n,
+      correct: correct[0] === 1,
     });
   }
   gc.close();
@@ -184,29 +197,74 @@ async function run(cmd: string, args: string[], env: Readonly<Record<string, str
 
 /** A namespace host's address, from the /etc/hosts netns-cluster.sh writes for it. */
 function netnsAddress(ns: string): string {
-  const line = readFileSync(`/etc/netns/${ns}/hosts`, 'utf8').split('\n').find((l) => l.trim().split(/\s+/)[1] === ns);
+  const line = readFileSync(`/etc/netns/${ns}/hosts`, 'utf8')
+    .split('\n')
+    .find((l) => l.trim().split(/\s+/)[1] === ns);
   if (line === undefined) throw new Error(`no address of ${ns} in /etc/netns/${ns}/hosts: is the namespace cluster up?`);
   return line.trim().split(/\s+/)[0] as string;
 }
 
 /** `cmd args` on namespace host `ns`, or here when undefined. */
-const onHost = (ns: string | undefined, cmd: string, args: string[]): [string, string[]] => (ns === undefined ? [cmd, args] : ['ip', ['netns', 'exec', ns, cmd, ...args]]);
+const onHost = (ns: string | undefined, cmd: string, args: string[]): [string, string[]] =>
+  ns === undefined ? [cmd, args] : ['ip', ['netns', 'exec', ns, cmd, ...args]];
 
-async function runOurs(nproc: number, hosts: string[] | undefined, sizes: string, iters: number | undefined, segmentBytes: number | undefined, extraEnv: Record<string, string>, nodeArgs: string[], transport: DataTransportKind, algorithm: string, compression: string): Promise<Result> {
+async function runOurs(
+  nproc: number,
+  hosts: string[] | undefined,
+  sizes: string,
+  iters: number | undefined,
+  segmentBytes: number | undefined,
+  extraEnv: Record<string, string>,
+  nodeArgs: string[],
+  transport: DataTransportKind,
+  algorithm: string,
+  compression: string,
+): Promise<Result> {
   const port = hosts === undefined ? await freePort('127.0.0.1') : 20000 + Math.floor(Math.random() * 20000);
   const self = packagePath('scripts/bench_allreduce.ts');
-  const args = [...nodeArgs, ...tsNodeArgs(), self, '--worker', '--sizes', sizes, ...(iters ? ['--iters', String(iters)] : []), ...(segmentBytes ? ['--segment-bytes', String(segmentBytes)] : []), '--transport', transport, '--algorithm', algorithm, '--compression', compression];
+  const args = [
+    ...nodeArgs,
+    ...tsNodeArgs(),
+    self,
+    '--worker',
+    '--sizes',
+    sizes,
+    ...(iters ? ['--iters', String(iters)] : []),
+    ...(segmentBytes ? ['--segment-bytes', String(segmentBytes)] : []),
+    '--transport',
+    transport,
+    '--algorithm',
+    algorithm,
+    '--compression',
+    compression,
+  ];
   const nodes = hosts ?? [undefined];
   const masterAddr = hosts === undefined ? '127.0.0.1' : netnsAddress(hosts[0] as string);
   const outs = await Promise.all(
-    nodes.flatMap((ns, nodeRank) => Array.from({ length: nproc }, (_, localRank) => {
-      const e: WorkerEnv = {
-        rank: nodeRank * nproc + localRank, localRank, worldSize: nodes.length * nproc, localWorldSize: nproc, nodeRank, nnodes: nodes.length, masterAddr,
-        masterPort: port, runId: `bench-${port}`, restartCount: 0, maxRestarts: 0, errorFile: undefined, nodeId: ns ?? 'bench', secret: undefined, launcherPid: undefined, tmpDir: undefined,
-      };
-      const [cmd, argv] = onHost(ns, process.execPath, args);
-      return run(cmd, argv, { ...extraEnv, ...workerEnvVars(e) });
-    })),
+    nodes.flatMap((ns, nodeRank) =>
+      Array.from({ length: nproc }, (_, localRank) => {
+        const e: WorkerEnv = {
+          rank: nodeRank * nproc + localRank,
+          localRank,
+          worldSize: nodes.length * nproc,
+          localWorldSize: nproc,
+          nodeRank,
+          nnodes: nodes.length,
+          masterAddr,
+          masterPort: port,
+          runId: `bench-${port}`,
+          restartCount: 0,
+          maxRestarts: 0,
+          errorFile: undefined,
+          nodeId: ns ?? 'bench',
+          secret: undefined,
+          launcherPid: undefined,
+          tmpDir: undefined,
+        };
+        const [cmd, argv] = onHost(ns, process.execPath, args);
+        return run(cmd, argv, { ...extraEnv, ...workerEnvVars(e) });
+      }),
+    ),
   );
   const line = outs[0].split('\n').find((l) => l.startsWith('BENCH '));
   if (line === undefined) throw new Error('rank 0 printed no result');
@@ -218,17 +276,40 @@ async function runGloo(anchors: string, nproc: number, hosts: string[] | undefin
   const file = join(dir, 'gloo.json');
   if (hosts === undefined) {
     const port = await freePort('127.0.0.1');
-    await run('sh', [join(anchors, 'torchrun.sh'), String(nproc), join(anchors, 'gloo_allreduce.py'), '--sizes', sizes.join(','), '--json', file], { ...extraEnv, MASTER_PORT: String(port) });
+    await run('sh', [join(anchors, 'torchrun.sh'), String(nproc), join(anchors, 'gloo_allreduce.py'), '--sizes', sizes.join(','), '--json', file], {
+      ...extraEnv,
+      MASTER_PORT: String(port),
+    });
   } else {
     // torchrun.sh is for one host; across hosts, torch.distributed.run on each, as torchrun.sh starts it.
     const port = 20000 + Math.floor(Math.random() * 20000);
     const master = netnsAddress(hosts[0] as string);
-    await Promise.all(hosts.map((ns, nodeRank) => {
-      const args = ['-m', 'torch.distributed.run', '--redirects', '1', '--tee', '1', '--log_dir', join(dir, `logs-${ns}`), `--nnodes=${hosts.length}`, `--node_rank=${nodeRank}`,
-        `--nproc_per_node=${nproc}`, `--master_addr=${master}`, `--master_port=${port}`, join(anchors, 'gloo_allreduce.py'), '--sizes', sizes.join(','), '--json', file];
-      const [cmd, argv] = onHost(ns, '/usr/bin/python3', args);
-      return run(cmd, argv, { ...extraEnv, GLOO_SOCKET_IFNAME: 'eth0' });
-    }));
+    await Promise.all(
+      hosts.map((ns, nodeRank) => {
+        const args = [
+          '-m',
+          'torch.distributed.run',
+          '--redirects',
+          '1',
+          '--tee',
+          '1',
+          '--log_dir',
+          join(dir, `logs-${ns}`),
+          `--nnodes=${hosts.length}`,
+          `--node_rank=${nodeRank}`,
+          `--nproc_per_node=${nproc}`,
+          `--master_addr=${master}`,
+          `--master_port=${port}`,
+          join(anchors, 'gloo_allreduce.py'),
+          '--sizes',
+          sizes.join(','),
+          '--json',
+          file,
+        ];
+        const [cmd, argv] = onHost(ns, '/usr/bin/python3', args);
+        return run(cmd, argv, { ...extraEnv, GLOO_SOCKET_IFNAME: 'eth0' });
+      }),
+    );
   }
   return JSON.parse(readFileSync(file, 'utf8')) as Result;
 }
@@ -238,11 +319,19 @@ const human = (b: number): string => (b >= 1 << 20 ? `${+(b / (1 << 20)).toFixed
 function table(title: string, r: Result): string {
   const ours = r.rows.some((row) => row.p90_ms !== undefined);
   const lines = ours
-    ? [title, '| size | bytes | p50 ms | p90 ms | p90/p50 | GCs/iter | GC ms/iter | algbw GB/s | busbw GB/s | correct |', '|---|---|---|---|---|---|---|---|---|---|']
+    ? [
+        title,
+        '| size | bytes | p50 ms | p90 ms | p90/p50 | GCs/iter | GC ms/iter | algbw GB/s | busbw GB/s | correct |',
+        '|---|---|---|---|---|---|---|---|---|---|',
+      ]
     : [title, '| size | bytes | median ms | algbw GB/s | busbw GB/s | correct |', '|---|---|---|---|---|---|'];
   for (const row of r.rows) {
-    const extra = ours ? ` ${row.p90_ms!.toFixed(3)} | ${(row.p90_ms! / row.median_ms).toFixed(2)} | ${row.gc_per_iter!.toFixed(2)} | ${row.gc_ms_per_iter!.toFixed(2)} |` : '';
-    lines.push(`| ${human(row.bytes)} | ${row.bytes} | ${row.median_ms.toFixed(3)} |${extra} ${row.algbw_GBps.toFixed(3)} | ${row.busbw_GBps.toFixed(3)} | ${row.correct} |`);
+    const extra = ours
+      ? ` ${row.p90_ms!.toFixed(3)} | ${(row.p90_ms! / row.median_ms).toFixed(2)} | ${row.gc_per_iter!.toFixed(2)} | ${row.gc_ms_per_iter!.toFixed(2)} |`
+      : '';
+    lines.push(
+      `| ${human(row.bytes)} | ${row.bytes} | ${row.median_ms.toFixed(3)} |${extra} ${row.algbw_GBps.toFixed(3)} | ${row.busbw_GBps.toFixed(3)} | ${row.correct} |`,
+    );
   }
   return lines.join('\n');
 }
@@ -283,15 +372,22 @@ async function main(): Promise<void> {
     .option('segment-bytes', { type: 'number', describe: 'ring segment size (default 1 MiB)' })
     .option('malloc-tuning', { type: 'boolean', default: true, describe: 'start both with GLIBC_TUNABLES that keep freed receive buffers mapped' })
     .option('kernels', { type: 'boolean', default: false, describe: 'time the reduction kernels first' })
-    .option('worker-node-args', { type: 'string', default: '', describe: 'space-separated Node/V8 flags for our ranks, e.g. --worker-node-args=--single-threaded-gc' })
+    .option('worker-node-args', {
+      type: 'string',
+      default: '',
+      describe: 'space-separated Node/V8 flags for our ranks, e.g. --worker-node-args=--single-threaded-gc',
+    })
     .option('algorithm', { type: 'string', default: 'auto', describe: 'all-reduce algorithm: auto (by size), ring or gather' })
-    .option('transport', { type: 'string', default: 'stream', describe: 'the ring\'s data sockets: stream, zmq, or both (each round runs both, interleaved)' })
+    .option('transport', { type: 'string', default: 'stream', describe: "the ring's data sockets: stream, zmq, or both (each round runs both, interleaved)" })
     .option('netns', { type: 'string', describe: 'comma-separated namespace hosts (netns-cluster.sh), --nproc workers on each' })
-    .option('compression', { type: 'string', default: 'none', describe: 'our all-reduce\'s messages: none (float32), bf16 or fp16' })
+    .option('compression', { type: 'string', default: 'none', describe: "our all-reduce's messages: none (float32), bf16 or fp16" })
     .option('worker', { type: 'boolean', default: false, hidden: true })
     .strict()
     .parseAsync();
-  const sizes = argv.sizes.split(',').map((s) => s.trim()).filter(Boolean);
+  const sizes = argv.sizes
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const bytes = sizes.map(parseSize);
   if (bytes.some((b) => b % 4 !== 0)) throw new Error('sizes must be multiples of 4 bytes (float32)');
   if (!['stream', 'zmq', 'both'].includes(argv.transport)) throw new Error('--transport must be stream, zmq or both');
@@ -300,7 +396,10 @@ async function main(): Promise<void> {
   if (argv.compression !== 'none' && !WIRE_FORMATS.includes(argv.compression as WireFormat)) throw new Error('--compression must be none, bf16 or fp16');
   const compression: Compression | undefined = argv.compression === 'none' ? undefined : { format: argv.compression as WireFormat };
   if (argv.worker) return worker(bytes, argv.iters, argv['segment-bytes'], transports[0], argv.algorithm as AllReduceAlgorithm | 'auto', compression);
-  const hosts = argv.netns?.split(',').map((h) => h.trim()).filter(Boolean);
+  const hosts = argv.netns
+    ?.split(',')
+    .map((h) => h.trim())
+    .filter(Boolean);
   if (hosts !== undefined && hosts.length < 2) throw new Error('--netns needs 2 or more hosts, e.g. --netns n1,n2');
   const world = argv.nproc * (hosts?.length ?? 1);
   if (!Number.isInteger(argv.nproc) || argv.nproc < 1 || world < 2) throw new Error('--nproc must be 2 or more (1 or more per host with --netns)');
@@ -321,7 +420,12 @@ async function main(): Promise<void> {
     for (const t of transports) {
       const r = await runOurs(argv.nproc, hosts, bytes.join(','), argv.iters, argv['segment-bytes'], extraEnv, nodeArgs, t, argv.algorithm, argv.compression);
       ours.get(t)!.push(r);
-      console.log(table(`rosedist ring all-reduce (${t === 'stream' ? 'stream sockets' : 'ZeroMQ'}${compression ? `, ${compression.format} on the wire` : ''}), world size ${world}${hosts ? ` (${hosts.join(', ')})` : ''}, round ${rep + 1}`, r));
+      console.log(
+        table(
+          `rosedist ring all-reduce (${t === 'stream' ? 'stream sockets' : 'ZeroMQ'}${compression ? `, ${compression.format} on the wire` : ''}), world size ${world}${hosts ? ` (${hosts.join(', ')})` : ''}, round ${rep + 1}`,
+          r,
+        ),
+      );
     }
     if (gloo) {
       const g = await runGloo(argv.anchors, argv.nproc, hosts, bytes, extraEnv);
@@ -329,8 +433,14 @@ async function main(): Promise<void> {
       console.log(table(`gloo all-reduce, world size ${world}, round ${rep + 1}`, g));
     }
   }
-  console.log(`\nsummary over ${argv.repeat} round(s): medians of the rounds' p50 and p90 (p50 range over rounds)${gloo ? '; ratio: ours/Gloo bus bandwidth, median of the rounds\' ratios (>1: ours faster)' : ''}`);
-  const head = ['size', ...transports.flatMap((t) => [`${t} p50 ms (range)`, `${t} p90 ms`, 'p90/p50', ...(gloo ? ['vs Gloo'] : [])]), ...(gloo ? ['gloo p50 ms (range)'] : [])];
+  console.log(
+    `\nsummary over ${argv.repeat} round(s): medians of the rounds' p50 and p90 (p50 range over rounds)${gloo ? "; ratio: ours/Gloo bus bandwidth, median of the rounds' ratios (>1: ours faster)" : ''}`,
+  );
+  const head = [
+    'size',
+    ...transports.flatMap((t) => [`${t} p50 ms (range)`, `${t} p90 ms`, 'p90/p50', ...(gloo ? ['vs Gloo'] : [])]),
+    ...(gloo ? ['gloo p50 ms (range)'] : []),
+  ];
   console.log(`| ${head.join(' | ')} |\n|${head.map(() => '---').join('|')}|`);
   const range = (xs: number[]): string => `${median(xs).toFixed(3)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
   bytes.forEach((b, i) => {

@@ -53,9 +53,18 @@ async function runCase(c: BenchCase): Promise<void> {
   const { AdamW, ADAMW_DEFAULTS } = await import('../worker/optim.js');
   if (c.backend === 'wasm-stock') process.env.ROSEDIST_STOCK_WASM_KERNELS = '1';
   const info = await initBackend(c.backend === 'wasm-stock' ? 'wasm' : c.backend);
-  const model = new GPT({
-    vocabSize: c.vocabSize, maxPositionEmbeddings: 128, nLayers: c.nLayers, nHeads: 4, dModel: 128, dFf: 512, dropout: 0.1,
-  }, 0);
+  const model = new GPT(
+    {
+      vocabSize: c.vocabSize,
+      maxPositionEmbeddings: 128,
+      nLayers: c.nLayers,
+      nHeads: 4,
+      dModel: 128,
+      dFf: 512,
+      dropout: 0.1,
+    },
+    0,
+  );
   const optimizer = new AdamW(model.numParams, ADAMW_DEFAULTS);
   const params = new Float32Array(model.numParams);
   const grads = new Float32Array(model.numParams);
@@ -64,11 +73,17 @@ async function runCase(c: BenchCase): Promise<void> {
   // Random tokens from a fixed LCG: the toy data of the original, without a dataset module.
   const ids = new Int32Array(n);
   let x = 12345;
-  for (let i = 0; i < n; i++) { x = (Math.imul(x, 1103515245) + 12345) >>> 0; ids[i] = x % c.vocabSize; }
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    ids[i] = x % c.vocabSize;
+  }
   const batch = { inputIds: ids, attentionMask: new Int32Array(n).fill(1), labels: ids, batchSize: c.batchSize, seqLen: c.seqLen };
   const times: number[] = [];
   const cpuTimes: number[] = [];
-  const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+  const cpuMs = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
   let loss = Number.NaN;
   for (let step = 0; step < c.warmup + c.steps; step++) {
     const t0 = performance.now();
@@ -76,7 +91,10 @@ async function runCase(c: BenchCase): Promise<void> {
     loss = model.trainStep(batch, step, grads).loss;
     optimizer.step(params, grads);
     model.writeFlat(params);
-    if (step >= c.warmup) { times.push(performance.now() - t0); cpuTimes.push(cpuMs() - c0); }
+    if (step >= c.warmup) {
+      times.push(performance.now() - t0);
+      cpuTimes.push(cpuMs() - c0);
+    }
   }
   const total = times.reduce((a, b) => a + b, 0);
   const sorted = [...times].sort((a, b) => a - b);
@@ -128,29 +146,56 @@ async function main(): Promise<void> {
     const v = argv[flag];
     if (!Number.isInteger(v) || v < (flag === 'warmup' ? 0 : 1)) throw new ConfigError(`--${flag} must be a positive integer, got ${v}`);
   }
-  const backends = argv.backends.split(',').map((b) => b.trim()).filter((b) => b !== '');
+  const backends = argv.backends
+    .split(',')
+    .map((b) => b.trim())
+    .filter((b) => b !== '');
   for (const b of backends) {
     if (!['wasm', 'wasm-stock', 'cpu', 'tensorflow'].includes(b)) {
       throw new ConfigError(`--backends: unknown backend "${b}"`, 'use wasm, wasm-stock, cpu or tensorflow');
     }
   }
   const widths = [29, 10, 26, 15, 11, 8, 9, 8];
-  const lines = [row(['config', 'backend', 'device', 'step ms min/med', 'CPU ms med', 'tokens/s', 'peak RSS', 'vs first'], widths),
-    row(widths.map((w) => '-'.repeat(w)), widths)];
+  const lines = [
+    row(['config', 'backend', 'device', 'step ms min/med', 'CPU ms med', 'tokens/s', 'peak RSS', 'vs first'], widths),
+    row(
+      widths.map((w) => '-'.repeat(w)),
+      widths,
+    ),
+  ];
   for (const cfg of CONFIGS) {
     let first: number | undefined;
     for (const backend of backends as BenchCase['backend'][]) {
       const long = cfg.seqLen > 32;
       const c: BenchCase = {
-        ...cfg, backend, batchSize: argv['batch-size'], warmup: backend === 'cpu' && long ? 1 : argv.warmup,
+        ...cfg,
+        backend,
+        batchSize: argv['batch-size'],
+        warmup: backend === 'cpu' && long ? 1 : argv.warmup,
         steps: backend === 'cpu' && long ? Math.min(argv.steps, argv['cpu-steps']) : argv.steps,
       };
       console.error(`bench: ${backend} on ${cfg.label}: ${c.warmup} warm-up + ${c.steps} steps ...`);
       const r = await spawnCase(c, argv.timeout);
-      if (r === undefined) { lines.push(row([cfg.label, backend, 'failed', '', '', '', '', ''], widths)); continue; }
+      if (r === undefined) {
+        lines.push(row([cfg.label, backend, 'failed', '', '', '', '', ''], widths));
+        continue;
+      }
       first ??= r.tokensPerS;
-      lines.push(row([cfg.label, backend, r.device, `${r.minStepMs.toFixed(0)} / ${r.medianStepMs.toFixed(0)}`, r.medianCpuMs.toFixed(0), r.tokensPerS.toFixed(0),
-        `${r.peakRssMb.toFixed(0)} MB`, `${(r.tokensPerS / first).toFixed(3)}x`], widths));
+      lines.push(
+        row(
+          [
+            cfg.label,
+            backend,
+            r.device,
+            `${r.minStepMs.toFixed(0)} / ${r.medianStepMs.toFixed(0)}`,
+            r.medianCpuMs.toFixed(0),
+            r.tokensPerS.toFixed(0),
+            `${r.peakRssMb.toFixed(0)} MB`,
+            `${(r.tokensPerS / first).toFixed(3)}x`,
+          ],
+          widths,
+        ),
+      );
     }
   }
   console.log(lines.join('\n'));

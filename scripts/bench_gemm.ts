@@ -56,8 +56,16 @@ function products(c: Config): Product[] {
   const T = c.seqLen;
   const dh = D / HEADS;
   const bh = BATCH * HEADS;
-  const p = (op: string, batch: number, m: number, n: number, k: number, tA = false, tB = false, bias = false): Product =>
-    ({ op, batch, m, n, k, transposeA: tA, transposeB: tB, bias });
+  const p = (op: string, batch: number, m: number, n: number, k: number, tA = false, tB = false, bias = false): Product => ({
+    op,
+    batch,
+    m,
+    n,
+    k,
+    transposeA: tA,
+    transposeB: tB,
+    bias,
+  });
   const linear = (name: string, cin: number, cout: number, bias: boolean): Product[] => [
     p(`${name} fwd`, 1, rows, cout, cin, false, false, bias),
     p(`${name} dx`, 1, rows, cin, cout, false, true),
@@ -84,7 +92,10 @@ function randomTensor(shape: number[], seed: number): tf.Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const v = new Float32Array(n);
   let x = seed >>> 0;
-  for (let i = 0; i < n; i++) { x = (Math.imul(x, 1664525) + 1013904223) >>> 0; v[i] = x / 2 ** 32 - 0.5; }
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    v[i] = x / 2 ** 32 - 0.5;
+  }
   return tf.tensor(v, shape);
 }
 
@@ -104,20 +115,23 @@ function sides(p: Product): { ours: Run; theirs: Run; dispose: () => void } {
   if (fused === undefined || plain === undefined) throw new ConfigError('our GEMM is not installed (ROSEDIST_STOCK_WASM_KERNELS set?)');
   const perm = p.batch > 1 ? [0, 2, 1] : [1, 0];
   // Kernels run synchronously on wasm: the tidy's end disposes a finished result.
-  const ours = () => tf.tidy(() => {
-    if (bias !== undefined) tf.fused.matMul({ a, b, bias, transposeA: p.transposeA, transposeB: p.transposeB });
-    else tf.matMul(a, b, p.transposeA, p.transposeB);
-  });
-  const theirs = () => tf.tidy(() => {
-    // As tfjs-core hands them to the kernels: rank 3.
-    const to3d = (t: tf.Tensor) => t.rank === 3 ? t : tf.reshape(t, [1, ...t.shape]);
-    const aa = to3d(p.transposeA ? tf.transpose(a, perm) : a);
-    const bb = to3d(p.transposeB ? tf.transpose(b, perm) : b);
-    const attrs = { transposeA: false, transposeB: false, activation: 'linear' };
-    const info = bias !== undefined ? fused({ inputs: { a: aa, b: bb, bias }, attrs, backend })
-      : plain({ inputs: { a: aa, b: bb }, attrs, backend });
-    tf.engine().makeTensorFromTensorInfo(info as tf.TensorInfo).dispose();
-  });
+  const ours = () =>
+    tf.tidy(() => {
+      if (bias !== undefined) tf.fused.matMul({ a, b, bias, transposeA: p.transposeA, transposeB: p.transposeB });
+      else tf.matMul(a, b, p.transposeA, p.transposeB);
+    });
+  const theirs = () =>
+    tf.tidy(() => {
+      // As tfjs-core hands them to the kernels: rank 3.
+      const to3d = (t: tf.Tensor) => (t.rank === 3 ? t : tf.reshape(t, [1, ...t.shape]));
+      const aa = to3d(p.transposeA ? tf.transpose(a, perm) : a);
+      const bb = to3d(p.transposeB ? tf.transpose(b, perm) : b);
+      const attrs = { transposeA: false, transposeB: false, activation: 'linear' };
+      const info = bias !== undefined ? fused({ inputs: { a: aa, b: bb, bias }, attrs, backend }) : plain({ inputs: { a: aa, b: bb }, attrs, backend });
+      tf.engine()
+        .makeTensorFromTensorInfo(info as tf.TensorInfo)
+        .dispose();
+    });
   return { ours, theirs, dispose: () => tf.dispose([a, b, ...(bias ? [bias] : [])]) };
 }
 
@@ -132,11 +146,18 @@ function timeIt(f: Run, minMs: number): number {
   let reps = 0;
   const t0 = cpuMs();
   let t = t0;
-  do { f(); reps++; t = cpuMs(); } while (t - t0 < minMs);
+  do {
+    f();
+    reps++;
+    t = cpuMs();
+  } while (t - t0 < minMs);
   return (t - t0) / reps;
 }
 
-const median = (xs: number[]) => { const s = [...xs].sort((x, y) => x - y); return s[Math.floor(s.length / 2)] as number; };
+const median = (xs: number[]) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s[Math.floor(s.length / 2)] as number;
+};
 const fmtSpread = (xs: number[], digits = 1) => `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)})`;
 
 function benchProducts(c: Config, rounds: number, minMs: number): string[] {
@@ -152,7 +173,8 @@ function benchProducts(c: Config, rounds: number, minMs: number): string[] {
   for (const p of products(c)) {
     const s = sides(p);
     const flops = 2 * p.batch * p.m * p.n * p.k;
-    s.ours(); s.theirs(); // warm-up: XNNPACK builds its operator, the GEMM touches its scratch
+    s.ours();
+    s.theirs(); // warm-up: XNNPACK builds its operator, the GEMM touches its scratch
     const ours: number[] = [];
     const theirs: number[] = [];
     const ratio: number[] = [];
@@ -203,11 +225,15 @@ async function main(): Promise<void> {
     .parseAsync();
   if (!Number.isInteger(argv.rounds) || argv.rounds < 1) throw new ConfigError(`--rounds must be a positive integer, got ${argv.rounds}`);
   if (!(argv['min-ms'] > 0)) throw new ConfigError(`--min-ms must be positive, got ${argv['min-ms']}`);
-  const configs = argv.configs.split(',').map((s) => s.trim()).filter((s) => s !== '').map((name) => {
-    const c = CONFIGS[name];
-    if (c === undefined) throw new ConfigError(`--configs: unknown config "${name}"`, 'use defaults and/or long');
-    return c;
-  });
+  const configs = argv.configs
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((name) => {
+      const c = CONFIGS[name];
+      if (c === undefined) throw new ConfigError(`--configs: unknown config "${name}"`, 'use defaults and/or long');
+      return c;
+    });
   await initBackend('wasm');
   if (!argv['adamw-only']) {
     console.log('GFLOP/s, median (min-max) over rounds; ratio: median of ours/theirs per round');

@@ -38,12 +38,37 @@ const CASES: readonly Case[] = [
 
 function args(c: Case, dir: string): string[] {
   return [
-    '--batch-size', String(c.B), '--seq-len', String(c.T), '--max-position-embeddings', String(Math.max(c.T, 128)),
-    '--vocab-size', String(c.V), '--d-model', String(c.C), '--n-heads', String(c.H), '--d-ff', String(c.F), '--n-layers', String(c.L),
-    '--backend', 'wasm', '--num-steps', '2', '--eval-interval', '2', '--checkpoint-interval', '2',
+    '--batch-size',
+    String(c.B),
+    '--seq-len',
+    String(c.T),
+    '--max-position-embeddings',
+    String(Math.max(c.T, 128)),
+    '--vocab-size',
+    String(c.V),
+    '--d-model',
+    String(c.C),
+    '--n-heads',
+    String(c.H),
+    '--d-ff',
+    String(c.F),
+    '--n-layers',
+    String(c.L),
+    '--backend',
+    'wasm',
+    '--num-steps',
+    '2',
+    '--eval-interval',
+    '2',
+    '--checkpoint-interval',
+    '2',
     // 5 B samples: 4 B to train on, B to evaluate (one full batch).
-    '--dataset', `toy:${5 * c.B}`,
-    '--log-file', join(dir, `${c.name.replace(/\W+/g, '_')}.log`), '--checkpoint-path', join(dir, `${c.name.replace(/\W+/g, '_')}.safetensors`),
+    '--dataset',
+    `toy:${5 * c.B}`,
+    '--log-file',
+    join(dir, `${c.name.replace(/\W+/g, '_')}.log`),
+    '--checkpoint-path',
+    join(dir, `${c.name.replace(/\W+/g, '_')}.safetensors`),
   ];
 }
 
@@ -54,16 +79,39 @@ const ratios: number[] = [];
 const heapRatios: number[] = [];
 try {
   for (const c of CASES.filter((x) => only === undefined || x.name.includes(only))) {
-    const e = estimateMemory({ vocabSize: c.V, maxPositionEmbeddings: Math.max(c.T, 128), nLayers: c.L, nHeads: c.H, dModel: c.C, dFf: c.F, batchSize: c.B, seqLen: c.T });
-    const r = spawnSync('/usr/bin/time', ['-f', 'peak_rss_kib=%M', process.execPath, ...tsNodeArgs(), packagePath('worker/train_minimal.ts'), ...args(c, dir)], {
-      encoding: 'utf8',
-      env: { ...process.env, ROSEDIST_RUN_ID: 'bench-memory' },
+    const e = estimateMemory({
+      vocabSize: c.V,
+      maxPositionEmbeddings: Math.max(c.T, 128),
+      nLayers: c.L,
+      nHeads: c.H,
+      dModel: c.C,
+      dFf: c.F,
+      batchSize: c.B,
+      seqLen: c.T,
     });
+    const r = spawnSync(
+      '/usr/bin/time',
+      ['-f', 'peak_rss_kib=%M', process.execPath, ...tsNodeArgs(), packagePath('worker/train_minimal.ts'), ...args(c, dir)],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, ROSEDIST_RUN_ID: 'bench-memory' },
+      },
+    );
     const m = /peak_rss_kib=(\d+)/.exec(r.stderr);
     // The trainer's last lines: "memory: peak RSS ... wasm heap 1.23 GiB (..." (worker/memory.ts).
     const heap = /wasm heap ([\d.]+) (MiB|GiB)/.exec(r.stdout);
     if (r.status !== 0 || !m || !heap) {
-      rows.push([c.name, c.term, e.numParams.toLocaleString('en-US'), formatBytes(e.totalBytes), `failed (${r.status})`, '', formatBytes(e.tensorBytes), '', '']);
+      rows.push([
+        c.name,
+        c.term,
+        e.numParams.toLocaleString('en-US'),
+        formatBytes(e.totalBytes),
+        `failed (${r.status})`,
+        '',
+        formatBytes(e.tensorBytes),
+        '',
+        '',
+      ]);
       process.stderr.write(r.stderr.slice(-2000));
       continue;
     }
@@ -71,8 +119,17 @@ try {
     const heapBytes = Number(heap[1]) * 2 ** (heap[2] === 'GiB' ? 30 : 20);
     ratios.push(e.totalBytes / rss);
     heapRatios.push(e.tensorBytes / heapBytes);
-    rows.push([c.name, c.term, e.numParams.toLocaleString('en-US'), formatBytes(e.totalBytes), formatBytes(rss), (e.totalBytes / rss).toFixed(2),
-      formatBytes(e.tensorBytes), formatBytes(heapBytes), (e.tensorBytes / heapBytes).toFixed(2)]);
+    rows.push([
+      c.name,
+      c.term,
+      e.numParams.toLocaleString('en-US'),
+      formatBytes(e.totalBytes),
+      formatBytes(rss),
+      (e.totalBytes / rss).toFixed(2),
+      formatBytes(e.tensorBytes),
+      formatBytes(heapBytes),
+      (e.tensorBytes / heapBytes).toFixed(2),
+    ]);
     process.stderr.write(`${rows.at(-1)?.join(' | ')}\n`);
   }
 } finally {
@@ -83,7 +140,9 @@ for (const r of rows) console.log(`| ${r.map((x, i) => x.padEnd(widths[i]!)).joi
 function spread(label: string, xs: readonly number[]): void {
   if (xs.length === 0) return;
   const sorted = [...xs].sort((a, b) => a - b);
-  console.log(`${label}: min ${sorted[0]!.toFixed(2)}, median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)}, max ${sorted.at(-1)!.toFixed(2)} over ${xs.length} configs`);
+  console.log(
+    `${label}: min ${sorted[0]!.toFixed(2)}, median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)}, max ${sorted.at(-1)!.toFixed(2)} over ${xs.length} configs`,
+  );
 }
 console.log('');
 spread('estimate / peak RSS', ratios);

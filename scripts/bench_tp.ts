@@ -88,7 +88,13 @@ async function worker(model: string, tp: number, globalBatch: number, seqLen: nu
   }
   const perRank = await allGatherJson(pg, (sent([pg, mesh.tp, mesh.dp]) - bytes0) / steps);
   if (pg.rank === 0) {
-    const r: Measured = { tp, params_per_rank: n, adam_floats_per_rank: 2 * n, step_ms: times, bytes_per_step: perRank.reduce((a, b) => a + b, 0) / perRank.length };
+    const r: Measured = {
+      tp,
+      params_per_rank: n,
+      adam_floats_per_rank: 2 * n,
+      step_ms: times,
+      bytes_per_step: perRank.reduce((a, b) => a + b, 0) / perRank.length,
+    };
     process.stdout.write(`BENCH ${JSON.stringify(r)}\n`);
   }
   m.dispose();
@@ -101,8 +107,22 @@ async function runLayout(nproc: number, model: string, tp: number, rest: string[
   const outs = await Promise.all(
     Array.from({ length: nproc }, async (_, rank) => {
       const e: WorkerEnv = {
-        rank, localRank: rank, worldSize: nproc, localWorldSize: nproc, nodeRank: 0, nnodes: 1, masterAddr: '127.0.0.1',
-        masterPort: port, runId: `bench-${port}`, restartCount: 0, maxRestarts: 0, errorFile: undefined, nodeId: 'bench', secret: undefined, launcherPid: undefined, tmpDir: undefined,
+        rank,
+        localRank: rank,
+        worldSize: nproc,
+        localWorldSize: nproc,
+        nodeRank: 0,
+        nnodes: 1,
+        masterAddr: '127.0.0.1',
+        masterPort: port,
+        runId: `bench-${port}`,
+        restartCount: 0,
+        maxRestarts: 0,
+        errorFile: undefined,
+        nodeId: 'bench',
+        secret: undefined,
+        launcherPid: undefined,
+        tmpDir: undefined,
       };
       const r = await runProcess(process.execPath, args, { env: workerEnvVars(e) });
       if (r.code !== 0) throw new Error(`rank ${rank} exited with ${r.code ?? r.signal}: ${lastLines(r.stderr, 5)}`);
@@ -132,7 +152,16 @@ async function main(): Promise<void> {
     .parseAsync();
   const layouts = argv.layouts.split(',').map(Number);
   const models = argv.models.split(',');
-  const common = ['--global-batch', String(argv['global-batch']), '--seq-len', String(argv['seq-len']), '--steps', String(argv.steps), '--backend', argv.backend];
+  const common = [
+    '--global-batch',
+    String(argv['global-batch']),
+    '--seq-len',
+    String(argv['seq-len']),
+    '--steps',
+    String(argv.steps),
+    '--backend',
+    argv.backend,
+  ];
   if (argv.worker) return worker(models[0], layouts[0], argv['global-batch'], argv['seq-len'], argv.steps, argv.backend as BackendChoice);
   const all: Record<string, Measured[][]> = {};
   for (const model of models) {
@@ -141,7 +170,9 @@ async function main(): Promise<void> {
       for (const [i, tp] of layouts.entries()) all[model][i].push(await runLayout(argv.nproc, model, tp, common));
     }
     const c = MODELS[model];
-    console.log(`\n${model}: ${c.nLayers} layers, d_model ${c.dModel}, d_ff ${c.dFf}, ${c.nHeads} heads, vocab ${c.vocabSize}; ${argv.nproc} ranks, global batch ${argv['global-batch']} × ${argv['seq-len']} tokens, ${argv.backend}, median of ${argv.repeat} × ${argv.steps} steps`);
+    console.log(
+      `\n${model}: ${c.nLayers} layers, d_model ${c.dModel}, d_ff ${c.dFf}, ${c.nHeads} heads, vocab ${c.vocabSize}; ${argv.nproc} ranks, global batch ${argv['global-batch']} × ${argv['seq-len']} tokens, ${argv.backend}, median of ${argv.repeat} × ${argv.steps} steps`,
+    );
     console.log('| layout | params / rank | AdamW state / rank (MiB) | step ms (median, min–max) | sent / rank / step (MiB) | step time vs dp | bytes vs dp |');
     console.log('|---|---|---|---|---|---|---|');
     const base = all[model][0];
@@ -152,7 +183,9 @@ async function main(): Promise<void> {
       const ms = rs.flatMap((r) => r.step_ms);
       const bytes = median(rs.map((r) => r.bytes_per_step));
       const name = tp === 1 ? `dp ${argv.nproc}` : tp === argv.nproc ? `tp ${tp}` : `tp ${tp} × dp ${argv.nproc / tp}`;
-      console.log(`| ${name} | ${rs[0].params_per_rank.toLocaleString('en-US')} | ${mib(rs[0].adam_floats_per_rank * 4)} | ${median(ms).toFixed(0)} (${Math.min(...ms).toFixed(0)}–${Math.max(...ms).toFixed(0)}) | ${mib(bytes)} | ${(median(ms) / baseMs).toFixed(2)} | ${(bytes / baseBytes).toFixed(2)} |`);
+      console.log(
+        `| ${name} | ${rs[0].params_per_rank.toLocaleString('en-US')} | ${mib(rs[0].adam_floats_per_rank * 4)} | ${median(ms).toFixed(0)} (${Math.min(...ms).toFixed(0)}–${Math.max(...ms).toFixed(0)}) | ${mib(bytes)} | ${(median(ms) / baseMs).toFixed(2)} | ${(bytes / baseBytes).toFixed(2)} |`,
+      );
     }
   }
   if (argv.json !== undefined) writeFileSync(argv.json, `${JSON.stringify(all, null, 1)}\n`);

@@ -90,7 +90,8 @@ function parseArgs(argv: readonly string[]): BenchArgs {
     else if (CONTROLLED.includes(flag)) throw new ConfigError(`--${flag} is set by the benchmark`, `leave it out (use --steps for the step count)`);
     else out.trainArgs.push(argv[i]);
   }
-  if (out.steps <= out.warmup) throw new ConfigError(`--steps ${out.steps} leaves no step after --warmup ${out.warmup}`, `pass --steps ${out.warmup + 3} or more`);
+  if (out.steps <= out.warmup)
+    throw new ConfigError(`--steps ${out.steps} leaves no step after --warmup ${out.warmup}`, `pass --steps ${out.warmup + 3} or more`);
   if (out.json === '') throw new ConfigError('--json needs a file', USAGE);
   return out;
 }
@@ -104,9 +105,21 @@ async function run(cmd: string, args: readonly string[], env: Record<string, str
 /** The fields both implementations share, as PyTorch's anchor spells them (torch_ddp_ref.py). */
 function modelConfig(cfg: TrainConfig, steps: number, warmup: number): Record<string, number | string> {
   return {
-    vocab_size: cfg.vocabSize, max_position_embeddings: cfg.maxPositionEmbeddings, n_layers: cfg.nLayers, n_heads: cfg.nHeads,
-    d_model: cfg.dModel, d_ff: cfg.dFf, dropout: cfg.dropout, batch_size: cfg.batchSize, seq_len: cfg.seqLen, lr: cfg.lr, seed: cfg.seed,
-    grad_accum_steps: cfg.gradAccumSteps, dataset: cfg.dataset, steps, warmup,
+    vocab_size: cfg.vocabSize,
+    max_position_embeddings: cfg.maxPositionEmbeddings,
+    n_layers: cfg.nLayers,
+    n_heads: cfg.nHeads,
+    d_model: cfg.dModel,
+    d_ff: cfg.dFf,
+    dropout: cfg.dropout,
+    batch_size: cfg.batchSize,
+    seq_len: cfg.seqLen,
+    lr: cfg.lr,
+    seed: cfg.seed,
+    grad_accum_steps: cfg.gradAccumSteps,
+    dataset: cfg.dataset,
+    steps,
+    warmup,
   };
 }
 
@@ -114,9 +127,25 @@ async function runOurs(n: number, a: BenchArgs, cfg: TrainConfig, dir: string): 
   const trace = join(dir, 'trace.json');
   const past = String(a.steps + 1);
   await run(process.execPath, [
-    packagePath('bin/rosedist.mjs'), '--nproc-per-node', String(n), '--log-dir', join(dir, 'launcher'), 'train_ddp', ...a.trainArgs,
-    '--num-steps', String(a.steps), '--eval-interval', past, '--checkpoint-interval', past,
-    '--checkpoint-path', join(dir, 'ckpt.safetensors'), '--log-file', join(dir, 'train_ddp.log'), '--profile', trace,
+    packagePath('bin/rosedist.mjs'),
+    '--nproc-per-node',
+    String(n),
+    '--log-dir',
+    join(dir, 'launcher'),
+    'train_ddp',
+    ...a.trainArgs,
+    '--num-steps',
+    String(a.steps),
+    '--eval-interval',
+    past,
+    '--checkpoint-interval',
+    past,
+    '--checkpoint-path',
+    join(dir, 'ckpt.safetensors'),
+    '--log-file',
+    join(dir, 'train_ddp.log'),
+    '--profile',
+    trace,
   ]);
   const s = summariseTrace(JSON.parse(readFileSync(trace, 'utf8')) as MergedTrace, a.warmup);
   // The backend rank 0 ran on, from its log header ("rank 0: backend wasm, device …").
@@ -124,8 +153,15 @@ async function runOurs(n: number, a: BenchArgs, cfg: TrainConfig, dir: string): 
   if (s.worldSize !== n) throw new RosedistError(`the trace holds ${s.worldSize} rank(s), expected ${n}`);
   const tps = (cfg.batchSize * cfg.seqLen * cfg.gradAccumSteps * n * s.timedSteps) / s.trainSeconds;
   return {
-    impl: 'rosedist', world_size: n, tokens_per_s: tps, tokens_per_s_per_worker: tps / n, allreduce_share: s.allreduceShare, allreduce_split_ms: s.allreduceSplitMs,
-    peak_rss_mb: Math.max(...s.peakRssMb), config: { ...modelConfig(cfg, a.steps, a.warmup), backend }, phase_ms: s.phaseMs,
+    impl: 'rosedist',
+    world_size: n,
+    tokens_per_s: tps,
+    tokens_per_s_per_worker: tps / n,
+    allreduce_share: s.allreduceShare,
+    allreduce_split_ms: s.allreduceSplitMs,
+    peak_rss_mb: Math.max(...s.peakRssMb),
+    config: { ...modelConfig(cfg, a.steps, a.warmup), backend },
+    phase_ms: s.phaseMs,
   };
 }
 
@@ -159,18 +195,26 @@ async function runTorch(n: number, a: BenchArgs, cfg: TrainConfig, dir: string):
   writeFileSync(join(hook, 'sitecustomize.py'), PEAK_RSS_HOOK);
   const dataset = cfg.dataset.startsWith('text:') ? `bytes:${cfg.dataset.slice(5)}` : 'toy';
   const c = modelConfig(cfg, a.steps, a.warmup);
-  const flags = ['vocab_size', 'max_position_embeddings', 'n_layers', 'n_heads', 'd_model', 'd_ff', 'dropout', 'batch_size', 'seq_len', 'lr', 'seed']
-    .flatMap((k) => [`--${k.replaceAll('_', '-')}`, String(c[k])]);
+  const flags = ['vocab_size', 'max_position_embeddings', 'n_layers', 'n_heads', 'd_model', 'd_ff', 'dropout', 'batch_size', 'seq_len', 'lr', 'seed'].flatMap(
+    (k) => [`--${k.replaceAll('_', '-')}`, String(c[k])],
+  );
   const args = [...flags, '--dataset', dataset, '--num-steps', String(a.steps), '--eval-interval', String(a.steps + 1), '--threads', '1', '--json', json];
   const port = await freePort('127.0.0.1');
   await run('sh', [join(ANCHORS, 'torchrun.sh'), String(n), join(ANCHORS, 'torch_ddp_ref.py'), ...args], {
-    MASTER_PORT: String(port), PYTHONPATH: [hook, process.env.PYTHONPATH].filter(Boolean).join(':'), ROSEDIST_BENCH_RSS_DIR: rss,
+    MASTER_PORT: String(port),
+    PYTHONPATH: [hook, process.env.PYTHONPATH].filter(Boolean).join(':'),
+    ROSEDIST_BENCH_RSS_DIR: rss,
   });
   const result = JSON.parse(readFileSync(json, 'utf8')) as { world_size: number; tokens_per_s: number; torch: string };
   const peaks = readdirSync(rss).map((f) => Number(readFileSync(join(rss, f), 'utf8')));
   return {
-    impl: 'pytorch', world_size: result.world_size, tokens_per_s: result.tokens_per_s, tokens_per_s_per_worker: result.tokens_per_s / result.world_size,
-    allreduce_share: null, peak_rss_mb: peaks.length === n ? Math.max(...peaks) : null, config: { ...c, warmup: 0, backend: `torch ${result.torch} gloo` },
+    impl: 'pytorch',
+    world_size: result.world_size,
+    tokens_per_s: result.tokens_per_s,
+    tokens_per_s_per_worker: result.tokens_per_s / result.world_size,
+    allreduce_share: null,
+    peak_rss_mb: peaks.length === n ? Math.max(...peaks) : null,
+    config: { ...c, warmup: 0, backend: `torch ${result.torch} gloo` },
   };
 }
 
@@ -184,30 +228,54 @@ function medianRows(runs: readonly Row[]): Row[] {
   });
 }
 
-const fmt = (x: number | null, digits = 0): string => (x === null ? '—' : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+const fmt = (x: number | null, digits = 0): string =>
+  x === null ? '—' : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 function report(rows: readonly Row[], nprocs: readonly number[]): Record<string, unknown> {
   const lines = ['| impl | world_size | tokens/s total | tokens/s per worker | all-reduce share | peak RSS MiB (max worker) |', '|---|---|---|---|---|---|'];
   for (const r of rows) {
-    lines.push(`| ${r.impl} | ${r.world_size} | ${fmt(r.tokens_per_s)} | ${fmt(r.tokens_per_s_per_worker)} | ${r.allreduce_share === null ? '—' : `${(r.allreduce_share * 100).toFixed(1)}%`} | ${fmt(r.peak_rss_mb)} |`);
+    lines.push(
+      `| ${r.impl} | ${r.world_size} | ${fmt(r.tokens_per_s)} | ${fmt(r.tokens_per_s_per_worker)} | ${r.allreduce_share === null ? '—' : `${(r.allreduce_share * 100).toFixed(1)}%`} | ${fmt(r.peak_rss_mb)} |`,
+    );
   }
   const find = (impl: Row['impl'], n: number) => rows.find((r) => r.impl === impl && r.world_size === n);
   const ratios = nprocs.flatMap((n) => {
     const [o, t] = [find('rosedist', n), find('pytorch', n)];
     if (!o || !t) return [];
-    return [{ world_size: n, tokens_per_s: o.tokens_per_s / t.tokens_per_s, peak_rss_mb: o.peak_rss_mb && t.peak_rss_mb ? o.peak_rss_mb / t.peak_rss_mb : null }];
+    return [
+      { world_size: n, tokens_per_s: o.tokens_per_s / t.tokens_per_s, peak_rss_mb: o.peak_rss_mb && t.peak_rss_mb ? o.peak_rss_mb / t.peak_rss_mb : null },
+    ];
   });
-  if (ratios.length > 0) lines.push('', '| ours/PyTorch | tokens/s | peak RSS |', '|---|---|---|', ...ratios.map((q) => `| world ${q.world_size} | ${fmt(q.tokens_per_s, 2)} | ${fmt(q.peak_rss_mb, 2)} |`));
+  if (ratios.length > 0)
+    lines.push(
+      '',
+      '| ours/PyTorch | tokens/s | peak RSS |',
+      '|---|---|---|',
+      ...ratios.map((q) => `| world ${q.world_size} | ${fmt(q.tokens_per_s, 2)} | ${fmt(q.peak_rss_mb, 2)} |`),
+    );
   const scaling: Record<string, number> = {};
   for (const impl of ['rosedist', 'pytorch'] as const) {
     const [one, two] = [find(impl, 1), find(impl, 2)];
     if (one && two) scaling[impl] = two.tokens_per_s / (2 * one.tokens_per_s);
   }
-  if (Object.keys(scaling).length > 0) lines.push('', `scaling efficiency 2 vs 1, tps(2)/(2·tps(1)): ${Object.entries(scaling).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
+  if (Object.keys(scaling).length > 0)
+    lines.push(
+      '',
+      `scaling efficiency 2 vs 1, tps(2)/(2·tps(1)): ${Object.entries(scaling)
+        .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+        .join(', ')}`,
+    );
   for (const r of rows) {
-    if (r.phase_ms) lines.push(`${r.impl} world ${r.world_size}, ms per step: ${Object.entries(r.phase_ms).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
+    if (r.phase_ms)
+      lines.push(
+        `${r.impl} world ${r.world_size}, ms per step: ${Object.entries(r.phase_ms)
+          .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+          .join(', ')}`,
+      );
     if (r.allreduce_split_ms && r.world_size > 1) {
-      lines.push(`${r.impl} world ${r.world_size}, gradient all-reduce ms per step: collective ${r.allreduce_split_ms.collective.toFixed(1)}, waiting for the slower rank ${r.allreduce_split_ms.wait.toFixed(1)}`);
+      lines.push(
+        `${r.impl} world ${r.world_size}, gradient all-reduce ms per step: collective ${r.allreduce_split_ms.collective.toFixed(1)}, waiting for the slower rank ${r.allreduce_split_ms.wait.toFixed(1)}`,
+      );
     }
   }
   console.log(lines.join('\n'));
@@ -241,7 +309,9 @@ async function main(): Promise<void> {
     if (a.keep) console.log(`kept: ${root}`);
     else rmSync(root, { recursive: true, force: true });
   }
-  console.log(`\ntraining steps ${a.warmup + 1}..${a.steps} of ours (PyTorch: all ${a.steps}), eval and checkpoints excluded; ${cfg.batchSize} samples × ${cfg.seqLen} tokens per worker per step`);
+  console.log(
+    `\ntraining steps ${a.warmup + 1}..${a.steps} of ours (PyTorch: all ${a.steps}), eval and checkpoints excluded; ${cfg.batchSize} samples × ${cfg.seqLen} tokens per worker per step`,
+  );
   const rows = medianRows(runs);
   if (a.repeat > 1) console.log(`each row: the round with the median tokens/s of ${a.repeat} (all rounds in tokens_per_s_rounds)`);
   const result = report(rows, a.nprocs);

@@ -23,8 +23,30 @@ import { runProcess } from '../shared/subprocess.js';
 
 const ROOT = packagePath('.');
 const BIN = join(ROOT, 'bin/rosedist.mjs');
-const TINY = ['--vocab-size', '256', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '32', '--d-ff', '64',
-  '--batch-size', '2', '--seq-len', '16', '--dataset', 'toy:64', '--backend', 'wasm', '--seed', '0'];
+const TINY = [
+  '--vocab-size',
+  '256',
+  '--max-position-embeddings',
+  '16',
+  '--n-layers',
+  '1',
+  '--n-heads',
+  '2',
+  '--d-model',
+  '32',
+  '--d-ff',
+  '64',
+  '--batch-size',
+  '2',
+  '--seq-len',
+  '16',
+  '--dataset',
+  'toy:64',
+  '--backend',
+  'wasm',
+  '--seed',
+  '0',
+];
 const SHORT = [...TINY, '--num-steps', '4', '--eval-interval', '2', '--checkpoint-interval', '4'];
 const LONG = [...TINY, '--num-steps', '100000', '--eval-interval', '100000', '--checkpoint-interval', '100000'];
 const JOB_LIMIT_MS = 240_000;
@@ -33,7 +55,12 @@ const T = mkdtempSync('/tmp/rosedist-cluster-');
 /** The user key the jobs derive their secrets from: made by whichever process needs it first. */
 const KEY = join(T, 'key');
 
-interface Result { readonly check: string; readonly ok: boolean; readonly seconds: number; readonly detail: string }
+interface Result {
+  readonly check: string;
+  readonly ok: boolean;
+  readonly seconds: number;
+  readonly detail: string;
+}
 const results: Result[] = [];
 const submitted: string[] = [];
 
@@ -49,7 +76,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** sbatch SCRIPT ARGS from ctl, output labelled by task (0: node 0's launcher); the job id. */
 async function submit(name: string, script: string, args: readonly string[], env: Record<string, string> = {}): Promise<{ id: string; out: string }> {
   const out = join(T, `${name}.out`);
-  const r = await inNs('ctl', ['sbatch', '--parsable', '-J', name, '-o', out, `scripts/slurm/${script}`, ...args], { ROSEDIST_KEY_FILE: KEY, SLURM_LABELIO: '1', ...env });
+  const r = await inNs('ctl', ['sbatch', '--parsable', '-J', name, '-o', out, `scripts/slurm/${script}`, ...args], {
+    ROSEDIST_KEY_FILE: KEY,
+    SLURM_LABELIO: '1',
+    ...env,
+  });
   const id = r.out.trim().split(';')[0] ?? '';
   if (r.code !== 0 || !/^\d+$/.test(id)) throw new Error(`sbatch ${script} failed: ${r.out.trim()}`);
   submitted.push(id);
@@ -72,13 +103,20 @@ async function waitJob(id: string, limitMs = JOB_LIMIT_MS): Promise<string> {
   }
 }
 
-interface Proc { readonly pid: number; readonly cmd: string; readonly rank: string | undefined }
+interface Proc {
+  readonly pid: number;
+  readonly cmd: string;
+  readonly rank: string | undefined;
+}
 
 /** rosedist processes (launchers, npx, workers; not the Slurm daemons) in namespace `ns`. */
 async function nodeProcs(ns: string): Promise<Proc[]> {
   const r = await run('ip', ['netns', 'pids', ns]);
   const procs: Proc[] = [];
-  for (const pid of r.out.split('\n').filter((l) => /^\d+$/.test(l)).map(Number)) {
+  for (const pid of r.out
+    .split('\n')
+    .filter((l) => /^\d+$/.test(l))
+    .map(Number)) {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
       if (!/bin\/rosedist\.mjs|npm exec rosedist|worker\/train_ddp\.ts/.test(cmd)) continue;
@@ -103,7 +141,9 @@ async function until(what: string, cond: () => Promise<boolean>, limitMs = JOB_L
 
 /** Rank 0's last val loss, full precision (the metrics file next to the log). */
 function finalValLoss(log: string): number {
-  const lines = readFileSync(log.replace(/\.log$/, '.metrics.jsonl'), 'utf8').trim().split('\n');
+  const lines = readFileSync(log.replace(/\.log$/, '.metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n');
   const last = JSON.parse(lines[lines.length - 1] ?? '{}') as { val_loss?: number };
   if (typeof last.val_loss !== 'number') throw new Error(`no val_loss in ${log}`);
   return last.val_loss;
@@ -130,7 +170,14 @@ async function trainThrough(name: string, script: string, reference: number, env
   const job = await submit(name, script, [...SHORT, ...logFiles(name)], env);
   const state = await waitJob(job.id);
   const out = existsSync(job.out) ? readFileSync(job.out, 'utf8') : '(no output)';
-  if (state !== 'COMPLETED') throw new Error(`job ${job.id} ended ${state}: ${out.split('\n').filter((l) => /rosedist|Error|error/.test(l)).slice(-4).join(' | ')}`);
+  if (state !== 'COMPLETED')
+    throw new Error(
+      `job ${job.id} ended ${state}: ${out
+        .split('\n')
+        .filter((l) => /rosedist|Error|error/.test(l))
+        .slice(-4)
+        .join(' | ')}`,
+    );
   const log = join(T, name, 'train.log');
   const checked = await run(process.execPath, ['--import', 'tsx', 'scripts/check_log.ts', log, '--expect-evals', '2']);
   if (checked.code !== 0) throw new Error(checked.out.trim());
@@ -153,10 +200,23 @@ async function main(): Promise<void> {
   await check('sbatch train_ddp.sbatch: srun, one launcher per node, 2 × 2 workers', () => trainThrough('launcher', 'train_ddp.sbatch', reference));
   await check('sbatch train_ddp_srun.sbatch: srun starts the 2 × 2 workers', () => trainThrough('srun', 'train_ddp_srun.sbatch', reference));
   const asRoot: Record<string, string> = process.getuid?.() === 0 ? { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' } : {};
-  await check('sbatch train_ddp_mpirun.sbatch: mpirun inside the allocation, 2 × 2', () => trainThrough('mpirun', 'train_ddp_mpirun.sbatch', reference, asRoot));
+  await check('sbatch train_ddp_mpirun.sbatch: mpirun inside the allocation, 2 × 2', () =>
+    trainThrough('mpirun', 'train_ddp_mpirun.sbatch', reference, asRoot),
+  );
 
   await check('mpirun -np 4 on one host, outside Slurm', async () => {
-    const args = ['-np', '4', '--oversubscribe', ...(process.getuid?.() === 0 ? ['--allow-run-as-root'] : []), process.execPath, '--import', 'tsx', 'worker/train_ddp.ts', ...SHORT, ...logFiles('mpirun-host')];
+    const args = [
+      '-np',
+      '4',
+      '--oversubscribe',
+      ...(process.getuid?.() === 0 ? ['--allow-run-as-root'] : []),
+      process.execPath,
+      '--import',
+      'tsx',
+      'worker/train_ddp.ts',
+      ...SHORT,
+      ...logFiles('mpirun-host'),
+    ];
     const r = await run('mpirun', args, { ROSEDIST_KEY_FILE: KEY });
     if (r.code !== 0) throw new Error(r.out.split('\n').slice(-5).join(' | '));
     const loss = finalValLoss(join(T, 'mpirun-host', 'train.log'));
@@ -165,9 +225,9 @@ async function main(): Promise<void> {
     return `val loss ${loss} (|Δ| ${diff.toExponential(1)})`;
   });
 
-  await check('SIGKILL of a worker on n2 ends the job; summary on rank 0\'s node names n2', async () => {
+  await check("SIGKILL of a worker on n2 ends the job; summary on rank 0's node names n2", async () => {
     const job = await submit('kill', 'train_ddp.sbatch', [...LONG, ...logFiles('kill')]);
-    await until('2 workers on n2 and rank 0\'s log', async () => (await workersOf('n2')).length === 2 && existsSync(join(T, 'kill', 'train.log')));
+    await until("2 workers on n2 and rank 0's log", async () => (await workersOf('n2')).length === 2 && existsSync(join(T, 'kill', 'train.log')));
     const victim = (await workersOf('n2')).find((p) => p.rank === '2');
     if (victim === undefined) throw new Error('no rank 2 on n2');
     process.kill(victim.pid, 'SIGKILL');
@@ -177,7 +237,13 @@ async function main(): Promise<void> {
     const out = readFileSync(job.out, 'utf8');
     const summary = new RegExp(`^0: \\[rosedist\\]\\s+rank 2 \\(local rank 0, node 1 n2#1, pid ${victim.pid}\\) was killed by SIGKILL`, 'm');
     if (!/^0: \[rosedist\]\s+root cause \(first failure\):/m.test(out) || !summary.test(out)) {
-      throw new Error(`no summary naming n2 from task 0 in ${job.out}: ${out.split('\n').filter((l) => l.includes('[rosedist]')).slice(-6).join(' | ')}`);
+      throw new Error(
+        `no summary naming n2 from task 0 in ${job.out}: ${out
+          .split('\n')
+          .filter((l) => l.includes('[rosedist]'))
+          .slice(-6)
+          .join(' | ')}`,
+      );
     }
     if (state !== 'FAILED') throw new Error(`job ${job.id} ended ${state}, not FAILED`);
     const left = [...(await nodeProcs('n1')), ...(await nodeProcs('n2'))];
@@ -189,11 +255,28 @@ async function main(): Promise<void> {
   await check('a launcher on n2 with another key is refused by the running job', async () => {
     running = await submit('cancel', 'train_ddp.sbatch', [...LONG, ...logFiles('cancel')]);
     const job = running;
-    await until('2 workers on each node', async () => (await workersOf('n1')).length === 2 && (await workersOf('n2')).length === 2 && existsSync(join(T, 'cancel', 'train.log')));
+    await until(
+      '2 workers on each node',
+      async () => (await workersOf('n1')).length === 2 && (await workersOf('n2')).length === 2 && existsSync(join(T, 'cancel', 'train.log')),
+    );
     const secret = join(T, 'stranger.secret');
     writeFileSync(secret, randomBytes(32).toString('hex'), { mode: 0o600 });
     const port = derivedPort(`slurm/${job.id}/0`);
-    const r = await inNs('n2', [process.execPath, BIN, '--nnodes', '2', '--node-rank', '1', '--master-addr', 'n1', '--master-port', String(port), '--secret-file', secret, 'train_ddp']);
+    const r = await inNs('n2', [
+      process.execPath,
+      BIN,
+      '--nnodes',
+      '2',
+      '--node-rank',
+      '1',
+      '--master-addr',
+      'n1',
+      '--master-port',
+      String(port),
+      '--secret-file',
+      secret,
+      'train_ddp',
+    ]);
     if (r.code !== 2 || !/refused this launcher: authentication failed/.test(r.out)) throw new Error(`exit ${r.code}: ${r.out.trim()}`);
     return `exit 2: ${r.out.trim().slice(0, 110)}`;
   });

@@ -23,8 +23,28 @@ import { decodeSafetensors } from '../worker/safetensors.js';
 
 const ROOT = packagePath('.');
 const BIN = join(ROOT, 'bin/rosedist.mjs');
-const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
-  '--d-ff', '32', '--seq-len', '8', '--batch-size', '2', '--dataset', 'toy:60', '--backend', 'cpu'];
+const TINY = [
+  '--vocab-size',
+  '64',
+  '--max-position-embeddings',
+  '16',
+  '--n-layers',
+  '1',
+  '--n-heads',
+  '2',
+  '--d-model',
+  '16',
+  '--d-ff',
+  '32',
+  '--seq-len',
+  '8',
+  '--batch-size',
+  '2',
+  '--dataset',
+  'toy:60',
+  '--backend',
+  'cpu',
+];
 /** /tmp is shared by the namespaces, as a cluster's home would be. */
 const T = mkdtempSync('/tmp/rosedist-elastic-cluster-');
 const SECRET = join(T, 'secret');
@@ -39,7 +59,8 @@ interface Launch {
 
 /** `args` in namespace `ns` under its own host name (a UTS namespace), as on a real host. */
 function onHost(ns: string | undefined, cmd: string, args: readonly string[], env: Record<string, string> = {}): Launch {
-  const argv = ns === undefined ? [cmd, ...args] : ['ip', 'netns', 'exec', ns, 'unshare', '--uts', 'sh', '-c', `hostname ${ns} && exec "$@"`, 'sh', cmd, ...args];
+  const argv =
+    ns === undefined ? [cmd, ...args] : ['ip', 'netns', 'exec', ns, 'unshare', '--uts', 'sh', '-c', `hostname ${ns} && exec "$@"`, 'sh', cmd, ...args];
   const p = startProcess(argv[0] as string, argv.slice(1), { cwd: ROOT, env: { ROSEDIST_STOP_GRACE_S: '1', ...env } });
   // stdout then stderr (each stream's lines stay whole and in order).
   const out = (): string => p.stdout() + p.stderr();
@@ -55,7 +76,12 @@ async function until(what: string, cond: () => boolean, limitMs = LIMIT_MS): Pro
   }
 }
 
-interface Result { readonly check: string; readonly ok: boolean; readonly seconds: number; readonly detail: string }
+interface Result {
+  readonly check: string;
+  readonly ok: boolean;
+  readonly seconds: number;
+  readonly detail: string;
+}
 const results: Result[] = [];
 async function check(name: string, body: () => Promise<string>): Promise<void> {
   const t0 = Date.now();
@@ -72,14 +98,40 @@ async function check(name: string, body: () => Promise<string>): Promise<void> {
   console.log(`${r.ok ? 'PASS' : 'FAIL'} ${r.check} (${r.seconds.toFixed(1)} s): ${r.detail}`);
 }
 
-const elastic = (range: string, extra: string[]) => ['--nnodes', range, '--master-addr', 'n1', '--master-port', '29400', '--secret-file', SECRET, '--nproc-per-node', '1', ...extra];
+const elastic = (range: string, extra: string[]) => [
+  '--nnodes',
+  range,
+  '--master-addr',
+  'n1',
+  '--master-port',
+  '29400',
+  '--secret-file',
+  SECRET,
+  '--nproc-per-node',
+  '1',
+  ...extra,
+];
 const lines = (out: string, re: RegExp) => out.split('\n').filter((l) => re.test(l));
 
 async function leaveJoinCut(): Promise<string> {
   const ckpt = join(T, 'ckpt.safetensors');
   const log = join(T, 'train.log');
   const release = [5, 9, 13].map((s) => join(T, `release${s}`));
-  const train = ['train_ddp', ...TINY, '--num-steps', '16', '--eval-interval', '4', '--checkpoint-interval', '2', '--resume', '--log-file', log, '--checkpoint-path', ckpt];
+  const train = [
+    'train_ddp',
+    ...TINY,
+    '--num-steps',
+    '16',
+    '--eval-interval',
+    '4',
+    '--checkpoint-interval',
+    '2',
+    '--resume',
+    '--log-file',
+    log,
+    '--checkpoint-path',
+    ckpt,
+  ];
   const env = { ROSEDIST_TEST_HOLD_AT: release.map((p, i) => `${[5, 9, 13][i]}:${p}`).join(',') };
   const args = [BIN, ...elastic('2:3', ['--rdzv-last-call', '3', '--rdzv-timeout', '120', '--max-restarts', '3']), ...train];
   const n1 = onHost('n1', process.execPath, args, env);
@@ -89,7 +141,8 @@ async function leaveJoinCut(): Promise<string> {
   const held = (i: number) => until(`the hold at step ${[5, 9, 13][i]}`, () => existsSync(`${release[i]}.held`));
   const round = (k: number) => until(`round ${k}`, () => new RegExp(`round ${k}: `).test(n1.out()));
   await held(0);
-  if (!/round 0: nodes 0=n1, 1=n\d, 2=n\d, world size 3\n/.test(n1.out())) throw new Error(`round 0 was not n1, n2, n3: ${lines(n1.out(), /round/).join(' | ')}`);
+  if (!/round 0: nodes 0=n1, 1=n\d, 2=n\d, world size 3\n/.test(n1.out()))
+    throw new Error(`round 0 was not n1, n2, n3: ${lines(n1.out(), /round/).join(' | ')}`);
   n3.child.kill('SIGKILL');
   await round(1);
   writeFileSync(release[0] as string, '');
@@ -106,8 +159,13 @@ async function leaveJoinCut(): Promise<string> {
   writeFileSync(release[2] as string, '');
   const [r1, r2, r3] = await Promise.all([n1.done, n2.done, n3again.done]);
   await onHost(undefined, 'ip', ['-n', 'n3', 'link', 'set', 'eth0', 'up']).done;
-  for (const [name, r] of [['n1', r1], ['n2', r2]] as const) if (r.code !== 0) throw new Error(`${name} exited ${r.code}: ${r.out.split('\n').slice(-6).join(' | ')}`);
-  if (r3.code !== 1 || !/lost node 0, the rendezvous host at n1:29401 \(no heartbeat/.test(r3.out)) throw new Error(`the cut-off n3 did not end naming node 0: ${r3.code} ${r3.out.split('\n').slice(-4).join(' | ')}`);
+  for (const [name, r] of [
+    ['n1', r1],
+    ['n2', r2],
+  ] as const)
+    if (r.code !== 0) throw new Error(`${name} exited ${r.code}: ${r.out.split('\n').slice(-6).join(' | ')}`);
+  if (r3.code !== 1 || !/lost node 0, the rendezvous host at n1:29401 \(no heartbeat/.test(r3.out))
+    throw new Error(`the cut-off n3 did not end naming node 0: ${r3.code} ${r3.out.split('\n').slice(-4).join(' | ')}`);
   const text = readFileSync(log, 'utf8');
   const want = [
     `world size 3 → 2 (node n3 lost) at step 4, resumed from checkpoint ${ckpt}`,
@@ -118,13 +176,31 @@ async function leaveJoinCut(): Promise<string> {
   if (!/lost \(no heartbeat for \d+\.\d s\)/.test(n1.out())) throw new Error(`n1 did not say n3 went silent: ${lines(n1.out(), /lost/).join(' | ')}`);
 
   const refCkpt = join(T, 'reference.safetensors');
-  const reference = ['train_ddp', ...TINY, '--eval-interval', '4', '--checkpoint-interval', '2', '--resume', '--checkpoint-path', refCkpt, '--log-file', join(T, 'reference.log')];
-  for (const [nproc, steps] of [[3, 4], [2, 8], [3, 12], [2, 16]] as const) {
+  const reference = [
+    'train_ddp',
+    ...TINY,
+    '--eval-interval',
+    '4',
+    '--checkpoint-interval',
+    '2',
+    '--resume',
+    '--checkpoint-path',
+    refCkpt,
+    '--log-file',
+    join(T, 'reference.log'),
+  ];
+  for (const [nproc, steps] of [
+    [3, 4],
+    [2, 8],
+    [3, 12],
+    [2, 16],
+  ] as const) {
     const r = await onHost(undefined, process.execPath, [BIN, '--nproc-per-node', String(nproc), ...reference, '--num-steps', String(steps)]).done;
     if (r.code !== 0) throw new Error(`reference ${nproc} workers to step ${steps}: ${r.out.split('\n').slice(-4).join(' | ')}`);
   }
   const data = (p: string) => decodeSafetensors(readFileSync(p), p).dataSection;
-  if (!Buffer.from(data(ckpt)).equals(Buffer.from(data(refCkpt)))) throw new Error('the final checkpoint differs from the plain runs\' (3, 2, 3, 2 workers over steps 0-4-8-12-16)');
+  if (!Buffer.from(data(ckpt)).equals(Buffer.from(data(refCkpt))))
+    throw new Error("the final checkpoint differs from the plain runs' (3, 2, 3, 2 workers over steps 0-4-8-12-16)");
   return `3 → 2 (SIGKILL) → 3 (join) → 2 (link cut, lost after ${detected.toFixed(1)} s incl. last call 3 s); 16 steps; checkpoint bytes equal plain 3/2/3/2-worker runs`;
 }
 
@@ -134,7 +210,10 @@ async function tooFew(): Promise<string> {
   await until('n1 to host the rendezvous', () => /hosting the rendezvous/.test(n1.out()), 60_000);
   const n2 = onHost('n2', process.execPath, args);
   const want = '[rosedist] rendezvous failed: 2 of the 3 nodes needed (--nnodes 3:3) joined within --rdzv-timeout 5 s';
-  for (const [name, r] of [['n1', await n1.done], ['n2', await n2.done]] as const) {
+  for (const [name, r] of [
+    ['n1', await n1.done],
+    ['n2', await n2.done],
+  ] as const) {
     const failed = lines(r.out, /rendezvous failed/);
     if (r.code !== 1 || failed.length !== 1 || failed[0] !== want) throw new Error(`${name} exited ${r.code}: ${r.out.split('\n').slice(-4).join(' | ')}`);
   }

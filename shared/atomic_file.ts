@@ -71,9 +71,9 @@ export function writeFileAtomicSync(path: string, bytes: Uint8Array, durable = f
     const fd = openSync(tmp, 'w');
     try {
       const half = midWrite === undefined ? bytes.length : Math.floor(bytes.length / 2);
-      for (let at = 0; at < half; ) at += writeSync(fd, bytes, at, half - at);
+      for (let at = 0; at < half;) at += writeSync(fd, bytes, at, half - at);
       midWrite?.();
-      for (let at = half; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
+      for (let at = half; at < bytes.length;) at += writeSync(fd, bytes, at, bytes.length - at);
       if (durable) fsyncSync(fd);
     } finally {
       closeSync(fd);

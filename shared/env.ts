@@ -131,15 +131,15 @@ function torchrunPlacement(env: Env): Where {
   const localWorldSize = intVar(env, [ENV.localWorldSize], worldSize, 1);
   const localRank = intVar(env, [ENV.localRank], rank % localWorldSize, 0);
   if (localRank >= localWorldSize) {
-    throw new ConfigError(
-      `LOCAL_RANK=${localRank} is not below LOCAL_WORLD_SIZE=${localWorldSize}`,
-      'each local rank must be in [0, LOCAL_WORLD_SIZE)',
-    );
+    throw new ConfigError(`LOCAL_RANK=${localRank} is not below LOCAL_WORLD_SIZE=${localWorldSize}`, 'each local rank must be in [0, LOCAL_WORLD_SIZE)');
   }
   const nnodes = intVar(env, [ENV.nnodes, 'PET_NNODES'], Math.max(1, Math.ceil(worldSize / localWorldSize)), 1);
   const nodeRank = intVar(env, [ENV.nodeRank, 'PET_NODE_RANK'], Math.floor(rank / localWorldSize), 0);
   if (nodeRank >= nnodes) {
-    throw new ConfigError(`GROUP_RANK=${nodeRank} (the node's rank) is not below GROUP_WORLD_SIZE=${nnodes}`, 'each node rank must be in [0, GROUP_WORLD_SIZE)');
+    throw new ConfigError(
+      `GROUP_RANK=${nodeRank} (the node's rank) is not below GROUP_WORLD_SIZE=${nnodes}`,
+      'each node rank must be in [0, GROUP_WORLD_SIZE)',
+    );
   }
   return { rank, worldSize, localRank, localWorldSize, nodeRank, nnodes, masterPort: 29500 };
 }
@@ -159,7 +159,7 @@ function placement(env: Env): Where {
   if (pick(env, ['PMI_RANK']) !== undefined) {
     throw new ConfigError(
       'PMI_RANK is set: this process was started by an MPI other than Open MPI, whose placement rosedist does not read',
-      'start the workers with rosedist, srun or Open MPI\'s mpirun, or set RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK, GROUP_WORLD_SIZE, MASTER_ADDR and MASTER_PORT',
+      "start the workers with rosedist, srun or Open MPI's mpirun, or set RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK, GROUP_WORLD_SIZE, MASTER_ADDR and MASTER_PORT",
     );
   }
   return torchrunPlacement(env);

@@ -21,7 +21,11 @@ export interface CollectiveRecord {
 function isCollectiveRecord(x: unknown): x is CollectiveRecord {
   const c = x as Partial<CollectiveRecord> | null;
   return (
-    typeof c === 'object' && c !== null && Number.isInteger(c.seq) && typeof c.op === 'string' && Number.isInteger(c.bytes) &&
+    typeof c === 'object' &&
+    c !== null &&
+    Number.isInteger(c.seq) &&
+    typeof c.op === 'string' &&
+    Number.isInteger(c.bytes) &&
     (c.state === 'running' || c.state === 'done' || c.state === 'failed')
   );
 }

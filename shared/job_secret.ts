@@ -61,18 +61,24 @@ export function readUserKey(env: Env): string {
   try {
     st = statSync(path);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') fail(`cannot be read (${(e as NodeJS.ErrnoException).code})`, `fix its permissions, or set ${KEY_FILE_VAR}`);
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+      fail(`cannot be read (${(e as NodeJS.ErrnoException).code})`, `fix its permissions, or set ${KEY_FILE_VAR}`);
     try {
       createKey(path);
       st = statSync(path);
     } catch (e2) {
-      return fail(`is missing and cannot be made (${(e2 as NodeJS.ErrnoException).code ?? (e2 as Error).message})`, `make it: mkdir -p ~/.rosedist && openssl rand -hex 32 > ~/.rosedist/key && chmod 600 ~/.rosedist/key, or set ${KEY_FILE_VAR}`);
+      return fail(
+        `is missing and cannot be made (${(e2 as NodeJS.ErrnoException).code ?? (e2 as Error).message})`,
+        `make it: mkdir -p ~/.rosedist && openssl rand -hex 32 > ~/.rosedist/key && chmod 600 ~/.rosedist/key, or set ${KEY_FILE_VAR}`,
+      );
     }
   }
   if (!st.isFile()) fail('is not a file', `remove it, or set ${KEY_FILE_VAR} to a file`);
   const uid = process.getuid?.();
-  if (uid !== undefined && st.uid !== uid) fail(`belongs to uid ${st.uid}, not to you (uid ${uid})`, `use your own: set ${KEY_FILE_VAR}, or remove it to have a new one made`);
-  if ((st.mode & 0o077) !== 0) fail(`can be read by others (mode ${(st.mode & 0o777).toString(8)})`, `chmod 600 ${path}, and make a new key if others may have read it`);
+  if (uid !== undefined && st.uid !== uid)
+    fail(`belongs to uid ${st.uid}, not to you (uid ${uid})`, `use your own: set ${KEY_FILE_VAR}, or remove it to have a new one made`);
+  if ((st.mode & 0o077) !== 0)
+    fail(`can be read by others (mode ${(st.mode & 0o777).toString(8)})`, `chmod 600 ${path}, and make a new key if others may have read it`);
   let text = '';
   try {
     text = readFileSync(path, 'utf8').trim();

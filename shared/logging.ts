@@ -40,7 +40,10 @@ const TransportBase = (winston as unknown as { Transport: typeof import('winston
 /** Appends each formatted line to `path` synchronously; after a failed write, writes nothing more. */
 class SyncFileTransport extends TransportBase {
   failure: FileError | undefined;
-  constructor(readonly path: string, opts: { level: string; format: winston.Logform.Format }) {
+  constructor(
+    readonly path: string,
+    opts: { level: string; format: winston.Logform.Format },
+  ) {
     super(opts);
   }
 

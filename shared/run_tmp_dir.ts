@@ -63,7 +63,13 @@ export function makeRunTmpDir(base: string = tmpdir()): string {
 /** Name started workers as holders too (they use the directory after the launcher dies). */
 export function addWorkers(dir: string, pids: readonly number[]): void {
   try {
-    appendFileSync(join(dir, HOLDERS), pids.filter((p) => p > 0).map((p) => line('worker', p)).join(''));
+    appendFileSync(
+      join(dir, HOLDERS),
+      pids
+        .filter((p) => p > 0)
+        .map((p) => line('worker', p))
+        .join(''),
+    );
   } catch {
     // The directory is gone (the run ended): nothing to record.
   }

@@ -70,11 +70,18 @@ export function derivedPort(jobKey: string): number {
 
 function list<T>(env: Env, names: readonly string[], parse: (text: string) => T, why: string): { value: T; name: string; text: string } {
   const found = pick(env, names);
-  if (found === undefined) throw new ConfigError(`${names.join(' / ')} is not set, but ${why}`, 'start the process with srun, or set RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR yourself');
+  if (found === undefined)
+    throw new ConfigError(
+      `${names.join(' / ')} is not set, but ${why}`,
+      'start the process with srun, or set RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR yourself',
+    );
   try {
     return { value: parse(found.value), name: found.name, text: found.value };
   } catch (e) {
-    throw new ConfigError(`environment variable ${found.name}=${JSON.stringify(found.value)} cannot be read: ${(e as Error).message}`, `fix or unset ${found.name}`);
+    throw new ConfigError(
+      `environment variable ${found.name}=${JSON.stringify(found.value)} cannot be read: ${(e as Error).message}`,
+      `fix or unset ${found.name}`,
+    );
   }
 }
 
@@ -158,7 +165,8 @@ export function openMpiPlacement(env: Env): Placement | undefined {
   const localRank = requiredInt(env, ['OMPI_COMM_WORLD_LOCAL_RANK'], 0, why);
   const hint = 'start the ranks with mpirun --map-by slot (consecutive ranks fill a node), the same number on every node';
   if (rank >= worldSize) throw new ConfigError(`OMPI_COMM_WORLD_RANK=${rank} is not below OMPI_COMM_WORLD_SIZE=${worldSize}`, hint);
-  if (localRank >= localWorldSize) throw new ConfigError(`OMPI_COMM_WORLD_LOCAL_RANK=${localRank} is not below OMPI_COMM_WORLD_LOCAL_SIZE=${localWorldSize}`, hint);
+  if (localRank >= localWorldSize)
+    throw new ConfigError(`OMPI_COMM_WORLD_LOCAL_RANK=${localRank} is not below OMPI_COMM_WORLD_LOCAL_SIZE=${localWorldSize}`, hint);
   // One node when this node holds every rank; otherwise Open MPI 4 says how many nodes there are.
   const nnodes = intVar(env, ['OMPI_MCA_orte_num_nodes'], localWorldSize === worldSize ? 1 : 0, 1);
   if (nnodes === 0) {

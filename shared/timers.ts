@@ -37,11 +37,14 @@ export function setLongTimeout(fn: () => void, ms: number): LongTimer {
   let cleared = false;
   const due = Date.now() + ms;
   const arm = (left: number): void => {
-    handle = setTimeout(() => {
-      const remaining = due - Date.now();
-      if (remaining > 0 && left > MAX_TIMER_MS) arm(remaining);
-      else fn();
-    }, Math.max(0, Math.min(left, MAX_TIMER_MS)) || 0);
+    handle = setTimeout(
+      () => {
+        const remaining = due - Date.now();
+        if (remaining > 0 && left > MAX_TIMER_MS) arm(remaining);
+        else fn();
+      },
+      Math.max(0, Math.min(left, MAX_TIMER_MS)) || 0,
+    );
     if (!refed) handle.unref();
   };
   if (ms !== Infinity) arm(ms);

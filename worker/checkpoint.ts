@@ -91,7 +91,9 @@ export function checkDataConfig(saved: Readonly<Record<string, unknown>>, cfg: T
   }
   const scalable = DATA_SCALABLE.filter(differs);
   if (scalable.length === 0) return [];
-  return [`resuming checkpoint ${path} with ${scalable.map(say).join('; ')}: the data order continues at the same sample, with ${cfg.batchSize * cfg.gradAccumSteps} samples per rank per step`];
+  return [
+    `resuming checkpoint ${path} with ${scalable.map(say).join('; ')}: the data order continues at the same sample, with ${cfg.batchSize * cfg.gradAccumSteps} samples per rank per step`,
+  ];
 }
 
 /**

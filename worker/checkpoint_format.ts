@@ -185,8 +185,10 @@ function readParams(tensors: readonly NamedTensor[], layout: ParamLayout, path: 
   const known = new Set(layout.map((p) => p.name));
   const extra = tensors.filter((t) => !known.has(t.name) && !allowed.has(t.name)).map((t) => t.name);
   if (extra.length > 0) {
-    throw new FileError(`checkpoint ${path} holds tensors this model does not have: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`,
-      'the checkpoint was written for another model; pass its model options, or start afresh without --resume');
+    throw new FileError(
+      `checkpoint ${path} holds tensors this model does not have: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`,
+      'the checkpoint was written for another model; pass its model options, or start afresh without --resume',
+    );
   }
   const parts = layout.map((p) => {
     const t = byName.get(p.name);
@@ -235,8 +237,10 @@ export function decodeCheckpoint(
   }
   const v2 = meta.format === CHECKPOINT_FORMAT;
   if (!v2 && meta.format !== CHECKPOINT_FORMAT_V1) {
-    throw new FileError(`checkpoint ${path} is not a rosedist checkpoint (format ${JSON.stringify(meta.format ?? null)})`,
-      `expected ${CHECKPOINT_FORMAT} (or ${CHECKPOINT_FORMAT_V1}, or a PyTorch state_dict saved with safetensors)`);
+    throw new FileError(
+      `checkpoint ${path} is not a rosedist checkpoint (format ${JSON.stringify(meta.format ?? null)})`,
+      `expected ${CHECKPOINT_FORMAT} (or ${CHECKPOINT_FORMAT_V1}, or a PyTorch state_dict saved with safetensors)`,
+    );
   }
   const recorded = meta.sha256 ?? '';
   let sha: string;

@@ -109,7 +109,12 @@ const OPTIONS = {
   lr: { flag: 'lr', kind: 'float', default: 3e-4, describe: 'AdamW learning rate' },
   weightDecay: { flag: 'weight-decay', kind: 'float', default: 0.01, describe: 'AdamW decoupled weight decay' },
   gradAccumSteps: { flag: 'grad-accum-steps', kind: 'posint', default: 1, max: 2 ** 16, describe: 'micro-batches per optimizer step' },
-  zero: { flag: 'zero', kind: 'int', default: 0, describe: 'ZeRO stage: 1 shards the optimizer state over the ranks (reduce-scatter, AdamW on 1/N, all-gather)' },
+  zero: {
+    flag: 'zero',
+    kind: 'int',
+    default: 0,
+    describe: 'ZeRO stage: 1 shards the optimizer state over the ranks (reduce-scatter, AdamW on 1/N, all-gather)',
+  },
   gradCompression: {
     flag: 'grad-compression',
     kind: 'string',
@@ -135,13 +140,45 @@ const OPTIONS = {
   backend: { flag: 'backend', kind: 'string', default: 'auto', choices: BACKEND_CHOICES, describe: 'tfjs backend' },
   logFile: { flag: 'log-file', kind: 'string', default: (p) => `logs/${p}.log`, describe: 'log file (rank 0; metrics go to <name>.metrics.jsonl)' },
   logFormat: { flag: 'log-format', kind: 'string', default: 'text', choices: ['text', 'json'], describe: 'console format' },
-  collectiveTimeoutS: { flag: 'collective-timeout', kind: 'seconds', default: 300, describe: 'seconds a collective waits for its peers (0 or inf: no timeout)' },
-  profile: { flag: 'profile', kind: 'string', default: null, describe: 'write a Chrome trace of each rank\'s step phases to this .json file' },
-  onNonfinite: { flag: 'on-nonfinite', kind: 'string', default: 'stop', choices: ['stop', 'skip'], describe: 'a NaN/infinite loss or gradient: stop the run, or skip that optimizer step' },
-  maxConsecutiveSkips: { flag: 'max-consecutive-skips', kind: 'posint', default: 5, max: 2 ** 20, describe: 'with --on-nonfinite skip: this many skipped steps in a row end the run' },
-  tolerateCheckpointErrors: { flag: 'tolerate-checkpoint-errors', kind: 'bool', default: false, describe: 'a failed checkpoint write warns and training goes on' },
-  tensorParallelSize: { flag: 'tensor-parallel-size', kind: 'posint', default: 1, describe: 'ranks per tensor-parallel group (divides the world size, --n-heads, --d-ff); the rest is data parallel' },
-  useTensorParallel: { flag: 'use-tensor-parallel', kind: 'bool', default: false, describe: 'tensor parallelism over all ranks (the original\'s flag: --tensor-parallel-size = world size)' },
+  collectiveTimeoutS: {
+    flag: 'collective-timeout',
+    kind: 'seconds',
+    default: 300,
+    describe: 'seconds a collective waits for its peers (0 or inf: no timeout)',
+  },
+  profile: { flag: 'profile', kind: 'string', default: null, describe: "write a Chrome trace of each rank's step phases to this .json file" },
+  onNonfinite: {
+    flag: 'on-nonfinite',
+    kind: 'string',
+    default: 'stop',
+    choices: ['stop', 'skip'],
+    describe: 'a NaN/infinite loss or gradient: stop the run, or skip that optimizer step',
+  },
+  maxConsecutiveSkips: {
+    flag: 'max-consecutive-skips',
+    kind: 'posint',
+    default: 5,
+    max: 2 ** 20,
+    describe: 'with --on-nonfinite skip: this many skipped steps in a row end the run',
+  },
+  tolerateCheckpointErrors: {
+    flag: 'tolerate-checkpoint-errors',
+    kind: 'bool',
+    default: false,
+    describe: 'a failed checkpoint write warns and training goes on',
+  },
+  tensorParallelSize: {
+    flag: 'tensor-parallel-size',
+    kind: 'posint',
+    default: 1,
+    describe: 'ranks per tensor-parallel group (divides the world size, --n-heads, --d-ff); the rest is data parallel',
+  },
+  useTensorParallel: {
+    flag: 'use-tensor-parallel',
+    kind: 'bool',
+    default: false,
+    describe: "tensor parallelism over all ranks (the original's flag: --tensor-parallel-size = world size)",
+  },
 } as const satisfies Record<Exclude<keyof TrainConfig, 'program' | 'metricsFile'>, OptionSpec>;
 
 type OptionKey = keyof typeof OPTIONS;
@@ -196,7 +233,11 @@ function convert(spec: OptionSpec, raw: unknown): number | string | boolean {
   }
   if (spec.kind === 'seconds') {
     const s = parseSeconds(text);
-    if (!(s >= 0)) throw new ConfigError(`${flag} ${JSON.stringify(text)} is not a number of seconds`, `pass seconds, e.g. ${flag} ${String(spec.default)}, or ${flag} inf for no timeout`);
+    if (!(s >= 0))
+      throw new ConfigError(
+        `${flag} ${JSON.stringify(text)} is not a number of seconds`,
+        `pass seconds, e.g. ${flag} ${String(spec.default)}, or ${flag} inf for no timeout`,
+      );
     // Infinity is stored as 0 (JSON has no Infinity; the resolved config is logged and checkpointed).
     return s === Infinity ? 0 : s;
   }
@@ -233,13 +274,20 @@ function validate(c: TrainConfig): void {
       `pass --seq-len ${c.maxPositionEmbeddings} or less, or raise --max-position-embeddings`,
     );
   }
-  for (const [name, flag, v] of [['n-heads', '--n-heads', c.nHeads], ['d-ff', '--d-ff', c.dFf]] as const) {
+  for (const [name, flag, v] of [
+    ['n-heads', '--n-heads', c.nHeads],
+    ['d-ff', '--d-ff', c.dFf],
+  ] as const) {
     if (v % c.tensorParallelSize !== 0) {
-      throw new ConfigError(`--tensor-parallel-size ${c.tensorParallelSize} does not divide ${flag} ${v}`, `pick a --tensor-parallel-size that divides --${name} (each rank owns whole heads and an equal share of the MLP)`);
+      throw new ConfigError(
+        `--tensor-parallel-size ${c.tensorParallelSize} does not divide ${flag} ${v}`,
+        `pick a --tensor-parallel-size that divides --${name} (each rank owns whole heads and an equal share of the MLP)`,
+      );
     }
   }
   if (c.seqLen < 2) throw new ConfigError(`--seq-len ${c.seqLen} predicts nothing`, 'pass --seq-len 2 or more (T tokens give T-1 predictions)');
-  if (c.zero !== 0 && c.zero !== 1) throw new ConfigError(`--zero ${c.zero} is not a ZeRO stage this trainer has`, 'pass --zero 0 (no sharding) or --zero 1 (sharded optimizer state)');
+  if (c.zero !== 0 && c.zero !== 1)
+    throw new ConfigError(`--zero ${c.zero} is not a ZeRO stage this trainer has`, 'pass --zero 0 (no sharding) or --zero 1 (sharded optimizer state)');
   if (!/^(toy(:\d+)?|brown|text:.+)$/.test(c.dataset)) {
     throw new ConfigError(`--dataset ${c.dataset} is not a dataset`, 'pass --dataset toy, toy:<samples>, brown or text:<path>');
   }
@@ -327,13 +375,22 @@ export function tensorParallelSizeOf(c: TrainConfig, worldSize: number): number 
   }
   const tp = c.useTensorParallel ? worldSize : c.tensorParallelSize;
   if (tp > 1 && c.zero !== 0) {
-    throw new ConfigError(`--zero ${c.zero} is not combined with tensor parallelism (tp ${tp}) yet`, 'pass --zero 0 with --tensor-parallel-size, or drop tensor parallelism');
+    throw new ConfigError(
+      `--zero ${c.zero} is not combined with tensor parallelism (tp ${tp}) yet`,
+      'pass --zero 0 with --tensor-parallel-size, or drop tensor parallelism',
+    );
   }
   if (worldSize % tp !== 0) {
-    throw new ConfigError(`--tensor-parallel-size ${tp} does not divide the world size ${worldSize}`, `start a multiple of ${tp} workers, or pass a divisor of ${worldSize}`);
+    throw new ConfigError(
+      `--tensor-parallel-size ${tp} does not divide the world size ${worldSize}`,
+      `start a multiple of ${tp} workers, or pass a divisor of ${worldSize}`,
+    );
   }
   if (c.nHeads % tp !== 0 || c.dFf % tp !== 0) {
-    throw new ConfigError(`tensor-parallel size ${tp} (--use-tensor-parallel: the world size) does not divide --n-heads ${c.nHeads} and --d-ff ${c.dFf}`, 'pick a world size that divides both');
+    throw new ConfigError(
+      `tensor-parallel size ${tp} (--use-tensor-parallel: the world size) does not divide --n-heads ${c.nHeads} and --d-ff ${c.dFf}`,
+      'pick a world size that divides both',
+    );
   }
   return tp;
 }

@@ -24,7 +24,9 @@ import type { GradCompression } from './config.js';
 
 /** SHA-256 of a float buffer's bytes, as 4 float64 lanes (compared as bytes, never as values). */
 function digest(buf: Float32Array): Float64Array {
-  const h = createHash('sha256').update(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength)).digest();
+  const h = createHash('sha256')
+    .update(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength))
+    .digest();
   return new Float64Array(new Uint8Array(h).buffer);
 }
 
@@ -61,7 +63,7 @@ export async function checkReplicas(pg: ProcessGroup, params: Float32Array): Pro
   if (differing.length > 0) {
     throw new CommError(
       `parameters differ between replicas after training (rank ${pg.rank} disagrees with ranks ${differing.join(', ')})`,
-      'the ranks applied different updates: report this as a bug, with the run\'s flags',
+      "the ranks applied different updates: report this as a bug, with the run's flags",
     );
   }
   return hex;

@@ -76,16 +76,10 @@ export async function checkStep(
   // With one rank the reduced buffer is the rank's own (averageGradients left it as it was).
   const own = pg.worldSize === 1 ? localFinding(pg.rank, reduced) : mine;
   const found = (await allGatherJson(pg, own ?? null)).filter((f): f is LocalFinding => f !== null);
-  const where =
-    found.length > 0
-      ? found.map(describeFinding).join('; ')
-      : 'every rank was finite before the all-reduce: the sum over ranks overflowed';
+  const where = found.length > 0 ? found.map(describeFinding).join('; ') : 'every rank was finite before the all-reduce: the sum over ranks overflowed';
   const text = `non-finite loss or gradient at step ${step}: ${where}`;
   if (mode === 'skip') return text;
-  throw new NonFiniteError(
-    text,
-    'lower --lr, check the data of that step, or pass --on-nonfinite skip to skip such steps',
-  );
+  throw new NonFiniteError(text, 'lower --lr, check the data of that step, or pass --on-nonfinite skip to skip such steps');
 }
 
 /**

@@ -122,7 +122,7 @@ export class AdamW {
       const vi = beta2 * (v[i] as number) + (1 - beta2) * g * g;
       m[i] = mi;
       v[i] = vi;
-      params[i] = (params[i] as number) * decay - stepSize * mi / (Math.sqrt(vi) / sqrtBc2 + eps);
+      params[i] = (params[i] as number) * decay - (stepSize * mi) / (Math.sqrt(vi) / sqrtBc2 + eps);
     }
   }
 }

@@ -118,7 +118,11 @@ function takeOne(lockPath: string, flag: string, path: string, me: LockHolder, w
       fd = openSync(lockPath, 'wx');
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'EEXIST') throw new ConfigError(`cannot create the lock file ${lockPath} for ${flag} ${path} (${code ?? String(e)})`, `pick a ${flag} in a directory you may write to`);
+      if (code !== 'EEXIST')
+        throw new ConfigError(
+          `cannot create the lock file ${lockPath} for ${flag} ${path} (${code ?? String(e)})`,
+          `pick a ${flag} in a directory you may write to`,
+        );
       const h = readHolder(lockPath);
       if (h === 'gone') continue;
       if (h === undefined) {

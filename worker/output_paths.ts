@@ -124,10 +124,7 @@ export async function claimOutputs(pg: ProcessGroup, cfg: TrainConfig, runId: st
       logger.warn(`${checkpointProblem}: no checkpoint will be saved; training goes on (--tolerate-checkpoint-errors)`);
     }
     lock = OutputLock.acquire(
-      [
-        { flag: '--log-file', path: cfg.logFile },
-        ...(checkpointProblem === undefined ? [{ flag: '--checkpoint-path', path: cfg.checkpointPath }] : []),
-      ],
+      [{ flag: '--log-file', path: cfg.logFile }, ...(checkpointProblem === undefined ? [{ flag: '--checkpoint-path', path: cfg.checkpointPath }] : [])],
       runId,
       (line) => logger.warn(line),
     );

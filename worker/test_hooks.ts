@@ -58,7 +58,8 @@ function parseSignal(env: Readonly<Record<string, string | undefined>>, name: st
   const text = env[name];
   if (text === undefined || text === '') return undefined;
   const signal = SAVE_SIGNALS.find((s) => s === text.trim());
-  if (signal === undefined) throw new ConfigError(`test hook ${name}=${JSON.stringify(text)} is not one of ${SAVE_SIGNALS.join(', ')}`, `set it like ${name}=SIGTERM, or unset it`);
+  if (signal === undefined)
+    throw new ConfigError(`test hook ${name}=${JSON.stringify(text)} is not one of ${SAVE_SIGNALS.join(', ')}`, `set it like ${name}=SIGTERM, or unset it`);
   return signal;
 }
 
@@ -80,7 +81,12 @@ export class TestHooks {
 
   /** The hooks set in `env` (default: this process's environment). Throws ConfigError. */
   static read(env: Readonly<Record<string, string | undefined>> = process.env): TestHooks {
-    return new TestHooks(parse(env, TEST_HOOK_VARS.injectNan), parse(env, TEST_HOOK_VARS.killAt), parseSignal(env, TEST_HOOK_VARS.signalInSave), parseHolds(env));
+    return new TestHooks(
+      parse(env, TEST_HOOK_VARS.injectNan),
+      parse(env, TEST_HOOK_VARS.killAt),
+      parseSignal(env, TEST_HOOK_VARS.signalInSave),
+      parseHolds(env),
+    );
   }
 
   /** At the start of optimizer step `step`: die by SIGKILL if asked (first attempt only). */

@@ -86,9 +86,10 @@ async function tryTensorflow(): Promise<BackendInfo | string> {
     await import(name);
   } catch (e) {
     const code = (e as { code?: string }).code;
-    const why = code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND'
-      ? `${TFJS_NODE_GPU} is not installed`
-      : `${TFJS_NODE_GPU} is installed but its native binding did not load (${firstLine(e)})`;
+    const why =
+      code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND'
+        ? `${TFJS_NODE_GPU} is not installed`
+        : `${TFJS_NODE_GPU} is installed but its native binding did not load (${firstLine(e)})`;
     return why;
   }
   if (tf.findBackendFactory('tensorflow') === null) {
@@ -101,9 +102,12 @@ async function tryTensorflow(): Promise<BackendInfo | string> {
     return `${TFJS_NODE_GPU} did not start (${firstLine(e)})`;
   }
   const visible = process.env.CUDA_VISIBLE_DEVICES;
-  const device = visible === undefined ? 'GPU 0 (all GPUs visible; CPU if CUDA finds none)'
-    : visible === '' || visible === '-1' ? 'CPU (libtensorflow; CUDA_VISIBLE_DEVICES hides every GPU)'
-      : `GPU 0 (CUDA_VISIBLE_DEVICES=${visible})`;
+  const device =
+    visible === undefined
+      ? 'GPU 0 (all GPUs visible; CPU if CUDA finds none)'
+      : visible === '' || visible === '-1'
+        ? 'CPU (libtensorflow; CUDA_VISIBLE_DEVICES hides every GPU)'
+        : `GPU 0 (CUDA_VISIBLE_DEVICES=${visible})`;
   return { name: 'tensorflow', device };
 }
 

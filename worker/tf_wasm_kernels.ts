@@ -116,8 +116,7 @@ export function installFastWasmKernels(tf: Tfjs): void {
     const bad = backend.typedArrayFromHeap(indices).find((i) => !(i >= 0 && i < rows));
     if (bad !== undefined) throw new Error(`GatherV2: the index value ${bad} is not in [0, ${rows - 1}]`);
     const out = backend.makeOutput([...indices.shape, ...x.shape.slice(1)], x.dtype);
-    const [idx, src, dst] = [indices, x, out].map((t) => backend.typedArrayFromHeap(t)) as
-      [Int32Array, Float32Array, Float32Array];
+    const [idx, src, dst] = [indices, x, out].map((t) => backend.typedArrayFromHeap(t)) as [Int32Array, Float32Array, Float32Array];
     if (rowSize === 1) {
       for (let i = 0; i < idx.length; i++) dst[i] = src[idx[i] as number] as number;
     } else {
@@ -188,15 +187,18 @@ export function installFastWasmKernels(tf: Tfjs): void {
  * product run one XNNPACK matMul each; undefined if the backend lacks an internal it needs.
  */
 function slicedBatchMatMul(backend: Partial<WasmBackend> | null): ((args: KernelArgs, original: KernelImpl) => Info | Info[]) | undefined {
-  if (typeof backend?.wasm?.cwrap !== 'function' || typeof backend.wasm.tfjs?.registerTensor !== 'function' ||
-    typeof backend.wasm.tfjs.disposeData !== 'function' || typeof backend.dataIdNextNumber !== 'number') return undefined;
-  const wasmBatchMatMul = backend.wasm.cwrap('BatchMatMul', null,
-    ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
+  if (
+    typeof backend?.wasm?.cwrap !== 'function' ||
+    typeof backend.wasm.tfjs?.registerTensor !== 'function' ||
+    typeof backend.wasm.tfjs.disposeData !== 'function' ||
+    typeof backend.dataIdNextNumber !== 'number'
+  )
+    return undefined;
+  const wasmBatchMatMul = backend.wasm.cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
   return (args, original) => {
     const { a, b } = args.inputs as { a: Info; b: Info };
     const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-    if (transposeA || transposeB || a.shape.length !== 3 || b.shape.length !== 3 || a.dtype !== 'float32' ||
-      b.dtype !== 'float32') return original(args);
+    if (transposeA || transposeB || a.shape.length !== 3 || b.shape.length !== 3 || a.dtype !== 'float32' || b.dtype !== 'float32') return original(args);
     const [n, m, k] = a.shape as [number, number, number];
     const [nb, kb, cols] = b.shape as [number, number, number];
     if (n < 2 || nb !== n || kb !== k || 2 * m * k * cols < SLICED_MATMUL_MIN_FLOPS) return original(args);

@@ -122,7 +122,9 @@ export async function train(run: TrainRun): Promise<TrainResult> {
   try {
     header(run, started, backends, dataset, model, mesh);
     if (mesh.tpSize > 1 && run.env.localWorldSize % mesh.tpSize !== 0) {
-      run.logger.warn(`--tensor-parallel-size ${mesh.tpSize} does not divide the ${run.env.localWorldSize} workers per node: some TP groups span nodes (slow: they all-reduce 4 times per block)`);
+      run.logger.warn(
+        `--tensor-parallel-size ${mesh.tpSize} does not divide the ${run.env.localWorldSize} workers per node: some TP groups span nodes (slow: they all-reduce 4 times per block)`,
+      );
     }
     result = await loop(run, { t0, backendName: backend.name, dataset, model, profiler, mesh });
   } finally {
@@ -368,7 +370,8 @@ function attemptLine(run: TrainRun, step: number): string {
 /** Collective, after a successful run: every rank's events to rank 0, which writes one trace. */
 async function writeProfile(run: TrainRun, profiler: Profiler, path: string): Promise<void> {
   const { pg, logger } = run;
-  if (profiler.dropped > 0) logger.warn(`profile: rank ${pg.rank} recorded its first ${profiler.events().length} events only, ${profiler.dropped} more were dropped`);
+  if (profiler.dropped > 0)
+    logger.warn(`profile: rank ${pg.rank} recorded its first ${profiler.events().length} events only, ${profiler.dropped} more were dropped`);
   // The peak before gathering, so that the trace's own JSON does not count.
   const peakRss = await allGatherJson(pg, peakRssMb());
   const perRank = await gatherEvents(pg, profiler.events());

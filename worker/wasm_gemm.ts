@@ -39,7 +39,7 @@ const perBackend = new WeakMap<object, Gemm | string>();
  */
 export function gemmFor(tf: Tfjs, backend: GemmBackend): Gemm | string {
   let g = perBackend.get(backend);
-  if (g === undefined) perBackend.set(backend, g = makeGemm(tf, backend));
+  if (g === undefined) perBackend.set(backend, (g = makeGemm(tf, backend)));
   return g;
 }
 
@@ -64,8 +64,8 @@ function makeGemm(tf: Tfjs, backend: GemmBackend): Gemm | string {
       if (a.dtype !== 'float32' || b.dtype !== 'float32' || a.shape.length < 2 || b.shape.length < 2) return undefined;
       const ra = a.shape.length;
       const rb = b.shape.length;
-      const [m, ka] = transposeA ? [a.shape[ra - 1], a.shape[ra - 2]] : [a.shape[ra - 2], a.shape[ra - 1]] as number[];
-      const [kb, n] = transposeB ? [b.shape[rb - 1], b.shape[rb - 2]] : [b.shape[rb - 2], b.shape[rb - 1]] as number[];
+      const [m, ka] = transposeA ? [a.shape[ra - 1], a.shape[ra - 2]] : ([a.shape[ra - 2], a.shape[ra - 1]] as number[]);
+      const [kb, n] = transposeB ? [b.shape[rb - 1], b.shape[rb - 2]] : ([b.shape[rb - 2], b.shape[rb - 1]] as number[]);
       if (ka !== kb) return undefined; // the original says what is wrong
       const outerA = a.shape.slice(0, -2);
       const outerB = b.shape.slice(0, -2);
@@ -79,8 +79,21 @@ function makeGemm(tf: Tfjs, backend: GemmBackend): Gemm | string {
       const batch = tf.util.sizeFromShape(outer);
       const [M, N, K] = [m as number, n as number, ka as number];
       if (batch > 0 && M > 0 && N > 0) {
-        k.gemm(batch, M, N, K, offset(a), batchA === 1 ? 0 : M * K, transposeA ? 1 : 0, offset(b), batchB === 1 ? 0 : K * N,
-          transposeB ? 1 : 0, offset(out), bias === undefined ? 0 : offset(bias), scratch);
+        k.gemm(
+          batch,
+          M,
+          N,
+          K,
+          offset(a),
+          batchA === 1 ? 0 : M * K,
+          transposeA ? 1 : 0,
+          offset(b),
+          batchB === 1 ? 0 : K * N,
+          transposeB ? 1 : 0,
+          offset(out),
+          bias === undefined ? 0 : offset(bias),
+          scratch,
+        );
       }
       return out;
     },

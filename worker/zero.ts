@@ -82,7 +82,10 @@ export class ShardedAdamW {
     const scratch = new Float32Array(root ? 0 : Math.max(...lengths));
     for (let r = 1; r < pg.worldSize; r++) {
       const { lo, hi } = paramShard(numParams, pg.worldSize, r);
-      for (const [own, whole] of [[adam.m, m], [adam.v, v]] as const) {
+      for (const [own, whole] of [
+        [adam.m, m],
+        [adam.v, v],
+      ] as const) {
         const buf = pg.rank === r ? own.slice() : root ? whole.subarray(lo, hi) : scratch.subarray(0, hi - lo);
         await pg.broadcast(buf, r);
       }

@@ -54,7 +54,10 @@ export function stepOrdered(records: readonly MetricsRecord[]): MetricsRecord[] 
 export function repeatedSteps(records: readonly MetricsRecord[]): number[] {
   const count = new Map<number, number>();
   for (const r of records) count.set(r.step, (count.get(r.step) ?? 0) + 1);
-  return [...count].filter(([, n]) => n > 1).map(([step]) => step).sort((a, b) => a - b);
+  return [...count]
+    .filter(([, n]) => n > 1)
+    .map(([step]) => step)
+    .sort((a, b) => a - b);
 }
 
 /** Only finite values are drawn (a NaN loss is null in the file, NaN once parsed). */
@@ -70,7 +73,11 @@ export function lossPoints(runs: readonly Run[]): LossPoint[] {
 }
 
 export function pplPoints(runs: readonly Run[]): PplPoint[] {
-  return runs.flatMap((run) => stepOrdered(run.records).filter((r) => finite(r.val_ppl)).map((r) => ({ run: run.label, step: r.step, ppl: r.val_ppl })));
+  return runs.flatMap((run) =>
+    stepOrdered(run.records)
+      .filter((r) => finite(r.val_ppl))
+      .map((r) => ({ run: run.label, step: r.step, ppl: r.val_ppl })),
+  );
 }
 
 /** Whether the perplexity axis should be logarithmic (all values positive, spanning >= 10x). */
@@ -128,7 +135,13 @@ export function chartSpec(runs: readonly Run[]): TopLevelSpec {
             field: 'split',
             type: 'nominal',
             title: 'split',
-            scale: { domain: ['train', 'val'], range: [[6, 3], [1, 0]] },
+            scale: {
+              domain: ['train', 'val'],
+              range: [
+                [6, 3],
+                [1, 0],
+              ],
+            },
             legend: { orient: 'bottom', direction: 'vertical', symbolType: 'stroke', symbolStrokeWidth: 2, symbolSize: 400 },
           },
           detail: { field: 'split', type: 'nominal' },

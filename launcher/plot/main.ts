@@ -42,9 +42,7 @@ async function parseArgs(argv: readonly string[], io: PlotIO): Promise<PlotArgs 
   const parsed = await yargs([...argv])
     .scriptName('rosedist plot')
     .usage(`${USAGE}\n\nDraw train/val loss and val perplexity against step for one or more metrics files.`)
-    .command('$0 <metrics..>', false, (y) =>
-      y.positional('metrics', { type: 'string', array: true, describe: 'metrics.jsonl files written by runs' }),
-    )
+    .command('$0 <metrics..>', false, (y) => y.positional('metrics', { type: 'string', array: true, describe: 'metrics.jsonl files written by runs' }))
     .option('output', { alias: 'o', type: 'string', default: 'plot.svg', describe: 'picture to write: .svg or .png' })
     .strict()
     .version(false)
@@ -89,7 +87,10 @@ async function readRecords(file: string): Promise<MetricsRecord[]> {
   try {
     records = parseMetrics(text, file);
   } catch (e) {
-    throw new ConfigError((e as Error).message, 'each line must be one JSON metrics record as the trainer writes it (shared/metrics.ts); fix or delete that line');
+    throw new ConfigError(
+      (e as Error).message,
+      'each line must be one JSON metrics record as the trainer writes it (shared/metrics.ts); fix or delete that line',
+    );
   }
   if (records.length === 0) {
     throw new ConfigError(`${file}: no evaluations in the file`, 'a run writes its first line at its first evaluation; wait for it or pass another file');
@@ -132,7 +133,8 @@ function notes(runs: readonly Run[]): string[] {
       );
     }
     const nonFinite = run.records.filter((r) => !Number.isFinite(r.train_loss) || !Number.isFinite(r.val_loss)).map((r) => r.step);
-    if (nonFinite.length > 0) lines.push(`note: run ${run.label} has non-finite losses at step${nonFinite.length === 1 ? '' : 's'} ${nonFinite.join(', ')}: not drawn`);
+    if (nonFinite.length > 0)
+      lines.push(`note: run ${run.label} has non-finite losses at step${nonFinite.length === 1 ? '' : 's'} ${nonFinite.join(', ')}: not drawn`);
   }
   return lines;
 }

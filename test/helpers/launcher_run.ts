@@ -37,7 +37,9 @@ export interface WorkerRecord {
 /** The fixture's records in `dir`, by file name (attempt_<n>_rank_<r>.json). */
 export function workerRecords(dir: string): Map<string, WorkerRecord> {
   const records = new Map<string, WorkerRecord>();
-  for (const name of readdirSync(dir).filter((n) => n.endsWith('.json')).sort()) {
+  for (const name of readdirSync(dir)
+    .filter((n) => n.endsWith('.json'))
+    .sort()) {
     records.set(name.replace(/\.json$/, ''), JSON.parse(readFileSync(join(dir, name), 'utf8')) as WorkerRecord);
   }
   return records;

@@ -15,8 +15,28 @@ import { paramSpecs } from '../../worker/model/params.js';
 import { launcherLines, startLauncher } from '../helpers/launcher_run.js';
 import { spawnGroup, type WorkerExit } from '../helpers/workers.js';
 
-const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
-  '--d-ff', '32', '--seq-len', '8', '--batch-size', '4', '--backend', 'cpu', '--dataset', 'toy:60'];
+const TINY = [
+  '--vocab-size',
+  '64',
+  '--max-position-embeddings',
+  '16',
+  '--n-layers',
+  '1',
+  '--n-heads',
+  '2',
+  '--d-model',
+  '16',
+  '--d-ff',
+  '32',
+  '--seq-len',
+  '8',
+  '--batch-size',
+  '4',
+  '--backend',
+  'cpu',
+  '--dataset',
+  'toy:60',
+];
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -56,7 +76,10 @@ describe('a signal during a checkpoint save', () => {
     const args = [...TINY, '--checkpoint-path', path, '--log-file', join(dir, 'run.log'), '--checkpoint-interval', '2'];
     const stopped = await startLauncher(['--nproc-per-node', '2', 'train_ddp', ...args, '--num-steps', '4'], { ROSEDIST_TEST_SIGNAL_IN_SAVE: 'SIGTERM' }).done;
     assert.equal(stopped.code, 1, stopped.stderr);
-    assert.ok(launcherLines(stopped.stderr).some((l) => /rank 0 .* was killed by SIGTERM/.test(l)), stopped.stderr);
+    assert.ok(
+      launcherLines(stopped.stderr).some((l) => /rank 0 .* was killed by SIGTERM/.test(l)),
+      stopped.stderr,
+    );
     assert.deepEqual(temps(dir), []);
     const resumed = await startLauncher(['--nproc-per-node', '2', 'train_ddp', ...args, '--num-steps', '4', '--resume']).done;
     assert.equal(resumed.code, 0, resumed.stderr);
@@ -69,7 +92,10 @@ describe('a signal during a checkpoint save', () => {
     assert.equal(killed.signal, 'SIGKILL');
     const [left] = temps(dir);
     assert.match(left ?? '', /^ck\.safetensors\.tmp-\d+$/);
-    assert.deepEqual(readdirSync(dir).filter((f) => f === 'ck.safetensors'), []);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f === 'ck.safetensors'),
+      [],
+    );
     const next = await trainMinimal(dir, ['--num-steps', '2', '--resume']);
     assert.equal(next.code, 0, next.stderr);
     assert.deepEqual(temps(dir), []);
@@ -88,7 +114,10 @@ describe('--resume with changed data settings', () => {
     assert.equal(refused.code, 2, refused.stderr);
     const lines = refused.stderr.split('\n').filter((l) => l.trim() !== '');
     assert.equal(lines.length, 1, refused.stderr);
-    assert.match(lines[0] as string, /checkpoint .*ck\.safetensors was written with other data settings: --dataset toy:60 there, toy:50 here; --seq-len 8 there, 6 here \(pass the checkpoint's data options/);
+    assert.match(
+      lines[0] as string,
+      /checkpoint .*ck\.safetensors was written with other data settings: --dataset toy:60 there, toy:50 here; --seq-len 8 there, 6 here \(pass the checkpoint's data options/,
+    );
 
     const warned = await trainMinimal(dir, ['--num-steps', '3', '--resume', '--batch-size', '2']);
     assert.equal(warned.code, 0, warned.stderr);

@@ -25,7 +25,10 @@ test('each bad input gets one line naming the option, and exit code 2', { timeou
   const port = await freePort();
   await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
   try {
-    await badInput(['--master-port', String(port), FIXTURE], new RegExp(`cannot listen on 127.0.0.1:${port} \\(--master-port ${port}\\).*pick another --master-port`));
+    await badInput(
+      ['--master-port', String(port), FIXTURE],
+      new RegExp(`cannot listen on 127.0.0.1:${port} \\(--master-port ${port}\\).*pick another --master-port`),
+    );
   } finally {
     server.close();
   }

@@ -15,8 +15,28 @@ import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
 import { decodeSafetensors } from '../../worker/safetensors.js';
 import { isAlive, launcherLines, startLauncher, waitFor } from '../helpers/launcher_run.js';
 
-const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
-  '--d-ff', '32', '--seq-len', '8', '--batch-size', '2', '--dataset', 'toy:60', '--backend', 'cpu'];
+const TINY = [
+  '--vocab-size',
+  '64',
+  '--max-position-embeddings',
+  '16',
+  '--n-layers',
+  '1',
+  '--n-heads',
+  '2',
+  '--d-model',
+  '16',
+  '--d-ff',
+  '32',
+  '--seq-len',
+  '8',
+  '--batch-size',
+  '2',
+  '--dataset',
+  'toy:60',
+  '--backend',
+  'cpu',
+];
 
 const root = mkdtempSync(join(tmpdir(), 'rosedist-elastic-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -57,7 +77,9 @@ function descendants(pid: number): number[] {
 
 /** A process's environment variables (from /proc). */
 function environOf(pid: number): Record<string, string> {
-  const entries = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter((e) => e.includes('='));
+  const entries = readFileSync(`/proc/${pid}/environ`, 'utf8')
+    .split('\0')
+    .filter((e) => e.includes('='));
   return Object.fromEntries(entries.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
 }
 
@@ -71,13 +93,20 @@ describe('launcher + train_ddp under faults', () => {
     t.diagnostic(`rank ${rank} killed when step ${step} began; the last checkpoint was step ${resumedFrom}'s`);
 
     const killed = files('killed');
-    const launch = startLauncher(['--nproc-per-node', '2', '--max-restarts', '2', 'train_ddp', ...trainArgs(killed, common)],
-      { ROSEDIST_TEST_KILL_AT: `${step}:${rank}` });
+    const launch = startLauncher(['--nproc-per-node', '2', '--max-restarts', '2', 'train_ddp', ...trainArgs(killed, common)], {
+      ROSEDIST_TEST_KILL_AT: `${step}:${rank}`,
+    });
     const r = await launch.done;
     assert.equal(r.code, 0, r.stderr);
     const lines = launcherLines(r.stderr);
-    assert.ok(lines.some((l) => l.includes(`rank ${rank} (local rank ${rank}, node 0) was killed by SIGKILL; restarting the group (restart 1 of 2)`)), lines.join('\n'));
-    assert.ok(lines.some((l) => /succeeded on attempt 1/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => l.includes(`rank ${rank} (local rank ${rank}, node 0) was killed by SIGKILL; restarting the group (restart 1 of 2)`)),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some((l) => /succeeded on attempt 1/.test(l)),
+      lines.join('\n'),
+    );
     // Said when it happens, before the teardown: which rank died, and how.
     const died = lines.findIndex((l) => new RegExp(`^\\[rosedist\\] rank ${rank} \\(local rank ${rank}, node 0, pid \\d+\\) was killed by SIGKILL$`).test(l));
     const stopping = lines.findIndex((l) => /sending SIGTERM/.test(l));
@@ -105,31 +134,45 @@ describe('launcher + train_ddp under faults', () => {
     assert.deepEqual(bytes(killed.checkpoint), bytes(straight.checkpoint), 'the final weights and optimizer state are identical');
   });
 
-  it('SIGSTOP of a worker: the other names it, the op and its sequence number; every process and the run\'s temporary directory are gone', { timeout: 120_000 }, async (t) => {
-    const f = files('stopped');
-    const launch = startLauncher(['--nproc-per-node', '2', 'train_ddp',
-      ...trainArgs(f, ['--num-steps', '100000', '--eval-interval', '2', '--checkpoint-interval', '100000', '--collective-timeout', '3'])]);
-    const launcherPid = launch.child.pid ?? 0;
-    await waitFor('a first evaluation', () => existsSync(f.metrics) && readFileSync(f.metrics, 'utf8').length > 0, 60_000);
-    const pids = descendants(launcherPid);
-    const byRank = new Map(pids.map((pid) => [environOf(pid).RANK, pid]));
-    const victim = byRank.get('1');
-    assert.ok(victim !== undefined && byRank.has('0'), JSON.stringify([...byRank]));
-    const runTmp = environOf(victim).ROSEDIST_TMPDIR ?? '';
-    assert.ok(readdirSync(runTmp).some((n) => n.startsWith('rosedist-pg-')), 'the ipc sockets live in the run\'s directory');
+  it(
+    "SIGSTOP of a worker: the other names it, the op and its sequence number; every process and the run's temporary directory are gone",
+    { timeout: 120_000 },
+    async (t) => {
+      const f = files('stopped');
+      const launch = startLauncher([
+        '--nproc-per-node',
+        '2',
+        'train_ddp',
+        ...trainArgs(f, ['--num-steps', '100000', '--eval-interval', '2', '--checkpoint-interval', '100000', '--collective-timeout', '3']),
+      ]);
+      const launcherPid = launch.child.pid ?? 0;
+      await waitFor('a first evaluation', () => existsSync(f.metrics) && readFileSync(f.metrics, 'utf8').length > 0, 60_000);
+      const pids = descendants(launcherPid);
+      const byRank = new Map(pids.map((pid) => [environOf(pid).RANK, pid]));
+      const victim = byRank.get('1');
+      assert.ok(victim !== undefined && byRank.has('0'), JSON.stringify([...byRank]));
+      const runTmp = environOf(victim).ROSEDIST_TMPDIR ?? '';
+      assert.ok(
+        readdirSync(runTmp).some((n) => n.startsWith('rosedist-pg-')),
+        "the ipc sockets live in the run's directory",
+      );
 
-    process.kill(victim, 'SIGSTOP');
-    const stoppedAt = Date.now();
-    const r = await launch.done;
-    await waitFor('every worker to be gone', () => pids.every((p) => !isAlive(p)), 30_000);
-    t.diagnostic(`SIGSTOP → launcher and workers gone: ${Date.now() - stoppedAt} ms (collective timeout 3 s)`);
+      process.kill(victim, 'SIGSTOP');
+      const stoppedAt = Date.now();
+      const r = await launch.done;
+      await waitFor('every worker to be gone', () => pids.every((p) => !isAlive(p)), 30_000);
+      t.diagnostic(`SIGSTOP → launcher and workers gone: ${Date.now() - stoppedAt} ms (collective timeout 3 s)`);
 
-    assert.equal(r.code, 1, r.stderr);
-    const summary = launcherLines(r.stderr).join('\n');
-    const m = /root cause \(first failure\):\n.*rank 0 \(local rank 0.*\) exited with code 1 at .*\n.*message: CommError: #(\d+) (\w+)\(.*\) on rank 0 timed out after 3 s; ranks that did not take part: 1 on [^(]*\(no answer/.exec(summary);
-    assert.ok(m, summary);
-    assert.match(summary, new RegExp(`last collectives \\(oldest first\\):(\\n.*: done)*\\n.*#${m[1]} ${m[2]}\\(.*\\), \\d+ bytes: failed`));
-    assert.doesNotMatch(summary, /still running after the grace period/, 'the stopped worker acted on SIGTERM (it was continued)');
-    assert.ok(!existsSync(runTmp), `${runTmp} removed`);
-  });
+      assert.equal(r.code, 1, r.stderr);
+      const summary = launcherLines(r.stderr).join('\n');
+      const m =
+        /root cause \(first failure\):\n.*rank 0 \(local rank 0.*\) exited with code 1 at .*\n.*message: CommError: #(\d+) (\w+)\(.*\) on rank 0 timed out after 3 s; ranks that did not take part: 1 on [^(]*\(no answer/.exec(
+          summary,
+        );
+      assert.ok(m, summary);
+      assert.match(summary, new RegExp(`last collectives \\(oldest first\\):(\\n.*: done)*\\n.*#${m[1]} ${m[2]}\\(.*\\), \\d+ bytes: failed`));
+      assert.doesNotMatch(summary, /still running after the grace period/, 'the stopped worker acted on SIGTERM (it was continued)');
+      assert.ok(!existsSync(runTmp), `${runTmp} removed`);
+    },
+  );
 });

@@ -22,10 +22,25 @@ test('every rank gets every variable of the contract', { timeout: 60_000 }, asyn
   for (const [rank, rec] of [...records.values()].entries()) {
     const v = rec.env;
     const expected: Record<string, string> = {
-      RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: '3', LOCAL_WORLD_SIZE: '3', GROUP_RANK: '0', GROUP_WORLD_SIZE: '1',
-      MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), ROSEDIST_RUN_ID: 'envrun', ROSEDIST_RESTART_COUNT: '0', ROSEDIST_MAX_RESTARTS: '2',
-      ROSEDIST_NODE_ID: `${hostname()}#0`, ROSEDIST_LAUNCHER_PID: String(launch.child.pid), ROSEDIST_PREFIXED: '1', OMP_NUM_THREADS: '1',
-      TORCHELASTIC_RUN_ID: 'envrun', TORCHELASTIC_RESTART_COUNT: '0', TORCHELASTIC_MAX_RESTARTS: '2', ROSEDIST_TEST_MARK: 'inherited',
+      RANK: String(rank),
+      LOCAL_RANK: String(rank),
+      WORLD_SIZE: '3',
+      LOCAL_WORLD_SIZE: '3',
+      GROUP_RANK: '0',
+      GROUP_WORLD_SIZE: '1',
+      MASTER_ADDR: '127.0.0.1',
+      MASTER_PORT: String(port),
+      ROSEDIST_RUN_ID: 'envrun',
+      ROSEDIST_RESTART_COUNT: '0',
+      ROSEDIST_MAX_RESTARTS: '2',
+      ROSEDIST_NODE_ID: `${hostname()}#0`,
+      ROSEDIST_LAUNCHER_PID: String(launch.child.pid),
+      ROSEDIST_PREFIXED: '1',
+      OMP_NUM_THREADS: '1',
+      TORCHELASTIC_RUN_ID: 'envrun',
+      TORCHELASTIC_RESTART_COUNT: '0',
+      TORCHELASTIC_MAX_RESTARTS: '2',
+      ROSEDIST_TEST_MARK: 'inherited',
     };
     for (const [name, value] of Object.entries(expected)) assert.equal(v[name], value, `rank ${rank}: ${name}`);
     assert.match(v.ROSEDIST_ERROR_FILE ?? '', new RegExp(`/envrun/attempt_0/${rank}/error\\.json$`));

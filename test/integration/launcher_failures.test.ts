@@ -43,7 +43,7 @@ test('a worker killed by SIGKILL is named with its signal', { timeout: 60_000 },
   assert.match(summary(r.stderr), /message: \(no error file/);
 });
 
-test("a worker that throws: its message is in the summary and its error file in the log dir", { timeout: 60_000 }, async () => {
+test('a worker that throws: its message is in the summary and its error file in the log dir', { timeout: 60_000 }, async () => {
   const logs = tempDir('logs');
   const { r } = await failingRun('throw:the-fixture-broke', ['--log-dir', logs, '--run-id', 'thrown']);
   assert.equal(r.code, 1, r.stderr);
@@ -60,10 +60,29 @@ test("a worker that throws: its message is in the summary and its error file in 
 
 test('--max-restarts: the group restarts with the restart count in its environment, then succeeds', { timeout: 90_000 }, async () => {
   const out = tempDir('restart');
-  const r = await runLauncher(['--nproc-per-node', '2', '--max-restarts', '3', FIXTURE, '--out', out, '--sleep', '200', '--fail-rank', '1', '--fail-attempts', '2', '--how', 'sigkill']);
+  const r = await runLauncher([
+    '--nproc-per-node',
+    '2',
+    '--max-restarts',
+    '3',
+    FIXTURE,
+    '--out',
+    out,
+    '--sleep',
+    '200',
+    '--fail-rank',
+    '1',
+    '--fail-attempts',
+    '2',
+    '--how',
+    'sigkill',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const records = workerRecords(out);
-  assert.deepEqual([...records.keys()], ['attempt_0_rank_0', 'attempt_0_rank_1', 'attempt_1_rank_0', 'attempt_1_rank_1', 'attempt_2_rank_0', 'attempt_2_rank_1']);
+  assert.deepEqual(
+    [...records.keys()],
+    ['attempt_0_rank_0', 'attempt_0_rank_1', 'attempt_1_rank_0', 'attempt_1_rank_1', 'attempt_2_rank_0', 'attempt_2_rank_1'],
+  );
   for (const [name, rec] of records) {
     assert.equal(rec.env.ROSEDIST_RESTART_COUNT, name.slice('attempt_'.length, name.indexOf('_rank')));
   }
@@ -76,15 +95,45 @@ test('--max-restarts: the group restarts with the restart count in its environme
 
 test('out of restarts: the last attempt is summarised and the exit code is 1', { timeout: 90_000 }, async () => {
   const out = tempDir('exhaust');
-  const r = await runLauncher(['--nproc-per-node', '2', '--max-restarts', '1', FIXTURE, '--out', out, '--sleep', '60000', '--fail-rank', '0', '--how', 'exit:5']);
+  const r = await runLauncher([
+    '--nproc-per-node',
+    '2',
+    '--max-restarts',
+    '1',
+    FIXTURE,
+    '--out',
+    out,
+    '--sleep',
+    '60000',
+    '--fail-rank',
+    '0',
+    '--how',
+    'exit:5',
+  ]);
   assert.equal(r.code, 1, r.stderr);
-  assert.deepEqual([...workerRecords(out).keys()].filter((k) => k.endsWith('rank_0')), ['attempt_0_rank_0', 'attempt_1_rank_0']);
+  assert.deepEqual(
+    [...workerRecords(out).keys()].filter((k) => k.endsWith('rank_0')),
+    ['attempt_0_rank_0', 'attempt_1_rank_0'],
+  );
   assert.match(summary(r.stderr), /failed on attempt 1 \(max restarts 1\)[\s\S]*rank 0 .* exited with code 5/);
 });
 
 test('a worker that ignores SIGTERM is killed after the grace period', { timeout: 60_000 }, async () => {
   const out = tempDir('stubborn');
-  const launch = startLauncher(['--nproc-per-node', '2', FIXTURE, '--out', out, '--sleep', '60000', '--fail-rank', '1', '--fail-after', '1500', '--ignore-sigterm']);
+  const launch = startLauncher([
+    '--nproc-per-node',
+    '2',
+    FIXTURE,
+    '--out',
+    out,
+    '--sleep',
+    '60000',
+    '--fail-rank',
+    '1',
+    '--fail-after',
+    '1500',
+    '--ignore-sigterm',
+  ]);
   const r = await launch.done;
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, /ranks 0 still running after the grace period: SIGKILL/);

@@ -19,14 +19,20 @@ async function badInput(args: string[], pattern: RegExp): Promise<void> {
   assert.match(lines[0] ?? '', pattern);
 }
 
-test('SIGKILLed launcher: its workers exit and the last of them removes the run\'s temporary directory', { timeout: 60_000 }, async () => {
+test("SIGKILLed launcher: its workers exit and the last of them removes the run's temporary directory", { timeout: 60_000 }, async () => {
   const out = tempDir('leak');
   const launch = startLauncher(['--nproc-per-node', '2', FIXTURE, '--out', out, '--sleep', '60000']);
   await waitFor('both workers', () => workerRecords(out).size === 2);
   const records = [...workerRecords(out).values()];
   const dir = records[0]?.env.ROSEDIST_TMPDIR ?? '';
   assert.ok(dir.startsWith(join(tmpdir(), 'rosedist-')) && existsSync(dir), dir);
-  assert.deepEqual(readFileSync(join(dir, 'holders'), 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ')[0]), ['launcher', 'worker', 'worker']);
+  assert.deepEqual(
+    readFileSync(join(dir, 'holders'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(' ')[0]),
+    ['launcher', 'worker', 'worker'],
+  );
   // A socket-like file of a worker, as the ZeroMQ group makes (rosedist-pg-*/data.sock).
   mkdirSync(join(dir, 'rosedist-pg-x'));
   writeFileSync(join(dir, 'rosedist-pg-x', 'data.sock'), '');
@@ -60,7 +66,7 @@ test('the next launcher removes abandoned run directories, and only those', { ti
   }
 });
 
-test('a reused --run-id gets a directory of its own; the earlier run\'s logs stay', { timeout: 60_000 }, async () => {
+test("a reused --run-id gets a directory of its own; the earlier run's logs stay", { timeout: 60_000 }, async () => {
   const logs = tempDir('runid');
   for (let i = 0; i < 3; i += 1) {
     const r = await runLauncher(['--log-dir', logs, '--run-id', 'again', '--tee', '3', FIXTURE, '--print']);
@@ -80,7 +86,10 @@ test('--log-dir naming a file, or under a file: one line, nothing started', { ti
 });
 
 test('--local-ranks-filter naming a rank that does not exist, and a directory as the program: one line each', { timeout: 60_000 }, async () => {
-  await badInput(['--nproc-per-node', '2', '--local-ranks-filter', '5', FIXTURE], /^rosedist: --local-ranks-filter "5" names local rank 5, but this node runs local ranks 0\.\.1/);
+  await badInput(
+    ['--nproc-per-node', '2', '--local-ranks-filter', '5', FIXTURE],
+    /^rosedist: --local-ranks-filter "5" names local rank 5, but this node runs local ranks 0\.\.1/,
+  );
   await badInput(['--nproc-per-node', '2', '--local-ranks-filter', '0,2,3', FIXTURE], /names local ranks 2, 3/);
   const dir = tempDir('progdir');
   await badInput([dir], /^rosedist: program ".*" is a directory, not a file: .* \(pass the path of a program file in it/);

@@ -24,7 +24,12 @@ test('--redirects 1 --tee 2: stdout only in files, stderr in files and on the co
 test('console lines carry their rank; --local-ranks-filter shows only some ranks', { timeout: 60_000 }, async () => {
   const r = await runLauncher(['--nproc-per-node', '2', '--local-ranks-filter', '1', FIXTURE, '--print']);
   assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(r.stdout.split('\n').filter((l) => l !== ''), outText(1).split('\n').map((l) => `[rank1]:${l}`));
+  assert.deepEqual(
+    r.stdout.split('\n').filter((l) => l !== ''),
+    outText(1)
+      .split('\n')
+      .map((l) => `[rank1]:${l}`),
+  );
   assert.doesNotMatch(r.stdout + r.stderr, /\[rank0\]/);
   assert.match(r.stderr, /^\[rank1\]:err line of rank 1$/m);
 });

@@ -9,7 +9,21 @@ import { freePortPair } from '../helpers/launcher_ports.js';
 
 /** Options of a 2-node run on loopback sharing `secretFile`. */
 function node(rank: number, port: number, secretFile: string, nproc: number, extra: string[] = []): string[] {
-  return ['--nnodes', '2', '--node-rank', String(rank), '--master-addr', '127.0.0.1', '--master-port', String(port), '--secret-file', secretFile, '--nproc-per-node', String(nproc), ...extra];
+  return [
+    '--nnodes',
+    '2',
+    '--node-rank',
+    String(rank),
+    '--master-addr',
+    '127.0.0.1',
+    '--master-port',
+    String(port),
+    '--secret-file',
+    secretFile,
+    '--nproc-per-node',
+    String(nproc),
+    ...extra,
+  ];
 }
 
 function secretFile(): string {
@@ -45,9 +59,16 @@ test('two launchers on loopback form one group; strangers on the control port ar
   const records = workerRecords(out);
   assert.deepEqual([...records.keys()], ['attempt_0_rank_0', 'attempt_0_rank_1', 'attempt_0_rank_2']);
   const envs = [...records.values()].map((r) => r.env);
-  assert.deepEqual(envs.map((e) => [e.RANK, e.LOCAL_RANK, e.GROUP_RANK, e.LOCAL_WORLD_SIZE]), [['0', '0', '0', '2'], ['1', '1', '0', '2'], ['2', '0', '1', '1']]);
+  assert.deepEqual(
+    envs.map((e) => [e.RANK, e.LOCAL_RANK, e.GROUP_RANK, e.LOCAL_WORLD_SIZE]),
+    [
+      ['0', '0', '0', '2'],
+      ['1', '1', '0', '2'],
+      ['2', '0', '1', '1'],
+    ],
+  );
   for (const e of envs) {
-    assert.deepEqual([e.WORLD_SIZE, e.GROUP_WORLD_SIZE, e.MASTER_PORT, e.ROSEDIST_RUN_ID], ['3', '2', String(port), 'pair'], 'node 1 adopted node 0\'s run id');
+    assert.deepEqual([e.WORLD_SIZE, e.GROUP_WORLD_SIZE, e.MASTER_PORT, e.ROSEDIST_RUN_ID], ['3', '2', String(port), 'pair'], "node 1 adopted node 0's run id");
     assert.equal(e.ROSEDIST_SECRET, envs[0]?.ROSEDIST_SECRET);
   }
   assert.notEqual(envs[0]?.ROSEDIST_NODE_ID, envs[2]?.ROSEDIST_NODE_ID);
@@ -65,13 +86,16 @@ test("one node's failure tears down both; with a restart left both restart toget
   const [r0, r1] = await Promise.all([n0.done, n1.done]);
   assert.deepEqual([r0.code, r1.code], [0, 0], r0.stderr + r1.stderr);
   const records = workerRecords(out);
-  assert.deepEqual([...records.keys()].filter((k) => k.startsWith('attempt_1')), ['attempt_1_rank_0', 'attempt_1_rank_1', 'attempt_1_rank_2']);
+  assert.deepEqual(
+    [...records.keys()].filter((k) => k.startsWith('attempt_1')),
+    ['attempt_1_rank_0', 'attempt_1_rank_1', 'attempt_1_rank_2'],
+  );
   assert.ok([0, 1, 2].every((r) => records.get(`attempt_1_rank_${r}`)?.env.ROSEDIST_RESTART_COUNT === '1'));
   for (const r of [r0, r1]) {
     assert.match(r.stderr, /rank 2 \(local rank 0, node 1\) exited with code 3; restarting the group \(restart 1 of 1\)/);
     assert.match(r.stderr, /succeeded on attempt 1/);
   }
-  assert.match(r0.stderr, /sending SIGTERM to ranks 0, 1/, "node 0 stopped its healthy workers");
+  assert.match(r0.stderr, /sending SIGTERM to ranks 0, 1/, 'node 0 stopped its healthy workers');
 });
 
 test('Ctrl-C on node 1 ends the run on both nodes, without restart', { timeout: 90_000 }, async () => {

@@ -34,10 +34,16 @@ test('one 4.5 MiB line without a newline: shown in prefixed pieces of at most MA
   assert.equal(r.code, 0, r.stderr);
   const lines = r.stdout.split('\n');
   assert.equal(lines.pop(), '', 'ends with a newline');
-  assert.ok(lines.every((l) => l.startsWith('[rank0]:')), 'every piece carries the prefix');
+  assert.ok(
+    lines.every((l) => l.startsWith('[rank0]:')),
+    'every piece carries the prefix',
+  );
   const pieces = rankLines(r.stdout, 0);
   assert.ok(pieces.length >= Math.floor(bytes / 3 / MAX_CONSOLE_LINE), `${pieces.length} pieces`);
-  assert.ok(pieces.every((p) => p.length <= MAX_CONSOLE_LINE), 'no piece longer than the cap');
+  assert.ok(
+    pieces.every((p) => p.length <= MAX_CONSOLE_LINE),
+    'no piece longer than the cap',
+  );
   const text = pieces.join('');
   assert.equal(Buffer.byteLength(text), bytes, 'every byte relayed');
   assert.ok(!text.includes('\uFFFD'), 'no character cut');

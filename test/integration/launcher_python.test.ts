@@ -46,10 +46,11 @@ function records(dir: string): Map<string, PyRecord> {
 test("a Python script gets torchrun's environment, and rank 0 can listen on MASTER_PORT", { skip: py.skip, timeout: 60_000 }, async () => {
   const out = tempDir('py-env');
   const { OMP_NUM_THREADS: _omp, NCCL_ASYNC_ERROR_HANDLING: _nccl, TORCHELASTIC_USE_AGENT_STORE: _store, ...inherited } = process.env;
-  const launch = startLauncher(
-    ['--nproc-per-node', '2', '--run-id', 'pyrun', '--max-restarts', '2', PY_WORKER, '--out', out, '--bind-master', '--x', '1 2'],
-    { ...(inherited as Record<string, string>), ...ENV, TORCHELASTIC_USE_AGENT_STORE: 'True' },
-  );
+  const launch = startLauncher(['--nproc-per-node', '2', '--run-id', 'pyrun', '--max-restarts', '2', PY_WORKER, '--out', out, '--bind-master', '--x', '1 2'], {
+    ...(inherited as Record<string, string>),
+    ...ENV,
+    TORCHELASTIC_USE_AGENT_STORE: 'True',
+  });
   const r = await launch.done;
   assert.equal(r.code, 0, r.stderr);
   const recs = records(out);
@@ -57,11 +58,24 @@ test("a Python script gets torchrun's environment, and rank 0 can listen on MAST
   const port = recs.get('attempt_0_rank_0')?.env.MASTER_PORT ?? '';
   for (const [rank, rec] of [...recs.values()].entries()) {
     const expected: Record<string, string> = {
-      MASTER_ADDR: '127.0.0.1', MASTER_PORT: port, RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: '2', LOCAL_WORLD_SIZE: '2',
-      GROUP_RANK: '0', GROUP_WORLD_SIZE: '1', ROLE_NAME: 'default', ROLE_RANK: String(rank), ROLE_WORLD_SIZE: '2',
-      TORCHELASTIC_RESTART_COUNT: '0', TORCHELASTIC_MAX_RESTARTS: '2', TORCHELASTIC_RUN_ID: 'pyrun',
+      MASTER_ADDR: '127.0.0.1',
+      MASTER_PORT: port,
+      RANK: String(rank),
+      LOCAL_RANK: String(rank),
+      WORLD_SIZE: '2',
+      LOCAL_WORLD_SIZE: '2',
+      GROUP_RANK: '0',
+      GROUP_WORLD_SIZE: '1',
+      ROLE_NAME: 'default',
+      ROLE_RANK: String(rank),
+      ROLE_WORLD_SIZE: '2',
+      TORCHELASTIC_RESTART_COUNT: '0',
+      TORCHELASTIC_MAX_RESTARTS: '2',
+      TORCHELASTIC_RUN_ID: 'pyrun',
       // The workers host their own store on MASTER_PORT, whatever the launcher inherited.
-      TORCHELASTIC_USE_AGENT_STORE: 'False', OMP_NUM_THREADS: '1', NCCL_ASYNC_ERROR_HANDLING: '1',
+      TORCHELASTIC_USE_AGENT_STORE: 'False',
+      OMP_NUM_THREADS: '1',
+      NCCL_ASYNC_ERROR_HANDLING: '1',
     };
     for (const [name, value] of Object.entries(expected)) assert.equal(rec.env[name], value, `rank ${rank}: ${name}`);
     assert.match(rec.env.TORCHELASTIC_ERROR_FILE ?? '', new RegExp(`/pyrun/attempt_0/${rank}/error\\.json$`));
@@ -79,7 +93,11 @@ test("a single Python worker keeps the user's threads, as under torchrun", { ski
   const kept = tempDir('py-omp-kept');
   const k = await runLauncher(['--nproc-per-node', '2', PY_WORKER, '--out', kept], { ...ENV, OMP_NUM_THREADS: '3' });
   assert.equal(k.code, 0, k.stderr);
-  assert.deepEqual([...records(kept).values()].map((rec) => rec.env.OMP_NUM_THREADS), ['3', '3'], "a user's value is kept");
+  assert.deepEqual(
+    [...records(kept).values()].map((rec) => rec.env.OMP_NUM_THREADS),
+    ['3', '3'],
+    "a user's value is kept",
+  );
 });
 
 test('on several nodes MASTER_PORT stays free for rank 0: the launchers listen on the next port only', { skip: py.skip, timeout: 90_000 }, async () => {
@@ -88,14 +106,33 @@ test('on several nodes MASTER_PORT stays free for rank 0: the launchers listen o
   writeFileSync(secretFile, 'e'.repeat(64));
   const out = tempDir('py-mn-out');
   const node = (rank: number) => [
-    '--nnodes', '2', '--node-rank', String(rank), '--master-port', String(port), '--secret-file', secretFile, PY_WORKER, '--out', out, '--bind-master', '--sleep', '0.5',
+    '--nnodes',
+    '2',
+    '--node-rank',
+    String(rank),
+    '--master-port',
+    String(port),
+    '--secret-file',
+    secretFile,
+    PY_WORKER,
+    '--out',
+    out,
+    '--bind-master',
+    '--sleep',
+    '0.5',
   ];
   const [r0, r1] = await Promise.all([runLauncher(node(0), ENV), runLauncher(node(1), ENV)]);
   assert.equal(r0.code, 0, r0.stderr);
   assert.equal(r1.code, 0, r1.stderr);
   const recs = records(out);
   assert.deepEqual([...recs.keys()], ['attempt_0_rank_0', 'attempt_0_rank_1']);
-  assert.deepEqual([...recs.values()].map((rec) => [rec.env.MASTER_PORT, rec.env.GROUP_RANK, rec.env.WORLD_SIZE]), [[String(port), '0', '2'], [String(port), '1', '2']]);
+  assert.deepEqual(
+    [...recs.values()].map((rec) => [rec.env.MASTER_PORT, rec.env.GROUP_RANK, rec.env.WORLD_SIZE]),
+    [
+      [String(port), '0', '2'],
+      [String(port), '1', '2'],
+    ],
+  );
 });
 
 test('a SIGKILLed Python worker is named with the signal', { skip: py.skip, timeout: 60_000 }, async () => {
@@ -125,7 +162,11 @@ test('SIGKILL of the launcher leaves no Python orphans', { skip: py.skip ?? noSe
   const launch = startLauncher(['--nproc-per-node', '2', PY_WORKER, '--out', out, '--sleep', '60'], ENV);
   await waitFor('both workers to start', () => records(out).size === 2);
   const workers = [...records(out).values()];
-  assert.deepEqual(workers.map((w) => w.ppid), [launch.child.pid, launch.child.pid], 'setpriv execs Python: the launcher is the parent');
+  assert.deepEqual(
+    workers.map((w) => w.ppid),
+    [launch.child.pid, launch.child.pid],
+    'setpriv execs Python: the launcher is the parent',
+  );
   launch.child.kill('SIGKILL');
   await launch.done;
   await waitFor('the orphaned workers to exit', () => workers.every((w) => !isAlive(w.pid)), 15_000);
@@ -133,11 +174,17 @@ test('SIGKILL of the launcher leaves no Python orphans', { skip: py.skip ?? noSe
 
 test('--max-restarts 1 restarts the Python group with TORCHELASTIC_RESTART_COUNT=1', { skip: py.skip, timeout: 60_000 }, async () => {
   const out = tempDir('py-restart');
-  const r = await runLauncher(['--nproc-per-node', '2', '--max-restarts', '1', PY_WORKER, '--out', out, '--fail-rank', '1', '--how', 'exit:3', '--fail-attempts', '1', '--sleep', '1'], ENV);
+  const r = await runLauncher(
+    ['--nproc-per-node', '2', '--max-restarts', '1', PY_WORKER, '--out', out, '--fail-rank', '1', '--how', 'exit:3', '--fail-attempts', '1', '--sleep', '1'],
+    ENV,
+  );
   assert.equal(r.code, 0, r.stderr);
   const recs = records(out);
   assert.deepEqual([...recs.keys()], ['attempt_0_rank_0', 'attempt_0_rank_1', 'attempt_1_rank_0', 'attempt_1_rank_1']);
-  assert.deepEqual([...recs.values()].map((rec) => rec.env.TORCHELASTIC_RESTART_COUNT), ['0', '0', '1', '1']);
+  assert.deepEqual(
+    [...recs.values()].map((rec) => rec.env.TORCHELASTIC_RESTART_COUNT),
+    ['0', '0', '1', '1'],
+  );
   assert.match(r.stderr, /restart/);
 });
 
@@ -149,7 +196,10 @@ test('--no-python runs a shell script as the worker', { timeout: 60_000 }, async
   for (const flag of ['--no-python', '--no_python']) {
     const r = await runLauncher(['--nproc-per-node', '2', flag, script, dir, 'a b']);
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual([0, 1].map((rank) => readFileSync(join(dir, `rank_${rank}.txt`), 'utf8')), [`0 2 0 ${dir} a b\n`, `1 2 0 ${dir} a b\n`]);
+    assert.deepEqual(
+      [0, 1].map((rank) => readFileSync(join(dir, `rank_${rank}.txt`), 'utf8')),
+      [`0 2 0 ${dir} a b\n`, `1 2 0 ${dir} a b\n`],
+    );
   }
 });
 
@@ -171,15 +221,17 @@ test('a program of another kind gets one line saying what is accepted', { timeou
     const r = await runLauncher(['--nproc-per-node', '2', program]);
     assert.equal(r.code, 2);
     assert.deepEqual(launcherLines(r.stderr), [r.stderr.trimEnd()], 'one line, nothing else');
-    assert.match(r.stderr, /^rosedist: program ".*\.rb" is neither a \.js\/\.mjs\/\.ts nor a \.py file \(pass train_ddp, train_minimal, a \.js\/\.mjs\/\.ts or \.py file, -m MODULE, or --no-python EXECUTABLE\)\n$/);
+    assert.match(
+      r.stderr,
+      /^rosedist: program ".*\.rb" is neither a \.js\/\.mjs\/\.ts nor a \.py file \(pass train_ddp, train_minimal, a \.js\/\.mjs\/\.ts or \.py file, -m MODULE, or --no-python EXECUTABLE\)\n$/,
+    );
   }
 });
 
 test('a Python worker that raises under @record: the summary names its rank and shows its exception', { skip: torch.skip, timeout: 90_000 }, async () => {
-  const r = await runLauncher(
-    ['--nproc-per-node', '2', PY_WORKER, '--record', '--fail-rank', '1', '--how', 'raise:rank 1 fails on purpose', '--sleep', '60'],
-    { PYTHON: torch.python ?? '' },
-  );
+  const r = await runLauncher(['--nproc-per-node', '2', PY_WORKER, '--record', '--fail-rank', '1', '--how', 'raise:rank 1 fails on purpose', '--sleep', '60'], {
+    PYTHON: torch.python ?? '',
+  });
   assert.equal(r.code, 1, r.stderr);
   const summary = r.stderr.slice(r.stderr.indexOf('root cause'));
   assert.match(summary, /root cause \(first failure\):\n.*rank 1 \(local rank 1, node 0 [^)]*\) exited with code 1 at /);

@@ -38,7 +38,12 @@ test('srun of one launcher per node forms ONE job from what Slurm says', { timeo
   const records = [...workerRecords(out).values()];
   assert.deepEqual(
     records.map((r) => [r.env.RANK, r.env.LOCAL_RANK, r.env.GROUP_RANK, r.env.WORLD_SIZE, r.env.GROUP_WORLD_SIZE, r.env.MASTER_ADDR]),
-    [['0', '0', '0', '4', '2', 'localhost'], ['1', '1', '0', '4', '2', 'localhost'], ['2', '0', '1', '4', '2', 'localhost'], ['3', '1', '1', '4', '2', 'localhost']],
+    [
+      ['0', '0', '0', '4', '2', 'localhost'],
+      ['1', '1', '0', '4', '2', 'localhost'],
+      ['2', '0', '1', '4', '2', 'localhost'],
+      ['3', '1', '1', '4', '2', 'localhost'],
+    ],
   );
   assert.equal(new Set(records.map((r) => r.env.ROSEDIST_SECRET)).size, 1);
   assert.equal(new Set(records.map((r) => r.env.ROSEDIST_RUN_ID)).size, 1);

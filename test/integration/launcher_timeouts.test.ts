@@ -25,7 +25,7 @@ test('--join-timeout 10000000 (and inf): node 0 keeps waiting instead of failing
   }
 });
 
-test('--monitor-interval 10000000: no TimeoutOverflowWarning, and the workers\' exit is still noticed at once', { timeout: 60_000 }, async () => {
+test("--monitor-interval 10000000: no TimeoutOverflowWarning, and the workers' exit is still noticed at once", { timeout: 60_000 }, async () => {
   const r = await runLauncher(['--nproc-per-node', '2', '--monitor-interval', '10000000', FIXTURE, '--sleep', '300']);
   assert.equal(r.code, 0, r.stderr);
   assert.doesNotMatch(r.stderr, /TimeoutOverflowWarning/);
@@ -58,7 +58,11 @@ test('elastic: a launcher retrying to reach the rendezvous host adds no abort li
   const port = await freePortPair();
   // A socket bound to the control port without listening: this launcher cannot host (EADDRINUSE)
   // and its connections are refused, so it retries every 500 ms until --rdzv-timeout.
-  const holder = spawn('python3', ['-c', `import socket, sys, time\ns = socket.socket()\ns.bind(('127.0.0.1', ${port + 1}))\nprint('bound', flush=True)\ntime.sleep(60)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const holder = spawn(
+    'python3',
+    ['-c', `import socket, sys, time\ns = socket.socket()\ns.bind(('127.0.0.1', ${port + 1}))\nprint('bound', flush=True)\ntime.sleep(60)`],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   try {
     await new Promise((r) => holder.stdout.once('data', r));
     const r = await runLauncher(['--nnodes', '1:2', '--master-port', String(port), '--secret', 'b'.repeat(32), '--rdzv-timeout', '7', FIXTURE]);

@@ -21,7 +21,9 @@ function pids(dir: string, ranks: number[]): { workers: number[]; children: numb
 async function treeRun(extra: string[], stubborn: boolean) {
   const dir = tempDir('tree');
   const launch = startLauncher(['--nproc-per-node', '2', OUTPUT_WORKER, '--spawn-child', dir, ...(stubborn ? ['--stubborn'] : []), ...extra]);
-  await waitFor('both workers and their children to start', () => [0, 1].every((r) => existsSync(join(dir, `child_${r}.pid`)) && existsSync(join(dir, `worker_${r}.pid`))));
+  await waitFor('both workers and their children to start', () =>
+    [0, 1].every((r) => existsSync(join(dir, `child_${r}.pid`)) && existsSync(join(dir, `worker_${r}.pid`))),
+  );
   const p = pids(dir, [0, 1]);
   return { launch, ...p };
 }
@@ -31,7 +33,7 @@ async function allGone(what: string, list: number[]): Promise<void> {
   await waitFor(what, () => list.every((pid) => !isAlive(pid)), 15_000);
 }
 
-test('a worker fails: its child and the other rank\'s child (one ignoring SIGTERM) are ended too', { timeout: 60_000 }, async () => {
+test("a worker fails: its child and the other rank's child (one ignoring SIGTERM) are ended too", { timeout: 60_000 }, async () => {
   for (const stubborn of [false, true]) {
     const dir = tempDir('tree');
     const launch = startLauncher(['--nproc-per-node', '2', OUTPUT_WORKER, '--spawn-child', dir, '--exit-after', '1500', ...(stubborn ? ['--stubborn'] : [])]);

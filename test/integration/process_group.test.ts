@@ -25,7 +25,10 @@ interface Reported {
 }
 
 function results(r: WorkerExit): Reported[] {
-  return r.stdout.split('\n').filter((l) => l.startsWith('RESULT ')).map((l) => JSON.parse(l.slice(7)) as Reported);
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('RESULT '))
+    .map((l) => JSON.parse(l.slice(7)) as Reported);
 }
 
 function assertAllPassed(runs: WorkerExit[], what: string): void {
@@ -38,7 +41,11 @@ function assertAllPassed(runs: WorkerExit[], what: string): void {
   const reference = results(runs[0]);
   assert.ok(reference.length > 0, `${what}: rank 0 reported nothing`);
   for (const r of runs.slice(1)) {
-    assert.deepEqual(results(r).map((x) => [x.case, x.digest]), reference.map((x) => [x.case, x.digest]), `${what}: rank ${r.rank} differs from rank 0`);
+    assert.deepEqual(
+      results(r).map((x) => [x.case, x.digest]),
+      reference.map((x) => [x.case, x.digest]),
+      `${what}: rank ${r.rank} differs from rank 0`,
+    );
   }
 }
 
@@ -73,7 +80,10 @@ test('ranks on different nodes talk over tcp, with a run secret', async () => {
 
 test('the stream data transport (ROSEDIST_DATA_TRANSPORT=stream): every collective, on one node and across two with a secret', async () => {
   assertAllPassed(await runAll(3, { env: { ROSEDIST_DATA_TRANSPORT: 'stream' } }), 'N=3 stream');
-  assertAllPassed(await runAll(4, { nodes: 2, env: { ROSEDIST_DATA_TRANSPORT: 'stream', ROSEDIST_SECRET: 's3cret' }, segmentBytes: 4096 }), 'N=4 stream on 2 nodes');
+  assertAllPassed(
+    await runAll(4, { nodes: 2, env: { ROSEDIST_DATA_TRANSPORT: 'stream', ROSEDIST_SECRET: 's3cret' }, segmentBytes: 4096 }),
+    'N=4 stream on 2 nodes',
+  );
 });
 
 function stderrOf(runs: WorkerExit[], ranks: number[]): string[] {
@@ -148,7 +158,10 @@ test('a stopped rank (SIGSTOP): the others time out naming the op, its sequence 
   assert.equal(runs[2].signal, 'SIGKILL', 'the watchdog ended the stopped rank');
   for (const r of [runs[0], runs[1]]) {
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /#4 allReduce\(sum, float32\[4194304\]\) on rank \d timed out after 2 s; ranks that did not take part: 2 on 127\.0\.0\.1, node \S+ \(no answer/);
+    assert.match(
+      r.stderr,
+      /#4 allReduce\(sum, float32\[4194304\]\) on rank \d timed out after 2 s; ranks that did not take part: 2 on 127\.0\.0\.1, node \S+ \(no answer/,
+    );
   }
 });
 
@@ -195,7 +208,13 @@ async function intrude(port: number): Promise<void> {
     s.on('close', done);
     s.on('error', done);
   });
-  const hello = JSON.stringify({ t: 'hello', worldSize: 3, runId: 'forged', restartCount: 0, peer: { rank: 1, nodeId: 'x', data: { tcp: 'tcp://127.0.0.1:1' }, control: { tcp: 'tcp://127.0.0.1:1' } } });
+  const hello = JSON.stringify({
+    t: 'hello',
+    worldSize: 3,
+    runId: 'forged',
+    restartCount: 0,
+    peer: { rank: 1, nodeId: 'x', data: { tcp: 'tcp://127.0.0.1:1' }, control: { tcp: 'tcp://127.0.0.1:1' } },
+  });
   // zeromq.js timers do not keep the event loop alive: this one does, until the attack is over.
   const keepAlive = setInterval(() => {}, 1000);
   try {
@@ -216,12 +235,20 @@ async function intrude(port: number): Promise<void> {
 
 test('with a run secret, strangers at the master port are refused and logged; the run is undisturbed', async () => {
   const port = await freePort();
-  const run = spawnGroup(WORKER, 3, { args: ['--scenario', 'auth', '--seconds', '4'], masterPort: port, env: { ROSEDIST_SECRET: 'run-secret' }, timeoutMs: 60_000 });
+  const run = spawnGroup(WORKER, 3, {
+    args: ['--scenario', 'auth', '--seconds', '4'],
+    masterPort: port,
+    env: { ROSEDIST_SECRET: 'run-secret' },
+    timeoutMs: 60_000,
+  });
   await intrude(port);
   const runs = await run;
   for (const r of runs) {
     assert.equal(r.code, 0, `rank ${r.rank}: ${r.stderr}`);
-    assert.deepEqual(results(r).map((x) => x.ok), [true]);
+    assert.deepEqual(
+      results(r).map((x) => x.ok),
+      [true],
+    );
   }
   assert.match(runs[0].stderr, /refused a connection from 127\.0\.0\.1: wrong credentials/);
   assert.match(runs[0].stderr, /dropped a connection that failed the ZeroMQ handshake/);

@@ -52,9 +52,13 @@ const cfgFor = (path: string) => parseTrainConfig([...MODEL, ...DATA, '--checkpo
 /** PyTorch's loss on BATCH with the file's weights (fixture command `eval`, or `make` to write them). */
 function torchLoss(args: string[]): number {
   const config = JSON.stringify(gptConfigOf(cfgFor('x')));
-  const r = spawnSync(PYTHON as string, [packagePath('test/fixtures/torch_gpt.py'), args[0] as string, args[1] as string, config, JSON.stringify({ inputIds: IDS }), ...args.slice(2)], {
-    encoding: 'utf8',
-  });
+  const r = spawnSync(
+    PYTHON as string,
+    [packagePath('test/fixtures/torch_gpt.py'), args[0] as string, args[1] as string, config, JSON.stringify({ inputIds: IDS }), ...args.slice(2)],
+    {
+      encoding: 'utf8',
+    },
+  );
   assert.equal(r.status, 0, r.stderr);
   return (JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as { loss: number }).loss;
 }
@@ -75,7 +79,10 @@ function rosedistLoss(path: string): { loss: number; source: string; step: numbe
 }
 
 async function trainMinimal(args: string[]): Promise<string> {
-  const [r] = await spawnGroup(packagePath('worker/train_minimal.ts'), 1, { args: [...MODEL, ...DATA, '--log-file', join(dir, 'run.log'), ...args], timeoutMs: 120_000 });
+  const [r] = await spawnGroup(packagePath('worker/train_minimal.ts'), 1, {
+    args: [...MODEL, ...DATA, '--log-file', join(dir, 'run.log'), ...args],
+    timeoutMs: 120_000,
+  });
   assert.equal(r?.code, 0, r?.stderr);
   return readFileSync(join(dir, 'run.log'), 'utf8');
 }

@@ -14,8 +14,26 @@ import { parseEvalLine } from '../../worker/observe/metrics_log.js';
 import { PHASES, type MergedTrace, type TraceEvent } from '../../worker/observe/profiler.js';
 import { freePort, spawnWorkers, type WorkerExit } from '../helpers/workers.js';
 
-const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
-  '--d-ff', '32', '--seq-len', '8', '--backend', 'cpu', '--collective-timeout', '60'];
+const TINY = [
+  '--vocab-size',
+  '64',
+  '--max-position-embeddings',
+  '16',
+  '--n-layers',
+  '1',
+  '--n-heads',
+  '2',
+  '--d-model',
+  '16',
+  '--d-ff',
+  '32',
+  '--seq-len',
+  '8',
+  '--backend',
+  'cpu',
+  '--collective-timeout',
+  '60',
+];
 
 const root = mkdtempSync(join(tmpdir(), 'rosedist-ddp-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -32,9 +50,14 @@ interface Run {
 async function trainDdp(name: string, worldSize: number, args: string[]): Promise<Run> {
   const dir = join(root, name);
   const checkpoint = join(dir, 'ckpt.safetensors');
-  const group = await spawnWorkers('worker/train_ddp.ts', worldSize, [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...args], {
-    masterPort: await freePort(),
-  });
+  const group = await spawnWorkers(
+    'worker/train_ddp.ts',
+    worldSize,
+    [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...args],
+    {
+      masterPort: await freePort(),
+    },
+  );
   const exits = await group.exited;
   for (const e of exits) assert.equal(e.code, 0, `rank ${e.rank} of ${name} exited ${e.code} ${e.signal}: ${e.stderr}`);
   return {
@@ -50,7 +73,10 @@ const tensors = (path: string): readonly NamedTensor[] => decodeSafetensors(read
 const params = (path: string) => tensors(path).filter((t) => !t.name.startsWith('optimizer.'));
 
 function maxAbsDiff(a: readonly NamedTensor[], b: readonly NamedTensor[]): number {
-  assert.deepEqual(a.map((t) => t.name), b.map((t) => t.name));
+  assert.deepEqual(
+    a.map((t) => t.name),
+    b.map((t) => t.name),
+  );
   let max = 0;
   a.forEach((t, i) => t.data.forEach((v, j) => (max = Math.max(max, Math.abs(v - b[i].data[j])))));
   return max;
@@ -74,8 +100,18 @@ describe('train_ddp (real processes)', () => {
     assert.equal(two.log.split('\n').filter((l) => /train_ddp started .*: world size 2/.test(l)).length, 1);
     assert.match(two.log, /rank 0: backend cpu/);
     assert.match(two.log, /rank 1: backend cpu/);
-    assert.deepEqual(two.log.split('\n').map(parseEvalLine).filter((l) => l !== undefined).map((l) => l.step), [5]);
-    assert.deepEqual(two.metrics.map((m) => [m.step, m.world_size]), [[5, 2]]);
+    assert.deepEqual(
+      two.log
+        .split('\n')
+        .map(parseEvalLine)
+        .filter((l) => l !== undefined)
+        .map((l) => l.step),
+      [5],
+    );
+    assert.deepEqual(
+      two.metrics.map((m) => [m.step, m.world_size]),
+      [[5, 2]],
+    );
     assert.doesNotMatch(two.exits[1].stdout, /step 5\/5/);
   });
 
@@ -105,16 +141,24 @@ describe('train_ddp (real processes)', () => {
     const common = ['--dataset', 'toy:60', '--batch-size', '2', '--checkpoint-interval', '3', '--eval-interval', '3'];
     const dir = join(root, 'killed');
     const checkpoint = join(dir, 'ckpt.safetensors');
-    const group = await spawnWorkers('worker/train_ddp.ts', 2, [...TINY, ...common, '--num-steps', '100000', '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint], {
-      masterPort: await freePort(),
-    });
+    const group = await spawnWorkers(
+      'worker/train_ddp.ts',
+      2,
+      [...TINY, ...common, '--num-steps', '100000', '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint],
+      {
+        masterPort: await freePort(),
+      },
+    );
     while (!existsSync(checkpoint)) {
       if (group.children.some((c) => c.exitCode !== null)) break;
       await sleep(20);
     }
     group.kill();
     const exits = await group.exited;
-    assert.ok(exits.every((e) => e.signal === 'SIGKILL'), JSON.stringify(exits.map((e) => [e.code, e.signal, e.stderr])));
+    assert.ok(
+      exits.every((e) => e.signal === 'SIGKILL'),
+      JSON.stringify(exits.map((e) => [e.code, e.signal, e.stderr])),
+    );
     const stepAtKill = Number(decodeSafetensors(readFileSync(checkpoint), checkpoint).metadata.step);
     assert.ok(stepAtKill >= 3 && stepAtKill % 3 === 0, `checkpoint at step ${stepAtKill}`);
     t.diagnostic(`killed with the checkpoint at step ${stepAtKill}`);
@@ -137,8 +181,20 @@ describe('train_ddp (real processes)', () => {
 
   it('--profile: rank 0 writes one Chrome trace in which each rank has each phase; metrics follow the schema', async () => {
     const trace = join(root, 'profiled', 'out', 'trace.json');
-    const run = await trainDdp('profiled', 2, ['--dataset', 'toy:60', '--batch-size', '2', '--num-steps', '4', '--eval-interval', '2',
-      '--checkpoint-interval', '3', '--profile', trace]);
+    const run = await trainDdp('profiled', 2, [
+      '--dataset',
+      'toy:60',
+      '--batch-size',
+      '2',
+      '--num-steps',
+      '4',
+      '--eval-interval',
+      '2',
+      '--checkpoint-interval',
+      '3',
+      '--profile',
+      trace,
+    ]);
     const parsed = JSON.parse(readFileSync(trace, 'utf8')) as MergedTrace;
     assert.equal(parsed.displayTimeUnit, 'ms');
     const isPhase = (name: string) => (PHASES as readonly string[]).includes(name);
@@ -156,14 +212,20 @@ describe('train_ddp (real processes)', () => {
     }
     for (const rank of [0, 1]) {
       const mine = parsed.traceEvents.filter((e) => e.pid === rank);
-      assert.deepEqual(mine.filter((e) => e.name === 'process_name').map((e) => e.args?.name), [`rank ${rank}`]);
+      assert.deepEqual(
+        mine.filter((e) => e.name === 'process_name').map((e) => e.args?.name),
+        [`rank ${rank}`],
+      );
       const phases = mine.filter((e) => e.ph === 'X');
       assert.deepEqual([...new Set(phases.map((e) => e.name))].sort(), [...PHASES].sort(), `every phase on rank ${rank}`);
       const count = (name: string) => phases.filter((e) => e.name === name).length;
       assert.deepEqual([count('allreduce'), count('optimizer'), count('eval'), count('checkpoint')], [4, 4, 2, 2], `rank ${rank}`);
     }
     assert.match(run.log, /profile: \d+ step-phase events of 2 rank\(s\) written to .*trace\.json/);
-    assert.deepEqual(run.metrics.map((m) => m.step), [2, 4]);
+    assert.deepEqual(
+      run.metrics.map((m) => m.step),
+      [2, 4],
+    );
     for (const m of run.metrics) {
       assert.equal(m.val_ppl, Math.exp(m.val_loss));
       assert.equal(m.world_size, 2);

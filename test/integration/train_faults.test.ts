@@ -12,8 +12,30 @@ import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
 import { decodeSafetensors } from '../../worker/safetensors.js';
 import { freePort, spawnWorkers, type WorkerExit } from '../helpers/workers.js';
 
-const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
-  '--d-ff', '32', '--seq-len', '8', '--batch-size', '2', '--dataset', 'toy:60', '--backend', 'cpu', '--collective-timeout', '60'];
+const TINY = [
+  '--vocab-size',
+  '64',
+  '--max-position-embeddings',
+  '16',
+  '--n-layers',
+  '1',
+  '--n-heads',
+  '2',
+  '--d-model',
+  '16',
+  '--d-ff',
+  '32',
+  '--seq-len',
+  '8',
+  '--batch-size',
+  '2',
+  '--dataset',
+  'toy:60',
+  '--backend',
+  'cpu',
+  '--collective-timeout',
+  '60',
+];
 
 const root = mkdtempSync(join(tmpdir(), 'rosedist-faults-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -27,7 +49,10 @@ interface Run {
 /** train_ddp with `worldSize` workers, logging to `dir`/train.log; exits are returned, not checked. */
 async function run(dir: string, worldSize: number, args: string[], env: Record<string, string> = {}): Promise<Run> {
   mkdirSync(dir, { recursive: true });
-  const group = await spawnWorkers('worker/train_ddp.ts', worldSize, [...TINY, '--log-file', join(dir, 'train.log'), ...args], { masterPort: await freePort(), env });
+  const group = await spawnWorkers('worker/train_ddp.ts', worldSize, [...TINY, '--log-file', join(dir, 'train.log'), ...args], {
+    masterPort: await freePort(),
+    env,
+  });
   const exits = await group.exited;
   const metricsFile = join(dir, 'train.metrics.jsonl');
   return {
@@ -40,18 +65,22 @@ async function run(dir: string, worldSize: number, args: string[], env: Record<s
 const meta = (path: string) => decodeSafetensors(readFileSync(path), path).metadata;
 
 describe('non-finite gradients', () => {
-  it('a NaN in rank 1\'s gradient at step 3 stops both ranks, naming the step and the rank; the step-2 checkpoint is kept', async () => {
+  it("a NaN in rank 1's gradient at step 3 stops both ranks, naming the step and the rank; the step-2 checkpoint is kept", async () => {
     const dir = join(root, 'nan-stop');
     const ckpt = join(dir, 'ckpt.safetensors');
-    const r = await run(dir, 2, ['--num-steps', '6', '--eval-interval', '1', '--checkpoint-interval', '2', '--checkpoint-path', ckpt],
-      { ROSEDIST_TEST_INJECT_NAN: '3:1' });
+    const r = await run(dir, 2, ['--num-steps', '6', '--eval-interval', '1', '--checkpoint-interval', '2', '--checkpoint-path', ckpt], {
+      ROSEDIST_TEST_INJECT_NAN: '3:1',
+    });
     for (const e of r.exits) {
       assert.equal(e.code, 1, `rank ${e.rank}: ${e.stderr}`);
       assert.match(e.stderr, /non-finite loss or gradient at step 3: rank 1's gradient is NaN at index 0 \(lower --lr.*--on-nonfinite skip/);
     }
     assert.match(r.log, /ERROR.*at step 3: rank 1's gradient is NaN/);
     // Nothing garbage was recorded: steps 1 and 2 only, finite; the checkpoint is step 2's.
-    assert.deepEqual(r.metrics.map((m) => m.step), [1, 2]);
+    assert.deepEqual(
+      r.metrics.map((m) => m.step),
+      [1, 2],
+    );
     assert.ok(r.metrics.every((m) => Number.isFinite(m.train_loss) && Number.isFinite(m.val_loss)));
     assert.equal(meta(ckpt).step, '2');
   });
@@ -59,14 +88,24 @@ describe('non-finite gradients', () => {
   it('--on-nonfinite skip: the run finishes, one warning names the skipped step, the optimizer took one step fewer', async () => {
     const dir = join(root, 'nan-skip');
     const ckpt = join(dir, 'ckpt.safetensors');
-    const r = await run(dir, 2, ['--num-steps', '4', '--eval-interval', '2', '--checkpoint-interval', '4', '--checkpoint-path', ckpt, '--on-nonfinite', 'skip'],
-      { ROSEDIST_TEST_INJECT_NAN: '3:1' });
+    const r = await run(
+      dir,
+      2,
+      ['--num-steps', '4', '--eval-interval', '2', '--checkpoint-interval', '4', '--checkpoint-path', ckpt, '--on-nonfinite', 'skip'],
+      { ROSEDIST_TEST_INJECT_NAN: '3:1' },
+    );
     for (const e of r.exits) assert.equal(e.code, 0, `rank ${e.rank}: ${e.stderr}`);
     const warnings = r.log.split('\n').filter((l) => /skipped this optimizer step/.test(l));
     assert.equal(warnings.length, 1, r.log);
     assert.match(warnings[0] ?? '', /WARN.*at step 3: rank 1's gradient is NaN at index 0; skipped/);
-    assert.deepEqual(r.metrics.map((m) => m.step), [2, 4]);
-    assert.ok(r.metrics.every((m) => Number.isFinite(m.train_loss) && Number.isFinite(m.val_loss)), JSON.stringify(r.metrics));
+    assert.deepEqual(
+      r.metrics.map((m) => m.step),
+      [2, 4],
+    );
+    assert.ok(
+      r.metrics.every((m) => Number.isFinite(m.train_loss) && Number.isFinite(m.val_loss)),
+      JSON.stringify(r.metrics),
+    );
     const optimizer = JSON.parse(meta(ckpt).optimizer ?? '{}') as { stepCount: number };
     assert.deepEqual([meta(ckpt).step, optimizer.stepCount], ['4', 3]);
   });
@@ -79,12 +118,24 @@ describe('--on-nonfinite skip, bounded (issue 13, #7)', () => {
     const r = await run(dir, 2, ['--lr', '1e10', '--num-steps', '6', '--eval-interval', '1', '--checkpoint-path', ckpt, '--on-nonfinite', 'skip']);
     for (const e of r.exits) {
       assert.equal(e.code, 1, `rank ${e.rank}: ${e.stderr}`);
-      assert.match(e.stderr, /5 optimizer steps in a row were skipped \(steps 2-6\) on non-finite losses or gradients; the last: non-finite loss or gradient at step 6: .*\(the model is not training: lower --lr/);
+      assert.match(
+        e.stderr,
+        /5 optimizer steps in a row were skipped \(steps 2-6\) on non-finite losses or gradients; the last: non-finite loss or gradient at step 6: .*\(the model is not training: lower --lr/,
+      );
       assert.doesNotMatch(e.stderr, /    at /);
     }
     assert.equal(existsSync(ckpt), false, 'no checkpoint of a model that does not train');
     // Step 1 trained; steps 2-5 were skipped and say so, with the loss they had (not step 1's).
-    assert.deepEqual(r.metrics.map((m) => [m.step, m.skipped ?? false]), [[1, false], [2, true], [3, true], [4, true], [5, true]]);
+    assert.deepEqual(
+      r.metrics.map((m) => [m.step, m.skipped ?? false]),
+      [
+        [1, false],
+        [2, true],
+        [3, true],
+        [4, true],
+        [5, true],
+      ],
+    );
     assert.ok(Number.isFinite(r.metrics[0]?.train_loss));
     for (const m of r.metrics.slice(1)) assert.notEqual(m.train_loss, r.metrics[0]?.train_loss, 'not the stale loss of step 1');
     assert.match(r.log, /step 2\/6 \| train loss \S+ \(step skipped\) \| val loss/);
@@ -92,8 +143,20 @@ describe('--on-nonfinite skip, bounded (issue 13, #7)', () => {
 
   it('--max-consecutive-skips 2 stops at the second skip in a row', async () => {
     const dir = join(root, 'skip-streak-2');
-    const r = await run(dir, 2, ['--lr', '1e10', '--num-steps', '6', '--eval-interval', '6', '--checkpoint-path', join(dir, 'c.safetensors'),
-      '--on-nonfinite', 'skip', '--max-consecutive-skips', '2']);
+    const r = await run(dir, 2, [
+      '--lr',
+      '1e10',
+      '--num-steps',
+      '6',
+      '--eval-interval',
+      '6',
+      '--checkpoint-path',
+      join(dir, 'c.safetensors'),
+      '--on-nonfinite',
+      'skip',
+      '--max-consecutive-skips',
+      '2',
+    ]);
     for (const e of r.exits) {
       assert.equal(e.code, 1, `rank ${e.rank}: ${e.stderr}`);
       assert.match(e.stderr, /2 optimizer steps in a row were skipped \(steps 2-3\)/);
@@ -122,10 +185,17 @@ describe('unwritable checkpoint path', () => {
     for (const e of r.exits) {
       // Issue 13 (#2, #14): checked at start (worker/output_paths.ts), not at the first save.
       assert.equal(e.code, 2, `rank ${e.rank}: ${e.stderr}`);
-      assert.match(e.stderr, new RegExp(`--checkpoint-path ${ckpt}: ${dir}/blocker is a file, not a directory \\(pick a --checkpoint-path whose directories are directories`));
+      assert.match(
+        e.stderr,
+        new RegExp(`--checkpoint-path ${ckpt}: ${dir}/blocker is a file, not a directory \\(pick a --checkpoint-path whose directories are directories`),
+      );
       assert.doesNotMatch(e.stderr, /    at /, 'one line, no stack trace');
     }
-    assert.deepEqual(r.metrics.map((m) => m.step), [], 'stopped before training');
+    assert.deepEqual(
+      r.metrics.map((m) => m.step),
+      [],
+      'stopped before training',
+    );
   });
 
   it('--tolerate-checkpoint-errors: a warning per failed checkpoint, and training goes on to the end', async () => {
@@ -133,13 +203,26 @@ describe('unwritable checkpoint path', () => {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'blocker'), 'not a directory');
     const ckpt = join(dir, 'blocker', 'ckpt.safetensors');
-    const r = await run(dir, 2, ['--num-steps', '4', '--eval-interval', '2', '--checkpoint-interval', '2', '--checkpoint-path', ckpt, '--tolerate-checkpoint-errors']);
+    const r = await run(dir, 2, [
+      '--num-steps',
+      '4',
+      '--eval-interval',
+      '2',
+      '--checkpoint-interval',
+      '2',
+      '--checkpoint-path',
+      ckpt,
+      '--tolerate-checkpoint-errors',
+    ]);
     for (const e of r.exits) assert.equal(e.code, 0, `rank ${e.rank}: ${e.stderr}`);
     const warnings = r.log.split('\n').filter((l) => /WARN.*not saved/.test(l));
     assert.equal(warnings.length, 2, r.log);
     assert.match(warnings[0] ?? '', new RegExp(`checkpoint at step 2 not saved: cannot write checkpoint ${ckpt}: (ENOTDIR|EEXIST).*training goes on`));
     assert.match(warnings[1] ?? '', /checkpoint at step 4 not saved/);
-    assert.deepEqual(r.metrics.map((m) => m.step), [2, 4]);
+    assert.deepEqual(
+      r.metrics.map((m) => m.step),
+      [2, 4],
+    );
   });
 
   it('a write that fails next to a good checkpoint leaves that checkpoint byte for byte as it was', async () => {
@@ -166,11 +249,18 @@ describe('a config that cannot fit (issue 13, #5)', () => {
   it('--batch-size 512 at the defaults on wasm: both ranks refuse it at start in one line with the estimate, nothing trained', async () => {
     const dir = join(root, 'too-big');
     mkdirSync(dir, { recursive: true });
-    const group = await spawnWorkers('worker/train_ddp.ts', 2, ['--batch-size', '512', '--backend', 'wasm', '--num-steps', '2',
-      '--log-file', join(dir, 'train.log'), '--checkpoint-path', join(dir, 'c.safetensors')], { masterPort: await freePort() });
+    const group = await spawnWorkers(
+      'worker/train_ddp.ts',
+      2,
+      ['--batch-size', '512', '--backend', 'wasm', '--num-steps', '2', '--log-file', join(dir, 'train.log'), '--checkpoint-path', join(dir, 'c.safetensors')],
+      { masterPort: await freePort() },
+    );
     for (const e of await group.exited) {
       assert.equal(e.code, 2, `rank ${e.rank}: ${e.stderr}`);
-      assert.match(e.stderr, /this config \(2,973,184 parameters, batch 512 x 32 tokens, vocab 10000\) needs about [\d.]+ GiB of tensors per training step, more than the wasm backend's 4 GiB heap \(lower --batch-size or --vocab-size/);
+      assert.match(
+        e.stderr,
+        /this config \(2,973,184 parameters, batch 512 x 32 tokens, vocab 10000\) needs about [\d.]+ GiB of tensors per training step, more than the wasm backend's 4 GiB heap \(lower --batch-size or --vocab-size/,
+      );
       assert.doesNotMatch(e.stderr, /    at |RuntimeError/);
       assert.doesNotMatch(e.stdout, /step 1\//);
     }

@@ -14,8 +14,28 @@ import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
 import { runProcess, type ProcessExit } from '../../shared/subprocess.js';
 import { parseEvalLine } from '../../worker/observe/metrics_log.js';
 
-const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
-  '--d-ff', '32', '--seq-len', '8', '--batch-size', '4', '--backend', 'cpu', '--dataset', 'toy:60'];
+const TINY = [
+  '--vocab-size',
+  '64',
+  '--max-position-embeddings',
+  '16',
+  '--n-layers',
+  '1',
+  '--n-heads',
+  '2',
+  '--d-model',
+  '16',
+  '--d-ff',
+  '32',
+  '--seq-len',
+  '8',
+  '--batch-size',
+  '4',
+  '--backend',
+  'cpu',
+  '--dataset',
+  'toy:60',
+];
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -49,15 +69,24 @@ describe('train_minimal program', () => {
     assert.match(log, /arguments: \{.*"amp":false/);
     assert.doesNotMatch(log, /"amp":true/);
     assert.match(log, /amp: false — tfjs has no float16 training; running float32 \(--amp, the default, is ignored; --no-amp says so\)/);
-    const lines = log.split('\n').map(parseEvalLine).filter((l) => l !== undefined);
-    assert.deepEqual(lines.map((l) => l.step), [2, 4, 6]);
+    const lines = log
+      .split('\n')
+      .map(parseEvalLine)
+      .filter((l) => l !== undefined);
+    assert.deepEqual(
+      lines.map((l) => l.step),
+      [2, 4, 6],
+    );
     for (const l of lines) {
       // Printed with 6 decimals (loss) and 3 (ppl): equal up to that rounding.
       assert.ok(Math.abs(l.valPpl - Math.exp(l.valLoss)) <= 5e-4 + 1e-6 * l.valPpl, `${l.valPpl} vs exp(${l.valLoss})`);
       assert.equal(l.numSteps, 6);
     }
     const metrics = parseMetrics(readFileSync(join(cwd, 'logs/train_minimal.metrics.jsonl'), 'utf8'));
-    assert.deepEqual(metrics.map((m) => m.step), [2, 4, 6]);
+    assert.deepEqual(
+      metrics.map((m) => m.step),
+      [2, 4, 6],
+    );
     metrics.forEach((m, i) => {
       assert.equal(m.val_ppl, Math.exp(m.val_loss));
       assert.equal(m.val_loss.toFixed(6), lines[i].valLoss.toFixed(6));
@@ -120,7 +149,10 @@ describe('train_minimal program', () => {
     const exit = await trainMinimal(cwd, [...TINY, '--backend', 'wasm', '--num-steps', '4', '--eval-interval', '2', '--log-format', 'json']);
     assert.equal(exit.code, 0, exit.stderr);
     assert.equal(exit.stderr, '');
-    const entries = exit.stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const entries = exit.stdout
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     for (const e of entries) {
       assert.equal(e.level, 'info');
       assert.equal(e.rank, 0);
@@ -128,37 +160,70 @@ describe('train_minimal program', () => {
       assert.ok(!Number.isNaN(Date.parse(String(e.timestamp))), JSON.stringify(e));
     }
     const messages = entries.map((e) => String(e.message));
-    assert.deepEqual(messages.map(parseEvalLine).filter((l) => l !== undefined).map((l) => l.step), [2, 4]);
-    assert.ok(messages.some((m) => /^step 4\/4 \(100%\) \| \d+ tok\/s \| ETA/.test(m)), 'progress lines are entries too');
+    assert.deepEqual(
+      messages
+        .map(parseEvalLine)
+        .filter((l) => l !== undefined)
+        .map((l) => l.step),
+      [2, 4],
+    );
+    assert.ok(
+      messages.some((m) => /^step 4\/4 \(100%\) \| \d+ tok\/s \| ETA/.test(m)),
+      'progress lines are entries too',
+    );
     assert.ok(messages.some((m) => /^train_minimal started /.test(m)));
     const log = readFileSync(join(cwd, 'logs/train_minimal.log'), 'utf8');
     assert.match(log, /^\S+ INFO  train_minimal started /);
     assert.doesNotMatch(log, /"level"/);
 
     // An error raised once the run's logger exists (a missing corpus) is a JSON entry on stderr.
-    const failed = await trainMinimal(cwd, [...TINY, '--backend', 'wasm', '--dataset', `text:${join(cwd, 'missing.txt')}`, '--vocab-size', '256', '--log-format', 'json']);
+    const failed = await trainMinimal(cwd, [
+      ...TINY,
+      '--backend',
+      'wasm',
+      '--dataset',
+      `text:${join(cwd, 'missing.txt')}`,
+      '--vocab-size',
+      '256',
+      '--log-format',
+      'json',
+    ]);
     assert.equal(failed.code === 0, false);
-    const errors = failed.stderr.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const errors = failed.stderr
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.equal(errors.length, 1, failed.stderr);
     assert.equal(errors[0].level, 'error');
     assert.match(String(errors[0].message), /^train_minimal: .*missing\.txt/);
   });
 
-  it('on a terminal (a pseudo-terminal from script(1)): a live bar with eval lines above it; the log file gets no redraw', { skip: !hasScript && 'script(1) is not installed' }, async () => {
-    const cwd = freshDir();
-    const command = [process.execPath, ...trainArgv([...TINY, '--backend', 'wasm', '--num-steps', '30', '--eval-interval', '10'])].map(shellQuote).join(' ');
-    const exit = await runProcess('script', ['-qec', command, '/dev/null'], { cwd, env: { COLUMNS: '120' } });
-    assert.equal(exit.code, 0, exit.stdout + exit.stderr);
-    const screen = exit.stdout;
-    // cli-progress redraws in place: back to column 1, then clear to the end of the line.
-    assert.ok(screen.includes('\x1b[1G') && screen.includes('\x1b[0K'), JSON.stringify(screen.slice(0, 300)));
-    assert.match(screen, /step \d+\/30 \|[█░]+\| \d+% \| \d+ tok\/s \| ETA \S+ \| train loss \d\.\d{3}/);
-    assert.match(screen, /step 30\/30 \|█+\| 100%/);
-    // Each eval line on a line of its own: the bar's line cleared first, a newline after it.
-    for (const step of [10, 20, 30]) assert.match(screen, new RegExp(`\\r\\x1b\\[Kstep ${step}/30 \\| train loss \\S+ \\| val loss`));
-    const log = readFileSync(join(cwd, 'logs/train_minimal.log'), 'utf8');
-    assert.ok(!log.includes('\r') && !log.includes('\x1b'), 'no redraws in the log file');
-    assert.deepEqual(log.split('\n').map(parseEvalLine).filter((l) => l !== undefined).map((l) => l.step), [10, 20, 30]);
-    assert.doesNotMatch(log, /tok\/s/);
-  });
+  it(
+    'on a terminal (a pseudo-terminal from script(1)): a live bar with eval lines above it; the log file gets no redraw',
+    { skip: !hasScript && 'script(1) is not installed' },
+    async () => {
+      const cwd = freshDir();
+      const command = [process.execPath, ...trainArgv([...TINY, '--backend', 'wasm', '--num-steps', '30', '--eval-interval', '10'])].map(shellQuote).join(' ');
+      const exit = await runProcess('script', ['-qec', command, '/dev/null'], { cwd, env: { COLUMNS: '120' } });
+      assert.equal(exit.code, 0, exit.stdout + exit.stderr);
+      const screen = exit.stdout;
+      // cli-progress redraws in place: back to column 1, then clear to the end of the line.
+      assert.ok(screen.includes('\x1b[1G') && screen.includes('\x1b[0K'), JSON.stringify(screen.slice(0, 300)));
+      assert.match(screen, /step \d+\/30 \|[█░]+\| \d+% \| \d+ tok\/s \| ETA \S+ \| train loss \d\.\d{3}/);
+      assert.match(screen, /step 30\/30 \|█+\| 100%/);
+      // Each eval line on a line of its own: the bar's line cleared first, a newline after it.
+      for (const step of [10, 20, 30]) assert.match(screen, new RegExp(`\\r\\x1b\\[Kstep ${step}/30 \\| train loss \\S+ \\| val loss`));
+      const log = readFileSync(join(cwd, 'logs/train_minimal.log'), 'utf8');
+      assert.ok(!log.includes('\r') && !log.includes('\x1b'), 'no redraws in the log file');
+      assert.deepEqual(
+        log
+          .split('\n')
+          .map(parseEvalLine)
+          .filter((l) => l !== undefined)
+          .map((l) => l.step),
+        [10, 20, 30],
+      );
+      assert.doesNotMatch(log, /tok\/s/);
+    },
+  );
 });

@@ -15,8 +15,28 @@ import { freePort, spawnWorkers, type WorkerExit } from '../helpers/workers.js';
 import { waitFor } from '../helpers/launcher_run.js';
 
 /** Issue 13's tiny model `T`, on the toy data, a few steps. */
-const T = ['--vocab-size', '256', '--d-model', '32', '--n-heads', '2', '--d-ff', '64', '--n-layers', '1', '--seq-len', '8', '--batch-size', '2',
-  '--dataset', 'toy:40', '--backend', 'cpu', '--collective-timeout', '60'];
+const T = [
+  '--vocab-size',
+  '256',
+  '--d-model',
+  '32',
+  '--n-heads',
+  '2',
+  '--d-ff',
+  '64',
+  '--n-layers',
+  '1',
+  '--seq-len',
+  '8',
+  '--batch-size',
+  '2',
+  '--dataset',
+  'toy:40',
+  '--backend',
+  'cpu',
+  '--collective-timeout',
+  '60',
+];
 
 const root = mkdtempSync(join(tmpdir(), 'rosedist-outputs-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -78,8 +98,20 @@ describe('a full disk', () => {
     const mnt = join(root, 'full');
     mkdirSync(mnt, { recursive: true });
     // A private 8 KiB tmpfs (two pages): the log's header fits, the evaluations soon do not.
-    const node = [process.execPath, ...tsNodeArgs(), packagePath('worker/train_minimal.ts'), ...T, '--num-steps', '40', '--eval-interval', '1',
-      '--log-file', join(mnt, 't.log'), '--checkpoint-path', join(root, 'full.safetensors')];
+    const node = [
+      process.execPath,
+      ...tsNodeArgs(),
+      packagePath('worker/train_minimal.ts'),
+      ...T,
+      '--num-steps',
+      '40',
+      '--eval-interval',
+      '1',
+      '--log-file',
+      join(mnt, 't.log'),
+      '--checkpoint-path',
+      join(root, 'full.safetensors'),
+    ];
     const r = spawnSync('unshare', ['-rm', 'sh', '-c', `mount -t tmpfs -o size=8k tmpfs "$0" && exec "$@"`, mnt, ...node], { encoding: 'utf8' });
     assert.equal(r.status, 1, r.stderr);
     const errors = r.stderr.split('\n').filter((l) => /ERROR/.test(l));
@@ -102,7 +134,12 @@ describe('two runs on the same paths', () => {
       assert.equal(holder.pid, first.children[0]?.pid);
       // Another checkpoint, the same log: still refused.
       const second = await run(2, [...args.slice(0, 2), '--checkpoint-path', join(dir, 'other.safetensors'), '--num-steps', '2']);
-      assertRefused(second, new RegExp(`--log-file .*train.log is in use by run ${holder.runId} \\(pid ${holder.pid} on .*, since .*\\) \\(wait for that run to end, or pick another --log-file\\)`));
+      assertRefused(
+        second,
+        new RegExp(
+          `--log-file .*train.log is in use by run ${holder.runId} \\(pid ${holder.pid} on .*, since .*\\) \\(wait for that run to end, or pick another --log-file\\)`,
+        ),
+      );
       assert.equal(existsSync(join(dir, 'other.safetensors.lock')), false, 'the refused run left no lock behind');
       first.children[0]?.kill('SIGTERM');
       const [exit] = await first.exited;
@@ -111,7 +148,11 @@ describe('two runs on the same paths', () => {
       first.kill();
       await first.exited;
     }
-    assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.lock')), [], 'SIGTERM removed the locks');
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.endsWith('.lock')),
+      [],
+      'SIGTERM removed the locks',
+    );
   });
 
   it('a stale lock of a dead pid (a SIGKILLed run) is taken over with a warning; the lock is gone at the end', async () => {
@@ -122,7 +163,16 @@ describe('two runs on the same paths', () => {
     writeFileSync(join(dir, 'ckpt.safetensors.lock'), JSON.stringify(stale));
     const exits = await run(1, ['--log-file', join(dir, 'train.log'), '--checkpoint-path', join(dir, 'ckpt.safetensors'), '--num-steps', '2']);
     assert.equal(exits[0]?.code, 0, exits[0]?.stderr);
-    assert.match(exits[0]?.stderr ?? '', new RegExp(`WARN: --checkpoint-path .*ckpt.safetensors: taking over the stale lock of run killed-run \\(pid ${dead} on .*\\), which is no longer running`));
-    assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.lock')), [], 'no lock left after a clean end');
+    assert.match(
+      exits[0]?.stderr ?? '',
+      new RegExp(
+        `WARN: --checkpoint-path .*ckpt.safetensors: taking over the stale lock of run killed-run \\(pid ${dead} on .*\\), which is no longer running`,
+      ),
+    );
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.endsWith('.lock')),
+      [],
+      'no lock left after a clean end',
+    );
   });
 });

@@ -13,9 +13,36 @@ import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
 import { decodeSafetensors, type NamedTensor } from '../../worker/safetensors.js';
 import { freePort, spawnWorkers } from '../helpers/workers.js';
 
-const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '2', '--n-heads', '4', '--d-model', '16',
-  '--d-ff', '32', '--seq-len', '8', '--backend', 'cpu', '--collective-timeout', '60', '--dataset', 'toy:80', '--dropout', '0',
-  '--seed', '3', '--lr', '3e-3', '--eval-interval', '1'];
+const TINY = [
+  '--vocab-size',
+  '64',
+  '--max-position-embeddings',
+  '16',
+  '--n-layers',
+  '2',
+  '--n-heads',
+  '4',
+  '--d-model',
+  '16',
+  '--d-ff',
+  '32',
+  '--seq-len',
+  '8',
+  '--backend',
+  'cpu',
+  '--collective-timeout',
+  '60',
+  '--dataset',
+  'toy:80',
+  '--dropout',
+  '0',
+  '--seed',
+  '3',
+  '--lr',
+  '3e-3',
+  '--eval-interval',
+  '1',
+];
 
 const root = mkdtempSync(join(tmpdir(), 'rosedist-tp-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -32,11 +59,16 @@ async function train(name: string, worldSize: number, args: string[], resumeFrom
   mkdirSync(dir, { recursive: true });
   const checkpoint = join(dir, 'ckpt.safetensors');
   if (resumeFrom !== undefined) copyFileSync(resumeFrom, checkpoint);
-  const group = await spawnWorkers('worker/train_ddp.ts', worldSize, [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...(resumeFrom ? ['--resume'] : []), ...args], {
-    masterPort: await freePort(),
-    timeoutMs: 240_000,
-    env,
-  });
+  const group = await spawnWorkers(
+    'worker/train_ddp.ts',
+    worldSize,
+    [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...(resumeFrom ? ['--resume'] : []), ...args],
+    {
+      masterPort: await freePort(),
+      timeoutMs: 240_000,
+      env,
+    },
+  );
   const exits = await group.exited;
   for (const e of exits) assert.equal(e.code, 0, `rank ${e.rank} of ${name} exited ${e.code} ${e.signal}: ${e.stderr}`);
   return { metrics: parseMetrics(readFileSync(join(dir, 'train.metrics.jsonl'), 'utf8')), log: readFileSync(join(dir, 'train.log'), 'utf8'), checkpoint };
@@ -45,7 +77,10 @@ async function train(name: string, worldSize: number, args: string[], resumeFrom
 const params = (path: string): readonly NamedTensor[] => decodeSafetensors(readFileSync(path), path).tensors.filter((t) => !t.name.startsWith('optimizer.'));
 
 function maxAbsDiff(a: readonly NamedTensor[], b: readonly NamedTensor[]): number {
-  assert.deepEqual(a.map((t) => [t.name, t.shape]), b.map((t) => [t.name, t.shape]));
+  assert.deepEqual(
+    a.map((t) => [t.name, t.shape]),
+    b.map((t) => [t.name, t.shape]),
+  );
   let max = 0;
   a.forEach((t, i) => t.data.forEach((v, j) => (max = Math.max(max, Math.abs(v - b[i].data[j])))));
   return max;
@@ -54,7 +89,11 @@ function maxAbsDiff(a: readonly NamedTensor[], b: readonly NamedTensor[]): numbe
 /** Per-step train losses and final weights of `run` within 1e-5 of `ref`'s. */
 function assertSameTraining(run: Run, ref: Run, what: string, diag: (s: string) => void): void {
   const losses = (r: Run) => r.metrics.map((m) => [m.step, m.train_loss] as const);
-  assert.deepEqual(losses(run).map(([s]) => s), losses(ref).map(([s]) => s), `${what}: steps`);
+  assert.deepEqual(
+    losses(run).map(([s]) => s),
+    losses(ref).map(([s]) => s),
+    `${what}: steps`,
+  );
   const lossDiff = Math.max(...losses(run).map(([, l], i) => Math.abs(l - losses(ref)[i][1])));
   const weightDiff = maxAbsDiff(params(run.checkpoint), params(ref.checkpoint));
   diag(`${what}: max train-loss difference ${lossDiff.toExponential(2)}, max weight difference ${weightDiff.toExponential(2)}`);
@@ -86,7 +125,11 @@ describe('train_ddp --tensor-parallel-size (real processes)', () => {
     const straight = await train('straight', 1, ['--batch-size', '4', '--num-steps', '6']);
     const tpHalf = await train('tp-half', 2, ['--batch-size', '4', '--num-steps', '3', '--tensor-parallel-size', '2']);
     const tpNames = params(tpHalf.checkpoint).map((p) => [p.name, p.shape]);
-    assert.deepEqual(tpNames, params(straight.checkpoint).map((p) => [p.name, p.shape]), 'a tp checkpoint has the dense names and whole shapes');
+    assert.deepEqual(
+      tpNames,
+      params(straight.checkpoint).map((p) => [p.name, p.shape]),
+      'a tp checkpoint has the dense names and whole shapes',
+    );
     const denseHalf = await train('dense-half', 1, ['--batch-size', '4', '--num-steps', '3']);
     const dpHalf = await train('dp-half', 2, ['--batch-size', '2', '--num-steps', '3']);
     const cases: [string, Run][] = [
@@ -102,7 +145,7 @@ describe('train_ddp --tensor-parallel-size (real processes)', () => {
     }
   });
 
-  it('a NaN in one TP rank\'s gradient skips the step on every rank (--on-nonfinite skip), as a dense run skips it', async (t) => {
+  it("a NaN in one TP rank's gradient skips the step on every rank (--on-nonfinite skip), as a dense run skips it", async (t) => {
     const skip = ['--batch-size', '4', '--num-steps', '4', '--on-nonfinite', 'skip'];
     const nan = (rank: number) => ({ ROSEDIST_TEST_INJECT_NAN: `2:${rank}` });
     const denseSkip = await train('nan-dense', 1, skip, undefined, nan(0));
@@ -122,7 +165,12 @@ describe('train_ddp --tensor-parallel-size (real processes)', () => {
 
   it('a tensor-parallel size that does not divide the world size or --n-heads is one clear line', async () => {
     const dir = join(root, 'bad');
-    const group = await spawnWorkers('worker/train_ddp.ts', 2, [...TINY, '--log-file', join(dir, 'train.log'), '--tensor-parallel-size', '4', '--num-steps', '1'], { masterPort: await freePort(), timeoutMs: 60_000 });
+    const group = await spawnWorkers(
+      'worker/train_ddp.ts',
+      2,
+      [...TINY, '--log-file', join(dir, 'train.log'), '--tensor-parallel-size', '4', '--num-steps', '1'],
+      { masterPort: await freePort(), timeoutMs: 60_000 },
+    );
     const exits = await group.exited;
     assert.ok(exits.every((e) => e.code !== 0 && e.signal === null));
     assert.match(exits[0].stderr, /--tensor-parallel-size 4 does not divide the world size 2/);

@@ -11,9 +11,34 @@ import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
 import { decodeSafetensors, type NamedTensor } from '../../worker/safetensors.js';
 import { freePort, spawnWorkers, type WorkerExit } from '../helpers/workers.js';
 
-const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
-  '--d-ff', '32', '--seq-len', '8', '--batch-size', '2', '--dataset', 'toy:60', '--backend', 'cpu', '--collective-timeout', '60',
-  '--lr', '3e-3', '--seed', '5'];
+const TINY = [
+  '--vocab-size',
+  '64',
+  '--max-position-embeddings',
+  '16',
+  '--n-layers',
+  '1',
+  '--n-heads',
+  '2',
+  '--d-model',
+  '16',
+  '--d-ff',
+  '32',
+  '--seq-len',
+  '8',
+  '--batch-size',
+  '2',
+  '--dataset',
+  'toy:60',
+  '--backend',
+  'cpu',
+  '--collective-timeout',
+  '60',
+  '--lr',
+  '3e-3',
+  '--seed',
+  '5',
+];
 
 const root = mkdtempSync(join(tmpdir(), 'rosedist-zero-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -26,15 +51,25 @@ interface Run {
 }
 
 /** train_ddp with `worldSize` workers in root/`name`; `from`: a checkpoint copied in first (for --resume). */
-async function trainDdp(name: string, worldSize: number, args: string[], opts: { from?: string; env?: Record<string, string>; ok?: boolean } = {}): Promise<Run> {
+async function trainDdp(
+  name: string,
+  worldSize: number,
+  args: string[],
+  opts: { from?: string; env?: Record<string, string>; ok?: boolean } = {},
+): Promise<Run> {
   const dir = join(root, name);
   mkdirSync(dir, { recursive: true });
   const checkpoint = join(dir, 'ckpt.safetensors');
   if (opts.from !== undefined) copyFileSync(opts.from, checkpoint);
-  const group = await spawnWorkers('worker/train_ddp.ts', worldSize, [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...args], {
-    masterPort: await freePort(),
-    env: opts.env,
-  });
+  const group = await spawnWorkers(
+    'worker/train_ddp.ts',
+    worldSize,
+    [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...args],
+    {
+      masterPort: await freePort(),
+      env: opts.env,
+    },
+  );
   const exits = await group.exited;
   if (opts.ok !== false) for (const e of exits) assert.equal(e.code, 0, `rank ${e.rank} of ${name} exited ${e.code} ${e.signal}: ${e.stderr}`);
   const read = (f: string): string => {
@@ -51,7 +86,10 @@ const tensors = (path: string): readonly NamedTensor[] => decodeSafetensors(read
 
 /** Largest difference over every tensor: the weights and AdamW's whole m and v. */
 function maxAbsDiff(a: readonly NamedTensor[], b: readonly NamedTensor[]): number {
-  assert.deepEqual(a.map((t) => [t.name, t.data.length]), b.map((t) => [t.name, t.data.length]));
+  assert.deepEqual(
+    a.map((t) => [t.name, t.data.length]),
+    b.map((t) => [t.name, t.data.length]),
+  );
   let max = 0;
   a.forEach((t, i) => t.data.forEach((v, j) => (max = Math.max(max, Math.abs(v - b[i].data[j])))));
   return max;
@@ -90,17 +128,30 @@ describe('train_ddp --zero 1 (real processes)', () => {
     assertSameRun(zp, pp, 'sharded checkpoint resumed unsharded');
   });
 
-  it('a NaN in rank 1\'s gradient stops every rank naming it, also with --zero 1; skip mode skips the step on every rank', async () => {
-    const stop = await trainDdp('zero-nan-stop', 2, ['--zero', '1', '--num-steps', '4', '--eval-interval', '1'], { env: { ROSEDIST_TEST_INJECT_NAN: '3:1' }, ok: false });
+  it("a NaN in rank 1's gradient stops every rank naming it, also with --zero 1; skip mode skips the step on every rank", async () => {
+    const stop = await trainDdp('zero-nan-stop', 2, ['--zero', '1', '--num-steps', '4', '--eval-interval', '1'], {
+      env: { ROSEDIST_TEST_INJECT_NAN: '3:1' },
+      ok: false,
+    });
     for (const e of stop.exits) {
       assert.equal(e.code, 1, `rank ${e.rank}: ${e.stderr}`);
       assert.match(e.stderr, /non-finite loss or gradient at step 3: rank 1's gradient is NaN at index 0/);
     }
-    assert.deepEqual(stop.metrics.map((m) => m.step), [1, 2]);
-    const skip = await trainDdp('zero-nan-skip', 2, ['--zero', '1', '--num-steps', '4', '--eval-interval', '2', '--checkpoint-interval', '4', '--on-nonfinite', 'skip'],
-      { env: { ROSEDIST_TEST_INJECT_NAN: '3:1' } });
+    assert.deepEqual(
+      stop.metrics.map((m) => m.step),
+      [1, 2],
+    );
+    const skip = await trainDdp(
+      'zero-nan-skip',
+      2,
+      ['--zero', '1', '--num-steps', '4', '--eval-interval', '2', '--checkpoint-interval', '4', '--on-nonfinite', 'skip'],
+      { env: { ROSEDIST_TEST_INJECT_NAN: '3:1' } },
+    );
     assert.equal(skip.log.split('\n').filter((l) => /at step 3: rank 1's gradient is NaN at index 0; skipped/.test(l)).length, 1, skip.log);
-    assert.ok(skip.metrics.every((m) => Number.isFinite(m.train_loss) && Number.isFinite(m.val_loss)), JSON.stringify(skip.metrics));
+    assert.ok(
+      skip.metrics.every((m) => Number.isFinite(m.train_loss) && Number.isFinite(m.val_loss)),
+      JSON.stringify(skip.metrics),
+    );
     const meta = decodeSafetensors(readFileSync(skip.checkpoint), skip.checkpoint).metadata;
     assert.equal((JSON.parse(meta.optimizer ?? '{}') as { stepCount: number }).stepCount, 3);
   });

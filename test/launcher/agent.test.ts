@@ -23,7 +23,10 @@ class FakeWorker implements Worker {
   readonly finished = this.exited;
   private resolveWatched: () => void = () => {};
   readonly watched = new Promise<void>((r) => (this.resolveWatched = r));
-  constructor(readonly spec: WorkerSpec, private readonly ignoresSigterm: boolean) {
+  constructor(
+    readonly spec: WorkerSpec,
+    private readonly ignoresSigterm: boolean,
+  ) {
     this.pid = 1000 + spec.rank;
   }
   state(): WorkerState {
@@ -32,7 +35,10 @@ class FakeWorker implements Worker {
   }
   exit(code: number): void {
     if (this.current.kind !== 'running') return;
-    this.current = code === 0 ? { kind: 'succeeded' } : { kind: 'failed', failure: failureOf({ ...this.spec, pid: this.pid, errorFile: undefined }, code, null, Date.now()) };
+    this.current =
+      code === 0
+        ? { kind: 'succeeded' }
+        : { kind: 'failed', failure: failureOf({ ...this.spec, pid: this.pid, errorFile: undefined }, code, null, Date.now()) };
     this.resolveExit();
   }
   treeAlive(): boolean {
@@ -94,7 +100,10 @@ test('a failed worker stops the group, which restarts with the next restart coun
   assert.equal(result.exitCode, 0);
   assert.equal(attempts.length, 2);
   assert.deepEqual(attempts[0]?.[0]?.signals, ['SIGTERM'], 'the healthy rank was stopped');
-  assert.deepEqual(attempts[1]?.map((w) => w.spec.env.ROSEDIST_RESTART_COUNT), ['1', '1']);
+  assert.deepEqual(
+    attempts[1]?.map((w) => w.spec.env.ROSEDIST_RESTART_COUNT),
+    ['1', '1'],
+  );
   const restart = events.find((e) => e.kind === 'restarting');
   assert.ok(restart?.kind === 'restarting' && restart.cause?.rank === 1 && restart.attempt === 1);
   assert.equal(events.at(-1)?.kind, 'succeeded');
@@ -106,7 +115,10 @@ test('out of restarts: exit code 1 and a summary naming the failed rank', async 
   const result = await agent.run();
   assert.equal(result.exitCode, 1);
   assert.equal(attempts.length, 2);
-  assert.deepEqual(result.failures.map((f) => [f.rank, f.exitCode]), [[0, 7]]);
+  assert.deepEqual(
+    result.failures.map((f) => [f.rank, f.exitCode]),
+    [[0, 7]],
+  );
   const summary = events.find((e) => e.kind === 'summary');
   assert.ok(summary?.kind === 'summary');
   assert.match(summary.text, /failed on attempt 1/);
@@ -129,5 +141,8 @@ test('a signal to the launcher is forwarded; the agent ends with 128 + its numbe
   agent.interrupt('SIGINT');
   assert.equal((await running).exitCode, 130);
   assert.equal(attempts.length, 1);
-  assert.deepEqual(attempts[0]?.map((w) => w.signals), [['SIGINT'], ['SIGINT']]);
+  assert.deepEqual(
+    attempts[0]?.map((w) => w.signals),
+    [['SIGINT'], ['SIGINT']],
+  );
 });

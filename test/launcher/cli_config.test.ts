@@ -19,12 +19,15 @@ function resolve(argv: string[], env: Record<string, string> = {}, h = host()) {
 
 /** Expect a ConfigError whose message names `option`. */
 async function rejects(argv: string[], option: RegExp, env: Record<string, string> = {}, h = host()): Promise<void> {
-  await assert.rejects(async () => resolve(argv, env, h), (e: unknown) => {
-    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${String(e)}`);
-    assert.match(e.message, option);
-    assert.ok(e.hint, 'a hint says how to fix it');
-    return true;
-  });
+  await assert.rejects(
+    async () => resolve(argv, env, h),
+    (e: unknown) => {
+      assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${String(e)}`);
+      assert.match(e.message, option);
+      assert.ok(e.hint, 'a hint says how to fix it');
+      return true;
+    },
+  );
 }
 
 test('torchrun spellings, program and its arguments untouched', async () => {
@@ -40,7 +43,10 @@ test('torchrun spellings, program and its arguments untouched', async () => {
 
 test('defaults: one worker, a free port on one node, 29500 on several, a random run id and secret', async () => {
   const c = await resolve([FIXTURE]);
-  assert.deepEqual([c.nprocPerNode, c.nnodes, c.nodeRank, c.masterAddr, c.masterPort, c.maxRestarts, c.monitorIntervalMs], [1, 1, 0, '127.0.0.1', 41000, 0, 100]);
+  assert.deepEqual(
+    [c.nprocPerNode, c.nnodes, c.nodeRank, c.masterAddr, c.masterPort, c.maxRestarts, c.monitorIntervalMs],
+    [1, 1, 0, '127.0.0.1', 41000, 0, 100],
+  );
   assert.equal(c.runIdGiven, false);
   assert.match(c.secret, /^[0-9a-f]{64}$/);
   const d = await resolve([FIXTURE]);
@@ -92,7 +98,10 @@ test('bad input names the option', async () => {
   await rejects([], /no PROGRAM/);
   await rejects(['/no/such/program.ts'], /program "\/no\/such\/program.ts" does not exist/);
   await rejects([join(tempDir('cfg'))], /is a directory, not a file/);
-  await rejects(['--nproc-per-node', '2', '--local-ranks-filter', '2', FIXTURE], /--local-ranks-filter "2" names local rank 2, but this node runs local ranks 0\.\.1/);
+  await rejects(
+    ['--nproc-per-node', '2', '--local-ranks-filter', '2', FIXTURE],
+    /--local-ranks-filter "2" names local rank 2, but this node runs local ranks 0\.\.1/,
+  );
 });
 
 test('a busy port is refused before anything starts', async () => {
@@ -162,7 +171,7 @@ test('PROGRAM: what cannot run is one ConfigError naming the fix', async () => {
 
 const S = 'e'.repeat(32);
 
-test('--nnodes MIN:MAX: an elastic run with torchrun\'s rendezvous defaults (900 s, last call 30 s), or its options', async () => {
+test("--nnodes MIN:MAX: an elastic run with torchrun's rendezvous defaults (900 s, last call 30 s), or its options", async () => {
   const c = await resolve(['--nnodes', '2:4', '--secret', S, FIXTURE]);
   assert.deepEqual(c.elastic, { minNodes: 2, maxNodes: 4, rdzvTimeoutMs: 900_000, lastCallMs: 30_000 });
   assert.equal(c.nnodes, 4);
@@ -174,7 +183,8 @@ test('--nnodes MIN:MAX: an elastic run with torchrun\'s rendezvous defaults (900
 });
 
 test('bad elastic options: one ConfigError naming the option', async () => {
-  for (const range of ['3:2', '0:2', '1:', ':2', 'a:b', '1:2:3', '2:2000']) await rejects(['--nnodes', range, '--secret', S, FIXTURE], new RegExp(`--nnodes "${range}" is not a range of nodes`));
+  for (const range of ['3:2', '0:2', '1:', ':2', 'a:b', '1:2:3', '2:2000'])
+    await rejects(['--nnodes', range, '--secret', S, FIXTURE], new RegExp(`--nnodes "${range}" is not a range of nodes`));
   await rejects(['--nnodes', '2:3', '--node-rank', '1', '--secret', S, FIXTURE], /--node-rank was given with --nnodes 2:3/);
   await rejects(['--nnodes', '2', '--node-rank', '0', '--rdzv-timeout', '5', '--secret', S, FIXTURE], /--rdzv-timeout applies to elastic runs only/);
   await rejects(['--rdzv-last-call', '5', FIXTURE], /--rdzv-last-call applies to elastic runs only/);
@@ -184,7 +194,10 @@ test('bad elastic options: one ConfigError naming the option', async () => {
 
 test('timeouts: 0 and inf mean none, huge values are kept (timers chain them), negative or text is refused', async () => {
   const join = async (v: string) => (await resolve(['--join-timeout', v, FIXTURE])).joinTimeoutMs;
-  assert.deepEqual([await join('0'), await join('inf'), await join('Infinity'), await join('10000000'), await join('1.5')], [Infinity, Infinity, Infinity, 1e10, 1500]);
+  assert.deepEqual(
+    [await join('0'), await join('inf'), await join('Infinity'), await join('10000000'), await join('1.5')],
+    [Infinity, Infinity, Infinity, 1e10, 1500],
+  );
   assert.equal((await resolve(['--monitor-interval', '10000000', FIXTURE])).monitorIntervalMs, 1e10);
   await rejects(['--join-timeout', '-1', FIXTURE], /--join-timeout "-1"/);
   await rejects(['--join-timeout', 'soon', FIXTURE], /--join-timeout "soon"/);

@@ -72,36 +72,40 @@ test('garbage, a wrong key, a reflected frame and a replayed frame close the cha
   }
 });
 
-test('heartbeats: two live peers stay connected past the timeout, and heartbeats never reach the handler; a silent peer is closed', { timeout: 20_000 }, async () => {
-  const [a, b, done] = await pair();
-  const keys = channelKeys('secret-of-the-run', 'n0', 'nk');
-  const A = new SignedChannel(a, new LineReader(a), keys.toClient, keys.toServer);
-  const B = new SignedChannel(b, new LineReader(b), keys.toServer, keys.toClient);
-  const seen: unknown[] = [];
-  A.onMessage((m) => seen.push(m));
-  B.onMessage((m) => seen.push(m));
-  let closedEarly = false;
-  A.onClose(() => (closedEarly = true));
-  A.keepAlive(20, 150);
-  B.keepAlive(20, 150);
-  await new Promise((r) => setTimeout(r, 500));
-  assert.equal(closedEarly, false, 'heartbeats kept the channel open');
-  assert.deepEqual(seen, []);
-  await Promise.all([A.close(), B.close()]);
+test(
+  'heartbeats: two live peers stay connected past the timeout, and heartbeats never reach the handler; a silent peer is closed',
+  { timeout: 20_000 },
+  async () => {
+    const [a, b, done] = await pair();
+    const keys = channelKeys('secret-of-the-run', 'n0', 'nk');
+    const A = new SignedChannel(a, new LineReader(a), keys.toClient, keys.toServer);
+    const B = new SignedChannel(b, new LineReader(b), keys.toServer, keys.toClient);
+    const seen: unknown[] = [];
+    A.onMessage((m) => seen.push(m));
+    B.onMessage((m) => seen.push(m));
+    let closedEarly = false;
+    A.onClose(() => (closedEarly = true));
+    A.keepAlive(20, 150);
+    B.keepAlive(20, 150);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(closedEarly, false, 'heartbeats kept the channel open');
+    assert.deepEqual(seen, []);
+    await Promise.all([A.close(), B.close()]);
 
-  // A peer that still holds the connection but says nothing (a frozen host).
-  const [c, d, done2] = await pair();
-  const C = new SignedChannel(c, new LineReader(c), keys.toClient, keys.toServer);
-  d.on('error', () => {});
-  const started = Date.now();
-  const why = new Promise<string>((r) => C.onClose(r));
-  C.keepAlive(20, 150);
-  assert.match(await why, /^no heartbeat for 0\.\d s$/);
-  assert.ok(Date.now() - started >= 150);
-  d.destroy();
-  done();
-  done2();
-});
+    // A peer that still holds the connection but says nothing (a frozen host).
+    const [c, d, done2] = await pair();
+    const C = new SignedChannel(c, new LineReader(c), keys.toClient, keys.toServer);
+    d.on('error', () => {});
+    const started = Date.now();
+    const why = new Promise<string>((r) => C.onClose(r));
+    C.keepAlive(20, 150);
+    assert.match(await why, /^no heartbeat for 0\.\d s$/);
+    assert.ok(Date.now() - started >= 150);
+    d.destroy();
+    done();
+    done2();
+  },
+);
 
 test('a frame whose UTF-8 character is split across two TCP segments is read whole', { timeout: 20_000 }, async () => {
   const [a, b, done] = await pair();

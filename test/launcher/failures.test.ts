@@ -24,7 +24,10 @@ test('the summary puts the earliest failure first, then the others', () => {
   const late = failureOf(who(0), 1, null, 2000);
   const root = { ...failureOf(who(2), null, 'SIGKILL', 1000) };
   const tie = failureOf(who(1), 3, null, 2000);
-  assert.deepEqual(orderFailures([late, tie, root]).map((f) => f.rank), [2, 0, 1]);
+  assert.deepEqual(
+    orderFailures([late, tie, root]).map((f) => f.rank),
+    [2, 0, 1],
+  );
   const text = formatSummary({ runId: 'r', attempt: 1, maxRestarts: 1, failures: [late, tie, root], reason: undefined, showErrorFiles: false });
   const lines = text.split('\n');
   assert.match(lines[0] ?? '', /run r failed on attempt 1 \(max restarts 1\)/);
@@ -46,11 +49,17 @@ test("a worker's latest collectives travel through its error file into the summa
   const f = failureOf(who(0, file), 1, null, Date.now());
   assert.deepEqual(f.collectives, collectives);
   const text = formatSummary({ runId: 'r', attempt: 0, maxRestarts: 0, failures: [f], reason: undefined, showErrorFiles: false });
-  assert.match(text, /last collectives \(oldest first\):\n\s+#6 broadcast\(root 0, uint8\[12\]\), 12 bytes: done\n\s+#7 allReduce\(sum, float32\[100\]\), 400 bytes: failed/);
+  assert.match(
+    text,
+    /last collectives \(oldest first\):\n\s+#6 broadcast\(root 0, uint8\[12\]\), 12 bytes: done\n\s+#7 allReduce\(sum, float32\[100\]\), 400 bytes: failed/,
+  );
   writeFileSync(file, JSON.stringify({ message: 'x', collectives: [{ seq: 'one' }, collectives[0]] }));
   assert.deepEqual(failureOf(who(0, file), 1, null, 0).collectives, [collectives[0]]);
   const none = failureOf(who(1), 1, null, 0);
-  assert.doesNotMatch(formatSummary({ runId: 'r', attempt: 0, maxRestarts: 0, failures: [none], reason: undefined, showErrorFiles: false }), /last collectives/);
+  assert.doesNotMatch(
+    formatSummary({ runId: 'r', attempt: 0, maxRestarts: 0, failures: [none], reason: undefined, showErrorFiles: false }),
+    /last collectives/,
+  );
 });
 
 test("torch's error file (@record): its message, where it raised, and a time in seconds that an earlier exit beats", () => {
@@ -74,7 +83,10 @@ test("torch's error file (@record): its message, where it raised, and a time in 
   assert.equal(failureOf(who(1, file), 1, null, 1764590009_000).time, 1764590000_999, 'the second it was written bounds it');
   // A peer killed earlier in the same second is the root cause.
   const killed = failureOf(who(0), null, 'SIGKILL', 1764590000_400);
-  assert.deepEqual(orderFailures([f, killed]).map((x) => x.rank), [0, 1]);
+  assert.deepEqual(
+    orderFailures([f, killed]).map((x) => x.rank),
+    [0, 1],
+  );
   const text = formatSummary({ runId: 'r', attempt: 0, maxRestarts: 0, failures: [f], reason: undefined, showErrorFiles: true });
   assert.match(text, /message: ValueError: loss is nan\n\s+traceback: File "\/job\/train.py", line 12, in main → ValueError: loss is nan\n\s+error file: /);
   // torch's older form: a plain message and a numeric timestamp in seconds.
@@ -82,7 +94,8 @@ test("torch's error file (@record): its message, where it raised, and a time in 
   const old = failureOf(who(1, file), 1, null, 1764590009_000);
   assert.deepEqual([old.message, old.time, old.traceback], ['Signal 9 (SIGKILL) received by PID 7', 1764590001_999, undefined]);
   // No error file: a hint at @record when the worker exited by itself, none when it was killed.
-  const summary = (x: ReturnType<typeof failureOf>) => formatSummary({ runId: 'r', attempt: 0, maxRestarts: 0, failures: [x], reason: undefined, showErrorFiles: false });
+  const summary = (x: ReturnType<typeof failureOf>) =>
+    formatSummary({ runId: 'r', attempt: 0, maxRestarts: 0, failures: [x], reason: undefined, showErrorFiles: false });
   assert.match(summary(failureOf(who(1), 1, null, 0)), /message: \(no error file: .*wrapped in torch\.distributed\.elastic\.multiprocessing\.errors\.record\)/);
   assert.doesNotMatch(summary(failureOf(who(1), null, 'SIGKILL', 0)), /record/);
   // Our own records keep their JavaScript stack out of the summary.

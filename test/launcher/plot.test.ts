@@ -86,12 +86,24 @@ test('SVG of two runs: valid SVG, one line per run and split, every evaluation d
   const points = ariaLabels(svg, 'point').map(fields);
   assert.equal(points.length, 3 * (recA.length + recB.length));
   const near = (text: string | undefined, v: number): boolean => text !== undefined && Math.abs(Number(text) - v) <= 1e-6 * Math.abs(v);
-  for (const [run, records] of [['train_ddp', recA], ['ddp-2ranks', recB]] as const) {
+  for (const [run, records] of [
+    ['train_ddp', recA],
+    ['ddp-2ranks', recB],
+  ] as const) {
     for (const rec of records) {
       const at = points.filter((p) => p.run === run && Number(p['step (optimizer steps)']) === rec.step);
-      assert.ok(at.some((p) => p.split === 'train' && near(p['loss (nats/token)'], rec.train_loss)), `${run} train loss at step ${rec.step}`);
-      assert.ok(at.some((p) => p.split === 'val' && near(p['loss (nats/token)'], rec.val_loss)), `${run} val loss at step ${rec.step}`);
-      assert.ok(at.some((p) => near(p['val perplexity (log scale)'], rec.val_ppl)), `${run} val ppl at step ${rec.step}`);
+      assert.ok(
+        at.some((p) => p.split === 'train' && near(p['loss (nats/token)'], rec.train_loss)),
+        `${run} train loss at step ${rec.step}`,
+      );
+      assert.ok(
+        at.some((p) => p.split === 'val' && near(p['loss (nats/token)'], rec.val_loss)),
+        `${run} val loss at step ${rec.step}`,
+      );
+      assert.ok(
+        at.some((p) => near(p['val perplexity (log scale)'], rec.val_ppl)),
+        `${run} val ppl at step ${rec.step}`,
+      );
     }
   }
 });
@@ -119,8 +131,13 @@ test('a resumed run that repeats steps is drawn once per step, latest record win
   assert.equal(parseMetrics(readFileSync(f, 'utf8')).length, 8);
   const out = join(dir, 'resumed.svg');
   assert.equal((await plot([f, '-o', out])).code, 0);
-  const points = ariaLabels(readFileSync(out, 'utf8'), 'point').map(fields).filter((p) => p.split === 'val');
-  assert.deepEqual(points.map((p) => Number(p['step (optimizer steps)'])), [0, 10, 20, 30, 40]);
+  const points = ariaLabels(readFileSync(out, 'utf8'), 'point')
+    .map(fields)
+    .filter((p) => p.split === 'val');
+  assert.deepEqual(
+    points.map((p) => Number(p['step (optimizer steps)'])),
+    [0, 10, 20, 30, 40],
+  );
   for (const rec of again) {
     const p = points.find((q) => Number(q['step (optimizer steps)']) === rec.step);
     assert.ok(p && Math.abs(Number(p['loss (nats/token)']) - rec.val_loss) < 1e-9, `step ${rec.step} from the second attempt`);
@@ -172,7 +189,9 @@ test('a file that two runs appended to is drawn as two runs, by run_id (issue 13
   const r = await plot([f, '-o', out]);
   assert.equal(r.code, 0, r.err.join('\n'));
   assert.deepEqual(r.out, [`wrote ${out} (2 runs, 6 evaluations)`], 'same steps, different runs: nothing merged');
-  const val = ariaLabels(readFileSync(out, 'utf8'), 'point').map(fields).filter((p) => p.split === 'val');
+  const val = ariaLabels(readFileSync(out, 'utf8'), 'point')
+    .map(fields)
+    .filter((p) => p.split === 'val');
   assert.deepEqual(val.map((p) => `${p.run}@${p['step (optimizer steps)']}`).sort(), ['first@0', 'first@10', 'first@20', 'second@0', 'second@10', 'second@20']);
 });
 
@@ -180,7 +199,10 @@ test('repeated steps of one run and non-finite losses are named in a note, not d
   const f = join(dir, 'noted.metrics.jsonl');
   writeRun(f, { steps: 30, every: 10, worldSize: 1, decay: 20, runId: 'r1' });
   writeRun(f, { from: 20, steps: 30, every: 10, worldSize: 1, decay: 20, runId: 'r1' });
-  appendFileSync(f, `${JSON.stringify({ step: 40, train_loss: null, skipped: true, val_loss: null, val_ppl: null, val_tokens: 1, tokens_seen: 1, elapsed_s: 1, world_size: 1, backend: 'wasm', run_id: 'r1' })}\n`);
+  appendFileSync(
+    f,
+    `${JSON.stringify({ step: 40, train_loss: null, skipped: true, val_loss: null, val_ppl: null, val_tokens: 1, tokens_seen: 1, elapsed_s: 1, world_size: 1, backend: 'wasm', run_id: 'r1' })}\n`,
+  );
   const r = await plot([f, '-o', join(dir, 'noted.svg')]);
   assert.equal(r.code, 0, r.err.join('\n'));
   assert.deepEqual(r.out.slice(1), [

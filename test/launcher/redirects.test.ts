@@ -8,17 +8,33 @@ import { ConfigError } from '../../shared/errors.js';
 
 test('std specs: one value for all local ranks, or per local rank', () => {
   const all = parseStdSpec('--tee', '3');
-  assert.deepEqual([0, 1, 7].map((r) => stdFor(all, r)), [3, 3, 3]);
+  assert.deepEqual(
+    [0, 1, 7].map((r) => stdFor(all, r)),
+    [3, 3, 3],
+  );
   const per = parseStdSpec('--redirects', '0:1,2:3');
-  assert.deepEqual([0, 1, 2].map((r) => stdFor(per, r)), [1, 0, 3]);
+  assert.deepEqual(
+    [0, 1, 2].map((r) => stdFor(per, r)),
+    [1, 0, 3],
+  );
   for (const bad of ['4', 'x', '0:1:2', 'a:1', '0:5', '']) {
-    assert.throws(() => parseStdSpec('--redirects', bad), (e: unknown) => e instanceof ConfigError && e.message.startsWith('--redirects'));
+    assert.throws(
+      () => parseStdSpec('--redirects', bad),
+      (e: unknown) => e instanceof ConfigError && e.message.startsWith('--redirects'),
+    );
   }
 });
 
 test('a redirected stream leaves the console, a tee keeps it, the filter hides ranks from the console only', () => {
   const plan = (localRank: number, redirects: string, tee: string, filter?: number[], dir: string | null = '/logs/r/attempt_0/5') =>
-    outputPlan({ rank: 5, localRank, redirects: parseStdSpec('--redirects', redirects), tee: parseStdSpec('--tee', tee), localRanksFilter: filter ? new Set(filter) : undefined, dir: dir ?? undefined });
+    outputPlan({
+      rank: 5,
+      localRank,
+      redirects: parseStdSpec('--redirects', redirects),
+      tee: parseStdSpec('--tee', tee),
+      localRanksFilter: filter ? new Set(filter) : undefined,
+      dir: dir ?? undefined,
+    });
   const p = plan(1, '1', '2');
   assert.deepEqual(p.console, { stdout: false, stderr: true });
   assert.deepEqual(p.files, { stdout: '/logs/r/attempt_0/5/stdout.log', stderr: '/logs/r/attempt_0/5/stderr.log' });
@@ -115,9 +131,16 @@ test('carriageReturn: `\\r` ends a line, `\\r\\n` is one end even across chunks,
   assert.deepEqual(plain, ['x\ry'], 'control lines: only \\n ends a line');
 });
 
-test('backpressure: a slow console pauses the worker\'s pipe instead of buffering its output', { timeout: 60_000 }, async () => {
+test("backpressure: a slow console pauses the worker's pipe instead of buffering its output", { timeout: 60_000 }, async () => {
   const total = 16 << 20;
-  const child = spawn(process.execPath, ['-e', `const b = Buffer.alloc(1 << 16, 'z'); b[b.length - 1] = 10; let n = ${total / (1 << 16)}; (function w() { while (n > 0) { n -= 1; if (!process.stdout.write(b)) return process.stdout.once('drain', w); } })();`], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const b = Buffer.alloc(1 << 16, 'z'); b[b.length - 1] = 10; let n = ${total / (1 << 16)}; (function w() { while (n > 0) { n -= 1; if (!process.stdout.write(b)) return process.stdout.once('drain', w); } })();`,
+    ],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
   let received = 0;
   let maxBuffered = 0;
   const sink = new Writable({

@@ -24,7 +24,13 @@ async function rejects(argv: string[], env: Record<string, string>, message: Reg
 test('srun of one launcher per node (sbatch --ntasks-per-node=1): one job, node 0 = first host, port and secret from the job', async () => {
   const nodes = captured('sbatch_launcher_per_node');
   const cs = await Promise.all(nodes.map((n) => resolve(['--nproc-per-node', '2', FIXTURE], n.env)));
-  assert.deepEqual(cs.map((c) => [c.nnodes, c.nodeRank, c.masterAddr, c.runId]), [[2, 0, 'n1', 'slurm-6.0'], [2, 1, 'n1', 'slurm-6.0']]);
+  assert.deepEqual(
+    cs.map((c) => [c.nnodes, c.nodeRank, c.masterAddr, c.runId]),
+    [
+      [2, 0, 'n1', 'slurm-6.0'],
+      [2, 1, 'n1', 'slurm-6.0'],
+    ],
+  );
   assert.equal(cs[0]?.masterPort, cs[1]?.masterPort);
   assert.ok((cs[0]?.masterPort ?? 0) >= 20000 && (cs[0]?.masterPort ?? 0) + 1 < 32768 && (cs[0]?.masterPort ?? 1) % 2 === 0, 'below the ephemeral range');
   assert.equal(cs[0]?.secret, cs[1]?.secret);
@@ -42,7 +48,12 @@ test('srun starting several launchers on one node is refused: each would run its
 
 test('a launcher in the batch script of a 2-node job is refused unless told to use one node', async () => {
   const env = captured('batch')[0]?.env ?? {};
-  await rejects([FIXTURE], env, /outside any srun step of a 2-node Slurm job \(SLURM_JOB_NUM_NODES=2: a batch script or salloc shell\)/, /srun --ntasks-per-node=1.*--nnodes 1/);
+  await rejects(
+    [FIXTURE],
+    env,
+    /outside any srun step of a 2-node Slurm job \(SLURM_JOB_NUM_NODES=2: a batch script or salloc shell\)/,
+    /srun --ntasks-per-node=1.*--nnodes 1/,
+  );
   const c = await resolve(['--nnodes', '1', FIXTURE], env);
   assert.deepEqual([c.nnodes, c.masterAddr, c.masterPort], [1, '127.0.0.1', 41000]);
 });
@@ -55,7 +66,13 @@ test("under mpirun or another launcher, Slurm's leaked variables are not taken",
 });
 
 test('a one-node srun step keeps the single-node defaults', async () => {
-  const env = { ...(captured('sbatch_launcher_per_node')[0]?.env ?? {}), SLURM_STEP_NUM_NODES: '1', SLURM_STEP_NUM_TASKS: '1', SLURM_STEP_TASKS_PER_NODE: '1', SLURM_STEP_NODELIST: 'n1' };
+  const env = {
+    ...(captured('sbatch_launcher_per_node')[0]?.env ?? {}),
+    SLURM_STEP_NUM_NODES: '1',
+    SLURM_STEP_NUM_TASKS: '1',
+    SLURM_STEP_TASKS_PER_NODE: '1',
+    SLURM_STEP_NODELIST: 'n1',
+  };
   const c = await resolve([FIXTURE], env);
   assert.deepEqual([c.nnodes, c.nodeRank, c.masterAddr, c.masterPort], [1, 0, '127.0.0.1', 41000]);
 });

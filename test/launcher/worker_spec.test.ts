@@ -16,24 +16,59 @@ async function config(argv: string[], gpus = 0) {
 }
 
 test("node 1's workers follow node 0's; each gets the contract, one thread and its own files", async () => {
-  const c = await config(['--nnodes', '2', '--node-rank', '1', '--nproc-per-node', '2', '--master-port', '5000', '--max-restarts', '4', '--secret', 's'.repeat(20)]);
+  const c = await config([
+    '--nnodes',
+    '2',
+    '--node-rank',
+    '1',
+    '--nproc-per-node',
+    '2',
+    '--master-port',
+    '5000',
+    '--max-restarts',
+    '4',
+    '--secret',
+    's'.repeat(20),
+  ]);
   const layout = { runId: 'agreed', worldSize: 5, localWorldSizes: [3, 2] };
   assert.equal(rankOffset(layout, 1), 3);
   const specs = workerSpecs(c, layout, 2, '/base/agreed', { PATH: '/bin' });
-  assert.deepEqual(specs.map((s) => [s.rank, s.localRank]), [[3, 0], [4, 1]]);
+  assert.deepEqual(
+    specs.map((s) => [s.rank, s.localRank]),
+    [
+      [3, 0],
+      [4, 1],
+    ],
+  );
   for (const s of specs) {
     const e = readWorkerEnv(s.env);
     assert.deepEqual(e, {
-      rank: s.rank, localRank: s.localRank, worldSize: 5, localWorldSize: 2, nodeRank: 1, nnodes: 2,
-      masterAddr: '127.0.0.1', masterPort: 5000, runId: 'agreed', restartCount: 2, maxRestarts: 4,
-      errorFile: `/base/agreed/attempt_2/${s.rank}/error.json`, nodeId: `${hostname()}#1`, secret: 's'.repeat(20), launcherPid: process.pid, tmpDir: undefined,
+      rank: s.rank,
+      localRank: s.localRank,
+      worldSize: 5,
+      localWorldSize: 2,
+      nodeRank: 1,
+      nnodes: 2,
+      masterAddr: '127.0.0.1',
+      masterPort: 5000,
+      runId: 'agreed',
+      restartCount: 2,
+      maxRestarts: 4,
+      errorFile: `/base/agreed/attempt_2/${s.rank}/error.json`,
+      nodeId: `${hostname()}#1`,
+      secret: 's'.repeat(20),
+      launcherPid: process.pid,
+      tmpDir: undefined,
     });
     assert.equal(s.env.OMP_NUM_THREADS, '1');
     assert.equal(s.env.ROSEDIST_PREFIXED, '1');
     assert.equal(s.env.PATH, '/bin', 'the launcher environment is inherited');
     assert.equal(s.env.CUDA_VISIBLE_DEVICES, undefined, 'no GPUs, nothing set');
     assert.deepEqual(s.args.slice(-3), [FIXTURE, '--lr', '1']);
-    assert.ok(s.args.some((a) => a.endsWith('shared/launcher_watch.ts')), 'the watch preload is loaded');
+    assert.ok(
+      s.args.some((a) => a.endsWith('shared/launcher_watch.ts')),
+      'the watch preload is loaded',
+    );
     assert.equal(s.command, process.execPath);
     assert.deepEqual(s.output.files, { stdout: undefined, stderr: undefined }, 'no --log-dir, no log files');
   }
@@ -43,9 +78,18 @@ test("node 1's workers follow node 0's; each gets the contract, one thread and i
 test('CUDA_VISIBLE_DEVICES: the local rank, or its entry in a user list', async () => {
   const c = await config(['--nproc-per-node', '2'], 2);
   const layout = { runId: 'r', worldSize: 2, localWorldSizes: [2] };
-  assert.deepEqual(workerSpecs(c, layout, 0, '/b', {}).map((s) => s.env.CUDA_VISIBLE_DEVICES), ['0', '1']);
-  assert.deepEqual(workerSpecs(c, layout, 0, '/b', { CUDA_VISIBLE_DEVICES: '5,7' }).map((s) => s.env.CUDA_VISIBLE_DEVICES), ['5', '7']);
-  assert.deepEqual(workerSpecs(c, layout, 0, '/b', { CUDA_VISIBLE_DEVICES: '3' }).map((s) => s.env.CUDA_VISIBLE_DEVICES), ['3', '3']);
+  assert.deepEqual(
+    workerSpecs(c, layout, 0, '/b', {}).map((s) => s.env.CUDA_VISIBLE_DEVICES),
+    ['0', '1'],
+  );
+  assert.deepEqual(
+    workerSpecs(c, layout, 0, '/b', { CUDA_VISIBLE_DEVICES: '5,7' }).map((s) => s.env.CUDA_VISIBLE_DEVICES),
+    ['5', '7'],
+  );
+  assert.deepEqual(
+    workerSpecs(c, layout, 0, '/b', { CUDA_VISIBLE_DEVICES: '3' }).map((s) => s.env.CUDA_VISIBLE_DEVICES),
+    ['3', '3'],
+  );
   assert.equal(visibleDeviceFor(0, 0, undefined), undefined);
 });
 
@@ -74,7 +118,13 @@ test("Python scripts, modules and executables: their command lines, torchrun's v
   const host = { countGpus: () => 0, canBind: async () => true, freePort: async () => 41000, cpus: () => 4 };
   const layout = { runId: 'r', worldSize: 3, localWorldSizes: [3] };
   const specsOf = async (argv: string[], baseEnv: Record<string, string>) =>
-    workerSpecs(await resolveConfig(parseCli(['--nproc-per-node', '3', '--max-restarts', '2', ...argv], {}), { PYTHON: python }, host), layout, 1, '/b/r', baseEnv);
+    workerSpecs(
+      await resolveConfig(parseCli(['--nproc-per-node', '3', '--max-restarts', '2', ...argv], {}), { PYTHON: python }, host),
+      layout,
+      1,
+      '/b/r',
+      baseEnv,
+    );
   const bare = { PATH: join(dir, 'none') };
   const [s] = await specsOf([script, '--lr', '1'], bare);
   assert.deepEqual([s?.command, s?.args], [python, ['-u', script, '--lr', '1']]);
@@ -88,10 +138,24 @@ test("Python scripts, modules and executables: their command lines, torchrun's v
   assert.equal(n?.command, process.execPath, 'our own programs have the watch preload instead');
   for (const spec of await specsOf([script], bare)) {
     const expected = {
-      RANK: String(spec.rank), LOCAL_RANK: String(spec.rank), WORLD_SIZE: '3', LOCAL_WORLD_SIZE: '3', GROUP_RANK: '0', GROUP_WORLD_SIZE: '1',
-      ROLE_NAME: 'default', ROLE_RANK: String(spec.rank), ROLE_WORLD_SIZE: '3', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '41000',
-      TORCHELASTIC_RESTART_COUNT: '1', TORCHELASTIC_MAX_RESTARTS: '2', TORCHELASTIC_RUN_ID: 'r', TORCHELASTIC_USE_AGENT_STORE: 'False',
-      TORCHELASTIC_ERROR_FILE: `/b/r/attempt_1/${spec.rank}/error.json`, OMP_NUM_THREADS: '1', NCCL_ASYNC_ERROR_HANDLING: '1',
+      RANK: String(spec.rank),
+      LOCAL_RANK: String(spec.rank),
+      WORLD_SIZE: '3',
+      LOCAL_WORLD_SIZE: '3',
+      GROUP_RANK: '0',
+      GROUP_WORLD_SIZE: '1',
+      ROLE_NAME: 'default',
+      ROLE_RANK: String(spec.rank),
+      ROLE_WORLD_SIZE: '3',
+      MASTER_ADDR: '127.0.0.1',
+      MASTER_PORT: '41000',
+      TORCHELASTIC_RESTART_COUNT: '1',
+      TORCHELASTIC_MAX_RESTARTS: '2',
+      TORCHELASTIC_RUN_ID: 'r',
+      TORCHELASTIC_USE_AGENT_STORE: 'False',
+      TORCHELASTIC_ERROR_FILE: `/b/r/attempt_1/${spec.rank}/error.json`,
+      OMP_NUM_THREADS: '1',
+      NCCL_ASYNC_ERROR_HANDLING: '1',
     };
     for (const [name, value] of Object.entries(expected)) assert.equal(spec.env[name], value, `rank ${spec.rank}: ${name}`);
   }

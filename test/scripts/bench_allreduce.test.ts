@@ -33,9 +33,15 @@ describe('bench:allreduce', () => {
     assert.match(r.stdout, /rosedist ring all-reduce \(stream sockets\), world size 2, round 1/);
     assert.match(r.stdout, /rosedist ring all-reduce \(ZeroMQ\), world size 2, round 1/);
     assert.match(r.stdout, /\| 256 KiB \| [\d.]+ \([\d.]+–[\d.]+\) \| [\d.]+ \| [\d.]+ \| [\d.]+ \([\d.]+–[\d.]+\) \|/);
-    const out = JSON.parse(readFileSync(json, 'utf8')) as { world_size: number; rows: { bytes: number; median_ms: number; p90_ms: number; correct: boolean }[] };
+    const out = JSON.parse(readFileSync(json, 'utf8')) as {
+      world_size: number;
+      rows: { bytes: number; median_ms: number; p90_ms: number; correct: boolean }[];
+    };
     assert.equal(out.world_size, 2);
-    assert.deepEqual(out.rows.map((row) => row.bytes), [4096, 262144]);
+    assert.deepEqual(
+      out.rows.map((row) => row.bytes),
+      [4096, 262144],
+    );
     for (const row of out.rows) {
       assert.ok(row.correct);
       assert.ok(row.median_ms > 0 && row.p90_ms >= row.median_ms, JSON.stringify(row));

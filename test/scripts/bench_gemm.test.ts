@@ -20,7 +20,10 @@ describe('bench:kernels', () => {
     const products = rows.filter((l) => l.split('|').length === 8);
     assert.equal(products.length, 21, r.stdout);
     for (const row of products) {
-      const [theirs, ours, ratio] = row.split('|').slice(4, 7).map((c) => Number.parseFloat(c));
+      const [theirs, ours, ratio] = row
+        .split('|')
+        .slice(4, 7)
+        .map((c) => Number.parseFloat(c));
       for (const x of [theirs, ours, ratio]) assert.ok(Number.isFinite(x) && x! > 0, row);
     }
     assert.match(r.stdout, /\| V 256, L 4, T 128 \| 875,264 \| [\d.]+ \([\d.]+-[\d.]+\) \| [\d.]+ \([\d.]+-[\d.]+\) \| [\d.]+x \|/);

@@ -12,8 +12,26 @@ import { runTsProgram, type ProcessExit } from '../../shared/subprocess.js';
 import type { MergedTrace, TraceEvent } from '../../worker/observe/profiler.js';
 import { summariseTrace } from '../../scripts/train_trace.js';
 
-const TINY = ['--vocab-size', '64', '--d-model', '16', '--n-layers', '1', '--n-heads', '2', '--d-ff', '32', '--seq-len', '8',
-  '--batch-size', '2', '--dataset', 'toy:64', '--backend', 'cpu'];
+const TINY = [
+  '--vocab-size',
+  '64',
+  '--d-model',
+  '16',
+  '--n-layers',
+  '1',
+  '--n-heads',
+  '2',
+  '--d-ff',
+  '32',
+  '--seq-len',
+  '8',
+  '--batch-size',
+  '2',
+  '--dataset',
+  'toy:64',
+  '--backend',
+  'cpu',
+];
 
 const dir = mkdtempSync(join(tmpdir(), 'rosedist-bench-train-test-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -59,12 +77,19 @@ describe('summariseTrace', () => {
     otherData: { peak_rss_mb: [100, 120] },
     traceEvents: [
       // Step 1 is the warm-up: slow, skipped.
-      x(0, 1, 'forward_backward', 0, 900_000), x(1, 1, 'forward_backward', 0, 900_000),
+      x(0, 1, 'forward_backward', 0, 900_000),
+      x(1, 1, 'forward_backward', 0, 900_000),
       // Step 2: rank 0 computes 600 ms, waits 400 ms in the all-reduce; rank 1 computes 900 ms, 100 ms all-reduce.
-      x(0, 2, 'data', 1_000_000, 0), x(0, 2, 'forward_backward', 1_000_000, 600_000), x(0, 2, 'allreduce', 1_600_000, 400_000), x(0, 2, 'optimizer', 2_000_000, 100_000),
-      x(1, 2, 'forward_backward', 1_000_000, 900_000), x(1, 2, 'allreduce', 1_900_000, 100_000), x(1, 2, 'optimizer', 2_000_000, 100_000),
+      x(0, 2, 'data', 1_000_000, 0),
+      x(0, 2, 'forward_backward', 1_000_000, 600_000),
+      x(0, 2, 'allreduce', 1_600_000, 400_000),
+      x(0, 2, 'optimizer', 2_000_000, 100_000),
+      x(1, 2, 'forward_backward', 1_000_000, 900_000),
+      x(1, 2, 'allreduce', 1_900_000, 100_000),
+      x(1, 2, 'optimizer', 2_000_000, 100_000),
       // Not part of a step.
-      x(0, 2, 'eval', 2_100_000, 5_000_000), x(1, 2, 'checkpoint', 2_100_000, 5_000_000),
+      x(0, 2, 'eval', 2_100_000, 5_000_000),
+      x(1, 2, 'checkpoint', 2_100_000, 5_000_000),
     ],
   };
 

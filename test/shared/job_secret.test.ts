@@ -41,7 +41,10 @@ test('a key others could read, a short key or a foreign key is refused with a fi
   const env = { ROSEDIST_KEY_FILE: key };
   writeFileSync(key, 'f'.repeat(64), { mode: 0o644 });
   chmodSync(key, 0o644);
-  assert.throws(() => jobSecret(env, 'j'), (e: unknown) => e instanceof ConfigError && /can be read by others \(mode 644\)/.test(e.message) && /chmod 600/.test(e.hint ?? ''));
+  assert.throws(
+    () => jobSecret(env, 'j'),
+    (e: unknown) => e instanceof ConfigError && /can be read by others \(mode 644\)/.test(e.message) && /chmod 600/.test(e.hint ?? ''),
+  );
   chmodSync(key, 0o600);
   writeFileSync(key, 'short');
   assert.throws(() => jobSecret(env, 'j'), /fewer than 32 characters/);

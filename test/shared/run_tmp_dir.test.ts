@@ -38,8 +38,13 @@ test('two orphaned workers leaving at the same moment: one of them always remove
   for (let round = 0; round < 5; round += 1) {
     const dir = makeRunTmpDir(base);
     spawnSync('sed', ['-i', `s/^launcher ${process.pid} /launcher ${deadPid()} /`, `${dir}/holders`]);
-    const workers = [0, 1].map(() => spawn(process.execPath, [...tsNodeArgs(), '--input-type=module', '-e', script, dir], { stdio: ['pipe', 'pipe', 'inherit'] }));
-    addWorkers(dir, workers.map((w) => w.pid ?? 0));
+    const workers = [0, 1].map(() =>
+      spawn(process.execPath, [...tsNodeArgs(), '--input-type=module', '-e', script, dir], { stdio: ['pipe', 'pipe', 'inherit'] }),
+    );
+    addWorkers(
+      dir,
+      workers.map((w) => w.pid ?? 0),
+    );
     await Promise.all(workers.map((w) => new Promise((r) => w.stdout.once('data', r))));
     // Both spin until the same instant, then leave.
     const at = String(Date.now() + 200);

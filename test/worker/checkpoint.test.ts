@@ -54,7 +54,13 @@ describe('safetensors', () => {
   it('writes the documented layout: u64 header length, JSON header, aligned raw F32 data', () => {
     const a = Float32Array.from([1, -2, 3.5, 4, 5, 6]);
     const b = Float32Array.from([0.25]);
-    const bytes = encodeSafetensors([{ name: 'a', shape: [2, 3], data: a }, { name: 'b', shape: [1], data: b }], { note: 'x' });
+    const bytes = encodeSafetensors(
+      [
+        { name: 'a', shape: [2, 3], data: a },
+        { name: 'b', shape: [1], data: b },
+      ],
+      { note: 'x' },
+    );
     const n = Number(Buffer.from(bytes).readBigUInt64LE(0));
     assert.equal((8 + n) % 8, 0);
     const header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + n)).toString('utf8'));
@@ -65,13 +71,19 @@ describe('safetensors', () => {
     });
     const data = Buffer.from(bytes.subarray(8 + n));
     assert.equal(data.length, 28);
-    assert.deepEqual([0, 1, 2, 3, 4, 5].map((i) => data.readFloatLE(4 * i)), [1, -2, 3.5, 4, 5, 6]);
+    assert.deepEqual(
+      [0, 1, 2, 3, 4, 5].map((i) => data.readFloatLE(4 * i)),
+      [1, -2, 3.5, 4, 5, 6],
+    );
     assert.equal(data.readFloatLE(24), 0.25);
     const back = decodeSafetensors(bytes, 'test');
-    assert.deepEqual(back.tensors.map((t) => [t.name, t.shape, [...t.data]]), [
-      ['a', [2, 3], [1, -2, 3.5, 4, 5, 6]],
-      ['b', [1], [0.25]],
-    ]);
+    assert.deepEqual(
+      back.tensors.map((t) => [t.name, t.shape, [...t.data]]),
+      [
+        ['a', [2, 3], [1, -2, 3.5, 4, 5, 6]],
+        ['b', [1], [0.25]],
+      ],
+    );
   });
 
   it('rejects damaged images', () => {
@@ -124,17 +136,27 @@ describe('checkpoint file', () => {
     const bytes = readFileSync(path);
     bytes[bytes.length - 3] ^= 0x40;
     writeFileSync(path, bytes);
-    assert.throws(() => readCheckpoint(path, layout, cfgFor(path)), (e) => e instanceof FileError && /fails its checksum/.test(e.message));
+    assert.throws(
+      () => readCheckpoint(path, layout, cfgFor(path)),
+      (e) => e instanceof FileError && /fails its checksum/.test(e.message),
+    );
   });
 
   it('an edited step or sampler position in the metadata is refused as damaged (the checksum covers the whole file)', () => {
     const path = join(dir, 'edited.safetensors');
     write(path);
     const good = readFileSync(path).toString('latin1');
-    for (const [from, to] of [['"step":"7"', '"step":"9"'], ['\\"position\\":5', '\\"position\\":1']]) {
+    for (const [from, to] of [
+      ['"step":"7"', '"step":"9"'],
+      ['\\"position\\":5', '\\"position\\":1'],
+    ]) {
       assert.ok(good.includes(from), from);
       writeFileSync(path, Buffer.from(good.replace(from, to), 'latin1'));
-      assert.throws(() => readCheckpoint(path, layout, cfgFor(path)), (e) => e instanceof FileError && /fails its checksum/.test(e.message), to);
+      assert.throws(
+        () => readCheckpoint(path, layout, cfgFor(path)),
+        (e) => e instanceof FileError && /fails its checksum/.test(e.message),
+        to,
+      );
     }
   });
 
@@ -142,7 +164,10 @@ describe('checkpoint file', () => {
     const path = join(dir, 'trunc.safetensors');
     write(path);
     truncateSync(path, readFileSync(path).length - 10);
-    assert.throws(() => readCheckpoint(path, layout, cfgFor(path)), (e) => e instanceof FileError && /truncated/.test(e.message));
+    assert.throws(
+      () => readCheckpoint(path, layout, cfgFor(path)),
+      (e) => e instanceof FileError && /truncated/.test(e.message),
+    );
     writeFileSync(path, '');
     assert.throws(() => readCheckpoint(path, layout, cfgFor(path)), FileError);
   });
@@ -175,7 +200,8 @@ describe('checkpoint file', () => {
       () => readCheckpoint(path, layout, cfgFor(path, ['--seq-len', '3', '--dataset', 'toy:90', '--seed', '1'])),
       (e) =>
         e instanceof ConfigError &&
-        e.message === `checkpoint ${path} was written with other data settings: --dataset toy:100 there, toy:90 here; --seq-len 4 there, 3 here; --seed 0 there, 1 here` &&
+        e.message ===
+          `checkpoint ${path} was written with other data settings: --dataset toy:100 there, toy:90 here; --seq-len 4 there, 3 here; --seed 0 there, 1 here` &&
         /pass the checkpoint's data options/.test(e.hint ?? ''),
     );
     // The toy data has no tokenizer: a different --tokenizer is no difference there. (The flags
@@ -190,7 +216,10 @@ describe('checkpoint file', () => {
   it('a sampler position past the end of a shard is refused', () => {
     // 10 samples at world size 2: 5 per rank; 4 per rank with --drop-last and 9 samples.
     assert.doesNotThrow(() => checkSamplerState({ epoch: 3, position: 5 }, 2, 10, false, 'p'));
-    assert.throws(() => checkSamplerState({ epoch: 3, position: 6 }, 2, 10, false, 'p'), /sampler position 6 is past the end of a shard \(5 samples per rank at world size 2\)/);
+    assert.throws(
+      () => checkSamplerState({ epoch: 3, position: 6 }, 2, 10, false, 'p'),
+      /sampler position 6 is past the end of a shard \(5 samples per rank at world size 2\)/,
+    );
     assert.throws(() => checkSamplerState({ epoch: 0, position: 5 }, 2, 9, true, 'p'), /4 samples per rank/);
   });
 
@@ -205,8 +234,14 @@ describe('checkpoint file', () => {
     const logger = createLogger({ rank: 0, file: logFile, silentConsole: true });
     removeStaleCheckpointTemps(path, logger);
     await closeLogger(logger);
-    assert.deepEqual(readdirSync(join(dir, 'stale')).sort(), [`ck.safetensors.tmp-${process.pid}`, `ck.safetensors.tmp-${process.ppid}`, 'ck.safetensors.tmp-notapid'].sort());
-    assert.match(readFileSync(logFile, 'utf8'), new RegExp(`WARN  removed .*ck\\.safetensors\\.tmp-${dead}, the temporary file of a checkpoint save that was killed`));
+    assert.deepEqual(
+      readdirSync(join(dir, 'stale')).sort(),
+      [`ck.safetensors.tmp-${process.pid}`, `ck.safetensors.tmp-${process.ppid}`, 'ck.safetensors.tmp-notapid'].sort(),
+    );
+    assert.match(
+      readFileSync(logFile, 'utf8'),
+      new RegExp(`WARN  removed .*ck\\.safetensors\\.tmp-${dead}, the temporary file of a checkpoint save that was killed`),
+    );
   });
 
   it('a failed write leaves the previous checkpoint in place', () => {

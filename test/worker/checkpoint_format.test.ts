@@ -7,7 +7,14 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { FileError } from '../../shared/errors.js';
-import { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_V1, decodeCheckpoint, encodeCheckpoint, type ParamLayout, type TrainState } from '../../worker/checkpoint_format.js';
+import {
+  CHECKPOINT_FORMAT,
+  CHECKPOINT_FORMAT_V1,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  type ParamLayout,
+  type TrainState,
+} from '../../worker/checkpoint_format.js';
 import { paramSpecs } from '../../worker/model/params.js';
 import { decodeSafetensors, encodeSafetensors } from '../../worker/safetensors.js';
 
@@ -50,7 +57,9 @@ const edit = (bytes: Uint8Array, from: string, to: string): Uint8Array => {
 
 describe('checkpoint format 2', () => {
   it("marks exactly the GPT's nn.Linear weights, the square out_proj included (a missed one would be stored [in, out])", () => {
-    const linear = paramSpecs({ ...model, nLayers: 2 }).filter((p) => p.linear).map((p) => p.name);
+    const linear = paramSpecs({ ...model, nLayers: 2 })
+      .filter((p) => p.linear)
+      .map((p) => p.name);
     const perBlock = (l: number) => ['attn.qkv_proj', 'attn.out_proj', 'mlp.fc1', 'mlp.fc2'].map((m) => `blocks.${l}.${m}.weight`);
     assert.deepEqual(linear, [...perBlock(0), ...perBlock(1), 'lm_head.weight']);
   });
@@ -64,11 +73,20 @@ describe('checkpoint format 2', () => {
     assert.deepEqual([...(tensor(bytes, 'sq.weight')?.data ?? [])], [7, 9, 8, 10]);
     assert.deepEqual([...(tensor(bytes, 'fc.bias')?.data ?? [])], [11, 12, 13]);
     // The moments in the same layout, flat in parameter order.
-    assert.deepEqual([...(tensor(bytes, 'optimizer.m')?.data ?? [])], torchOrder.map((x) => -x));
+    assert.deepEqual(
+      [...(tensor(bytes, 'optimizer.m')?.data ?? [])],
+      torchOrder.map((x) => -x),
+    );
     const c = decodeCheckpoint(bytes, 'p', layout);
     assert.deepEqual(c.params, held);
-    assert.deepEqual(c.optimizer.m, held.map((x) => -x));
-    assert.deepEqual(c.optimizer.v, held.map((x) => x / 2));
+    assert.deepEqual(
+      c.optimizer.m,
+      held.map((x) => -x),
+    );
+    assert.deepEqual(
+      c.optimizer.v,
+      held.map((x) => x / 2),
+    );
     assert.equal(c.step, 5);
     assert.equal(c.skippedSteps, 1);
     assert.equal(c.optimizer.stepCount, 4);
@@ -98,7 +116,7 @@ describe('checkpoint format 2', () => {
     assert.throws(() => decodeCheckpoint(edit(bytes, '"sha256":"', '"sha257":"'), 'p', layout), /has no valid "sha256"/);
   });
 
-  it('cross-checks the step against the optimizer\'s own count', () => {
+  it("cross-checks the step against the optimizer's own count", () => {
     // A consistent checksum over inconsistent counts (a writer's bug, or a hand-made file).
     const bad = image(state({ step: 9 }));
     assert.throws(
@@ -124,8 +142,16 @@ describe('older and foreign files', () => {
       t('fc.weight', [2, 3], held.subarray(0, 6)),
       t('sq.weight', [2, 2], held.subarray(6, 10)),
       t('fc.bias', [3], held.subarray(10)),
-      t('optimizer.m', [13], held.map((x) => -x)),
-      t('optimizer.v', [13], held.map((x) => x / 2)),
+      t(
+        'optimizer.m',
+        [13],
+        held.map((x) => -x),
+      ),
+      t(
+        'optimizer.v',
+        [13],
+        held.map((x) => x / 2),
+      ),
     ];
     const hash = createHash('sha256');
     for (const x of tensors) hash.update(new Uint8Array(x.data.buffer, x.data.byteOffset, x.data.byteLength));
@@ -146,7 +172,10 @@ describe('older and foreign files', () => {
   it('reads format 1 ([in, out], unversioned layout) without transposing', () => {
     const c = decodeCheckpoint(v1(), 'old', layout);
     assert.deepEqual(c.params, held);
-    assert.deepEqual(c.optimizer.m, held.map((x) => -x));
+    assert.deepEqual(
+      c.optimizer.m,
+      held.map((x) => -x),
+    );
     assert.equal(c.step, 5);
     assert.equal(c.skippedSteps, 0);
     const damaged = v1();

@@ -27,10 +27,14 @@ describe('ddp collectives', () => {
       await averageGradients(pg, new GradBuffer(buf));
       return [...buf];
     });
-    for (const b of out) assert.deepEqual(b.map((v) => Math.round(v * 1e5) / 1e5), [1, 2, 11]);
+    for (const b of out)
+      assert.deepEqual(
+        b.map((v) => Math.round(v * 1e5) / 1e5),
+        [1, 2, 11],
+      );
   });
 
-  it("averageGradients tells each rank where its own buffer was not finite, before the sum spread it", async () => {
+  it('averageGradients tells each rank where its own buffer was not finite, before the sum spread it', async () => {
     const own = [
       [1, 2, 3],
       [1, Number.NEGATIVE_INFINITY, Number.NaN],
@@ -50,11 +54,18 @@ describe('ddp collectives', () => {
 
   it('rootDecides hands rank 0 result to every rank', async () => {
     const out = await onRanks(2, (pg) => rootDecides(pg, () => ({ step: 5, rank: pg.rank })));
-    assert.deepEqual(out, [{ step: 5, rank: 0 }, { step: 5, rank: 0 }]);
+    assert.deepEqual(out, [
+      { step: 5, rank: 0 },
+      { step: 5, rank: 0 },
+    ]);
   });
 
   it('rootDecides makes every rank fail with rank 0 error, class and hint kept', async () => {
-    for (const [Cls, name] of [[FileError, 'FileError'], [ConfigError, 'ConfigError'], [CommError, 'CommError']] as const) {
+    for (const [Cls, name] of [
+      [FileError, 'FileError'],
+      [ConfigError, 'ConfigError'],
+      [CommError, 'CommError'],
+    ] as const) {
       const original = new Cls('checkpoint x is damaged', 'delete it');
       const out = await settle(3, (pg) =>
         rootDecides(pg, () => {

@@ -52,14 +52,26 @@ describe('evaluate', () => {
   });
 
   it('deals chunks of batch-size consecutive samples round-robin, each sample once', () => {
-    assert.deepEqual(evalChunks(11, 4, 0, 1), [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10]]);
-    assert.deepEqual(evalChunks(11, 4, 0, 2), [[0, 1, 2, 3], [8, 9, 10]]);
+    assert.deepEqual(evalChunks(11, 4, 0, 1), [
+      [0, 1, 2, 3],
+      [4, 5, 6, 7],
+      [8, 9, 10],
+    ]);
+    assert.deepEqual(evalChunks(11, 4, 0, 2), [
+      [0, 1, 2, 3],
+      [8, 9, 10],
+    ]);
     assert.deepEqual(evalChunks(11, 4, 1, 2), [[4, 5, 6, 7]]);
     assert.deepEqual(evalChunks(11, 4, 2, 3), [[8, 9, 10]]);
     assert.deepEqual(evalChunks(11, 4, 3, 4), []);
     for (const w of [1, 2, 3, 4, 5]) {
-      const all = Array.from({ length: w }, (_, r) => evalChunks(23, 3, r, w).flat()).flat().sort((a, b) => a - b);
-      assert.deepEqual(all, Array.from({ length: 23 }, (_, i) => i));
+      const all = Array.from({ length: w }, (_, r) => evalChunks(23, 3, r, w).flat())
+        .flat()
+        .sort((a, b) => a - b);
+      assert.deepEqual(
+        all,
+        Array.from({ length: 23 }, (_, i) => i),
+      );
     }
   });
 

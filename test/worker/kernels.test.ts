@@ -108,8 +108,10 @@ describe('kernels.wasm', () => {
       const out = join(dir, 'kernels.wasm');
       const r = spawnSync(packagePath('scripts/build_kernels.sh'), [out], { encoding: 'utf8' });
       assert.equal(r.status, 0, `build failed: ${r.stderr}`);
-      assert.ok(readFileSync(out).equals(readFileSync(KERNELS_WASM)),
-        'worker/kernels/kernels.wasm differs from a fresh build of its sources: run scripts/build_kernels.sh and commit the result');
+      assert.ok(
+        readFileSync(out).equals(readFileSync(KERNELS_WASM)),
+        'worker/kernels/kernels.wasm differs from a fresh build of its sources: run scripts/build_kernels.sh and commit the result',
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -157,24 +159,42 @@ describe('kernels.wasm', () => {
 });
 
 describe('our GEMM behind tfjs MatMul on wasm', () => {
-  before(async () => { await initBackend('wasm'); });
-  after(async () => { await initBackend('cpu'); });
+  before(async () => {
+    await initBackend('wasm');
+  });
+  after(async () => {
+    await initBackend('cpu');
+  });
 
   it('is installed', () => {
     assert.ok(onOurWasmGemm(), 'the wasm backend runs our GEMM');
   });
 
   it('agrees with float64 within the float32 error of tfjs own kernel: odd shapes, every transposition, batches, bias', () => {
-    const sizes: [number, number, number][] = [[1, 1, 1], [3, 5, 7], [4, 8, 16], [13, 17, 9], [37, 70, 129], [64, 10, 600], [5, 1030, 21], [130, 33, 513]];
+    const sizes: [number, number, number][] = [
+      [1, 1, 1],
+      [3, 5, 7],
+      [4, 8, 16],
+      [13, 17, 9],
+      [37, 70, 129],
+      [64, 10, 600],
+      [5, 1030, 21],
+      [130, 33, 513],
+    ];
     let seed = 10;
     let worstOurs = 0;
     let worstStock = 0;
     for (const [m, n, k] of sizes) {
-      for (const [batchA, batchB] of [[0, 0], [3, 3], [3, 1], [1, 3]] as const) {
+      for (const [batchA, batchB] of [
+        [0, 0],
+        [3, 3],
+        [3, 1],
+        [1, 3],
+      ] as const) {
         for (const tA of [false, true]) {
           for (const tB of [false, true]) {
             const c: Case = { batchA, batchB, m, n, k, tA, tB, bias: (m + n + (tA ? 1 : 0) + (tB ? 1 : 0)) % 2 === 0 && batchA === batchB };
-            const { ours, stock, shape, ref } = run(c, seed += 3);
+            const { ours, stock, shape, ref } = run(c, (seed += 3));
             const label = JSON.stringify(c);
             assert.deepEqual(shape, [...(batchA || batchB ? [Math.max(batchA, batchB)] : []), m, n], label);
             const e = worstError(ours, ref);
@@ -196,16 +216,30 @@ describe('our GEMM behind tfjs MatMul on wasm', () => {
   });
 
   it('adds a bias to a batched product as the cpu backend does (tfjs-wasm 4.22 adds it to the wrong rows)', async () => {
-    const f = () => tf.tidy(() => tf.fused.matMul({
-      a: tf.tensor3d([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [2, 2, 3]),
-      b: tf.tensor3d([1, 0, 0, 1, 1, 1, 2, 0, 0, 2, 1, 1], [2, 3, 2]),
-      bias: tf.tensor1d([100, 200]),
-    }).arraySync());
+    const f = () =>
+      tf.tidy(() =>
+        tf.fused
+          .matMul({
+            a: tf.tensor3d([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [2, 2, 3]),
+            b: tf.tensor3d([1, 0, 0, 1, 1, 1, 2, 0, 0, 2, 1, 1], [2, 3, 2]),
+            bias: tf.tensor1d([100, 200]),
+          })
+          .arraySync(),
+      );
     const wasm = f();
     await initBackend('cpu');
     const cpu = f();
     await initBackend('wasm');
-    assert.deepEqual(cpu, [[[104, 205], [110, 211]], [[123, 225], [132, 234]]]);
+    assert.deepEqual(cpu, [
+      [
+        [104, 205],
+        [110, 211],
+      ],
+      [
+        [123, 225],
+        [132, 234],
+      ],
+    ]);
     assert.deepEqual(wasm, cpu);
   });
 
@@ -228,9 +262,19 @@ describe('our GEMM behind tfjs MatMul on wasm', () => {
   it('stays correct after the backend memory grows (the module sees the same memory)', () => {
     const a = randoms(7 * 9, 4);
     const b = randoms(9 * 11, 5);
-    const first = tf.tidy(() => tf.matMul(tf.tensor2d(a, [7, 9]), tf.tensor2d(b, [9, 11])).dataSync().slice());
+    const first = tf.tidy(() =>
+      tf
+        .matMul(tf.tensor2d(a, [7, 9]), tf.tensor2d(b, [9, 11]))
+        .dataSync()
+        .slice(),
+    );
     const big = tf.zeros([64 * 1024 * 1024]); // 256 MB: grows the heap
-    const again = tf.tidy(() => tf.matMul(tf.tensor2d(a, [7, 9]), tf.tensor2d(b, [9, 11])).dataSync().slice());
+    const again = tf.tidy(() =>
+      tf
+        .matMul(tf.tensor2d(a, [7, 9]), tf.tensor2d(b, [9, 11]))
+        .dataSync()
+        .slice(),
+    );
     big.dispose();
     assert.deepEqual(again, first);
   });

@@ -25,11 +25,19 @@ function refusal(argv: string[], backend: 'wasm' | 'cpu', workers = 1, machine =
 }
 
 describe('estimateMemory', () => {
-  it('counts the model\'s parameters and grows with every size', () => {
+  it("counts the model's parameters and grows with every size", () => {
     const base = estimateMemory(cfg(T));
     assert.equal(base.numParams, countParams({ ...cfg(T), dropout: 0 }));
-    assert.equal(base.totalBytes > base.tensorBytes + base.arrayBytes, true, 'plus the process\'s base');
-    for (const [flag, value] of [['--batch-size', '16'], ['--seq-len', '64'], ['--vocab-size', '512'], ['--d-model', '64'], ['--d-ff', '128'], ['--n-layers', '2'], ['--n-heads', '4']]) {
+    assert.equal(base.totalBytes > base.tensorBytes + base.arrayBytes, true, "plus the process's base");
+    for (const [flag, value] of [
+      ['--batch-size', '16'],
+      ['--seq-len', '64'],
+      ['--vocab-size', '512'],
+      ['--d-model', '64'],
+      ['--d-ff', '128'],
+      ['--n-layers', '2'],
+      ['--n-heads', '4'],
+    ]) {
       const grown = estimateMemory(cfg([...T, flag as string, value as string]));
       assert.ok(grown.tensorBytes > base.tensorBytes, `${flag} ${value}`);
     }
@@ -51,11 +59,22 @@ describe('checkMemory', () => {
   });
 
   it('refuses what the wasm heap cannot hold, in one line with the estimate and what to lower', () => {
-    assert.match(refusal(['--batch-size', '512'], 'wasm'),
-      /^this config \(2,973,184 parameters, batch 512 x 32 tokens, vocab 10000\) needs about [\d.]+ GiB of tensors per training step, more than the wasm backend's 4 GiB heap \| lower --batch-size or --vocab-size; --grad-accum-steps keeps the tokens per step$/);
-    assert.match(refusal([...T, '--batch-size', '10000'], 'wasm'), /batch 10000 x 32 tokens.*more than the wasm backend's 4 GiB heap \| lower --batch-size, --d-model or --d-ff/);
-    assert.match(refusal(['--max-position-embeddings', '4096', '--seq-len', '4096', '--vocab-size', '256'], 'wasm'), /4 GiB heap \| lower --batch-size or --seq-len/);
-    assert.match(refusal(['--d-model', '4096', '--d-ff', '16384', '--n-layers', '8'], 'wasm'), /4 GiB heap \| lower --vocab-size, --d-model, --d-ff or --n-layers$/);
+    assert.match(
+      refusal(['--batch-size', '512'], 'wasm'),
+      /^this config \(2,973,184 parameters, batch 512 x 32 tokens, vocab 10000\) needs about [\d.]+ GiB of tensors per training step, more than the wasm backend's 4 GiB heap \| lower --batch-size or --vocab-size; --grad-accum-steps keeps the tokens per step$/,
+    );
+    assert.match(
+      refusal([...T, '--batch-size', '10000'], 'wasm'),
+      /batch 10000 x 32 tokens.*more than the wasm backend's 4 GiB heap \| lower --batch-size, --d-model or --d-ff/,
+    );
+    assert.match(
+      refusal(['--max-position-embeddings', '4096', '--seq-len', '4096', '--vocab-size', '256'], 'wasm'),
+      /4 GiB heap \| lower --batch-size or --seq-len/,
+    );
+    assert.match(
+      refusal(['--d-model', '4096', '--d-ff', '16384', '--n-layers', '8'], 'wasm'),
+      /4 GiB heap \| lower --vocab-size, --d-model, --d-ff or --n-layers$/,
+    );
   });
 
   it('refuses what the machine cannot hold for all its workers', () => {
@@ -63,7 +82,10 @@ describe('checkMemory', () => {
     assert.match(refusal(['--batch-size', '512'], 'cpu', 1, 4 * GiB), /needs about [\d.]+ GiB of memory, more than this machine's 4.00 GiB/);
     const perWorker = estimateMemory(cfg([])).totalBytes;
     checkMemory(cfg([]), 'wasm', 4, 4 * perWorker);
-    assert.match(refusal([], 'wasm', 4, 3 * perWorker), /\(\d+ MiB per worker x 4 workers\), more than this machine's .* \| .*, or run fewer workers per node$/);
+    assert.match(
+      refusal([], 'wasm', 4, 3 * perWorker),
+      /\(\d+ MiB per worker x 4 workers\), more than this machine's .* \| .*, or run fewer workers per node$/,
+    );
   });
 
   it('refuses a parameter count past the longest typed array', () => {

@@ -27,7 +27,10 @@ test('world of one: finite passes; stop throws naming the step and rank; skip de
   const pg = new SingleProcessGroup();
   assert.equal(await checkStep(pg, 4, undefined, gb([1, 2]), 'stop'), undefined);
   const bad = gb([Number.NaN, 2]);
-  await assert.rejects(checkStep(pg, 4, localFinding(0, bad), bad, 'stop'), (e) => e instanceof NonFiniteError && /at step 4: rank 0's gradient is NaN at index 0/.test(e.message) && /--on-nonfinite skip/.test(e.hint ?? ''));
+  await assert.rejects(
+    checkStep(pg, 4, localFinding(0, bad), bad, 'stop'),
+    (e) => e instanceof NonFiniteError && /at step 4: rank 0's gradient is NaN at index 0/.test(e.message) && /--on-nonfinite skip/.test(e.hint ?? ''),
+  );
   assert.match((await checkStep(pg, 4, localFinding(0, bad), bad, 'skip')) ?? '', /at step 4: rank 0's gradient is NaN/);
   // With one rank the reduced buffer is the rank's own: checkStep finds the rank itself.
   await assert.rejects(checkStep(pg, 9, undefined, gb([Infinity]), 'stop'), /at step 9: rank 0's loss is Infinity/);
@@ -43,7 +46,11 @@ test('ranks that were all finite, whose sum overflowed: the error says so', asyn
     }),
   );
   await Promise.all(groups.map((g) => g.close()));
-  for (const o of outcomes) assert.ok(o.status === 'rejected' && /at step 9: every rank was finite .*sum over ranks overflowed/.test(String(o.reason)), String(o.status === 'rejected' ? o.reason : o.value));
+  for (const o of outcomes)
+    assert.ok(
+      o.status === 'rejected' && /at step 9: every rank was finite .*sum over ranks overflowed/.test(String(o.reason)),
+      String(o.status === 'rejected' ? o.reason : o.value),
+    );
 });
 
 test('three ranks agree: every rank rejects naming the one poisoned rank', async () => {
@@ -65,7 +72,10 @@ test('three ranks agree: every rank rejects naming the one poisoned rank', async
 });
 
 test('test hooks: parsed from the environment, malformed values name the variable', () => {
-  assert.throws(() => TestHooks.read({ ROSEDIST_TEST_INJECT_NAN: 'three' }), (e) => e instanceof ConfigError && /ROSEDIST_TEST_INJECT_NAN/.test(e.message));
+  assert.throws(
+    () => TestHooks.read({ ROSEDIST_TEST_INJECT_NAN: 'three' }),
+    (e) => e instanceof ConfigError && /ROSEDIST_TEST_INJECT_NAN/.test(e.message),
+  );
   const hooks = TestHooks.read({ ROSEDIST_TEST_INJECT_NAN: '3:1' });
   const g = new Float32Array([1, 2]);
   hooks.poisonGradient(3, 0, g);

@@ -14,7 +14,7 @@ function byHand(p: number, m: number, v: number, g: number, t: number, c: AdamWC
   v = c.beta2 * v + (1 - c.beta2) * g * g;
   const mHat = m / (1 - c.beta1 ** t);
   const vHat = v / (1 - c.beta2 ** t);
-  return [p - c.lr * mHat / (Math.sqrt(vHat) + c.eps), m, v];
+  return [p - (c.lr * mHat) / (Math.sqrt(vHat) + c.eps), m, v];
 }
 
 function close(actual: number, expected: number, what: string): void {
@@ -27,7 +27,11 @@ describe('AdamW', () => {
 
   it('matches hand-computed updates over three steps, weight decay included', () => {
     const p0 = [1.5, -0.25, 0.0, 3.0];
-    const gradsPerStep = [[0.3, -0.02, 0.5, 0.0], [-0.1, 0.04, 0.5, 0.0], [0.2, 0.0, -1.0, 0.0]];
+    const gradsPerStep = [
+      [0.3, -0.02, 0.5, 0.0],
+      [-0.1, 0.04, 0.5, 0.0],
+      [0.2, 0.0, -1.0, 0.0],
+    ];
     const opt = new AdamW(4, cfg);
     const params = Float32Array.from(p0);
     const expected = p0.map((p) => [p, 0, 0] as [number, number, number]);
@@ -68,7 +72,10 @@ describe('AdamW', () => {
   it('runs the SIMD kernel, which agrees with the JavaScript loop to float32 rounding (chunks, odd tail, steps 1-5)', () => {
     const n = 2 * 16384 + 1237; // three staging chunks, the last one not a multiple of 4
     let s = 7;
-    const rand = () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 4294967296 - 0.5; };
+    const rand = () => {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      return s / 4294967296 - 0.5;
+    };
     const p0 = Float32Array.from({ length: n }, () => rand() * 4);
     const simd = new AdamW(n, cfg);
     const js = new AdamW(n, cfg, { simd: false });
@@ -92,8 +99,7 @@ describe('AdamW', () => {
         const pScale = Math.abs(pPrev[i]!) + Math.abs(pJs[i]! - pPrev[i]!) + cfg.lr;
         const mScale = cfg.beta1 * Math.abs(mPrev[i]!) + (1 - cfg.beta1) * Math.abs(g[i]!) || 1e-30;
         const vScale = Math.abs(js.v[i]!) || 1e-30;
-        worst = Math.max(worst, Math.abs(pSimd[i]! - pJs[i]!) / pScale, Math.abs(simd.m[i]! - js.m[i]!) / mScale,
-          Math.abs(simd.v[i]! - js.v[i]!) / vScale);
+        worst = Math.max(worst, Math.abs(pSimd[i]! - pJs[i]!) / pScale, Math.abs(simd.m[i]! - js.m[i]!) / mScale, Math.abs(simd.v[i]! - js.v[i]!) / vScale);
       }
     }
     assert.equal(simd.stepCount, 5);

@@ -20,7 +20,9 @@ async function on(backend: 'cpu' | 'wasm', f: () => tf.Tensor): Promise<{ shape:
 const values = (n: number, offset = 0) => Float32Array.from({ length: n }, (_, i) => Math.sin(i + offset) * 3);
 
 describe('initBackend', () => {
-  after(async () => { await initBackend('cpu'); });
+  after(async () => {
+    await initBackend('cpu');
+  });
 
   it('starts cpu and wasm, and says which device', async () => {
     const cpu = await initBackend('cpu');
@@ -42,9 +44,11 @@ describe('initBackend', () => {
 
   it("rejects 'tensorflow' without tfjs-node-gpu, saying how to install it", async (t) => {
     if (tf.findBackendFactory('tensorflow') !== null) return t.skip('tfjs-node-gpu is installed here');
-    await assert.rejects(initBackend('tensorflow'), (e: unknown) =>
-      e instanceof ConfigError && /tfjs-node-gpu/.test(e.message) && /--allow-scripts/.test(e.hint ?? '') &&
-      /TFJS_NODE_BASE_URI/.test(e.hint ?? ''));
+    await assert.rejects(
+      initBackend('tensorflow'),
+      (e: unknown) =>
+        e instanceof ConfigError && /tfjs-node-gpu/.test(e.message) && /--allow-scripts/.test(e.hint ?? '') && /TFJS_NODE_BASE_URI/.test(e.hint ?? ''),
+    );
   });
 
   it('rejects an unknown backend', async () => {
@@ -53,11 +57,30 @@ describe('initBackend', () => {
 });
 
 describe('wasm kernels agree with cpu', () => {
-  after(async () => { await initBackend('cpu'); });
+  after(async () => {
+    await initBackend('cpu');
+  });
 
   it('Slice: contiguous and strided slices', async () => {
     const x = values(4 * 6 * 5);
-    const cases: [number[], number[]][] = [[[1, 0, 0], [2, 6, 5]], [[3, 2, 0], [1, 3, 5]], [[0, 1, 2], [4, 2, 3]], [[2, 4, 1], [1, 1, 1]]];
+    const cases: [number[], number[]][] = [
+      [
+        [1, 0, 0],
+        [2, 6, 5],
+      ],
+      [
+        [3, 2, 0],
+        [1, 3, 5],
+      ],
+      [
+        [0, 1, 2],
+        [4, 2, 3],
+      ],
+      [
+        [2, 4, 1],
+        [1, 1, 1],
+      ],
+    ];
     for (const [begin, size] of cases) {
       const f = () => tf.slice(tf.tensor3d(x, [4, 6, 5]), begin, size);
       assert.deepEqual(await on('wasm', f), await on('cpu', f), `slice ${begin} ${size}`);
@@ -83,7 +106,14 @@ describe('wasm kernels agree with cpu', () => {
   it('Transpose: 2-D blocked copy (odd sizes, int32) and higher ranks left to the original', async () => {
     const cases: (() => tf.Tensor)[] = [
       () => tf.transpose(tf.tensor2d(values(37 * 70), [37, 70])),
-      () => tf.transpose(tf.tensor2d(Int32Array.from({ length: 6 * 33 }, (_, i) => i), [6, 33], 'int32')),
+      () =>
+        tf.transpose(
+          tf.tensor2d(
+            Int32Array.from({ length: 6 * 33 }, (_, i) => i),
+            [6, 33],
+            'int32',
+          ),
+        ),
       () => tf.transpose(tf.tensor3d(values(3 * 4 * 5), [3, 4, 5]), [0, 2, 1]),
     ];
     for (const [i, f] of cases.entries()) assert.deepEqual(await on('wasm', f), await on('cpu', f), `case ${i}`);
@@ -120,7 +150,9 @@ describe('wasm kernels agree with cpu', () => {
       const kernel = stockWasmKernel('BatchMatMul:xnnpack-slices');
       assert.ok(kernel !== undefined);
       const [x, y] = [tf.tensor3d(a, [4, 128, 16]), tf.tensor3d(b, [4, 16, 128])];
-      const out = tf.engine().makeTensorFromTensorInfo(kernel({ inputs: { a: x, b: y }, attrs: { transposeA: false, transposeB: false }, backend: tf.backend() }) as tf.TensorInfo);
+      const out = tf
+        .engine()
+        .makeTensorFromTensorInfo(kernel({ inputs: { a: x, b: y }, attrs: { transposeA: false, transposeB: false }, backend: tf.backend() }) as tf.TensorInfo);
       const values = out.dataSync().slice();
       tf.dispose([x, y, out]);
       return values;

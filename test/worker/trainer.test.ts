@@ -21,9 +21,34 @@ import { train } from '../../worker/trainer.js';
 const dir = mkdtempSync(join(tmpdir(), 'rosedist-trainer-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-const TINY = ['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '1', '--n-heads', '2', '--d-model', '16',
-  '--d-ff', '32', '--seq-len', '8', '--batch-size', '4', '--backend', 'cpu', '--dataset', 'toy:60', '--eval-interval', '2',
-  '--checkpoint-interval', '2', '--lr', '3e-3'];
+const TINY = [
+  '--vocab-size',
+  '64',
+  '--max-position-embeddings',
+  '16',
+  '--n-layers',
+  '1',
+  '--n-heads',
+  '2',
+  '--d-model',
+  '16',
+  '--d-ff',
+  '32',
+  '--seq-len',
+  '8',
+  '--batch-size',
+  '4',
+  '--backend',
+  'cpu',
+  '--dataset',
+  'toy:60',
+  '--eval-interval',
+  '2',
+  '--checkpoint-interval',
+  '2',
+  '--lr',
+  '3e-3',
+];
 
 /** Train in this process; `name` picks the log and checkpoint files (shared by runs of one name). */
 async function run(name: string, args: string[]): Promise<{ log: string; metrics: MetricsRecord[]; checkpoint: string }> {
@@ -47,7 +72,10 @@ describe('train (world of one)', () => {
     const a = await run('seed-a', ['--seed', '1', '--num-steps', '4']);
     const b = await run('seed-b', ['--seed', '1', '--num-steps', '4']);
     const c = await run('seed-c', ['--seed', '2', '--num-steps', '4']);
-    assert.deepEqual(a.metrics.map((r) => r.step), [2, 4]);
+    assert.deepEqual(
+      a.metrics.map((r) => r.step),
+      [2, 4],
+    );
     assert.deepEqual(a.metrics.map(figures), b.metrics.map(figures));
     assert.notDeepEqual(a.metrics.map(figures), c.metrics.map(figures));
     for (const r of a.metrics) {
@@ -60,11 +88,17 @@ describe('train (world of one)', () => {
 
   it('a resumed run matches an uninterrupted one', async () => {
     const first = await run('resume', ['--num-steps', '5']);
-    assert.deepEqual(first.metrics.map((r) => r.step), [2, 4, 5]);
+    assert.deepEqual(
+      first.metrics.map((r) => r.step),
+      [2, 4, 5],
+    );
     const resumed = await run('resume', ['--resume', '--num-steps', '8']);
     const straight = await run('straight', ['--num-steps', '8']);
     assert.match(resumed.log, /resumed from .*resume\.safetensors at step 5/);
-    assert.deepEqual(resumed.metrics.map((r) => r.step), [6, 8]);
+    assert.deepEqual(
+      resumed.metrics.map((r) => r.step),
+      [6, 8],
+    );
     assert.deepEqual(resumed.metrics.map(figures), straight.metrics.filter((r) => r.step > 5).map(figures));
     assert.deepEqual(weights(resumed.checkpoint), weights(straight.checkpoint));
   });
@@ -72,7 +106,10 @@ describe('train (world of one)', () => {
   it('--resume without a checkpoint starts from scratch, and one at --num-steps only evaluates', async () => {
     const fresh = await run('nockpt', ['--resume', '--num-steps', '2']);
     assert.match(fresh.log, /no checkpoint at .*nockpt\.safetensors, starting from scratch/);
-    assert.deepEqual(fresh.metrics.map((r) => r.step), [2]);
+    assert.deepEqual(
+      fresh.metrics.map((r) => r.step),
+      [2],
+    );
     const again = await run('nockpt', ['--resume', '--num-steps', '2']);
     assert.match(again.log, /nothing left to train, evaluating only/);
     assert.deepEqual(again.metrics.map(figures), fresh.metrics.map(figures));
@@ -109,7 +146,10 @@ describe('train (world of one)', () => {
     assert.notEqual(process.stderr.isTTY, true);
     const { log } = await run('progress', ['--num-steps', '4', '--eval-interval', '2']);
     const lines = log.split('\n').filter((l) => / \d+ tok\/s \| ETA /.test(l));
-    assert.deepEqual(lines.map((l) => /step (\d+)\/4 \(\d+%\)/.exec(l)?.[1]), ['1', '2', '3', '4']);
+    assert.deepEqual(
+      lines.map((l) => /step (\d+)\/4 \(\d+%\)/.exec(l)?.[1]),
+      ['1', '2', '3', '4'],
+    );
     // The val ppl of the step-2 evaluation is shown from step 2 on.
     assert.match(lines[0], /val ppl -$/);
     const ppl2 = /step 2\/4 \| .* val ppl (\d+\.\d+) \| amp/.exec(log)?.[1];
@@ -120,7 +160,20 @@ describe('train (world of one)', () => {
 
   it('--profile (world of one, 2 micro-batches): every phase, per step, in order, never overlapping', async () => {
     const trace = join(dir, 'prof', 'trace.json');
-    await run('prof', ['--num-steps', '3', '--eval-interval', '2', '--checkpoint-interval', '3', '--batch-size', '2', '--grad-accum-steps', '2', '--profile', trace]);
+    await run('prof', [
+      '--num-steps',
+      '3',
+      '--eval-interval',
+      '2',
+      '--checkpoint-interval',
+      '3',
+      '--batch-size',
+      '2',
+      '--grad-accum-steps',
+      '2',
+      '--profile',
+      trace,
+    ]);
     const { traceEvents } = JSON.parse(readFileSync(trace, 'utf8')) as MergedTrace;
     const complete = traceEvents.filter((e) => e.ph === 'X');
     assert.ok(complete.every((e) => e.pid === 0 && e.tid === 0));
@@ -142,7 +195,10 @@ describe('train (world of one)', () => {
     const logger = createLogger({ rank: 0, file: logFile, silentConsole: true });
     await assert.rejects(
       train({ cfg, env: readWorkerEnv({}), pg: new SingleProcessGroup(), logger }),
-      (e: unknown) => e instanceof FileError && /cannot write the trace .*not-a-dir\/trace\.json/.test(e.message) && e.hint === 'pass --profile a path in a writable directory',
+      (e: unknown) =>
+        e instanceof FileError &&
+        /cannot write the trace .*not-a-dir\/trace\.json/.test(e.message) &&
+        e.hint === 'pass --profile a path in a writable directory',
     );
     await closeLogger(logger);
     assert.equal(existsSync(cfg.metricsFile), false, 'no step was trained');

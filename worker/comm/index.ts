@@ -67,10 +67,7 @@ function dataTransportFromEnv(value: string | undefined): DataTransportKind | un
   throw new ConfigError(`ROSEDIST_DATA_TRANSPORT=${value} is not a data transport`, 'set it to stream or zmq, or unset it');
 }
 
-export async function initProcessGroup(
-  env: WorkerEnv,
-  opts?: ProcessGroupOptions,
-): Promise<ProcessGroup> {
+export async function initProcessGroup(env: WorkerEnv, opts?: ProcessGroupOptions): Promise<ProcessGroup> {
   const o = opts ?? {};
   const resolved = {
     rendezvousTimeoutMs: positive('rendezvousTimeoutMs', o.rendezvousTimeoutMs) ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS,

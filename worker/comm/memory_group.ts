@@ -39,7 +39,10 @@ export function createMemoryGroups(worldSize: number, opts: MemoryGroupOptions =
       made.set(id, entry);
     }
     if (entry.key !== key) {
-      throw new CommError(`newGroup #${id}: rank ${parent.rank} asked for ranks [${key}], another rank for [${entry.key}]`, 'every rank must pass the same ranks');
+      throw new CommError(
+        `newGroup #${id}: rank ${parent.rank} asked for ranks [${key}], another rank for [${entry.key}]`,
+        'every rank must pass the same ranks',
+      );
     }
     const i = ranks.indexOf(parent.rank);
     if (i < 0) return undefined;

@@ -34,7 +34,10 @@ export interface Mesh extends MeshLayout {
 /** The groups of a world of `worldSize` with tensor-parallel size `tp`; ConfigError if tp does not divide it. */
 export function meshLayout(worldSize: number, tp: number): MeshLayout {
   if (!Number.isInteger(tp) || tp < 1 || worldSize % tp !== 0) {
-    throw new ConfigError(`--tensor-parallel-size ${tp} does not divide the world size ${worldSize}`, `pass a divisor of ${worldSize}, or start a multiple of ${tp} workers`);
+    throw new ConfigError(
+      `--tensor-parallel-size ${tp} does not divide the world size ${worldSize}`,
+      `pass a divisor of ${worldSize}, or start a multiple of ${tp} workers`,
+    );
   }
   const dpSize = worldSize / tp;
   const tpGroups = Array.from({ length: dpSize }, (_, k) => Array.from({ length: tp }, (_, i) => k * tp + i));

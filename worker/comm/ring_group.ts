@@ -186,7 +186,9 @@ export class RingGroup implements ProcessGroup {
       const codec = codecFor('reduceScatter', buf, compression);
       const mine = shardRange(buf.length, this.worldSize, this.rank);
       await this.run('reduceScatter', buf, { op, wire: codec.format }, (sig) =>
-        algorithm === 'ring' ? compressedRing(this.ctx, buf as Float32Array, sig, codec, false) : compressedGather(this.ctx, buf as Float32Array, sig, codec, mine),
+        algorithm === 'ring'
+          ? compressedRing(this.ctx, buf as Float32Array, sig, codec, false)
+          : compressedGather(this.ctx, buf as Float32Array, sig, codec, mine),
       );
       return;
     }
@@ -229,7 +231,8 @@ export class RingGroup implements ProcessGroup {
       throw new CommError((e as Error).message, `pass distinct ranks in [0, ${this.worldSize})`);
     }
     if (this.failure !== undefined) throw this.failure;
-    if (this.subgroups === undefined) throw new CommError(`newGroup is not available on ${this.label ?? 'this group'}`, 'create subgroups from the world group');
+    if (this.subgroups === undefined)
+      throw new CommError(`newGroup is not available on ${this.label ?? 'this group'}`, 'create subgroups from the world group');
     this.subgroupCount += 1;
     return this.subgroups(this, ranks, this.subgroupCount);
   }
@@ -290,7 +293,7 @@ export class RingGroup implements ProcessGroup {
 
   /** A peer reports that the group failed: every collective of this rank rejects with `message`. */
   abortedBy(from: number, message: string): void {
-    this.fail(new CommError(`${message} (reported by rank ${from})`, 'see the first failing rank\'s log'), false);
+    this.fail(new CommError(`${message} (reported by rank ${from})`, "see the first failing rank's log"), false);
   }
 
   private async run<T>(
@@ -301,7 +304,10 @@ export class RingGroup implements ProcessGroup {
   ): Promise<T> {
     if (this.failure !== undefined) throw this.failure;
     if (this.state === 'running') {
-      throw new CommError(`${kind} called while ${describe(this.last!)} is still running on rank ${this.rank}`, 'await each collective before starting the next');
+      throw new CommError(
+        `${kind} called while ${describe(this.last!)} is still running on rank ${this.rank}`,
+        'await each collective before starting the next',
+      );
     }
     this.seq += 1;
     const sig: Signature = { kind, seq: this.seq, dtype: dtypeOf(buf), count: buf.length, ...extra };

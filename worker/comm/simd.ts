@@ -97,12 +97,25 @@ const addr = (base: number, i: number): number[] => [...get(base), ...get(i), OP
  */
 function forLoop(i: number, endLocal: number, step: number, body: number[]): number[] {
   return [
-    OP.block, VOID, OP.loop, VOID,
-    ...get(i), ...get(endLocal), OP.i32GeU, OP.brIf, 1,
+    OP.block,
+    VOID,
+    OP.loop,
+    VOID,
+    ...get(i),
+    ...get(endLocal),
+    OP.i32GeU,
+    OP.brIf,
+    1,
     ...body,
-    ...get(i), OP.i32Const, ...sleb(step), OP.i32Add, ...set(i),
-    OP.br, 0,
-    OP.end, OP.end,
+    ...get(i),
+    OP.i32Const,
+    ...sleb(step),
+    OP.i32Add,
+    ...set(i),
+    OP.br,
+    0,
+    OP.end,
+    OP.end,
   ];
 }
 
@@ -110,24 +123,22 @@ function forLoop(i: number, endLocal: number, step: number, body: number[]): num
 function binaryBody(lane: Lane, op: 'add' | 'max' | 'min'): number[] {
   const vec = [
     ...addr(0, 4),
-    ...addr(1, 4), OP.simd, 0x00, ...memarg(0),
-    ...addr(2, 4), OP.simd, 0x00, ...memarg(0),
-    OP.simd, ...uleb(lane.vec[op]),
-    OP.simd, 0x0b, ...memarg(0),
+    ...addr(1, 4),
+    OP.simd,
+    0x00,
+    ...memarg(0),
+    ...addr(2, 4),
+    OP.simd,
+    0x00,
+    ...memarg(0),
+    OP.simd,
+    ...uleb(lane.vec[op]),
+    OP.simd,
+    0x0b,
+    ...memarg(0),
   ];
-  const scalar = [
-    ...addr(0, 4),
-    ...addr(1, 4), lane.load, ...memarg(0),
-    ...addr(2, 4), lane.load, ...memarg(0),
-    lane.scalar[op],
-    lane.store, ...memarg(0),
-  ];
-  return [
-    ...get(3), OP.i32Const, ...sleb(-16), OP.i32And, ...set(5),
-    ...forLoop(4, 5, 16, vec),
-    ...forLoop(4, 3, lane.size, scalar),
-    OP.end,
-  ];
+  const scalar = [...addr(0, 4), ...addr(1, 4), lane.load, ...memarg(0), ...addr(2, 4), lane.load, ...memarg(0), lane.scalar[op], lane.store, ...memarg(0)];
+  return [...get(3), OP.i32Const, ...sleb(-16), OP.i32And, ...set(5), ...forLoop(4, 5, 16, vec), ...forLoop(4, 3, lane.size, scalar), OP.end];
 }
 
 /** Division by a scalar. Params: 0 dst, 1 a, 2 nbytes, 3 divisor (f64). Locals: 4 i, 5 vend. */
@@ -135,18 +146,21 @@ function divBody(lane: Lane): number[] {
   const divisor = lane.size === 4 ? [...get(3), OP.f32DemoteF64] : get(3);
   const vec = [
     ...addr(0, 4),
-    ...addr(1, 4), OP.simd, 0x00, ...memarg(0),
-    ...divisor, OP.simd, lane.splat,
-    OP.simd, ...uleb(lane.vec.div),
-    OP.simd, 0x0b, ...memarg(0),
+    ...addr(1, 4),
+    OP.simd,
+    0x00,
+    ...memarg(0),
+    ...divisor,
+    OP.simd,
+    lane.splat,
+    OP.simd,
+    ...uleb(lane.vec.div),
+    OP.simd,
+    0x0b,
+    ...memarg(0),
   ];
   const scalar = [...addr(0, 4), ...addr(1, 4), lane.load, ...memarg(0), ...divisor, lane.scalar.div, lane.store, ...memarg(0)];
-  return [
-    ...get(2), OP.i32Const, ...sleb(-16), OP.i32And, ...set(5),
-    ...forLoop(4, 5, 16, vec),
-    ...forLoop(4, 2, lane.size, scalar),
-    OP.end,
-  ];
+  return [...get(2), OP.i32Const, ...sleb(-16), OP.i32And, ...set(5), ...forLoop(4, 5, 16, vec), ...forLoop(4, 2, lane.size, scalar), OP.end];
 }
 
 function section(id: number, payload: number[]): number[] {
@@ -168,7 +182,10 @@ export function kernelModuleBytes(): Uint8Array {
   const binaryType = [0x60, ...vector([[I32], [I32], [I32], [I32]]), 0x00];
   const divType = [0x60, ...vector([[I32], [I32], [I32], [F64]]), 0x00];
   const bodies: { name: KernelName; type: number; code: number[] }[] = [];
-  for (const [suffix, lane] of [['f32', F32], ['f64', F64L]] as const) {
+  for (const [suffix, lane] of [
+    ['f32', F32],
+    ['f64', F64L],
+  ] as const) {
     for (const op of ['add', 'max', 'min'] as const) {
       bodies.push({ name: `${op}_${suffix}`, type: 0, code: binaryBody(lane, op) });
     }
@@ -179,15 +196,27 @@ export function kernelModuleBytes(): Uint8Array {
   bodies.sort((x, y) => KERNEL_NAMES.indexOf(x.name) - KERNEL_NAMES.indexOf(y.name));
   const locals = vector([[2, I32]]); // two i32 locals: i, vend
   const bytes = [
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
     ...section(1, vector([binaryType, divType])),
     ...section(2, vector([[...name('env'), ...name('memory'), 0x02, 0x00, 0x01]])), // memory, min 1 page
     ...section(3, vector(bodies.map((b) => [b.type]))),
     ...section(7, vector(bodies.map((b, i) => [...name(b.name), 0x00, ...uleb(i)]))),
-    ...section(10, vector(bodies.map((b) => {
-      const body = [...locals, ...b.code];
-      return [...uleb(body.length), ...body];
-    }))),
+    ...section(
+      10,
+      vector(
+        bodies.map((b) => {
+          const body = [...locals, ...b.code];
+          return [...uleb(body.length), ...body];
+        }),
+      ),
+    ),
   ];
   return Uint8Array.from(bytes);
 }

@@ -20,8 +20,11 @@ export interface RankStatus {
 export function isRankStatus(x: unknown): x is RankStatus {
   const s = x as Partial<RankStatus> | null;
   return (
-    typeof s === 'object' && s !== null &&
-    Number.isInteger(s.rank) && Number.isInteger(s.seq) && typeof s.collective === 'string' &&
+    typeof s === 'object' &&
+    s !== null &&
+    Number.isInteger(s.rank) &&
+    Number.isInteger(s.seq) &&
+    typeof s.collective === 'string' &&
     (s.state === 'idle' || s.state === 'running' || s.state === 'failed' || s.state === 'closed') &&
     (s.error === undefined || typeof s.error === 'string')
   );

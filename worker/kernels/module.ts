@@ -32,13 +32,39 @@ export const KERNELS_WASM = new URL('./kernels.wasm', import.meta.url);
 
 export interface KernelExports {
   /** See gemm.c. Pointers are byte offsets, strides in floats, flags 0/1. */
-  gemm(batch: number, m: number, n: number, k: number, a: number, strideA: number, transA: number,
-    b: number, strideB: number, transB: number, c: number, bias: number, scratch: number): void;
+  gemm(
+    batch: number,
+    m: number,
+    n: number,
+    k: number,
+    a: number,
+    strideA: number,
+    transA: number,
+    b: number,
+    strideB: number,
+    transB: number,
+    c: number,
+    bias: number,
+    scratch: number,
+  ): void;
   /** Floats of scratch gemm needs. */
   gemm_scratch_floats(): number;
   /** See adamw.c. */
-  adamw(p: number, g: number, m: number, v: number, n: number, beta1: number, oneMinusBeta1: number, beta2: number,
-    oneMinusBeta2: number, stepSize: number, sqrtBc2: number, decay: number, eps: number): void;
+  adamw(
+    p: number,
+    g: number,
+    m: number,
+    v: number,
+    n: number,
+    beta1: number,
+    oneMinusBeta1: number,
+    beta2: number,
+    oneMinusBeta2: number,
+    stepSize: number,
+    sqrtBc2: number,
+    decay: number,
+    eps: number,
+  ): void;
 }
 
 let compiled: object | string | undefined;

@@ -56,30 +56,38 @@ export function attentionMaskBias(attentionMask: Int32Array, s: AttentionShape):
  * attentionMaskBias; dropMask [B*H, T, T] (0 or 1/(1-p)), or undefined for no dropout.
  * Returns [B*T, C]. Gradients flow to x, w and b.
  */
-export function causalSelfAttention(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, maskBias: tf.Tensor3D,
-  dropMask: tf.Tensor3D | undefined, s: AttentionShape): tf.Tensor2D {
+export function causalSelfAttention(
+  x: tf.Tensor2D,
+  w: tf.Tensor2D,
+  b: tf.Tensor1D,
+  maskBias: tf.Tensor3D,
+  dropMask: tf.Tensor3D | undefined,
+  s: AttentionShape,
+): tf.Tensor2D {
   const { batchSize: B, seqLen: T, nHeads: H, dHead: dh } = s;
   const C = H * dh;
   const scale = 1 / Math.sqrt(dh);
   const op = tf.customGrad((...args: (AnyTensor | Save)[]) => {
     const [xi, wi, bi, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, Save];
-    const project = (part: number) => tf.fused.matMul({
-      // [C_in, C]: all input rows (C_in is C; a tensor-parallel rank's w is [C, 3C/tp], C its heads' width).
-      a: xi, b: tf.slice(wi, [0, part * C], [-1, C]), bias: tf.slice(bi, [part * C], [C]),
-    }) as tf.Tensor2D;
+    const project = (part: number) =>
+      tf.fused.matMul({
+        // [C_in, C]: all input rows (C_in is C; a tensor-parallel rank's w is [C, 3C/tp], C its heads' width).
+        a: xi,
+        b: tf.slice(wi, [0, part * C], [-1, C]),
+        bias: tf.slice(bi, [part * C], [C]),
+      }) as tf.Tensor2D;
     const q = tf.mul(rowsToHeads(project(0), s), scale) as tf.Tensor3D; // scaled here: cheaper than S
     const kt = rowsToHeadsT(project(1), s); // [B*H, dh, T]
     const v = rowsToHeads(project(2), s);
     const probs = tf.softmax(tf.add(tf.matMul(q, kt), maskBias)) as tf.Tensor3D;
-    const dropped = dropMask === undefined ? probs : tf.mul(probs, dropMask) as tf.Tensor3D;
+    const dropped = dropMask === undefined ? probs : (tf.mul(probs, dropMask) as tf.Tensor3D);
     save(dropMask === undefined ? [xi, wi, q, kt, v, probs] : [xi, wi, q, kt, v, probs, dropMask]);
     return {
       value: headsToRows(tf.matMul(dropped, v), s),
       gradFunc: (dy: AnyTensor, saved: AnyTensor[]) => {
-        const [xs, ws, qs, kts, vs, ps, dm] = saved as
-          [tf.Tensor2D, tf.Tensor2D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D?];
+        const [xs, ws, qs, kts, vs, ps, dm] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D?];
         const dY = rowsToHeads(dy as tf.Tensor2D, s);
-        const pd = dm === undefined ? ps : tf.mul(ps, dm) as tf.Tensor3D;
+        const pd = dm === undefined ? ps : (tf.mul(ps, dm) as tf.Tensor3D);
         const dv = bmm(pd, dY, true, false);
         let dP = bmm(dY, vs, false, true);
         if (dm !== undefined) dP = tf.mul(dP, dm) as tf.Tensor3D;

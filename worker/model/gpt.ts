@@ -16,7 +16,18 @@
  */
 import { RosedistError } from '../../shared/errors.js';
 import { attentionMaskBias, causalSelfAttention, type AttentionShape } from './attention.js';
-import { buildParams, countParams, initialValues, numel, validateConfig, type GPTConfig, type GPTParams, type LayerNormParams, type LinearParams, type ParamSpec } from './params.js';
+import {
+  buildParams,
+  countParams,
+  initialValues,
+  numel,
+  validateConfig,
+  type GPTConfig,
+  type GPTParams,
+  type LayerNormParams,
+  type LinearParams,
+  type ParamSpec,
+} from './params.js';
 import { dropoutMask, streamSeed } from '../rng.js';
 import { addPositions, crossEntropySum, gatherRows, gelu, layerNorm, linear } from './ops.js';
 import { tf } from '../tf.js';
@@ -42,9 +53,7 @@ type Weights = GPTParams<tf.Tensor2D, tf.Tensor1D>;
  * Where dropout is applied, as in the original: the sum of the embeddings, and in each block the
  * attention weights (after softmax), the attention output and the MLP output.
  */
-export type DropoutSite =
-  | { readonly kind: 'embeddings' }
-  | { readonly kind: 'attention_weights' | 'attention_output' | 'mlp_output'; readonly layer: number };
+export type DropoutSite = { readonly kind: 'embeddings' } | { readonly kind: 'attention_weights' | 'attention_output' | 'mlp_output'; readonly layer: number };
 
 /**
  * The key of a site's mask stream (streamSeed(dropoutSeed, key)). Fixed: changing a key changes the
@@ -101,7 +110,11 @@ export class GPT {
       params.push({ name: spec.name, variable, shape: spec.shape, linear: spec.linear === true });
       return variable;
     };
-    this.weights = buildParams(cfg, (spec) => make(spec) as tf.Tensor2D, (spec) => make(spec) as tf.Tensor1D);
+    this.weights = buildParams(
+      cfg,
+      (spec) => make(spec) as tf.Tensor2D,
+      (spec) => make(spec) as tf.Tensor1D,
+    );
     this.params = params;
     this.numParams = countParams(cfg);
   }
@@ -219,10 +232,13 @@ export class GPT {
     const { batchSize: B, seqLen: T } = batch;
     const { nHeads: H, dModel: C, dropout: rate } = this.config;
     const shape: AttentionShape = { batchSize: B, seqLen: T, nHeads: H, dHead: C / H };
-    const dropMask = dropoutSeed === undefined || rate === 0 ? undefined : (site: DropoutSite) => {
-      const dims = site.kind === 'attention_weights' ? [B * H, T, T] : [B * T, C];
-      return tf.tensor(dropoutMask(numel(dims), rate, streamSeed(dropoutSeed, dropoutStream(site))), dims, 'float32');
-    };
+    const dropMask =
+      dropoutSeed === undefined || rate === 0
+        ? undefined
+        : (site: DropoutSite) => {
+            const dims = site.kind === 'attention_weights' ? [B * H, T, T] : [B * T, C];
+            return tf.tensor(dropoutMask(numel(dims), rate, streamSeed(dropoutSeed, dropoutStream(site))), dims, 'float32');
+          };
     return {
       ids: tf.tensor1d(batch.inputIds, 'int32'),
       maskBias: tf.tensor3d(attentionMaskBias(batch.attentionMask, shape), [B * H, T, T]),
@@ -256,18 +272,22 @@ export class GPT {
       throw new RosedistError(`batch: batchSize and seqLen must be positive integers, got ${B} and ${T}`);
     }
     if (T > P) {
-      throw new RosedistError(`batch: seqLen ${T} exceeds maxPositionEmbeddings ${P}`,
-        'use --seq-len at most --max-position-embeddings');
+      throw new RosedistError(`batch: seqLen ${T} exceeds maxPositionEmbeddings ${P}`, 'use --seq-len at most --max-position-embeddings');
     }
-    const arrays: [string, Int32Array][] = [['inputIds', batch.inputIds], ['attentionMask', batch.attentionMask]];
+    const arrays: [string, Int32Array][] = [
+      ['inputIds', batch.inputIds],
+      ['attentionMask', batch.attentionMask],
+    ];
     if (withLabels) arrays.push(['labels', batch.labels]);
     for (const [name, a] of arrays) {
       if (a.length !== B * T) throw new RosedistError(`batch: ${name} has ${a.length} elements, expected B*T = ${B * T}`);
     }
     const badId = batch.inputIds.findIndex((id) => id < 0 || id >= V);
     if (badId >= 0) {
-      throw new RosedistError(`batch: inputIds[${badId}] = ${batch.inputIds[badId]} is outside the vocabulary [0, ${V})`,
-        'check --vocab-size against the dataset');
+      throw new RosedistError(
+        `batch: inputIds[${badId}] = ${batch.inputIds[badId]} is outside the vocabulary [0, ${V})`,
+        'check --vocab-size against the dataset',
+      );
     }
     if (withLabels) {
       const badLabel = batch.labels.findIndex((y) => y !== IGNORE_INDEX && (y < 0 || y >= V));

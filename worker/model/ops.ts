@@ -166,7 +166,15 @@ export function addPositions(x: tf.Tensor2D, table: tf.Tensor2D, batchSize: numb
       value,
       gradFunc: (dy: AnyTensor) => {
         const dTable = tf.reshape(columnSums(tf.reshape(dy, [batchSize, T * C])), [T, C]);
-        return [dy, T === P ? dTable : tf.pad(dTable, [[0, P - T], [0, 0]])];
+        return [
+          dy,
+          T === P
+            ? dTable
+            : tf.pad(dTable, [
+                [0, P - T],
+                [0, 0],
+              ]),
+        ];
       },
     };
   });

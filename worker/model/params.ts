@@ -47,8 +47,7 @@ export function validateConfig(cfg: GPTConfig): void {
     if (!Number.isInteger(v) || v < 1) throw new ConfigError(`model config: ${key} must be a positive integer, got ${v}`);
   }
   if (cfg.dModel % cfg.nHeads !== 0) {
-    throw new ConfigError(`model config: dModel (${cfg.dModel}) must be a multiple of nHeads (${cfg.nHeads})`,
-      'pick --n-heads that divides --d-model');
+    throw new ConfigError(`model config: dModel (${cfg.dModel}) must be a multiple of nHeads (${cfg.nHeads})`, 'pick --n-heads that divides --d-model');
   }
   if (!(cfg.dropout >= 0 && cfg.dropout < 1)) {
     throw new ConfigError(`model config: dropout must be in [0, 1), got ${cfg.dropout}`);

@@ -104,7 +104,11 @@ export class TensorParallelGPT {
       offset += local.length;
       return variable;
     };
-    this.weights = buildParams(cfg, (s) => make(s) as T2, (s) => make(s) as T1);
+    this.weights = buildParams(
+      cfg,
+      (s) => make(s) as T2,
+      (s) => make(s) as T1,
+    );
     this.params = params;
   }
 
@@ -113,7 +117,8 @@ export class TensorParallelGPT {
    * and seed). Writes this rank's shard gradients of the mean loss into gradsOut ([numParams]).
    */
   async trainStep(batch: Batch, dropoutSeed: number, gradsOut: Float32Array): Promise<{ loss: number; tokens: number }> {
-    if (gradsOut.length !== this.numParams) throw new RosedistError(`trainStep: gradsOut has ${gradsOut.length} elements, this rank's shards ${this.numParams}`);
+    if (gradsOut.length !== this.numParams)
+      throw new RosedistError(`trainStep: gradsOut has ${gradsOut.length} elements, this rank's shards ${this.numParams}`);
     const { rows, targets } = lossRows(batch, this.config.vocabSize);
     gradsOut.fill(0);
     if (rows.length === 0) return { loss: 0, tokens: 0 };
@@ -170,7 +175,9 @@ export class TensorParallelGPT {
         ds.dispose();
         this.writeGrads(gradsOut, ...h.local.map((t, i) => [t, dLocal[i]] as [tf.Tensor, tf.Tensor]));
         const du = await this.allReduce(duPartial as T2); // f's backward
-        const [dxLn, dg1, db1] = tf.tidy(() => tf.grads((a: tf.Tensor, g: tf.Tensor, bb: tf.Tensor) => layerNorm(a as T2, g as T1, bb as T1))([xIn, h.ln.weight, h.ln.bias], du));
+        const [dxLn, dg1, db1] = tf.tidy(() =>
+          tf.grads((a: tf.Tensor, g: tf.Tensor, bb: tf.Tensor) => layerNorm(a as T2, g as T1, bb as T1))([xIn, h.ln.weight, h.ln.bias], du),
+        );
         du.dispose();
         this.writeGrads(gradsOut, [h.ln.weight, dg1], [h.ln.bias, db1]);
         dx = tf.tidy(() => tf.add(dxOut, dxLn) as T2);
@@ -181,7 +188,10 @@ export class TensorParallelGPT {
       const dx0 = dx;
       const [dTok, dPos] = tf.tidy(() => {
         const d = b.dropGrad(dx0, { kind: 'embeddings' });
-        return tf.grads((t: tf.Tensor, p: tf.Tensor) => addPositions(gatherRows(t as T2, b.ids), p as T2, b.shape.batchSize))([w.tokenEmbedding, w.positionEmbedding], d);
+        return tf.grads((t: tf.Tensor, p: tf.Tensor) => addPositions(gatherRows(t as T2, b.ids), p as T2, b.shape.batchSize))(
+          [w.tokenEmbedding, w.positionEmbedding],
+          d,
+        );
       });
       dx0.dispose();
       this.writeGrads(gradsOut, [w.tokenEmbedding, dTok], [w.positionEmbedding, dPos]);
@@ -252,7 +262,13 @@ export class TensorParallelGPT {
   /** The half-blocks in forward order. */
   private halves(): Half[] {
     return this.weights.blocks.flatMap((blk, layer): Half[] => [
-      { layer, site: { kind: 'attention_output', layer }, ln: blk.ln1, local: [blk.attn.qkvProj.weight, blk.attn.qkvProj.bias, blk.attn.outProj.weight], bias: blk.attn.outProj.bias },
+      {
+        layer,
+        site: { kind: 'attention_output', layer },
+        ln: blk.ln1,
+        local: [blk.attn.qkvProj.weight, blk.attn.qkvProj.bias, blk.attn.outProj.weight],
+        bias: blk.attn.outProj.bias,
+      },
       { layer, site: { kind: 'mlp_output', layer }, ln: blk.ln2, local: [blk.mlp.fc1.weight, blk.mlp.fc1.bias, blk.mlp.fc2.weight], bias: blk.mlp.fc2.bias },
     ]);
   }
@@ -334,7 +350,11 @@ function lossRows(batch: Batch, vocabSize: number): { rows: Int32Array; targets:
   const { batchSize: B, seqLen: T, labels } = batch;
   if (batch.inputIds.length !== B * T || labels.length !== B * T) throw new RosedistError(`batch: expected B*T = ${B * T} ids and labels`);
   const bad = batch.inputIds.findIndex((id) => id < 0 || id >= vocabSize);
-  if (bad >= 0) throw new RosedistError(`batch: inputIds[${bad}] = ${batch.inputIds[bad]} is outside the vocabulary [0, ${vocabSize})`, 'check --vocab-size against the dataset');
+  if (bad >= 0)
+    throw new RosedistError(
+      `batch: inputIds[${bad}] = ${batch.inputIds[bad]} is outside the vocabulary [0, ${vocabSize})`,
+      'check --vocab-size against the dataset',
+    );
   const rows: number[] = [];
   const targets: number[] = [];
   for (let b = 0; b < B; b++) {

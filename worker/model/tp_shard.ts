@@ -31,7 +31,11 @@ export interface ShardedParam {
 
 /** ConfigError unless tp divides n_heads and d_ff (then it also divides d_model). */
 export function checkTensorParallel(cfg: GPTConfig, tp: number): void {
-  if (cfg.nHeads % tp !== 0) throw new ConfigError(`--tensor-parallel-size ${tp} does not divide --n-heads ${cfg.nHeads}`, 'each rank must own whole heads: pick a divisor of --n-heads');
+  if (cfg.nHeads % tp !== 0)
+    throw new ConfigError(
+      `--tensor-parallel-size ${tp} does not divide --n-heads ${cfg.nHeads}`,
+      'each rank must own whole heads: pick a divisor of --n-heads',
+    );
   if (cfg.dFf % tp !== 0) throw new ConfigError(`--tensor-parallel-size ${tp} does not divide --d-ff ${cfg.dFf}`, 'pick a divisor of --d-ff');
 }
 

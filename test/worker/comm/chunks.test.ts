@@ -1,7 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  allReduceSteps, chunkRange, mod, neighbours, recvChunk, reduceScatterSteps, segmentCount, segmentElemsFor, segmentRange, sendChunk, shardRange,
+  allReduceSteps,
+  chunkRange,
+  mod,
+  neighbours,
+  recvChunk,
+  reduceScatterSteps,
+  segmentCount,
+  segmentElemsFor,
+  segmentRange,
+  sendChunk,
+  shardRange,
 } from '../../../worker/comm/chunks.js';
 
 test('chunks tile the buffer in order, sizes differ by at most one', () => {
@@ -23,7 +33,13 @@ test('chunks tile the buffer in order, sizes differ by at most one', () => {
 });
 
 test('segments tile a chunk, at most segmentElems each, at least one (maybe empty)', () => {
-  for (const [lo, hi] of [[0, 0], [5, 5], [3, 4], [10, 110], [7, 1031]]) {
+  for (const [lo, hi] of [
+    [0, 0],
+    [5, 5],
+    [3, 4],
+    [10, 110],
+    [7, 1031],
+  ]) {
     for (const segElems of [1, 3, 64, 100, 5000]) {
       const n = segmentCount(hi - lo, segElems);
       assert.ok(n >= 1);

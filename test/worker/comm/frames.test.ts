@@ -25,7 +25,13 @@ test('malformed headers decode to undefined', () => {
   assert.equal(decodeHeader(good.subarray(1)), undefined, 'short');
   assert.equal(decodeHeader(new Uint8Array(HEADER_BYTES)), undefined, 'zeros');
   assert.equal(decodeHeader(new TextEncoder().encode('x'.repeat(HEADER_BYTES))), undefined, 'text');
-  for (const [offset, value] of [[0, 0x00], [4, 9], [5, 9], [6, 9], [7, 3]]) {
+  for (const [offset, value] of [
+    [0, 0x00],
+    [4, 9],
+    [5, 9],
+    [6, 9],
+    [7, 3],
+  ]) {
     const bad = good.slice();
     bad[offset] = value;
     assert.equal(decodeHeader(bad), undefined, `byte ${offset} = ${value}`);
@@ -37,11 +43,14 @@ test('malformed headers decode to undefined', () => {
 
 test('a different collective is a mismatch naming both', () => {
   const other: Header = { kind: 'broadcast', seq: 42, dtype: 'float32', count: 10, root: 0, step: 0, segment: 0 };
-  assert.throws(() => checkHeader(h, other, 1, 0), (e: unknown) => {
-    assert.ok(e instanceof CommError);
-    assert.match(e.message, /rank 1 called #42 allReduce\(mean, float32\[2973184\]\) but rank 0 called #42 broadcast\(root 0, float32\[10\]\)/);
-    return true;
-  });
+  assert.throws(
+    () => checkHeader(h, other, 1, 0),
+    (e: unknown) => {
+      assert.ok(e instanceof CommError);
+      assert.match(e.message, /rank 1 called #42 allReduce\(mean, float32\[2973184\]\) but rank 0 called #42 broadcast\(root 0, float32\[10\]\)/);
+      return true;
+    },
+  );
   assert.throws(() => checkHeader(h, { ...h, count: 5 }, 1, 0), /float32\[2973184\].*float32\[5\]/);
   assert.throws(() => checkHeader(h, { ...h, seq: 43 }, 1, 0), /#42 .* #43/);
   assert.throws(() => checkHeader(h, { ...h, segment: 12 }, 1, 0), /protocol error/);

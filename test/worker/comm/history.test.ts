@@ -12,7 +12,10 @@ test('a group remembers its latest collectives (op, seq, bytes, state), the time
   const h = groups[0].recentCollectives();
   assert.equal(h.length, COLLECTIVE_HISTORY);
   const total = COLLECTIVE_HISTORY + 4; // H + 2 all-reduces, a broadcast, the failed all-reduce
-  assert.deepEqual(h.map((c) => c.seq), Array.from({ length: COLLECTIVE_HISTORY }, (_, i) => total - COLLECTIVE_HISTORY + 1 + i));
+  assert.deepEqual(
+    h.map((c) => c.seq),
+    Array.from({ length: COLLECTIVE_HISTORY }, (_, i) => total - COLLECTIVE_HISTORY + 1 + i),
+  );
   assert.deepEqual(h.at(-2), { seq: COLLECTIVE_HISTORY + 3, op: 'broadcast(root 0, uint8[5])', bytes: 5, state: 'done' });
   assert.deepEqual(h.at(-1), { seq: COLLECTIVE_HISTORY + 4, op: 'allReduce(max, float64[2])', bytes: 16, state: 'failed' });
   assert.ok(h.slice(0, -1).every((c) => c.state === 'done'));

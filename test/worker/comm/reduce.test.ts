@@ -5,7 +5,9 @@ import { createReducer, type CombineOp, type ReducerKind } from '../../../worker
 function random(n: number, seed: number): number[] {
   let x = seed >>> 0 || 1;
   return Array.from({ length: n }, () => {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
     return ((x >>> 0) / 2 ** 32 - 0.5) * 100;
   });
 }

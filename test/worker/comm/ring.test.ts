@@ -15,7 +15,9 @@ import { chooseAllReduce, DEFAULT_GATHER_BYTES } from '../../../worker/comm/ring
 function random(n: number, seed: number): number[] {
   let x = (seed * 2654435761) >>> 0 || 1;
   return Array.from({ length: n }, () => {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
     return ((x >>> 0) / 2 ** 32 - 0.5) * 100;
   });
 }
@@ -41,24 +43,24 @@ function assertClose(got: FloatArray, want: Float64Array, inputs: FloatArray[], 
 }
 
 for (const path of ['ring', 'gather'] as const) {
-test(`allReduce (${path}): every world size, odd lengths, every op, both float types, many segments`, async () => {
-  for (const worldSize of [1, 2, 3, 4, 5, 8]) {
-    for (const count of [0, 1, worldSize - 1, worldSize + 1, 97, 1031]) {
-      for (const Ctor of [Float32Array, Float64Array]) {
-        for (const op of ['sum', 'mean', 'max', 'min'] as ReduceOp[]) {
-          // 40-byte segments: several segments per chunk, and a last one shorter than the others.
-          const groups = createMemoryGroups(worldSize, { segmentBytes: 40, allReduceAlgorithm: path });
-          const inputs = groups.map((g) => Ctor.from(random(count, g.rank + count)));
-          const bufs = inputs.map((a) => a.slice());
-          await Promise.all(groups.map((g) => g.allReduce(bufs[g.rank], op)));
-          const what = `N=${worldSize} ${Ctor.name}[${count}] ${op}`;
-          assertClose(bufs[0], reference(inputs, op), inputs, what);
-          for (const b of bufs) assert.deepEqual(b, bufs[0], `${what}: every rank has the same bits`);
+  test(`allReduce (${path}): every world size, odd lengths, every op, both float types, many segments`, async () => {
+    for (const worldSize of [1, 2, 3, 4, 5, 8]) {
+      for (const count of [0, 1, worldSize - 1, worldSize + 1, 97, 1031]) {
+        for (const Ctor of [Float32Array, Float64Array]) {
+          for (const op of ['sum', 'mean', 'max', 'min'] as ReduceOp[]) {
+            // 40-byte segments: several segments per chunk, and a last one shorter than the others.
+            const groups = createMemoryGroups(worldSize, { segmentBytes: 40, allReduceAlgorithm: path });
+            const inputs = groups.map((g) => Ctor.from(random(count, g.rank + count)));
+            const bufs = inputs.map((a) => a.slice());
+            await Promise.all(groups.map((g) => g.allReduce(bufs[g.rank], op)));
+            const what = `N=${worldSize} ${Ctor.name}[${count}] ${op}`;
+            assertClose(bufs[0], reference(inputs, op), inputs, what);
+            for (const b of bufs) assert.deepEqual(b, bufs[0], `${what}: every rank has the same bits`);
+          }
         }
       }
     }
-  }
-});
+  });
 }
 
 test('the group chooses the algorithm by size, visibly; gatherBytes and a forced algorithm override it', () => {
@@ -93,7 +95,12 @@ test('reduceScatter leaves the reduced shard in place and the rest untouched; al
           for (const g of groups) {
             const { lo, hi } = shardRange(count, worldSize, g.rank);
             const shard = bufs[g.rank].subarray(lo, hi);
-            assertClose(shard, want.subarray(lo, hi), inputs.map((a) => a.subarray(lo, hi)), `${what} rank ${g.rank}`);
+            assertClose(
+              shard,
+              want.subarray(lo, hi),
+              inputs.map((a) => a.subarray(lo, hi)),
+              `${what} rank ${g.rank}`,
+            );
             assert.deepEqual(shard, full[0].subarray(lo, hi), `${what}: the shard has the all-reduce's bits`);
             assert.deepEqual(bufs[g.rank].subarray(0, lo), inputs[g.rank].subarray(0, lo), `${what}: before the shard untouched`);
             assert.deepEqual(bufs[g.rank].subarray(hi), inputs[g.rank].subarray(hi), `${what}: after the shard untouched`);
@@ -132,7 +139,12 @@ test('allReduce with the plain JavaScript reducer and one-element segments', asy
 });
 
 test('buffers are not read after a collective resolves (zero-copy sends)', async () => {
-  for (const [worldSize, gatherBytes] of [[2, 0], [3, 0], [5, 0], [3, 1 << 30]]) {
+  for (const [worldSize, gatherBytes] of [
+    [2, 0],
+    [3, 0],
+    [5, 0],
+    [3, 1 << 30],
+  ]) {
     const groups = createMemoryGroups(worldSize, { segmentBytes: 64, maxDelayMs: 2, seed: worldSize, gatherBytes });
     const n = groups.length;
     for (let round = 0; round < 6; round++) {
@@ -141,31 +153,37 @@ test('buffers are not read after a collective resolves (zero-copy sends)', async
       const results: Float32Array[] = [];
       // Each rank trashes its buffer the moment its own collective resolves, as a training loop
       // would by writing the next gradients; the other ranks must not see that.
-      await Promise.all(groups.map(async (g) => {
-        await g.allReduce(bufs[g.rank]);
-        results[g.rank] = bufs[g.rank].slice();
-        bufs[g.rank].fill(NaN);
-      }));
+      await Promise.all(
+        groups.map(async (g) => {
+          await g.allReduce(bufs[g.rank]);
+          results[g.rank] = bufs[g.rank].slice();
+          bufs[g.rank].fill(NaN);
+        }),
+      );
       for (const r of results) assertClose(r, reference(inputs, 'sum'), inputs, `allReduce N=${worldSize}`);
 
       const root = round % worldSize;
       const data = groups.map((g) => Int32Array.from(random(77, g.rank + 100), Math.round));
       const want = data[root].slice();
       const got: Int32Array[] = [];
-      await Promise.all(groups.map(async (g) => {
-        await g.broadcast(data[g.rank], root);
-        got[g.rank] = data[g.rank].slice();
-        data[g.rank].fill(-1);
-      }));
+      await Promise.all(
+        groups.map(async (g) => {
+          await g.broadcast(data[g.rank], root);
+          got[g.rank] = data[g.rank].slice();
+          data[g.rank].fill(-1);
+        }),
+      );
       for (const d of got) assert.deepEqual(d, want);
 
       const mine = groups.map((g) => Float64Array.from(random(33, g.rank + 200)));
       const wantAll = mine.map((m) => m.slice());
-      const gathered = await Promise.all(groups.map(async (g) => {
-        const res = await g.allGather(mine[g.rank]);
-        mine[g.rank].fill(NaN);
-        return res;
-      }));
+      const gathered = await Promise.all(
+        groups.map(async (g) => {
+          const res = await g.allGather(mine[g.rank]);
+          mine[g.rank].fill(NaN);
+          return res;
+        }),
+      );
       for (const res of gathered) assert.deepEqual(res, wantAll);
 
       // ZeRO's pair: each rank trashes its gradients once its shard is reduced, and its
@@ -173,15 +191,22 @@ test('buffers are not read after a collective resolves (zero-copy sends)', async
       const grads = groups.map((g) => Float32Array.from(random(301, g.rank + 300 + round)));
       const wantSum = reference(grads, 'sum');
       const shards: Float32Array[] = [];
-      await Promise.all(groups.map(async (g) => {
-        await g.reduceScatter(grads[g.rank]);
-        const { lo, hi } = shardRange(301, n, g.rank);
-        shards[g.rank] = grads[g.rank].slice(lo, hi);
-        grads[g.rank].fill(NaN);
-      }));
+      await Promise.all(
+        groups.map(async (g) => {
+          await g.reduceScatter(grads[g.rank]);
+          const { lo, hi } = shardRange(301, n, g.rank);
+          shards[g.rank] = grads[g.rank].slice(lo, hi);
+          grads[g.rank].fill(NaN);
+        }),
+      );
       groups.forEach((g) => {
         const { lo, hi } = shardRange(301, n, g.rank);
-        assertClose(shards[g.rank], wantSum.subarray(lo, hi), grads.map(() => new Float32Array(hi - lo).fill(100)), `reduceScatter N=${n}`);
+        assertClose(
+          shards[g.rank],
+          wantSum.subarray(lo, hi),
+          grads.map(() => new Float32Array(hi - lo).fill(100)),
+          `reduceScatter N=${n}`,
+        );
       });
       const params = groups.map((g) => {
         const p = new Float32Array(301).fill(-7);
@@ -189,12 +214,14 @@ test('buffers are not read after a collective resolves (zero-copy sends)', async
         p.fill(g.rank, lo, hi);
         return p;
       });
-      const gatheredParams = await Promise.all(groups.map(async (g) => {
-        await g.allGatherChunks(params[g.rank]);
-        const copy = params[g.rank].slice();
-        params[g.rank].fill(NaN);
-        return copy;
-      }));
+      const gatheredParams = await Promise.all(
+        groups.map(async (g) => {
+          await g.allGatherChunks(params[g.rank]);
+          const copy = params[g.rank].slice();
+          params[g.rank].fill(NaN);
+          return copy;
+        }),
+      );
       const wantParams = new Float32Array(301);
       groups.forEach((g) => {
         const { lo, hi } = shardRange(301, n, g.rank);
@@ -221,7 +248,7 @@ test('broadcast from every root, every element type', async () => {
   }
 });
 
-test('allGather returns every rank\'s buffer by rank, as copies', async () => {
+test("allGather returns every rank's buffer by rank, as copies", async () => {
   for (const worldSize of [1, 2, 3, 8]) {
     const groups = createMemoryGroups(worldSize, { segmentBytes: 8 });
     const bufs = groups.map((g) => Uint8Array.from({ length: 13 }, (_, i) => g.rank * 16 + i));
@@ -236,7 +263,11 @@ test('allGather returns every rank\'s buffer by rank, as copies', async () => {
 test('barrier resolves only once every rank has called it', async () => {
   const groups = createMemoryGroups(4);
   let done = 0;
-  const first = groups.slice(0, 3).map((g) => g.barrier().then(() => { done += 1; }));
+  const first = groups.slice(0, 3).map((g) =>
+    g.barrier().then(() => {
+      done += 1;
+    }),
+  );
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
   assert.equal(done, 0);
   await Promise.all([...first, groups[3].barrier()]);
@@ -245,14 +276,16 @@ test('barrier resolves only once every rank has called it', async () => {
 
 test('many collectives back to back keep their order', async () => {
   const groups = createMemoryGroups(3, { segmentBytes: 32 });
-  await Promise.all(groups.map(async (g) => {
-    for (let i = 0; i < 50; i++) {
-      const b = new Float64Array(i % 7).fill(g.rank + i);
-      await g.allReduce(b, 'max');
-      assert.ok(b.every((x) => x === 2 + i));
-      if (i % 5 === 0) await g.barrier();
-    }
-  }));
+  await Promise.all(
+    groups.map(async (g) => {
+      for (let i = 0; i < 50; i++) {
+        const b = new Float64Array(i % 7).fill(g.rank + i);
+        await g.allReduce(b, 'max');
+        assert.ok(b.every((x) => x === 2 + i));
+        if (i % 5 === 0) await g.barrier();
+      }
+    }),
+  );
 });
 
 async function rejections(promises: Promise<unknown>[]): Promise<CommError[]> {
@@ -268,7 +301,11 @@ async function rejections(promises: Promise<unknown>[]): Promise<CommError[]> {
 test('a rank calling another collective fails every rank, naming both', async () => {
   const groups = createMemoryGroups(4);
   const errors = await rejections(groups.map((g) => (g.rank === 2 ? g.broadcast(new Float32Array(8), 0) : g.allReduce(new Float32Array(8)))));
-  for (const e of errors) assert.match(e.message, /#1 allReduce\(sum, float32\[8\]\).*#1 broadcast\(root 0, float32\[8\]\)|#1 broadcast\(root 0, float32\[8\]\).*#1 allReduce\(sum, float32\[8\]\)/);
+  for (const e of errors)
+    assert.match(
+      e.message,
+      /#1 allReduce\(sum, float32\[8\]\).*#1 broadcast\(root 0, float32\[8\]\)|#1 broadcast\(root 0, float32\[8\]\).*#1 allReduce\(sum, float32\[8\]\)/,
+    );
   // The group stays broken: the next call fails at once with the same error.
   await assert.rejects(groups[0].barrier(), (e: unknown) => e === errors[0]);
 });
@@ -308,7 +345,11 @@ test('a lost connection fails the collective only if a rank cannot take part any
   await groups[2].close();
   await groups[1].suspect('its connection to rank 2 closed');
   const errors = await rejections(pending);
-  for (const e of errors) assert.match(e.message, /#2 allReduce\(sum, float32\[10\]\) on rank 1 stalled after its connection to rank 2 closed; ranks that did not take part: 2 \(closed its process group after #1 allReduce/);
+  for (const e of errors)
+    assert.match(
+      e.message,
+      /#2 allReduce\(sum, float32\[10\]\) on rank 1 stalled after its connection to rank 2 closed; ranks that did not take part: 2 \(closed its process group after #1 allReduce/,
+    );
 });
 
 test('close rejects a pending collective and is idempotent; bad arguments fail clearly', async () => {

@@ -10,7 +10,14 @@ const st = (rank: number, seq: number, state: RankStatus['state'], extra: Partia
 ];
 
 test('every kind of absence is named, with the op and sequence number', () => {
-  const statuses = new Map([st(1, 9, 'running'), st(2, 8, 'idle'), st(3, 7, 'running'), st(5, 9, 'failed', { error: 'boom' }), st(6, 6, 'closed'), st(7, 9, 'closed')]);
+  const statuses = new Map([
+    st(1, 9, 'running'),
+    st(2, 8, 'idle'),
+    st(3, 7, 'running'),
+    st(5, 9, 'failed', { error: 'boom' }),
+    st(6, 6, 'closed'),
+    st(7, 9, 'closed'),
+  ]);
   const { message, hint, missing } = describeStall(sig, 0, 8, 'timed out after 2.5 s', statuses);
   assert.equal(
     message,
@@ -31,7 +38,14 @@ test('when everyone is in it, the message says the ring stalled', () => {
 
 test('status answers are validated', () => {
   assert.ok(isRankStatus({ rank: 1, seq: 0, collective: 'none', state: 'idle' }));
-  for (const bad of [null, 3, {}, { rank: 1, seq: 0, collective: 'none', state: 'sleeping' }, { rank: '1', seq: 0, collective: 'x', state: 'idle' }, { rank: 1, seq: 0, collective: 'x', state: 'failed', error: 5 }]) {
+  for (const bad of [
+    null,
+    3,
+    {},
+    { rank: 1, seq: 0, collective: 'none', state: 'sleeping' },
+    { rank: '1', seq: 0, collective: 'x', state: 'idle' },
+    { rank: 1, seq: 0, collective: 'x', state: 'failed', error: 5 },
+  ]) {
     assert.equal(isRankStatus(bad), false, JSON.stringify(bad));
   }
 });

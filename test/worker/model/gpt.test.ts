@@ -10,7 +10,13 @@ import { countParams, GPT, IGNORE_INDEX, type Batch, type GPTConfig } from '../.
 import { initBackend, tf } from '../../../worker/tf.js';
 
 const DEFAULTS: GPTConfig = {
-  vocabSize: 10000, maxPositionEmbeddings: 128, nLayers: 2, nHeads: 4, dModel: 128, dFf: 512, dropout: 0.1,
+  vocabSize: 10000,
+  maxPositionEmbeddings: 128,
+  nLayers: 2,
+  nHeads: 4,
+  dModel: 128,
+  dFf: 512,
+  dropout: 0.1,
 };
 const TINY: GPTConfig = { vocabSize: 13, maxPositionEmbeddings: 8, nLayers: 2, nHeads: 2, dModel: 8, dFf: 12, dropout: 0 };
 
@@ -69,7 +75,9 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 describe('GPT on the cpu backend', () => {
-  before(async () => { await initBackend('cpu'); });
+  before(async () => {
+    await initBackend('cpu');
+  });
 
   it('has 2,973,184 parameters at the defaults, in variables of the declared shapes', () => {
     assert.equal(countParams(DEFAULTS), 2_973_184);
@@ -169,8 +177,7 @@ describe('GPT on the cpu backend', () => {
           const down = meanLoss(w);
           const fd = (up - down) / (2 * eps);
           const g = grads[i] as number;
-          assert.ok(Math.abs(fd - g) <= 5e-5 + 5e-3 * Math.abs(g),
-            `${p.name}[${i - offset}]: analytic ${g}, finite difference ${fd}`);
+          assert.ok(Math.abs(fd - g) <= 5e-5 + 5e-3 * Math.abs(g), `${p.name}[${i - offset}]: analytic ${g}, finite difference ${fd}`);
           checked += 1;
         }
         // The largest gradient must be a real one: the check above would pass on zeros.
@@ -230,7 +237,11 @@ describe('GPT on the cpu backend', () => {
   it('gives identical weights for the same seed and different ones for another', () => {
     const [m1, m2, m3] = [new GPT(TINY, 42), new GPT(TINY, 42), new GPT(TINY, 43)];
     try {
-      const [a, b, c] = [m1, m2, m3].map((m) => { const f = new Float32Array(m.numParams); m.readFlat(f); return f; });
+      const [a, b, c] = [m1, m2, m3].map((m) => {
+        const f = new Float32Array(m.numParams);
+        m.readFlat(f);
+        return f;
+      });
       assert.deepEqual(a, b);
       assert.notDeepEqual(a, c);
       // nanoGPT's init: N(0, 0.02) weights, LayerNorm 1/0.
@@ -303,9 +314,14 @@ describe('GPT on the cpu backend', () => {
       const ok = randomBatch(TINY, 1, 4, 23);
       const grads = new Float32Array(model.numParams);
       const long = randomBatch(TINY, 1, TINY.maxPositionEmbeddings + 1, 24);
-      assert.throws(() => model.evalBatch(long), (e: unknown) => e instanceof RosedistError && /maxPositionEmbeddings/.test(e.message));
-      assert.throws(() => model.trainStep({ ...ok, inputIds: Int32Array.from([0, 1, 99, 2]) }, 0, grads),
-        (e: unknown) => e instanceof RosedistError && /outside the vocabulary/.test(e.message));
+      assert.throws(
+        () => model.evalBatch(long),
+        (e: unknown) => e instanceof RosedistError && /maxPositionEmbeddings/.test(e.message),
+      );
+      assert.throws(
+        () => model.trainStep({ ...ok, inputIds: Int32Array.from([0, 1, 99, 2]) }, 0, grads),
+        (e: unknown) => e instanceof RosedistError && /outside the vocabulary/.test(e.message),
+      );
       assert.throws(() => model.evalBatch({ ...ok, labels: Int32Array.from([0, 1, -5, 2]) }), RosedistError);
       assert.throws(() => model.evalBatch({ ...ok, attentionMask: new Int32Array(3) }), RosedistError);
       assert.throws(() => model.trainStep(ok, 0, new Float32Array(5)), RosedistError);
@@ -317,7 +333,9 @@ describe('GPT on the cpu backend', () => {
 });
 
 describe('GPT: wasm against cpu', () => {
-  after(async () => { await initBackend('cpu'); });
+  after(async () => {
+    await initBackend('cpu');
+  });
 
   /** Logits, loss and gradients of one train step, computed on the given backend. */
   async function run(backend: 'cpu' | 'wasm', cfg: GPTConfig, batch: Batch) {
@@ -342,7 +360,11 @@ describe('GPT: wasm against cpu', () => {
   for (const [label, cfg, T] of [
     ['a tiny model', { ...TINY, dropout: 0.2 }, 6],
     // dh 16 at T 128: wasm runs attention as per-head 2-D matMuls (the long-sequence path).
-    ['T 128 (per-head attention matMuls on wasm)', { ...TINY, vocabSize: 40, maxPositionEmbeddings: 128, nLayers: 1, nHeads: 2, dModel: 32, dFf: 48, dropout: 0.1 }, 128],
+    [
+      'T 128 (per-head attention matMuls on wasm)',
+      { ...TINY, vocabSize: 40, maxPositionEmbeddings: 128, nLayers: 1, nHeads: 2, dModel: 32, dFf: 48, dropout: 0.1 },
+      128,
+    ],
   ] as const) {
     it(`agrees on weights, logits, loss and gradients: ${label}`, async () => {
       const batch = randomBatch(cfg, 2, T, 32);

@@ -60,7 +60,10 @@ describe('tensor-parallel shards', () => {
       if (tp === 2) {
         const before = plan.slice(0, qkv).reduce((a, p) => a + p.spec.shape.reduce((x, y) => x * y, 1), 0);
         const lbefore = plan.slice(0, qkv).reduce((a, p) => a + p.local.reduce((x, y) => x * y, 1), 0);
-        assert.deepEqual([...locals[1].subarray(lbefore, lbefore + 12)], [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23].map((c) => before + c));
+        assert.deepEqual(
+          [...locals[1].subarray(lbefore, lbefore + 12)],
+          [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23].map((c) => before + c),
+        );
       }
     }
   });

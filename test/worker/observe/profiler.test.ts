@@ -65,7 +65,11 @@ test('3 ranks: gathered, merged and written; schema, every phase per rank, order
     await Promise.all(pgs.map((pg) => pg.close()));
   }
   // Every rank receives every rank's list, each equal to what that rank recorded.
-  for (const g of gathered) assert.deepEqual(g, profs.map((p) => p.events()));
+  for (const g of gathered)
+    assert.deepEqual(
+      g,
+      profs.map((p) => p.events()),
+    );
 
   const file = join(dir, 'sub', 'trace.json');
   await writeTrace(file, mergeTraces(gathered[0]));
@@ -125,14 +129,25 @@ test('a disabled profiler records nothing and still runs the work', async () => 
   p.begin('data');
   p.end('optimizer');
   assert.equal(await p.span('eval', () => 42), 42);
-  await assert.rejects(p.span('eval', () => Promise.reject(new Error('boom'))), /boom/);
+  await assert.rejects(
+    p.span('eval', () => Promise.reject(new Error('boom'))),
+    /boom/,
+  );
   assert.deepEqual(p.events(), []);
 });
 
 test('span records a phase that throws; mismatched begin/end are reported', async () => {
   const p = new Profiler(4, true);
-  await assert.rejects(p.span('checkpoint', async () => { throw new Error('disk full'); }), /disk full/);
-  assert.deepEqual(p.events().map((e) => [e.name, e.pid]), [['checkpoint', 4]]);
+  await assert.rejects(
+    p.span('checkpoint', async () => {
+      throw new Error('disk full');
+    }),
+    /disk full/,
+  );
+  assert.deepEqual(
+    p.events().map((e) => [e.name, e.pid]),
+    [['checkpoint', 4]],
+  );
   assert.throws(() => p.end('data'), /end\("data"\) without begin\(\) on rank 4/);
   p.begin('data');
   assert.throws(() => p.begin('data'), /begun twice/);
@@ -156,6 +171,9 @@ test('mergeTraces rejects an event filed under another rank; writeTrace reports 
   const blocker = join(dir, 'a-file');
   writeFileSync(blocker, 'x');
   const target = join(blocker, 'trace.json');
-  await assert.rejects(writeTrace(target, mergeTraces([[], p.events()])), (e: unknown) => e instanceof FileError && /cannot write the trace .*trace\.json: E(EXIST|NOTDIR)/.test(e.message));
+  await assert.rejects(
+    writeTrace(target, mergeTraces([[], p.events()])),
+    (e: unknown) => e instanceof FileError && /cannot write the trace .*trace\.json: E(EXIST|NOTDIR)/.test(e.message),
+  );
   assert.equal(existsSync(`${target}.${process.pid}.tmp`), false);
 });

@@ -30,7 +30,10 @@ test('no TTY (a real pipe): plain lines on the first, every 4th and the last ste
   assert.equal(r.stdout.trim(), 'lines');
   assert.ok(!r.stderr.includes('\r') && !r.stderr.includes(ESC), 'no carriage returns or escape sequences');
   const lines = r.stderr.trimEnd().split('\n');
-  assert.deepEqual(lines.map((l) => l.split(' ')[1]), ['1/10', '4/10', '8/10', '10/10']);
+  assert.deepEqual(
+    lines.map((l) => l.split(' ')[1]),
+    ['1/10', '4/10', '8/10', '10/10'],
+  );
   assert.match(lines[0], /^step 1\/10 \(10%\) \| 1000 tok\/s \| ETA - \| train loss 3\.900 \| val ppl -$/);
   // The val ppl of step 5 is kept until the next evaluation.
   assert.match(lines[2], /^step 8\/10 \(80%\) \| 8000 tok\/s \| ETA \S+ \| train loss 3\.200 \| val ppl 33\.33$/);
@@ -63,11 +66,21 @@ test('no TTY with a write callback: lines go to write, the stream (a file) gets 
 
 test('stop() prints the last state once if the last update was not printed', () => {
   const lines: string[] = [];
-  const p = createProgress({ total: 100, startStep: 0, enabled: true, stream: new PassThrough() as unknown as NodeJS.WriteStream, plainEverySteps: 10, write: (l) => lines.push(l) });
+  const p = createProgress({
+    total: 100,
+    startStep: 0,
+    enabled: true,
+    stream: new PassThrough() as unknown as NodeJS.WriteStream,
+    plainEverySteps: 10,
+    write: (l) => lines.push(l),
+  });
   for (let step = 1; step <= 13; step += 1) p.update(step, {});
   p.stop();
   p.stop();
-  assert.deepEqual(lines.map((l) => l.split(' ')[1]), ['1/100', '10/100', '13/100']);
+  assert.deepEqual(
+    lines.map((l) => l.split(' ')[1]),
+    ['1/100', '10/100', '13/100'],
+  );
 });
 
 test('TTY (fake terminal): a bar redrawn in place, nothing through write', async () => {
@@ -128,7 +141,10 @@ test('bar: false on a TTY gives plain lines through write, nothing drawn on the 
   for (let step = 1; step <= 4; step += 1) p.update(step, { trainLoss: 1 });
   p.stop();
   assert.equal(out, '');
-  assert.deepEqual(written.map((l) => l.split(' ')[1]), ['1/4', '2/4', '3/4', '4/4']);
+  assert.deepEqual(
+    written.map((l) => l.split(' ')[1]),
+    ['1/4', '2/4', '3/4', '4/4'],
+  );
 });
 
 test('barWidth leaves room for the text on one line, between 5 and 24 cells', () => {

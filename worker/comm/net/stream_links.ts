@@ -37,7 +37,7 @@ export function checkHello(hello: Uint8Array, from: number, token: string | unde
   const v = new DataView(hello.buffer, hello.byteOffset, hello.byteLength);
   if (hello.byteLength !== HELLO_BYTES || v.getUint32(0, true) !== MAGIC) return 'not a rosedist data connection';
   const want = encodeHello(from, token);
-  if (!timingSafeEqual(hello.subarray(8), want.subarray(8))) return 'wrong credentials (not started with this run\'s secret)';
+  if (!timingSafeEqual(hello.subarray(8), want.subarray(8))) return "wrong credentials (not started with this run's secret)";
   if (v.getUint32(4, true) !== from) return `it claims rank ${v.getUint32(4, true)}, only rank ${from} connects here`;
   return undefined;
 }
@@ -81,7 +81,13 @@ export class DataServer {
   }
 
   /** Listen on a Unix socket at `ipcPath` and on `host`'s ephemeral TCP port; endpoints as the rendezvous publishes them. */
-  static async listen(ipcPath: string, host: string, right: number, token: string | undefined, warn: Warn): Promise<{ server: DataServer; endpoints: { ipc: string; tcp: string } }> {
+  static async listen(
+    ipcPath: string,
+    host: string,
+    right: number,
+    token: string | undefined,
+    warn: Warn,
+  ): Promise<{ server: DataServer; endpoints: { ipc: string; tcp: string } }> {
     const ds = new DataServer(right, token, warn);
     const ipc = createServer((s) => ds.onConnection(s));
     const tcp = createServer((s) => ds.onConnection(s));
@@ -118,7 +124,7 @@ export class DataServer {
       const all = Buffer.concat(chunks);
       const why = got > HELLO_BYTES ? 'it sent data before being accepted' : checkHello(all, this.right, this.token);
       if (why !== undefined || this.done) {
-        this.warn(`data socket: refused a connection from ${who}: ${why ?? 'the ring\'s connection is already established'}`);
+        this.warn(`data socket: refused a connection from ${who}: ${why ?? "the ring's connection is already established"}`);
         s.destroy();
         return;
       }

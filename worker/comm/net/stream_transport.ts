@@ -178,10 +178,9 @@ export class StreamTransport implements RingTransport, ReadTarget {
       const header = decodeHeader(this.prefix.subarray(0, HEADER_BYTES));
       const bytes = this.prefixView.getUint32(HEADER_BYTES, true);
       if (header === undefined || this.prefixView.getUint32(HEADER_BYTES + 4, true) !== 0 || bytes > MAX_PAYLOAD_BYTES) {
-        this.fail(new CommError(
-          `data connection from rank ${this.left}: received a malformed message header`,
-          'ranks of one run must run the same rosedist version',
-        ));
+        this.fail(
+          new CommError(`data connection from rank ${this.left}: received a malformed message header`, 'ranks of one run must run the same rosedist version'),
+        );
         // Read on into the prefix (discarded): the owner closes the connection.
         return;
       }

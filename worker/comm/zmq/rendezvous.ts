@@ -41,14 +41,27 @@ const ENDPOINT = /^(ipc|tcp):\/\/\S+$/;
 
 function isEndpoints(x: unknown): x is Endpoints {
   const e = x as Partial<Endpoints> | null;
-  return typeof e === 'object' && e !== null && typeof e.tcp === 'string' && ENDPOINT.test(e.tcp) &&
-    (e.ipc === undefined || (typeof e.ipc === 'string' && ENDPOINT.test(e.ipc)));
+  return (
+    typeof e === 'object' &&
+    e !== null &&
+    typeof e.tcp === 'string' &&
+    ENDPOINT.test(e.tcp) &&
+    (e.ipc === undefined || (typeof e.ipc === 'string' && ENDPOINT.test(e.ipc)))
+  );
 }
 
 function isPeerInfo(x: unknown, worldSize: number): x is PeerInfo {
   const p = x as Partial<PeerInfo> | null;
-  return typeof p === 'object' && p !== null && Number.isInteger(p.rank) && p.rank! >= 0 && p.rank! < worldSize &&
-    typeof p.nodeId === 'string' && isEndpoints(p.data) && isEndpoints(p.control);
+  return (
+    typeof p === 'object' &&
+    p !== null &&
+    Number.isInteger(p.rank) &&
+    p.rank! >= 0 &&
+    p.rank! < worldSize &&
+    typeof p.nodeId === 'string' &&
+    isEndpoints(p.data) &&
+    isEndpoints(p.control)
+  );
 }
 
 export interface RendezvousOptions {
@@ -145,7 +158,8 @@ async function join(opts: RendezvousOptions): Promise<PeerInfo[]> {
       if (msg?.t === 'ack') acked = true;
       else if (msg?.t === 'welcome') return checkTable(msg.peers, env, master);
       else if (msg?.t === 'fail') throw new CommError(String(msg.message), typeof msg.hint === 'string' ? msg.hint : undefined);
-      else if (msg?.t === 'reject') throw new CommError(`rank 0 at ${master} refused rank ${env.rank}: ${String(msg.reason)}`, 'start every rank of a run with the same environment');
+      else if (msg?.t === 'reject')
+        throw new CommError(`rank 0 at ${master} refused rank ${env.rank}: ${String(msg.reason)}`, 'start every rank of a run with the same environment');
       else opts.warn(`rendezvous: dropped a malformed answer from ${master}`);
     }
   } finally {

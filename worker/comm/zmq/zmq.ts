@@ -103,7 +103,7 @@ class ZapHandler {
     if (group === undefined) return deny('unknown domain');
     if (String(mechanism) !== 'PLAIN' || user === undefined || password === undefined) return deny(`mechanism ${String(mechanism)} is not PLAIN`);
     const ok = String(user) === PLAIN_USER && password.length === group.token.length && timingSafeEqual(password, group.token);
-    if (!ok) return deny('wrong credentials (not started with this run\'s secret)');
+    if (!ok) return deny("wrong credentials (not started with this run's secret)");
     // User id empty: libzmq queues a non-empty one as a "credential" message ahead of the
     // connection's first message, and a waiting receive is woken for it (ZMQ_EVENTS says POLLIN)
     // while the first message is still incomplete (the ring's [header, payload], a large payload

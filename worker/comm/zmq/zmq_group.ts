@@ -163,7 +163,8 @@ async function acceptedWithin(server: DataServer, right: number, timeoutMs: numb
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new CommError(`rank ${right} did not connect to this rank's data socket within ${timeoutMs / 1000} s`, `check that rank ${right} is running`)),
+      () =>
+        reject(new CommError(`rank ${right} did not connect to this rank's data socket within ${timeoutMs / 1000} s`, `check that rank ${right} is running`)),
       timeoutMs,
     );
   });
@@ -177,7 +178,8 @@ async function acceptedWithin(server: DataServer, right: number, timeoutMs: numb
 /** Create this rank's group (worldSize ≥ 2). Rejects with a CommError; releases all on failure. */
 export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Promise<RingGroup> {
   const { warn } = opts;
-  const auth: Auth | undefined = env.secret === undefined ? undefined : { domain: `rosedist/${env.runId}/${env.rank}/${randomUUID()}`, token: tokenFor(env.secret) };
+  const auth: Auth | undefined =
+    env.secret === undefined ? undefined : { domain: `rosedist/${env.runId}/${env.rank}/${randomUUID()}`, token: tokenFor(env.secret) };
   const kind = opts.dataTransport ?? 'zmq';
   const links = new ZmqLinks(env, auth);
   const { left, right } = neighbours(env.rank, env.worldSize);
@@ -215,7 +217,10 @@ export async function createZmqGroup(env: WorkerEnv, opts: ZmqGroupOptions): Pro
       try {
         await server.router.bind(master);
       } catch (e) {
-        throw new CommError(`rank 0 cannot listen at ${master}: ${(e as Error).message}`, 'pick a free MASTER_PORT (another run may be using this one), and run rank 0 on the host MASTER_ADDR names');
+        throw new CommError(
+          `rank 0 cannot listen at ${master}: ${(e as Error).message}`,
+          'pick a free MASTER_PORT (another run may be using this one), and run rank 0 on the host MASTER_ADDR names',
+        );
       }
       control = { tcp: master };
     } else {

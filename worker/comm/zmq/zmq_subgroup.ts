@@ -84,7 +84,8 @@ interface Offer {
 export function zmqSubgroups(ctx: SubgroupContext, registry: SubgroupRegistry): SubgroupFactory {
   return async (parent, ranks, id) => {
     const { env, auth, warn } = ctx;
-    if (parent.worldSize !== env.worldSize) throw new CommError('newGroup over ZeroMQ is available on the world group only', 'create every subgroup from the world group');
+    if (parent.worldSize !== env.worldSize)
+      throw new CommError('newGroup over ZeroMQ is available on the world group only', 'create every subgroup from the world group');
     const me = ranks.indexOf(env.rank);
     const n = ranks.length;
     const closers: (() => void | Promise<void>)[] = [];

@@ -33,7 +33,7 @@ test('the pool hands a buffer back only when the ring and every send of it are d
   pool.release(new Uint8Array(8)); // not the pool's: ignored
 });
 
-test('hellos: only the expected rank with the run\'s token passes', () => {
+test("hellos: only the expected rank with the run's token passes", () => {
   assert.equal(checkHello(encodeHello(3, TOKEN), 3, TOKEN), undefined);
   assert.match(checkHello(encodeHello(3, tokenFor('guess')), 3, TOKEN) ?? '', /wrong credentials/);
   assert.match(checkHello(encodeHello(3, undefined), 3, TOKEN) ?? '', /wrong credentials/);
@@ -49,10 +49,17 @@ async function twoRanks(dir: string, warn: (m: string) => void) {
   const inbound = await Promise.all([0, 1].map((rank) => connectLeft(servers[1 - rank]!.endpoints.ipc, encodeHello(rank, TOKEN), transports[rank]!, 1 - rank)));
   const outbound = await Promise.all(servers.map((s) => s.server.accepted));
   transports.forEach((t, rank) => t.attach(outbound[rank]!));
-  const groups = transports.map((transport, rank) => new RingGroup({
-    rank, worldSize: 2, transport, segmentBytes: 1 << 16, collectiveTimeoutMs: 20_000,
-    control: { probe: async () => new Map(), abort: async () => {}, close: async () => {} },
-  }));
+  const groups = transports.map(
+    (transport, rank) =>
+      new RingGroup({
+        rank,
+        worldSize: 2,
+        transport,
+        segmentBytes: 1 << 16,
+        collectiveTimeoutMs: 20_000,
+        control: { probe: async () => new Map(), abort: async () => {}, close: async () => {} },
+      }),
+  );
   const close = (): void => {
     for (const s of [...inbound, ...outbound]) s.destroy();
     for (const s of servers) s.server.close();
@@ -140,7 +147,10 @@ test('a malformed message on the stream fails the receiver with a CommError nami
     out.write(new Uint8Array(40).fill(0xab));
     const m = await transport.receive();
     assert.deepEqual(new Float32Array(m.payload.buffer, m.payload.byteOffset, 2), new Float32Array([1, 2]));
-    await assert.rejects(transport.receive(), (e) => e instanceof CommError && /data connection from rank 4: received a malformed message header/.test(e.message));
+    await assert.rejects(
+      transport.receive(),
+      (e) => e instanceof CommError && /data connection from rank 4: received a malformed message header/.test(e.message),
+    );
     await assert.rejects(transport.receive(), CommError, 'and every later one');
     inbound.destroy();
     out.destroy();

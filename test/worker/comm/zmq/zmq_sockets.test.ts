@@ -58,8 +58,14 @@ test('control messages: garbage is dropped and logged, requests are answered, si
     await d.send('{"t":"z"}');
     assert.equal(parseControl((await d.receive())[0])?.got, 'z');
     d.close();
-    assert.ok(warnings.some((w) => /dropped 2 frame\(s\)/.test(w)), warnings.join('\n'));
-    assert.ok(warnings.some((w) => /dropped 1 frame\(s\)/.test(w)), warnings.join('\n'));
+    assert.ok(
+      warnings.some((w) => /dropped 2 frame\(s\)/.test(w)),
+      warnings.join('\n'),
+    );
+    assert.ok(
+      warnings.some((w) => /dropped 1 frame\(s\)/.test(w)),
+      warnings.join('\n'),
+    );
     // Nobody listens here: no answer, after the timeout rather than never.
     assert.equal(await request('tcp://127.0.0.1:1', { t: 'probe' }, undefined, 200), undefined);
   } finally {
@@ -89,7 +95,10 @@ test('authentication: only clients with the run secret get messages through', as
     await member.send('from a member');
     assert.equal(String((await pull.receive())[0]), 'from a member');
     await assert.rejects(pull.receive(), 'nothing else arrives');
-    assert.ok(warnings.some((w) => /refused a connection from 127\.0\.0\.1: wrong credentials/.test(w)), warnings.join('\n'));
+    assert.ok(
+      warnings.some((w) => /refused a connection from 127\.0\.0\.1: wrong credentials/.test(w)),
+      warnings.join('\n'),
+    );
   } finally {
     for (const s of [pull, stranger, member]) s.close();
     unregister();
