@@ -73,13 +73,14 @@ export async function saveTensorParallel(
 }
 
 /**
- * After the DP all-reduce: make a non-finite value on any TP peer non-finite on all of them (its
- * loss slot), so that every rank takes the same path through numerics.ts checkStep (a
- * collective only when something is non-finite). One 4-byte all-reduce over the TP group.
+ * After the DP all-reduce: make a non-finite value on any TP peer non-finite on all of them (in
+ * its first gradient: the loss stays the step's own, which a dense run logs for a skipped step
+ * too), so that every rank takes the same path through numerics.ts checkStep (a collective only
+ * when something is non-finite). One 4-byte all-reduce over the TP group.
  */
 export async function shareNonFinite(tp: ProcessGroup, gb: GradBuffer): Promise<void> {
   const bad = firstNonFinite(gb.flat) >= 0 ? 1 : 0;
   const flag = new Float32Array([bad]);
   await tp.allReduce(flag, 'max');
-  if (flag[0] > 0 && bad === 0) gb.loss = Number.NaN;
+  if (flag[0] > 0 && bad === 0) gb.grads[0] = Number.NaN;
 }

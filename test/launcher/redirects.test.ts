@@ -153,6 +153,8 @@ test("backpressure: a slow console pauses the worker's pipe instead of buffering
   });
   const plan = { rank: 0, console: { stdout: true, stderr: false }, files: { stdout: undefined, stderr: undefined } };
   await attachOutput(child, plan, { stdout: sink, stderr: sink });
+  // The relay has handed everything over; the sink may still be working through its queue.
+  await new Promise<void>((resolve) => sink.end(resolve));
   // Each 64 KiB line becomes a prefixed line: the bytes arrive, plus 8 per line.
   assert.equal(received, total + 8 * (total >> 16));
   assert.ok(maxBuffered <= 4 << 20, `the sink held at most ${maxBuffered} bytes of ${total} (no backpressure: nearly all of them)`);
