@@ -54,6 +54,8 @@ down() {
     done
   done
   bash "$TOOLS/netns-cluster.sh" down >/dev/null 2>&1 || true
+  # Its down sends munged SIGTERM without waiting; a cluster brought up next must not find it dying.
+  for _ in $(seq 1 50); do pgrep -x -u munge munged >/dev/null || break; sleep 0.2; done
   rm -rf "$NSCLUSTER_DIR"
 }
 trap down EXIT
