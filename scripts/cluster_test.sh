@@ -54,6 +54,9 @@ down() {
     done
   done
   bash "$TOOLS/netns-cluster.sh" down >/dev/null 2>&1 || true
+  # Its down stops Slurm with `scontrol shutdown`, which fails when munge is gone: end this
+  # cluster's daemons by their config file (NSCLUSTER_DIR is this run's own).
+  pkill -KILL -f -- "-f $NSCLUSTER_DIR/etc/slurm.conf" 2>/dev/null || true
   # Its down sends munged SIGTERM without waiting; a cluster brought up next must not find it dying.
   for _ in $(seq 1 50); do pgrep -x -u munge munged >/dev/null || break; sleep 0.2; done
   rm -rf "$NSCLUSTER_DIR"
