@@ -28,15 +28,15 @@ import { channelKeys, HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS, LineReader, SignedChan
 import { NodeClient, type Rendezvous } from './coordinator_client.js';
 import { ElasticCoordinator, HOST_ID } from './elastic.js';
 import type { EventSink } from './events.js';
-import { asToCoordinator, asToNode } from './protocol.js';
+import { asToCoordinator } from './protocol.js';
 import {
   aborted,
   connectOnce,
+  handshakeAsNode,
   controlPort,
   HANDSHAKE_TIMEOUT_MS,
   MAX_HELLO,
   openSigned,
-  parseObject,
   REFUSE_LINGER_MS,
   RETRY_MS,
   signedLine,
@@ -189,60 +189,18 @@ async function joinElastic(config: LaunchConfig, abort: AbortSignal): Promise<Re
       await sleep(RETRY_MS, { signal: abort });
     }
   }
-  socket.on('error', () => {});
-  const reader = new LineReader(socket);
-  const refused = (why: string): never => {
-    socket.destroy();
-    throw new ConfigError(
-      `the rendezvous host at ${where} refused this launcher: ${why}`,
-      'start every node with the same --nnodes MIN:MAX, --max-restarts, --run-id and secret',
-    );
-  };
-  const first = await reader.next(HANDSHAKE_TIMEOUT_MS);
-  const challenge = first === undefined ? undefined : parseObject(first);
-  if (challenge?.type !== 'challenge' || challenge.version !== VERSION || typeof challenge.nonce !== 'string') {
-    return refused('it did not speak the rosedist control protocol (is something else on that port?)');
-  }
-  const serverNonce = challenge.nonce;
-  const nonce = randomBytes(16).toString('hex');
-  socket.write(
-    signedLine(config.secret, {
-      type: 'hello',
-      version: VERSION,
-      serverNonce,
-      nonce,
+  return handshakeAsNode(socket, config.secret, {
+    refusedBy: `the rendezvous host at ${where}`,
+    fix: 'start every node with the same --nnodes MIN:MAX, --max-restarts, --run-id and secret',
+    hello: {
       elastic: [e.minNodes, e.maxNodes],
       host: hostname(),
       pid: process.pid,
       localWorldSize: config.nprocPerNode,
       maxRestarts: config.maxRestarts,
       runId: config.runIdGiven ? config.runId : null,
-    }),
-  );
-  const answer = await reader.next(HANDSHAKE_TIMEOUT_MS);
-  if (answer === undefined) return refused('it closed the connection during the handshake');
-  const reply = openSigned(answer, config.secret);
-  if (typeof reply === 'string') {
-    const denied = parseObject(answer)?.reason;
-    return refused(typeof denied === 'string' ? denied : `its answer failed: ${reply}`);
-  }
-  if (reply.nonce !== nonce) return refused('its answer was not for this handshake');
-  if (reply.type !== 'welcome') return refused(typeof reply.reason === 'string' ? reply.reason : 'no reason given');
-  const keys = channelKeys(config.secret, serverNonce, nonce);
-  const channel = new SignedChannel(socket, reader, keys.toServer, keys.toClient);
-  channel.keepAlive(HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS);
-  const client = new NodeClient(
-    (msg) => channel.send(msg),
-    () => channel.close(),
-  );
-  channel.onMessage((body) => {
-    const msg = asToNode(body);
-    if (msg !== undefined) client.deliver(msg);
-  });
-  channel.onClose((why) =>
-    client.lostContact(
+    },
+    lost: (why) =>
       `lost node 0, the rendezvous host at ${where} (${why}): it holds the run's coordinator and master address, so the run cannot go on without it`,
-    ),
-  );
-  return client;
+  });
 }

@@ -230,14 +230,39 @@ export async function joinRun(config: LaunchConfig, abort: AbortSignal): Promise
       await sleep(RETRY_MS, { signal: abort });
     }
   }
+  return handshakeAsNode(socket, config.secret, {
+    refusedBy: `node 0 at ${config.masterAddr}:${port}`,
+    fix: 'start every node with the same --nnodes, --max-restarts, --run-id and secret, each with its own --node-rank',
+    hello: {
+      nodeRank: config.nodeRank,
+      nnodes: config.nnodes,
+      localWorldSize: config.nprocPerNode,
+      maxRestarts: config.maxRestarts,
+      runId: config.runIdGiven ? config.runId : null,
+    },
+    lost: (why) => `lost contact with node 0's launcher (${why})`,
+  });
+}
+
+/** How one kind of run joins its host: its name in errors, the fix, the hello's own fields, the loss message. */
+export interface JoinTerms {
+  readonly refusedBy: string;
+  readonly fix: string;
+  readonly hello: Record<string, unknown>;
+  readonly lost: (why: string) => string;
+}
+
+/**
+ * The joining side of the handshake on a connected socket (fixed and elastic runs alike): the
+ * host's challenge, our signed hello, its signed welcome; then the signed channel with heartbeats,
+ * as a NodeClient. A refusal destroys the socket and throws a ConfigError naming the host.
+ */
+export async function handshakeAsNode(socket: Socket, secret: string, terms: JoinTerms): Promise<NodeClient> {
   socket.on('error', () => {});
   const reader = new LineReader(socket);
   const refused = (why: string): never => {
     socket.destroy();
-    throw new ConfigError(
-      `node 0 at ${config.masterAddr}:${port} refused this launcher: ${why}`,
-      'start every node with the same --nnodes, --max-restarts, --run-id and secret, each with its own --node-rank',
-    );
+    throw new ConfigError(`${terms.refusedBy} refused this launcher: ${why}`, terms.fix);
   };
   const first = await reader.next(HANDSHAKE_TIMEOUT_MS);
   const challenge = first === undefined ? undefined : parseObject(first);
@@ -246,29 +271,17 @@ export async function joinRun(config: LaunchConfig, abort: AbortSignal): Promise
   }
   const serverNonce = challenge.nonce;
   const nonce = randomBytes(16).toString('hex');
-  socket.write(
-    signedLine(config.secret, {
-      type: 'hello',
-      version: VERSION,
-      serverNonce,
-      nonce,
-      nodeRank: config.nodeRank,
-      nnodes: config.nnodes,
-      localWorldSize: config.nprocPerNode,
-      maxRestarts: config.maxRestarts,
-      runId: config.runIdGiven ? config.runId : null,
-    }),
-  );
+  socket.write(signedLine(secret, { type: 'hello', version: VERSION, serverNonce, nonce, ...terms.hello }));
   const answer = await reader.next(HANDSHAKE_TIMEOUT_MS);
   if (answer === undefined) return refused('it closed the connection during the handshake');
-  const reply = openSigned(answer, config.secret);
+  const reply = openSigned(answer, secret);
   if (typeof reply === 'string') {
     const denied = parseObject(answer)?.reason;
     return refused(typeof denied === 'string' ? denied : `its answer failed: ${reply}`);
   }
   if (reply.nonce !== nonce) return refused('its answer was not for this handshake');
   if (reply.type !== 'welcome') return refused(typeof reply.reason === 'string' ? reply.reason : 'no reason given');
-  const keys = channelKeys(config.secret, serverNonce, nonce);
+  const keys = channelKeys(secret, serverNonce, nonce);
   const channel = new SignedChannel(socket, reader, keys.toServer, keys.toClient);
   channel.keepAlive(HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS);
   const client = new NodeClient(
@@ -279,6 +292,6 @@ export async function joinRun(config: LaunchConfig, abort: AbortSignal): Promise
     const msg = asToNode(body);
     if (msg !== undefined) client.deliver(msg);
   });
-  channel.onClose((why) => client.lostContact(`lost contact with node 0's launcher (${why})`));
+  channel.onClose((why) => client.lostContact(terms.lost(why)));
   return client;
 }
