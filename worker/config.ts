@@ -303,9 +303,30 @@ function checkDatasetOptions(c: TrainConfig, given: (flag: string) => boolean): 
   }
 }
 
+/**
+ * `--lr -1e-3` as `--lr=-1e-3`: yargs takes a negative number for a value only in plain decimal
+ * form (-1, -0.5) and splits "-1e-3" into the short flags -1, -e, -3, so a negative value in
+ * exponent form would be misread as unknown options instead of getting its range check. No flag
+ * of ours starts with a digit, so a token "-<number>" after "--name" is always that flag's value.
+ */
+function joinSignedValues(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = argv[i + 1];
+    if (/^--[^=]+$/.test(a) && next !== undefined && /^-(\d|\.\d)/.test(next) && Number.isFinite(Number(next))) {
+      out.push(`${a}=${next}`);
+      i += 1;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
 /** Parse a training program's flags (argv without node and the script). Throws ConfigError. */
 export function parseTrainConfig(argv: readonly string[], program: ProgramName): TrainConfig {
-  let parser = yargs([...argv])
+  let parser = yargs(joinSignedValues(argv))
     .strict()
     .help(false)
     .version(false)

@@ -135,6 +135,9 @@ describe('parseTrainConfig', () => {
       [['--dropout', '1'], /--dropout 1 is outside \[0, 1\)/],
       [['--dropout', '-0.1'], /--dropout -0.1 is outside/],
       [['--lr', '-1'], /--lr -1 must be 0 or more/],
+      // yargs splits "-1e-3" into short flags: the value must still reach its range check.
+      [['--lr', '-1e-3'], /--lr -0.001 must be 0 or more/],
+      [['--weight-decay', '-2E-1'], /--weight-decay -0.2/],
       [['--lr', 'nan'], /--lr "nan" is not a number/],
       [['--lr', 'inf'], /--lr "inf" is not a number/],
       [['--weight-decay', '-1'], /--weight-decay -1/],
