@@ -20,31 +20,11 @@ import { join } from 'node:path';
 import { packagePath } from '../shared/runtime.js';
 import { startProcess } from '../shared/subprocess.js';
 import { decodeSafetensors } from '../worker/safetensors.js';
+import { tinyGpt } from '../test/helpers/tiny_gpt.js';
 
 const ROOT = packagePath('.');
 const BIN = join(ROOT, 'bin/rosedist.mjs');
-const TINY = [
-  '--vocab-size',
-  '64',
-  '--max-position-embeddings',
-  '16',
-  '--n-layers',
-  '1',
-  '--n-heads',
-  '2',
-  '--d-model',
-  '16',
-  '--d-ff',
-  '32',
-  '--seq-len',
-  '8',
-  '--batch-size',
-  '2',
-  '--dataset',
-  'toy:60',
-  '--backend',
-  'cpu',
-];
+const TINY = tinyGpt({ 'batch-size': 2, dataset: 'toy:60' });
 /** /tmp is shared by the namespaces, as a cluster's home would be. */
 const T = mkdtempSync('/tmp/rosedist-elastic-cluster-');
 const SECRET = join(T, 'secret');

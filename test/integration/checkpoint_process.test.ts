@@ -14,29 +14,9 @@ import { gptConfigOf, parseTrainConfig } from '../../worker/config.js';
 import { paramSpecs } from '../../worker/model/params.js';
 import { launcherLines, startLauncher } from '../helpers/launcher_run.js';
 import { spawnGroup, type WorkerExit } from '../helpers/workers.js';
+import { tinyGpt } from '../helpers/tiny_gpt.js';
 
-const TINY = [
-  '--vocab-size',
-  '64',
-  '--max-position-embeddings',
-  '16',
-  '--n-layers',
-  '1',
-  '--n-heads',
-  '2',
-  '--d-model',
-  '16',
-  '--d-ff',
-  '32',
-  '--seq-len',
-  '8',
-  '--batch-size',
-  '4',
-  '--backend',
-  'cpu',
-  '--dataset',
-  'toy:60',
-];
+const TINY = tinyGpt({ 'batch-size': 4, dataset: 'toy:60' });
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));

@@ -19,29 +19,9 @@ import { after, describe, it } from 'node:test';
 import { decodeSafetensors } from '../../worker/safetensors.js';
 import { freePortPair } from '../helpers/launcher_ports.js';
 import { FIXTURE, isAlive, launcherLines, startLauncher, waitFor, workerRecords, type Launch } from '../helpers/launcher_run.js';
+import { tinyGpt } from '../helpers/tiny_gpt.js';
 
-const TINY = [
-  '--vocab-size',
-  '64',
-  '--max-position-embeddings',
-  '16',
-  '--n-layers',
-  '1',
-  '--n-heads',
-  '2',
-  '--d-model',
-  '16',
-  '--d-ff',
-  '32',
-  '--seq-len',
-  '8',
-  '--batch-size',
-  '2',
-  '--dataset',
-  'toy:60',
-  '--backend',
-  'cpu',
-];
+const TINY = tinyGpt({ 'batch-size': 2, dataset: 'toy:60' });
 
 const root = mkdtempSync(join(tmpdir(), 'rosedist-membership-'));
 after(() => rmSync(root, { recursive: true, force: true }));

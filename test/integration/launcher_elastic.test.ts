@@ -14,29 +14,9 @@ import { after, describe, it } from 'node:test';
 import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
 import { decodeSafetensors } from '../../worker/safetensors.js';
 import { isAlive, launcherLines, startLauncher, waitFor } from '../helpers/launcher_run.js';
+import { tinyGpt } from '../helpers/tiny_gpt.js';
 
-const TINY = [
-  '--vocab-size',
-  '64',
-  '--max-position-embeddings',
-  '16',
-  '--n-layers',
-  '1',
-  '--n-heads',
-  '2',
-  '--d-model',
-  '16',
-  '--d-ff',
-  '32',
-  '--seq-len',
-  '8',
-  '--batch-size',
-  '2',
-  '--dataset',
-  'toy:60',
-  '--backend',
-  'cpu',
-];
+const TINY = tinyGpt({ 'batch-size': 2, dataset: 'toy:60' });
 
 const root = mkdtempSync(join(tmpdir(), 'rosedist-elastic-'));
 after(() => rmSync(root, { recursive: true, force: true }));

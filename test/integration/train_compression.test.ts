@@ -3,82 +3,32 @@
  * ZeroMQ group on loopback (test/helpers/workers.ts, no launcher). Tiny model, cpu backend.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
+import { type MetricsRecord } from '../../shared/metrics.js';
 import { decodeSafetensors, type NamedTensor } from '../../worker/safetensors.js';
-import { freePort, spawnWorkers, type WorkerExit } from '../helpers/workers.js';
+import { tinyGpt } from '../helpers/tiny_gpt.js';
+import { trainDdpIn, type TrainRun } from '../helpers/train_run.js';
 
-const TINY = [
-  '--vocab-size',
-  '64',
-  '--max-position-embeddings',
-  '16',
-  '--n-layers',
-  '1',
-  '--n-heads',
-  '2',
-  '--d-model',
-  '16',
-  '--d-ff',
-  '32',
-  '--seq-len',
-  '8',
-  '--batch-size',
-  '2',
-  '--dataset',
-  'toy:60',
-  '--backend',
-  'cpu',
-  '--collective-timeout',
-  '60',
-  '--lr',
-  '3e-3',
-  '--seed',
-  '5',
-  '--num-steps',
-  '10',
-  '--eval-interval',
-  '5',
-  '--checkpoint-interval',
-  '10',
-];
+const TINY = tinyGpt({
+  'batch-size': 2,
+  dataset: 'toy:60',
+  'collective-timeout': 60,
+  lr: '3e-3',
+  seed: 5,
+  'num-steps': 10,
+  'eval-interval': 5,
+  'checkpoint-interval': 10,
+});
 
 const root = mkdtempSync(join(tmpdir(), 'rosedist-compress-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
-interface Run {
-  readonly exits: WorkerExit[];
-  readonly metrics: MetricsRecord[];
-  readonly log: string;
-  readonly checkpoint: string;
-}
-
-async function trainDdp(name: string, worldSize: number, args: string[], ok = true): Promise<Run> {
-  const dir = join(root, name);
-  mkdirSync(dir, { recursive: true });
-  const checkpoint = join(dir, 'ckpt.safetensors');
-  const group = await spawnWorkers(
-    'worker/train_ddp.ts',
-    worldSize,
-    [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...args],
-    {
-      masterPort: await freePort(),
-    },
-  );
-  const exits = await group.exited;
-  if (ok) for (const e of exits) assert.equal(e.code, 0, `rank ${e.rank} of ${name} exited ${e.code} ${e.signal}: ${e.stderr}`);
-  const read = (f: string): string => {
-    try {
-      return readFileSync(join(dir, f), 'utf8');
-    } catch {
-      return '';
-    }
-  };
-  return { exits, metrics: parseMetrics(read('train.metrics.jsonl')), log: read('train.log'), checkpoint };
-}
+/** train_ddp with `worldSize` workers in root/`name`. */
+const trainDdp = (name: string, worldSize: number, args: string[], ok = true): Promise<TrainRun> =>
+  trainDdpIn(join(root, name), worldSize, [...TINY, ...args], { ok });
 
 const weights = (path: string): readonly NamedTensor[] => decodeSafetensors(readFileSync(path), path).tensors.filter((t) => !t.name.startsWith('optimizer.'));
 
@@ -100,7 +50,7 @@ describe('train_ddp --grad-compression (real processes)', () => {
     // ZeRO's reduce-scatter gives each shard the compressed all-reduce's bits, so the runs are one.
     assert.equal(replicaLine(zero.log), replicaLine(bf16.log));
     assert.notEqual(replicaLine(bf16.log), replicaLine(plain.log), 'compression changed nothing: was it applied?');
-    const last = (r: Run): MetricsRecord => r.metrics[r.metrics.length - 1] as MetricsRecord;
+    const last = (r: TrainRun): MetricsRecord => r.metrics[r.metrics.length - 1] as MetricsRecord;
     for (const [name, run] of [
       ['bf16', bf16],
       ['fp16', fp16],

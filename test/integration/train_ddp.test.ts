@@ -13,27 +13,9 @@ import { decodeSafetensors, type NamedTensor } from '../../worker/safetensors.js
 import { parseEvalLine } from '../../worker/observe/metrics_log.js';
 import { PHASES, type MergedTrace, type TraceEvent } from '../../worker/observe/profiler.js';
 import { freePort, spawnWorkers, type WorkerExit } from '../helpers/workers.js';
+import { tinyGpt } from '../helpers/tiny_gpt.js';
 
-const TINY = [
-  '--vocab-size',
-  '64',
-  '--max-position-embeddings',
-  '16',
-  '--n-layers',
-  '1',
-  '--n-heads',
-  '2',
-  '--d-model',
-  '16',
-  '--d-ff',
-  '32',
-  '--seq-len',
-  '8',
-  '--backend',
-  'cpu',
-  '--collective-timeout',
-  '60',
-];
+const TINY = tinyGpt({ 'collective-timeout': 60 });
 
 const root = mkdtempSync(join(tmpdir(), 'rosedist-ddp-'));
 after(() => rmSync(root, { recursive: true, force: true }));

@@ -8,59 +8,19 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
 import { decodeSafetensors } from '../../worker/safetensors.js';
-import { freePort, spawnWorkers, type WorkerExit } from '../helpers/workers.js';
+import { freePort, spawnWorkers } from '../helpers/workers.js';
+import { tinyGpt } from '../helpers/tiny_gpt.js';
+import { trainDdpIn, type TrainRun } from '../helpers/train_run.js';
 
-const TINY = [
-  '--vocab-size',
-  '64',
-  '--max-position-embeddings',
-  '16',
-  '--n-layers',
-  '1',
-  '--n-heads',
-  '2',
-  '--d-model',
-  '16',
-  '--d-ff',
-  '32',
-  '--seq-len',
-  '8',
-  '--batch-size',
-  '2',
-  '--dataset',
-  'toy:60',
-  '--backend',
-  'cpu',
-  '--collective-timeout',
-  '60',
-];
+const TINY = tinyGpt({ 'batch-size': 2, dataset: 'toy:60', 'collective-timeout': 60 });
 
 const root = mkdtempSync(join(tmpdir(), 'rosedist-faults-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
-interface Run {
-  readonly exits: WorkerExit[];
-  readonly log: string;
-  readonly metrics: MetricsRecord[];
-}
-
 /** train_ddp with `worldSize` workers, logging to `dir`/train.log; exits are returned, not checked. */
-async function run(dir: string, worldSize: number, args: string[], env: Record<string, string> = {}): Promise<Run> {
-  mkdirSync(dir, { recursive: true });
-  const group = await spawnWorkers('worker/train_ddp.ts', worldSize, [...TINY, '--log-file', join(dir, 'train.log'), ...args], {
-    masterPort: await freePort(),
-    env,
-  });
-  const exits = await group.exited;
-  const metricsFile = join(dir, 'train.metrics.jsonl');
-  return {
-    exits,
-    log: existsSync(join(dir, 'train.log')) ? readFileSync(join(dir, 'train.log'), 'utf8') : '',
-    metrics: existsSync(metricsFile) ? parseMetrics(readFileSync(metricsFile, 'utf8')) : [],
-  };
-}
+const run = (dir: string, worldSize: number, args: string[], env: Record<string, string> = {}): Promise<TrainRun> =>
+  trainDdpIn(dir, worldSize, [...TINY, ...args], { env, ok: false });
 
 const meta = (path: string) => decodeSafetensors(readFileSync(path), path).metadata;
 

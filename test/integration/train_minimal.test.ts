@@ -13,29 +13,9 @@ import { parseMetrics } from '../../shared/metrics.js';
 import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
 import { runProcess, type ProcessExit } from '../../shared/subprocess.js';
 import { parseEvalLine } from '../../worker/observe/metrics_log.js';
+import { tinyGpt } from '../helpers/tiny_gpt.js';
 
-const TINY = [
-  '--vocab-size',
-  '64',
-  '--max-position-embeddings',
-  '16',
-  '--n-layers',
-  '1',
-  '--n-heads',
-  '2',
-  '--d-model',
-  '16',
-  '--d-ff',
-  '32',
-  '--seq-len',
-  '8',
-  '--batch-size',
-  '4',
-  '--backend',
-  'cpu',
-  '--dataset',
-  'toy:60',
-];
+const TINY = tinyGpt({ 'batch-size': 4, dataset: 'toy:60' });
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));

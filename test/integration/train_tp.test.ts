@@ -12,37 +12,9 @@ import { after, describe, it } from 'node:test';
 import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
 import { decodeSafetensors, type NamedTensor } from '../../worker/safetensors.js';
 import { freePort, spawnWorkers } from '../helpers/workers.js';
+import { tinyGpt } from '../helpers/tiny_gpt.js';
 
-const TINY = [
-  '--vocab-size',
-  '64',
-  '--max-position-embeddings',
-  '16',
-  '--n-layers',
-  '2',
-  '--n-heads',
-  '4',
-  '--d-model',
-  '16',
-  '--d-ff',
-  '32',
-  '--seq-len',
-  '8',
-  '--backend',
-  'cpu',
-  '--collective-timeout',
-  '60',
-  '--dataset',
-  'toy:80',
-  '--dropout',
-  '0',
-  '--seed',
-  '3',
-  '--lr',
-  '3e-3',
-  '--eval-interval',
-  '1',
-];
+const TINY = tinyGpt({ 'n-layers': 2, 'n-heads': 4, 'collective-timeout': 60, dataset: 'toy:80', dropout: 0, seed: 3, lr: '3e-3', 'eval-interval': 1 });
 
 const root = mkdtempSync(join(tmpdir(), 'rosedist-tp-'));
 after(() => rmSync(root, { recursive: true, force: true }));

@@ -3,84 +3,22 @@
  * loopback (test/helpers/workers.ts, no launcher). Tiny model, cpu backend.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
 import { decodeSafetensors, type NamedTensor } from '../../worker/safetensors.js';
-import { freePort, spawnWorkers, type WorkerExit } from '../helpers/workers.js';
+import { tinyGpt } from '../helpers/tiny_gpt.js';
+import { trainDdpIn, type TrainRun, type TrainRunOptions } from '../helpers/train_run.js';
 
-const TINY = [
-  '--vocab-size',
-  '64',
-  '--max-position-embeddings',
-  '16',
-  '--n-layers',
-  '1',
-  '--n-heads',
-  '2',
-  '--d-model',
-  '16',
-  '--d-ff',
-  '32',
-  '--seq-len',
-  '8',
-  '--batch-size',
-  '2',
-  '--dataset',
-  'toy:60',
-  '--backend',
-  'cpu',
-  '--collective-timeout',
-  '60',
-  '--lr',
-  '3e-3',
-  '--seed',
-  '5',
-];
+const TINY = tinyGpt({ 'batch-size': 2, dataset: 'toy:60', 'collective-timeout': 60, lr: '3e-3', seed: 5 });
 
 const root = mkdtempSync(join(tmpdir(), 'rosedist-zero-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
-interface Run {
-  readonly exits: WorkerExit[];
-  readonly metrics: MetricsRecord[];
-  readonly log: string;
-  readonly checkpoint: string;
-}
-
 /** train_ddp with `worldSize` workers in root/`name`; `from`: a checkpoint copied in first (for --resume). */
-async function trainDdp(
-  name: string,
-  worldSize: number,
-  args: string[],
-  opts: { from?: string; env?: Record<string, string>; ok?: boolean } = {},
-): Promise<Run> {
-  const dir = join(root, name);
-  mkdirSync(dir, { recursive: true });
-  const checkpoint = join(dir, 'ckpt.safetensors');
-  if (opts.from !== undefined) copyFileSync(opts.from, checkpoint);
-  const group = await spawnWorkers(
-    'worker/train_ddp.ts',
-    worldSize,
-    [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...args],
-    {
-      masterPort: await freePort(),
-      env: opts.env,
-    },
-  );
-  const exits = await group.exited;
-  if (opts.ok !== false) for (const e of exits) assert.equal(e.code, 0, `rank ${e.rank} of ${name} exited ${e.code} ${e.signal}: ${e.stderr}`);
-  const read = (f: string): string => {
-    try {
-      return readFileSync(join(dir, f), 'utf8');
-    } catch {
-      return '';
-    }
-  };
-  return { exits, metrics: parseMetrics(read('train.metrics.jsonl')), log: read('train.log'), checkpoint };
-}
+const trainDdp = (name: string, worldSize: number, args: string[], opts: TrainRunOptions = {}): Promise<TrainRun> =>
+  trainDdpIn(join(root, name), worldSize, [...TINY, ...args], opts);
 
 const tensors = (path: string): readonly NamedTensor[] => decodeSafetensors(readFileSync(path), path).tensors;
 
@@ -95,7 +33,7 @@ function maxAbsDiff(a: readonly NamedTensor[], b: readonly NamedTensor[]): numbe
   return max;
 }
 
-function assertSameRun(a: Run, b: Run, what: string): void {
+function assertSameRun(a: TrainRun, b: TrainRun, what: string): void {
   const diff = maxAbsDiff(tensors(a.checkpoint), tensors(b.checkpoint));
   assert.ok(diff <= 1e-6, `${what}: max abs difference of weights and optimizer state ${diff}`);
   assert.equal(a.metrics.length, b.metrics.length);

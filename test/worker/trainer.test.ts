@@ -17,38 +17,12 @@ import { decodeSafetensors } from '../../worker/safetensors.js';
 import { parseTrainConfig } from '../../worker/config.js';
 import { tf } from '../../worker/tf.js';
 import { train } from '../../worker/trainer.js';
+import { tinyGpt } from '../helpers/tiny_gpt.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rosedist-trainer-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-const TINY = [
-  '--vocab-size',
-  '64',
-  '--max-position-embeddings',
-  '16',
-  '--n-layers',
-  '1',
-  '--n-heads',
-  '2',
-  '--d-model',
-  '16',
-  '--d-ff',
-  '32',
-  '--seq-len',
-  '8',
-  '--batch-size',
-  '4',
-  '--backend',
-  'cpu',
-  '--dataset',
-  'toy:60',
-  '--eval-interval',
-  '2',
-  '--checkpoint-interval',
-  '2',
-  '--lr',
-  '3e-3',
-];
+const TINY = tinyGpt({ 'batch-size': 4, dataset: 'toy:60', 'eval-interval': 2, 'checkpoint-interval': 2, lr: '3e-3' });
 
 /** Train in this process; `name` picks the log and checkpoint files (shared by runs of one name). */
 async function run(name: string, args: string[]): Promise<{ log: string; metrics: MetricsRecord[]; checkpoint: string }> {

@@ -1,0 +1,46 @@
+/**
+ * One train_ddp run of real worker processes in a folder of its own, and what it left there: each
+ * rank's exit, rank 0's log and metrics, the checkpoint path. The multi-process tests of
+ * compression, ZeRO and faults compare such runs with each other.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
+import { freePort, spawnWorkers, type WorkerExit } from './workers.js';
+
+export interface TrainRun {
+  readonly exits: WorkerExit[];
+  /** Rank 0's metrics records ([] when it wrote none). */
+  readonly metrics: MetricsRecord[];
+  /** Rank 0's log ('' when it wrote none). */
+  readonly log: string;
+  /** The run's --checkpoint-path (it may not exist). */
+  readonly checkpoint: string;
+}
+
+export interface TrainRunOptions {
+  /** A checkpoint copied to the run's checkpoint path first (for --resume). */
+  readonly from?: string;
+  readonly env?: Record<string, string>;
+  /** Assert that every rank exited 0 (default true); false: the caller checks the exits. */
+  readonly ok?: boolean;
+}
+
+/**
+ * train_ddp with `worldSize` workers and `args` (the model's flags among them), logging to
+ * `dir`/train.log and checkpointing to `dir`/ckpt.safetensors unless `args` say otherwise.
+ */
+export async function trainDdpIn(dir: string, worldSize: number, args: readonly string[], opts: TrainRunOptions = {}): Promise<TrainRun> {
+  mkdirSync(dir, { recursive: true });
+  const checkpoint = join(dir, 'ckpt.safetensors');
+  if (opts.from !== undefined) copyFileSync(opts.from, checkpoint);
+  const group = await spawnWorkers('worker/train_ddp.ts', worldSize, ['--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...args], {
+    masterPort: await freePort(),
+    env: opts.env,
+  });
+  const exits = await group.exited;
+  if (opts.ok !== false) for (const e of exits) assert.equal(e.code, 0, `rank ${e.rank} in ${dir} exited ${e.code} ${e.signal}: ${e.stderr}`);
+  const read = (f: string): string => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8') : '');
+  return { exits, metrics: parseMetrics(read('train.metrics.jsonl')), log: read('train.log'), checkpoint };
+}
