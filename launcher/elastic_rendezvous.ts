@@ -18,30 +18,17 @@
  * need a new address agreed by all (torchrun's c10d store has the same single host, and its loss
  * ends a torchrun job too). So a lost node 0 ends the run on every other node, naming it.
  */
-import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { CommError, ConfigError } from '../shared/errors.js';
 import { sleep } from '../shared/timers.js';
 import type { LaunchConfig } from './config.js';
-import { channelKeys, HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS, LineReader, SignedChannel } from './control_channel.js';
+import { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS, type SignedChannel } from './control_channel.js';
 import { NodeClient, type Rendezvous } from './coordinator_client.js';
 import { ElasticCoordinator, HOST_ID } from './elastic.js';
 import type { EventSink } from './events.js';
 import { asToCoordinator } from './protocol.js';
-import {
-  aborted,
-  connectOnce,
-  handshakeAsNode,
-  controlPort,
-  HANDSHAKE_TIMEOUT_MS,
-  MAX_HELLO,
-  openSigned,
-  REFUSE_LINGER_MS,
-  RETRY_MS,
-  signedLine,
-  VERSION,
-} from './rendezvous.js';
+import { aborted, connectOnce, handshakeAsHost, handshakeAsNode, controlPort, openSigned, RETRY_MS, VERSION } from './rendezvous.js';
 
 export { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS };
 
@@ -125,27 +112,11 @@ function hostElastic(config: LaunchConfig, emit: EventSink, server: Server): Ren
   );
 
   const admit = async (socket: Socket): Promise<void> => {
-    const from = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
-    socket.on('error', () => {});
-    const refuse = (reason: string, reply: string | undefined): void => {
-      emit({ kind: 'rejected_connection', from, reason });
-      if (reply === undefined) socket.end();
-      else socket.end(reply);
-      setTimeout(() => socket.destroy(), REFUSE_LINGER_MS).unref();
-    };
-    const reader = new LineReader(socket, MAX_HELLO);
-    const nonce = randomBytes(16).toString('hex');
-    socket.write(`${JSON.stringify({ type: 'challenge', version: VERSION, nonce })}\n`);
-    const line = await reader.next(HANDSHAKE_TIMEOUT_MS);
-    if (line === undefined) return refuse('no hello', undefined);
-    const hello = readHello(line, config.secret, nonce);
-    if (typeof hello === 'string') return refuse(hello, `${JSON.stringify({ type: 'denied', reason: hello })}\n`);
-    const problem = coordinator.isEnded ? 'the run has ended' : mismatch(hello, config);
-    if (problem !== undefined) return refuse(problem, signedLine(config.secret, { type: 'reject', nonce: hello.nonce, reason: problem }));
-    socket.write(signedLine(config.secret, { type: 'welcome', nonce: hello.nonce }));
-    const keys = channelKeys(config.secret, nonce, hello.nonce);
-    const channel = new SignedChannel(socket, reader, keys.toClient, keys.toServer);
-    channel.keepAlive(HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS);
+    const admitted = await handshakeAsHost(socket, config.secret, readHello, emit, (hello) =>
+      coordinator.isEnded ? 'the run has ended' : mismatch(hello, config),
+    );
+    if (admitted === undefined) return;
+    const { hello, channel } = admitted;
     const id = nextId;
     nextId += 1;
     // Name nodes by host; launchers sharing a host (loopback runs) by host:pid.

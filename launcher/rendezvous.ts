@@ -125,29 +125,11 @@ export async function hostRun(config: LaunchConfig, emit: EventSink, abort: Abor
   });
 
   const admit = async (socket: Socket): Promise<void> => {
-    const from = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
-    socket.on('error', () => {});
-    const refuse = (reason: string, reply: string | undefined): void => {
-      emit({ kind: 'rejected_connection', from, reason });
-      if (reply === undefined) socket.end();
-      else socket.end(reply);
-      // A peer that never reads would keep the half-closed socket: drop it after a moment.
-      setTimeout(() => socket.destroy(), REFUSE_LINGER_MS).unref();
-    };
-    const reader = new LineReader(socket, MAX_HELLO);
-    const nonce = randomBytes(16).toString('hex');
-    socket.write(`${JSON.stringify({ type: 'challenge', version: VERSION, nonce })}\n`);
-    const line = await reader.next(HANDSHAKE_TIMEOUT_MS);
-    if (line === undefined) return refuse('no hello', undefined);
-    const hello = readHello(line, config.secret, nonce);
-    if (typeof hello === 'string') return refuse(hello, `${JSON.stringify({ type: 'denied', reason: hello })}\n`);
-    const problem = coordinator !== undefined ? 'the run has already formed' : mismatch(hello, config, new Set(peers.keys()));
-    if (problem !== undefined) return refuse(problem, signedLine(config.secret, { type: 'reject', nonce: hello.nonce, reason: problem }));
-    socket.write(signedLine(config.secret, { type: 'welcome', nonce: hello.nonce }));
-    const keys = channelKeys(config.secret, nonce, hello.nonce);
-    const channel = new SignedChannel(socket, reader, keys.toClient, keys.toServer);
-    // A node cut off without a FIN (dead link, frozen host) is lost after the heartbeat timeout.
-    channel.keepAlive(HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS);
+    const admitted = await handshakeAsHost(socket, config.secret, readHello, emit, (hello) =>
+      coordinator !== undefined ? 'the run has already formed' : mismatch(hello, config, new Set(peers.keys())),
+    );
+    if (admitted === undefined) return;
+    const { hello, channel, from } = admitted;
     const rank = hello.nodeRank;
     peers.set(rank, { channel, localWorldSize: hello.localWorldSize });
     channel.onMessage((body) => {
@@ -242,6 +224,47 @@ export async function joinRun(config: LaunchConfig, abort: AbortSignal): Promise
     },
     lost: (why) => `lost contact with node 0's launcher (${why})`,
   });
+}
+
+/**
+ * Node 0's side of a launcher's handshake (handshakeAsNode is the other side): the challenge, the
+ * signed hello (`read` checks its mac, fields and nonce), `check` (a reason to refuse it, or
+ * undefined), the signed welcome, then a SignedChannel with heartbeats (a node cut off without a
+ * FIN — dead link, frozen host — is lost after HEARTBEAT_TIMEOUT_MS). Resolves with the hello, the
+ * channel and the peer's address, or undefined once the node was refused: a `rejected_connection`
+ * event says why and the socket is dropped after REFUSE_LINGER_MS (a peer that never reads would
+ * keep it half-closed).
+ */
+export async function handshakeAsHost<H extends { readonly nonce: string }>(
+  socket: Socket,
+  secret: string,
+  read: (line: string, secret: string, serverNonce: string) => H | string,
+  emit: EventSink,
+  check: (hello: H) => string | undefined,
+): Promise<{ hello: H; channel: SignedChannel; from: string } | undefined> {
+  const from = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+  socket.on('error', () => {});
+  const refuse = (reason: string, reply: string | undefined): undefined => {
+    emit({ kind: 'rejected_connection', from, reason });
+    if (reply === undefined) socket.end();
+    else socket.end(reply);
+    setTimeout(() => socket.destroy(), REFUSE_LINGER_MS).unref();
+    return undefined;
+  };
+  const reader = new LineReader(socket, MAX_HELLO);
+  const nonce = randomBytes(16).toString('hex');
+  socket.write(`${JSON.stringify({ type: 'challenge', version: VERSION, nonce })}\n`);
+  const line = await reader.next(HANDSHAKE_TIMEOUT_MS);
+  if (line === undefined) return refuse('no hello', undefined);
+  const hello = read(line, secret, nonce);
+  if (typeof hello === 'string') return refuse(hello, `${JSON.stringify({ type: 'denied', reason: hello })}\n`);
+  const problem = check(hello);
+  if (problem !== undefined) return refuse(problem, signedLine(secret, { type: 'reject', nonce: hello.nonce, reason: problem }));
+  socket.write(signedLine(secret, { type: 'welcome', nonce: hello.nonce }));
+  const keys = channelKeys(secret, nonce, hello.nonce);
+  const channel = new SignedChannel(socket, reader, keys.toClient, keys.toServer);
+  channel.keepAlive(HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS);
+  return { hello, channel, from };
 }
 
 /** How one kind of run joins its host: its name in errors, the fix, the hello's own fields, the loss message. */
