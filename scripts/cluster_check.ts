@@ -20,33 +20,11 @@ import { randomBytes } from 'node:crypto';
 import { derivedPort } from '../shared/scheduler_env.js';
 import { packagePath } from '../shared/runtime.js';
 import { runProcess } from '../shared/subprocess.js';
+import { tinyGpt } from '../test/helpers/tiny_gpt.js';
 
 const ROOT = packagePath('.');
 const BIN = join(ROOT, 'bin/rosedist.mjs');
-const TINY = [
-  '--vocab-size',
-  '256',
-  '--max-position-embeddings',
-  '16',
-  '--n-layers',
-  '1',
-  '--n-heads',
-  '2',
-  '--d-model',
-  '32',
-  '--d-ff',
-  '64',
-  '--batch-size',
-  '2',
-  '--seq-len',
-  '16',
-  '--dataset',
-  'toy:64',
-  '--backend',
-  'wasm',
-  '--seed',
-  '0',
-];
+const TINY = tinyGpt({ 'vocab-size': 256, 'd-model': 32, 'd-ff': 64, 'batch-size': 2, 'seq-len': 16, dataset: 'toy:64', backend: 'wasm', seed: 0 });
 const SHORT = [...TINY, '--num-steps', '4', '--eval-interval', '2', '--checkpoint-interval', '4'];
 const LONG = [...TINY, '--num-steps', '100000', '--eval-interval', '100000', '--checkpoint-interval', '100000'];
 const JOB_LIMIT_MS = 240_000;

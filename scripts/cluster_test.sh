@@ -37,31 +37,11 @@ fi
 probe="rosedist-probe-$$"
 ip netns add "$probe" 2>/dev/null || skip "cannot create network namespaces here (ip netns add failed: a container without CAP_SYS_ADMIN?)"
 ip netns del "$probe"
-if ip netns list | awk '{print $1}' | grep -qxE 'sw|ctl|n[0-9]+'; then
-  echo "cluster test: a namespace cluster is already up ($(ip netns list | awk '{print $1}' | tr '\n' ' ')); take it down first: $TOOLS/netns-cluster.sh down" >&2
-  exit 1
-fi
-
-NSCLUSTER_DIR=$(mktemp -d /tmp/nscluster-XXXXXX)
-export NSCLUSTER_DIR
+source scripts/cluster_lib.sh
+cluster_refuse_if_up "cluster test"
+cluster_new_dir
 export SLURM_CONF="$NSCLUSTER_DIR/etc/slurm.conf"
-down() {
-  # Jobs first, then whatever of theirs is left on the nodes, then the daemons and namespaces.
-  ip netns exec ctl scancel --full --user="$(id -un)" >/dev/null 2>&1 || true
-  for ns in n1 n2; do
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do
-      case "$(cat "/proc/$pid/comm" 2>/dev/null)" in slurmd) ;; *) kill -KILL "$pid" 2>/dev/null || true ;; esac
-    done
-  done
-  bash "$TOOLS/netns-cluster.sh" down >/dev/null 2>&1 || true
-  # Its down stops Slurm with `scontrol shutdown`, which fails when munge is gone: end this
-  # cluster's daemons by their config file (NSCLUSTER_DIR is this run's own).
-  pkill -KILL -f -- "-f $NSCLUSTER_DIR/etc/slurm.conf" 2>/dev/null || true
-  # Its down sends munged SIGTERM without waiting; a cluster brought up next must not find it dying.
-  for _ in $(seq 1 50); do pgrep -x -u munge munged >/dev/null || break; sleep 0.2; done
-  rm -rf "$NSCLUSTER_DIR"
-}
-trap down EXIT
+trap 'cluster_down; rm -rf "$NSCLUSTER_DIR"' EXIT
 trap 'exit 130' INT TERM
 
 start=$(date +%s)

@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packagePath } from '../shared/runtime.js';
+import { tinyGpt } from '../test/helpers/tiny_gpt.js';
 
 const ROOT = packagePath('.');
 const BIN = join(ROOT, 'bin/rosedist.mjs');
@@ -24,36 +25,14 @@ const ERROR_LIMIT_S = TIMEOUT_S + 1.25 + 4;
 /** How long after the cut every launcher must have ended: the launchers' heartbeat timeout (15 s) and exit. */
 const EXIT_LIMIT_S = 15 + 6;
 const DEAD_S = 30;
-const TINY = [
-  '--vocab-size',
-  '64',
-  '--max-position-embeddings',
-  '16',
-  '--n-layers',
-  '1',
-  '--n-heads',
-  '2',
-  '--d-model',
-  '16',
-  '--d-ff',
-  '32',
-  '--seq-len',
-  '8',
-  '--batch-size',
-  '2',
-  '--dataset',
-  'toy:60',
-  '--backend',
-  'cpu',
-  '--num-steps',
-  '100000',
-  '--eval-interval',
-  '100000',
-  '--checkpoint-interval',
-  '100000',
-  '--collective-timeout',
-  String(TIMEOUT_S),
-];
+const TINY = tinyGpt({
+  'batch-size': 2,
+  dataset: 'toy:60',
+  'num-steps': 100000,
+  'eval-interval': 100000,
+  'checkpoint-interval': 100000,
+  'collective-timeout': TIMEOUT_S,
+});
 /** /tmp is shared by the namespaces, as a cluster's home would be. */
 const T = mkdtempSync('/tmp/rosedist-dead-link-');
 const SECRET = join(T, 'secret');

@@ -22,27 +22,10 @@ done
 [ "$(id -u)" = 0 ] || { echo "links bench: needs root (network namespaces)" >&2; exit 1; }
 TOOLS=${ROSEDIST_CLUSTER_TOOLS:-../shared/cluster}
 [ -f "$TOOLS/netns-cluster.sh" ] || { echo "links bench: no cluster tools at $TOOLS (set ROSEDIST_CLUSTER_TOOLS)" >&2; exit 1; }
-if ip netns list | awk '{print $1}' | grep -qxE 'sw|ctl|n[0-9]+'; then
-  echo "links bench: a namespace cluster is already up; take it down first: $TOOLS/netns-cluster.sh down" >&2; exit 1
-fi
-NSCLUSTER_DIR=$(mktemp -d /tmp/nscluster-XXXXXX)
-export NSCLUSTER_DIR
-down() {
-  for ns in n1 n2; do
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do
-      case "$(cat "/proc/$pid/comm" 2>/dev/null)" in slurmd) ;; *) kill -KILL "$pid" 2>/dev/null || true ;; esac
-    done
-  done
-  bash "$TOOLS/netns-cluster.sh" down >/dev/null 2>&1 || true
-  # Its down stops Slurm with `scontrol shutdown`, which fails when munge is gone: end this
-  # cluster's daemons by their config file (NSCLUSTER_DIR is this run's own).
-  pkill -KILL -f -- "-f $NSCLUSTER_DIR/etc/slurm.conf" 2>/dev/null || true
-  # Its down sends munged SIGTERM without waiting; a cluster brought up next must not find it dying.
-  for _ in $(seq 1 50); do pgrep -x -u munge munged >/dev/null || break; sleep 0.2; done
-  # The next `up` starts munged only if none is running: let this one finish exiting first.
-  for _ in $(seq 1 50); do pgrep -x munged >/dev/null || break; sleep 0.2; done
-}
-trap 'down; rm -rf "$NSCLUSTER_DIR"' EXIT
+source scripts/cluster_lib.sh
+cluster_refuse_if_up "links bench"
+cluster_new_dir
+trap 'cluster_down; rm -rf "$NSCLUSTER_DIR"' EXIT
 trap 'exit 130' INT TERM
 
 ANCHORS=${ROSEDIST_ANCHORS:-$TOOLS/../anchors}
@@ -62,5 +45,5 @@ for link in ${LINKS//,/ }; do
     bench --sizes gpt --repeat "$REPEAT" --iters 10 --compression none
     bench --sizes gpt --repeat "$REPEAT" --iters 10 --compression bf16
   fi
-  down
+  cluster_down
 done
