@@ -32,6 +32,15 @@ export interface RingTransport {
    * payload is left to the garbage collector) and to implement.
    */
   release?(payload: Uint8Array): void;
+  /**
+   * The group's word that a collective has ended (one runs at a time). `everyRankJoined`: its
+   * result needed every rank to have started it (all-reduce, reduce-scatter, the all-gathers,
+   * barrier; not a broadcast), so every rank had finished the collective before and had received
+   * every message sent to it there: every message this rank sent before this collective began
+   * has reached the right neighbour. A transport that cannot see when a queued message has been
+   * written (ZeroMQ) frees forwarded payloads then. Optional to implement.
+   */
+  collectiveEnded?(everyRankJoined: boolean): void;
 }
 
 export interface InMemoryRingOptions {
