@@ -149,6 +149,7 @@ export class RingGroup implements ProcessGroup {
           }),
         release: (payload) => inner.release?.(payload),
         collectiveEnded: (everyRankJoined) => inner.collectiveEnded?.(everyRankJoined),
+        allocate: inner.allocate?.bind(inner),
       },
       segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
       reducer: opts.reducer ?? createReducer(),

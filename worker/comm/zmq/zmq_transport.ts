@@ -4,13 +4,20 @@
  * (high-water mark 0) so that queuing a step's segments never blocks; memory stays bounded by
  * the collective's own buffers, which ZeroMQ references without copying.
  *
- * Received payloads are freed as soon as the ring is done with them (comm/detach.ts says why:
- * otherwise each is an external buffer that only a V8 collection frees, and receiving 16–64 MiB
- * forces one). A payload only combined or copied is freed at `release`. One that was also
- * forwarded may still be queued in ZeroMQ, which reads it later without a copy and says nothing
- * when done: it is freed once the group reports a later collective that every rank joined
- * (`collectiveEnded`), which proves the right neighbour has received it. Until then it is held
- * (at most HELD_BYTES; beyond, the oldest are left to the collector).
+ * Memory (comm/detach.ts says why it matters: zeromq.js hands each received message over as an
+ * external buffer that only a V8 collection frees, and receiving 16–64 MiB used to force one):
+ *   - a received payload only combined or copied is freed at `release`;
+ *   - a payload that was sent may still be queued in ZeroMQ, which reads it later without a copy
+ *     and says nothing when done. Such a payload (received and forwarded, or `allocate`d for a
+ *     combined segment) is freed, or its memory kept for the next `allocate`, once the group
+ *     reports a later collective that every rank joined (`collectiveEnded`): then the right
+ *     neighbour has received it. Until then it is held (at most HELD_BYTES; beyond, the oldest
+ *     are left to the collector).
+ * Received buffers count twice against V8's external-memory limit (zeromq.js reports them, and so
+ * does V8's own ArrayBuffer accounting) and allocated ones once, which is why the ring combines
+ * into allocated memory instead of forwarding the received message: a 64 MiB all-reduce holds
+ * 32 MiB of sent segments until the next collective, which as received buffers alone reached the
+ * limit (a mark-compact per all-reduce).
  *
  * A message that is not [32-byte header, payload] with a valid header is dropped and logged
  * (the first 10, then every 100th): with a run secret only the run's ranks can connect, without
@@ -21,12 +28,14 @@ import { decodeHeader, encodeHeader, type Header } from '../frames.js';
 import type { Message, RingTransport } from '../transport.js';
 import type { Pull, Push } from './zmq.js';
 
-/** Forwarded payloads held for freeing, at most (bytes): a few all-reduces of the ring's largest buffers. */
+/** Sent payloads held until proven received, at most (bytes): a few all-reduces of the ring's largest buffers. */
 const HELD_BYTES = 256 << 20;
+/** Allocated memory kept for reuse, at most (bytes): the sent segments of two 64 MiB all-reduces of 2 ranks. */
+const SPARE_BYTES = 64 << 20;
 /**
  * A receive lets the event loop turn once this much was freed since the last turn: a 64 MiB
- * all-reduce's queued messages arrive without one, and their finalizers, deferred, would add up
- * to V8's limit (64 MiB of external memory above its low point since the last mark-compact).
+ * all-reduce's queued messages arrive without one, and their finalizers (Node runs a buffer's
+ * finalizer as an immediate), deferred, would add up to V8's limit.
  */
 const SETTLE_BYTES = 8 << 20;
 
@@ -34,15 +43,20 @@ export class ZmqTransport implements RingTransport {
   private dropped = 0;
   /** Memory of the payloads this transport received (each message its own buffer). */
   private readonly received = new WeakSet<ArrayBuffer>();
-  /** Received payloads sent on in the current collective → released yet. */
-  private forwardedNow = new Map<ArrayBuffer, boolean>();
+  /** Memory it handed out with allocate(). */
+  private readonly owned = new WeakSet<ArrayBuffer>();
+  /** Allocated memory free for reuse. */
+  private readonly spare: ArrayBuffer[] = [];
+  private spareBytes = 0;
+  /** Payloads of either kind sent in the current collective → released yet. */
+  private sentNow = new Map<ArrayBuffer, boolean>();
   /** The same from earlier collectives, not yet proven received by the right neighbour. */
-  private forwardedBefore = new Map<ArrayBuffer, boolean>();
+  private sentBefore = new Map<ArrayBuffer, boolean>();
   private heldBytes = 0;
   /** Bytes detached since receive() last let the event loop turn. */
   private unsettledBytes = 0;
-  /** Payloads freed at once and after proof (tests, benchmarks). */
-  readonly freed = { atRelease: 0, afterProof: 0 };
+  /** What became of payloads (tests, benchmarks): freed at release, freed or reused after proof, allocated anew. */
+  readonly stats = { freedAtRelease: 0, freedAfterProof: 0, reused: 0, allocated: 0 };
 
   constructor(
     private readonly push: Push,
@@ -52,8 +66,8 @@ export class ZmqTransport implements RingTransport {
 
   send(header: Header, payload: Uint8Array): Promise<void> {
     const ab = payload.buffer as ArrayBuffer;
-    if (this.received.has(ab) && !this.forwardedNow.has(ab)) {
-      this.forwardedNow.set(ab, false);
+    if ((this.received.has(ab) || this.owned.has(ab)) && !this.sentNow.has(ab) && !this.sentBefore.has(ab)) {
+      this.sentNow.set(ab, false);
       this.heldBytes += ab.byteLength;
       this.bound();
     }
@@ -62,8 +76,6 @@ export class ZmqTransport implements RingTransport {
 
   async receive(): Promise<Message> {
     if (this.unsettledBytes >= SETTLE_BYTES) {
-      // Detached payloads are finalized on a later turn of the event loop (Node runs a
-      // buffer's finalizer as a thread-safe immediate): let it run, or V8 still sees them.
       this.unsettledBytes = 0;
       await new Promise((resolve) => setImmediate(resolve));
     }
@@ -82,40 +94,65 @@ export class ZmqTransport implements RingTransport {
     }
   }
 
+  allocate(bytes: number): Uint8Array {
+    const i = this.spare.findIndex((ab) => ab.byteLength === bytes);
+    if (i >= 0) {
+      const ab = this.spare.splice(i, 1)[0]!;
+      this.spareBytes -= ab.byteLength;
+      this.stats.reused += 1;
+      return new Uint8Array(ab);
+    }
+    const ab = new ArrayBuffer(bytes);
+    this.owned.add(ab);
+    this.stats.allocated += 1;
+    return new Uint8Array(ab);
+  }
+
   release(payload: Uint8Array): void {
     const ab = payload.buffer as ArrayBuffer;
-    if (!this.received.has(ab)) return;
-    if (this.forwardedNow.has(ab)) this.forwardedNow.set(ab, true);
-    else if (this.forwardedBefore.has(ab)) this.forwardedBefore.set(ab, true);
-    else this.free(ab, 'atRelease');
+    if (!this.received.has(ab) && !this.owned.has(ab)) return;
+    if (this.sentNow.has(ab)) this.sentNow.set(ab, true);
+    else if (this.sentBefore.has(ab)) this.sentBefore.set(ab, true);
+    else this.recycle(ab, 'freedAtRelease');
   }
 
   collectiveEnded(everyRankJoined: boolean): void {
     if (everyRankJoined) {
-      for (const [ab, released] of this.forwardedBefore) {
+      for (const [ab, released] of this.sentBefore) {
         this.heldBytes -= ab.byteLength;
-        if (released) this.free(ab, 'afterProof');
+        if (released) this.recycle(ab, 'freedAfterProof');
       }
-      this.forwardedBefore = this.forwardedNow;
+      this.sentBefore = this.sentNow;
     } else {
-      for (const entry of this.forwardedNow) this.forwardedBefore.set(...entry);
+      for (const entry of this.sentNow) this.sentBefore.set(...entry);
     }
-    this.forwardedNow = new Map();
+    this.sentNow = new Map();
   }
 
-  private free(ab: ArrayBuffer, when: keyof ZmqTransport['freed']): void {
+  /** `ab` is no longer used by anyone: keep it for allocate() if it is ours and there is room, else free it now. */
+  private recycle(ab: ArrayBuffer, freed: 'freedAtRelease' | 'freedAfterProof'): void {
     const bytes = ab.byteLength;
+    if (this.owned.has(ab) && this.spareBytes + bytes <= SPARE_BYTES) {
+      this.spare.push(ab);
+      this.spareBytes += bytes;
+      return;
+    }
     if (!detach(ab)) return;
-    this.freed[when] += 1;
+    this.stats[freed] += 1;
     this.unsettledBytes += bytes;
   }
 
-  /** Stop holding the oldest forwarded payloads beyond HELD_BYTES (the collector frees them). */
+  /**
+   * Stop holding the oldest sent payloads beyond HELD_BYTES: forgotten as this transport's
+   * (release() then ignores them, as ZeroMQ may still read them), the collector frees them.
+   */
   private bound(): void {
-    for (const held of [this.forwardedBefore, this.forwardedNow]) {
+    for (const held of [this.sentBefore, this.sentNow]) {
       for (const ab of held.keys()) {
         if (this.heldBytes <= HELD_BYTES) return;
         held.delete(ab);
+        this.received.delete(ab);
+        this.owned.delete(ab);
         this.heldBytes -= ab.byteLength;
       }
     }

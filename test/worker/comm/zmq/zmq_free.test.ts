@@ -71,7 +71,7 @@ test('a received payload is freed at release; a forwarded one only after a later
     a.release(again);
     a.collectiveEnded(true); // every rank joined a later collective: the neighbour has it
     assert.equal(forwarded.byteLength, 0);
-    assert.deepEqual(a.freed, { atRelease: 2, afterProof: 1 });
+    assert.deepEqual(a.stats, { freedAtRelease: 2, freedAfterProof: 1, reused: 0, allocated: 0 });
 
     // Memory the transport did not receive is never freed by it.
     const own = new Uint8Array(4096);
@@ -81,6 +81,28 @@ test('a received payload is freed at release; a forwarded one only after a later
     a.collectiveEnded(true);
     assert.equal(own.byteLength, 4096);
     a.release((await a.receive()).payload);
+  } finally {
+    close();
+  }
+});
+
+test('allocated memory is reused only once its message is proven received', async () => {
+  const { a, close } = await loop();
+  try {
+    const out = a.allocate(8192).fill(5);
+    await a.send(header, out);
+    a.release(out);
+    a.collectiveEnded(true);
+    const other = a.allocate(8192);
+    assert.notEqual(other.buffer, out.buffer, 'still possibly queued: not handed out again');
+    const got = (await a.receive()).payload;
+    assert.ok(got.every((x) => x === 5));
+    a.release(got);
+    a.release(other); // never sent: free for reuse at once
+    assert.equal(a.allocate(8192).buffer, other.buffer);
+    a.collectiveEnded(true);
+    assert.equal(a.allocate(8192).buffer, out.buffer, 'after a later collective every rank joined');
+    assert.deepEqual(a.stats, { freedAtRelease: 1, freedAfterProof: 0, reused: 2, allocated: 2 });
   } finally {
     close();
   }
