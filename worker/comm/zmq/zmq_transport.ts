@@ -38,6 +38,12 @@ const SPARE_BYTES = 64 << 20;
  * finalizer as an immediate), deferred, would add up to V8's limit.
  */
 const SETTLE_BYTES = 8 << 20;
+/**
+ * Received payloads below this are left to the collector: freeing one costs a turn of the event
+ * loop for its finalizer (a wake-up of the loop, which small all-reduces feel), and they add
+ * little external memory.
+ */
+const FREE_MIN_BYTES = 64 << 10;
 
 export class ZmqTransport implements RingTransport {
   private dropped = 0;
@@ -84,7 +90,8 @@ export class ZmqTransport implements RingTransport {
       const header = frames.length === 2 ? decodeHeader(frames[0]) : undefined;
       if (header !== undefined) {
         const payload = frames[1];
-        if (payload.byteOffset === 0 && payload.byteLength === payload.buffer.byteLength) this.received.add(payload.buffer as ArrayBuffer);
+        const whole = payload.byteOffset === 0 && payload.byteLength === payload.buffer.byteLength;
+        if (whole && payload.byteLength >= FREE_MIN_BYTES) this.received.add(payload.buffer as ArrayBuffer);
         return { header, payload };
       }
       this.dropped += 1;
