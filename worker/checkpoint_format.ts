@@ -28,7 +28,7 @@ import type { SamplerState } from './data/sampler.js';
 import type { GPTConfig } from './model/gpt.js';
 import { numel } from './model/params.js';
 import type { AdamWConfig } from './optim.js';
-import { decodeSafetensors, encodeSafetensors, type NamedTensor } from './safetensors.js';
+import { decodeSafetensors, encodeSafetensorsFilled, type FilledTensor, type NamedTensor } from './safetensors.js';
 
 export const CHECKPOINT_FORMAT = 'rosedist-checkpoint/2';
 export const CHECKPOINT_FORMAT_V1 = 'rosedist-checkpoint/1';
@@ -78,6 +78,16 @@ function transpose(src: Float32Array, rows: number, cols: number): Float32Array 
   const out = new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c] as number;
   return out;
+}
+
+/** One parameter's values (memory order) into `out` in file order (linear weights transposed). */
+function toFileOrder(part: Float32Array, p: ParamLayout[number], out: Float32Array): void {
+  if (!p.linear) {
+    out.set(part);
+    return;
+  }
+  const [rows, cols] = p.shape as [number, number];
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = part[r * cols + c] as number;
 }
 
 /** The shape a parameter has in the file. */
@@ -134,11 +144,19 @@ function wholeFileSha(image: Uint8Array, at: number): string {
 export function encodeCheckpoint(layout: ParamLayout, state: TrainState, modelConfig: GPTConfig, trainConfig: object, hyper: AdamWConfig): Uint8Array {
   const n = layout.reduce((a, p) => a + numel(p.shape), 0);
   if (n !== state.params.length) throw new RangeError(`checkpoint: layout has ${n} values, params ${state.params.length}`);
-  const weights = relayout(state.params, layout, true);
-  const tensors: NamedTensor[] = layout.map((p, i) => ({ name: p.name, shape: fileShape(p), data: weights[i] as Float32Array }));
-  tensors.push({ name: 'optimizer.m', shape: [n], data: concat(relayout(state.optimizer.m, layout, true), n) });
-  tensors.push({ name: 'optimizer.v', shape: [n], data: concat(relayout(state.optimizer.v, layout, true), n) });
-  const image = encodeSafetensors(tensors, {
+  // Every tensor is written into the image in file order directly: no per-tensor or whole-state
+  // copies next to it (they used to double the memory a checkpoint takes on rank 0).
+  const starts = layout.reduce<number[]>((a, p) => [...a, a[a.length - 1]! + numel(p.shape)], [0]);
+  const tensors: FilledTensor[] = layout.map((p, i) => ({
+    name: p.name,
+    shape: fileShape(p),
+    fill: (out) => toFileOrder(state.params.subarray(starts[i], starts[i + 1]), p, out),
+  }));
+  const wholeInFileOrder = (flat: Float32Array) => (out: Float32Array) =>
+    layout.forEach((p, i) => toFileOrder(flat.subarray(starts[i], starts[i + 1]), p, out.subarray(starts[i], starts[i + 1])));
+  tensors.push({ name: 'optimizer.m', shape: [n], fill: wholeInFileOrder(state.optimizer.m) });
+  tensors.push({ name: 'optimizer.v', shape: [n], fill: wholeInFileOrder(state.optimizer.v) });
+  const image = encodeSafetensorsFilled(tensors, {
     format: CHECKPOINT_FORMAT,
     model_config: JSON.stringify(modelConfig),
     train_config: JSON.stringify(trainConfig),
