@@ -28,8 +28,11 @@ import { decodeHeader, encodeHeader, type Header } from '../frames.js';
 import type { Message, RingTransport } from '../transport.js';
 import type { Pull, Push } from './zmq.js';
 
-/** Sent payloads held until proven received, at most (bytes): a few all-reduces of the ring's largest buffers. */
-const HELD_BYTES = 256 << 20;
+/**
+ * Sent payloads held until proven received, at most (bytes): two collectives of a 128 MiB
+ * all-reduce of 2 ranks. A run of collectives that prove nothing (broadcasts) holds no more.
+ */
+const HELD_BYTES = 128 << 20;
 /** Allocated memory kept for reuse, at most (bytes): the sent segments of two 64 MiB all-reduces of 2 ranks. */
 const SPARE_BYTES = 64 << 20;
 /**
