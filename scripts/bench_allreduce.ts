@@ -13,7 +13,8 @@
  * nccl-tests convention), p90, V8 collections per iteration (perf_hooks 'gc' entries) and whether
  * the result was right; printed as a table and written as JSON {"world_size", "rows": [{"bytes",
  * "median_ms", "p90_ms", "gc_per_iter", "gc_ms_per_iter", "algbw_GBps", "busbw_GBps", "correct"}]}.
- * --transport stream|zmq|both picks the ring's data sockets (both: each round runs both).
+ * --transport zmq|stream|both picks the ring's data sockets (default zmq, as training runs use;
+ * both: each round runs both).
  * With --gloo (needs Debian's python3-torch and the anchors beside the checkout,
  * ../shared/anchors, or --anchors DIR) the Gloo anchor runs on the same sizes after each of ours,
  * --repeat times, interleaved (the machine is shared); a summary prints per size the medians over
@@ -378,7 +379,11 @@ async function main(): Promise<void> {
       describe: 'space-separated Node/V8 flags for our ranks, e.g. --worker-node-args=--single-threaded-gc',
     })
     .option('algorithm', { type: 'string', default: 'auto', describe: 'all-reduce algorithm: auto (by size), ring or gather' })
-    .option('transport', { type: 'string', default: 'stream', describe: "the ring's data sockets: stream, zmq, or both (each round runs both, interleaved)" })
+    .option('transport', {
+      type: 'string',
+      default: 'zmq',
+      describe: "the ring's data sockets: zmq (the default of training runs), stream, or both (each round runs both, interleaved)",
+    })
     .option('netns', { type: 'string', describe: 'comma-separated namespace hosts (netns-cluster.sh), --nproc workers on each' })
     .option('compression', { type: 'string', default: 'none', describe: "our all-reduce's messages: none (float32), bf16 or fp16" })
     .option('worker', { type: 'boolean', default: false, hidden: true })

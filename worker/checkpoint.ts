@@ -33,7 +33,15 @@ import { rootDecides } from './ddp.js';
 import { decodeCheckpoint, encodeCheckpoint, type Checkpoint, type ParamLayout, type TrainState } from './checkpoint_format.js';
 import { withSignalsDeferred } from './signals.js';
 
-export { CHECKPOINT_FORMAT, encodeCheckpoint, type Checkpoint, type OptimizerState, type ParamLayout, type TrainState } from './checkpoint_format.js';
+export {
+  CHECKPOINT_FORMAT,
+  checkpointImage,
+  encodeCheckpoint,
+  type Checkpoint,
+  type OptimizerState,
+  type ParamLayout,
+  type TrainState,
+} from './checkpoint_format.js';
 
 /** What to do about a checkpoint that cannot be written. */
 export const CHECKPOINT_WRITE_HINT =
@@ -208,7 +216,9 @@ export async function restoreCheckpoint(
  * Save a checkpoint collectively (every rank calls it; rank 0 writes). A failed write rejects on
  * every rank with rank 0's FileError, or, with --tolerate-checkpoint-errors, is logged as a
  * warning (rank 0) and resolves: training goes on, the previous checkpoint stays as it was.
- * A SIGINT/SIGTERM/SIGHUP during the write takes effect once the file is complete.
+ * A SIGINT/SIGTERM/SIGHUP during the write takes effect once the file is complete. `image`: rank
+ * 0's file image, already built (checkpoint_format.ts checkpointImage; ZeRO gathers into it),
+ * instead of encoding `state`.
  */
 export async function saveCheckpoint(
   pg: ProcessGroup,
@@ -218,11 +228,12 @@ export async function saveCheckpoint(
   hyper: AdamWConfig,
   logger: Logger,
   midWrite?: () => void,
+  image?: () => Uint8Array,
 ): Promise<void> {
   const problem = await rootDecides(pg, () =>
     withSignalsDeferred((): string | null => {
       try {
-        writeCheckpointFile(cfg.checkpointPath, encodeCheckpoint(model.params, state, model.config, cfg, hyper), midWrite);
+        writeCheckpointFile(cfg.checkpointPath, image?.() ?? encodeCheckpoint(model.params, state, model.config, cfg, hyper), midWrite);
         return null;
       } catch (e) {
         if (!cfg.tolerateCheckpointErrors || !(e instanceof FileError)) throw e;

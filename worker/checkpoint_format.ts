@@ -28,7 +28,7 @@ import type { SamplerState } from './data/sampler.js';
 import type { GPTConfig } from './model/gpt.js';
 import { numel } from './model/params.js';
 import type { AdamWConfig } from './optim.js';
-import { decodeSafetensors, encodeSafetensors, type NamedTensor } from './safetensors.js';
+import { decodeSafetensors, encodeSafetensorsFilled, type FilledTensor, type NamedTensor } from './safetensors.js';
 
 export const CHECKPOINT_FORMAT = 'rosedist-checkpoint/2';
 export const CHECKPOINT_FORMAT_V1 = 'rosedist-checkpoint/1';
@@ -78,6 +78,16 @@ function transpose(src: Float32Array, rows: number, cols: number): Float32Array 
   const out = new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c] as number;
   return out;
+}
+
+/** One parameter's values (memory order) into `out` in file order (linear weights transposed). */
+function toFileOrder(part: Float32Array, p: ParamLayout[number], out: Float32Array): void {
+  if (!p.linear) {
+    out.set(part);
+    return;
+  }
+  const [rows, cols] = p.shape as [number, number];
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = part[r * cols + c] as number;
 }
 
 /** The shape a parameter has in the file. */
@@ -132,13 +142,44 @@ function wholeFileSha(image: Uint8Array, at: number): string {
 
 /** The file image of a checkpoint (format 2). */
 export function encodeCheckpoint(layout: ParamLayout, state: TrainState, modelConfig: GPTConfig, trainConfig: object, hyper: AdamWConfig): Uint8Array {
+  const image = checkpointImage(layout, state, modelConfig, trainConfig, hyper);
+  image.m.set(state.optimizer.m);
+  image.v.set(state.optimizer.v);
+  return image.seal();
+}
+
+/**
+ * A checkpoint's file image built in place, before its optimizer moments are known: the weights
+ * (`state.params`) are written at once, `m` and `v` are the image's own regions for the moments,
+ * to be filled in memory order (ZeRO gathers every rank's shard straight into them, zero.ts), and
+ * `seal()` puts them in file order and writes the checksum. No copy of the weights or of the
+ * moments exists beside the image (copies used to double the memory a checkpoint takes on rank 0).
+ */
+export interface CheckpointImage {
+  readonly m: Float32Array;
+  readonly v: Float32Array;
+  /** The finished image (call once, after filling m and v). */
+  seal(): Uint8Array;
+}
+
+export function checkpointImage(
+  layout: ParamLayout,
+  state: Omit<TrainState, 'optimizer'> & { readonly optimizer: { readonly stepCount: number } },
+  modelConfig: GPTConfig,
+  trainConfig: object,
+  hyper: AdamWConfig,
+): CheckpointImage {
   const n = layout.reduce((a, p) => a + numel(p.shape), 0);
   if (n !== state.params.length) throw new RangeError(`checkpoint: layout has ${n} values, params ${state.params.length}`);
-  const weights = relayout(state.params, layout, true);
-  const tensors: NamedTensor[] = layout.map((p, i) => ({ name: p.name, shape: fileShape(p), data: weights[i] as Float32Array }));
-  tensors.push({ name: 'optimizer.m', shape: [n], data: concat(relayout(state.optimizer.m, layout, true), n) });
-  tensors.push({ name: 'optimizer.v', shape: [n], data: concat(relayout(state.optimizer.v, layout, true), n) });
-  const image = encodeSafetensors(tensors, {
+  const starts = layout.reduce<number[]>((a, p) => [...a, a[a.length - 1]! + numel(p.shape)], [0]);
+  const tensors: FilledTensor[] = layout.map((p, i) => ({
+    name: p.name,
+    shape: fileShape(p),
+    fill: (out) => toFileOrder(state.params.subarray(starts[i], starts[i + 1]), p, out),
+  }));
+  const regions: Float32Array[] = [];
+  for (const name of ['optimizer.m', 'optimizer.v']) tensors.push({ name, shape: [n], fill: (out) => void regions.push(out) });
+  const image = encodeSafetensorsFilled(tensors, {
     format: CHECKPOINT_FORMAT,
     model_config: JSON.stringify(modelConfig),
     train_config: JSON.stringify(trainConfig),
@@ -151,11 +192,33 @@ export function encodeCheckpoint(layout: ParamLayout, state: TrainState, modelCo
     optimizer: JSON.stringify({ stepCount: state.optimizer.stepCount, ...hyper }),
     sha256: SHA_PLACEHOLDER,
   });
-  const at = shaFieldAt(image, SHA_PLACEHOLDER);
-  if (at < 0) throw new Error('internal: the checksum field is not in the header exactly once');
-  const digest = wholeFileSha(image, at);
-  image.set(new TextEncoder().encode(digest), at + shaField('').length - 1);
-  return image;
+  const [m, v] = regions as [Float32Array, Float32Array];
+  let sealed = false;
+  return {
+    m,
+    v,
+    seal: () => {
+      if (sealed) throw new Error('internal: checkpoint image sealed twice');
+      sealed = true;
+      // Memory order to file order in place, one linear weight at a time (a scratch of its size).
+      const largest = Math.max(0, ...layout.map((p) => (p.linear ? numel(p.shape) : 0)));
+      const scratch = new Float32Array(largest);
+      for (const region of [m, v]) {
+        layout.forEach((p, i) => {
+          if (!p.linear) return;
+          const part = region.subarray(starts[i], starts[i + 1]);
+          const copy = scratch.subarray(0, part.length);
+          copy.set(part);
+          toFileOrder(copy, p, part);
+        });
+      }
+      const at = shaFieldAt(image, SHA_PLACEHOLDER);
+      if (at < 0) throw new Error('internal: the checksum field is not in the header exactly once');
+      const digest = wholeFileSha(image, at);
+      image.set(new TextEncoder().encode(digest), at + shaField('').length - 1);
+      return image;
+    },
+  };
 }
 
 const damaged = (path: string, what: string): FileError => new FileError(`checkpoint ${path} ${what}`, 'the file is damaged; delete it or restore a good copy');

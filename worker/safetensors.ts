@@ -31,16 +31,35 @@ if (endianness() !== 'LE') throw new Error('safetensors.ts assumes a little-endi
 
 /** Encode tensors and metadata as one safetensors file image. */
 export function encodeSafetensors(tensors: readonly NamedTensor[], metadata: Readonly<Record<string, string>> = {}): Uint8Array {
+  for (const t of tensors) {
+    if (numel(t.shape) !== t.data.length) {
+      throw new RangeError(`safetensors: ${t.name} has ${t.data.length} values, shape [${t.shape.join(', ')}] needs ${numel(t.shape)}`);
+    }
+  }
+  return encodeSafetensorsFilled(
+    tensors.map((t) => ({ name: t.name, shape: t.shape, fill: (out) => out.set(t.data) })),
+    metadata,
+  );
+}
+
+/** A tensor that writes its row-major values into the file image itself (no copy of its own). */
+export interface FilledTensor {
+  readonly name: string;
+  readonly shape: readonly number[];
+  /** Write the values into `out` (length = product of shape; a view of the image). */
+  readonly fill: (out: Float32Array) => void;
+}
+
+/** encodeSafetensors with each tensor's values written straight into the one image. */
+export function encodeSafetensorsFilled(tensors: readonly FilledTensor[], metadata: Readonly<Record<string, string>> = {}): Uint8Array {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let offset = 0;
   for (const t of tensors) {
     if (t.name === '__metadata__' || t.name in header) throw new RangeError(`safetensors: duplicate or reserved name ${t.name}`);
-    if (numel(t.shape) !== t.data.length) {
-      throw new RangeError(`safetensors: ${t.name} has ${t.data.length} values, shape [${t.shape.join(', ')}] needs ${numel(t.shape)}`);
-    }
-    header[t.name] = { dtype: 'F32', shape: [...t.shape], data_offsets: [offset, offset + t.data.byteLength] };
-    offset += t.data.byteLength;
+    const bytes = numel(t.shape) * 4;
+    header[t.name] = { dtype: 'F32', shape: [...t.shape], data_offsets: [offset, offset + bytes] };
+    offset += bytes;
   }
   let json = JSON.stringify(header);
   // Pad with spaces so that 8 + N is a multiple of 8.
@@ -50,10 +69,12 @@ export function encodeSafetensors(tensors: readonly NamedTensor[], metadata: Rea
   const out = new Uint8Array(8 + padded + offset);
   new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
   out.set(new TextEncoder().encode(json), 8);
+  // The data section starts on an 8-byte boundary and every tensor is float32: aligned views.
   let at = 8 + padded;
   for (const t of tensors) {
-    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at);
-    at += t.data.byteLength;
+    const n = numel(t.shape);
+    t.fill(new Float32Array(out.buffer, out.byteOffset + at, n));
+    at += n * 4;
   }
   return out;
 }

@@ -50,7 +50,7 @@ import { GPT } from './model/gpt.js';
 import { ADAMW_DEFAULTS, AdamW } from './optim.js';
 import { checkTracePath, gatherEvents, mergeTraces, peakRssMb, Profiler, writeTrace } from './observe/profiler.js';
 import { createProgress, RateMeter } from './observe/progress.js';
-import { checkSamplerState, removeStaleCheckpointTemps, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { checkpointImage, checkSamplerState, removeStaleCheckpointTemps, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { initBackend, wasmHeapBytes, type BackendInfo } from './tf.js';
 import { checkMemory, memoryLine } from './memory.js';
 import { checkFiniteState, checkStep, SkipStreak } from './numerics.js';
@@ -325,13 +325,19 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
         // The same decision on every rank: the weights are replicated (without ZeRO the moments too).
         const moments: Record<string, Float32Array> = zero === undefined ? { 'AdamW first moments': optimizer.m, 'AdamW second moments': optimizer.v } : {};
         checkFiniteState(step, { weights: params, ...moments });
-        // With --zero 1 the whole optimizer state is gathered to rank 0 first (a collective).
-        const whole = zero === undefined ? optimizer : await zero.consolidate();
-        const state = { step, skippedSteps, params, optimizer: whole, sampler: stream.state(), worldSize: dp.worldSize, tokensSeen, trainLoss };
+        const base = { step, skippedSteps, params, sampler: stream.state(), worldSize: dp.worldSize, tokensSeen, trainLoss };
+        // With --zero 1 the whole optimizer state is gathered to rank 0 first (a collective),
+        // straight into the file image rank 0 builds beforehand (no whole copy beside it).
+        const image =
+          zero !== undefined && pg.rank === 0 && !(model instanceof TensorParallelGPT)
+            ? checkpointImage(model.params, { ...base, optimizer: { stepCount: zero.stepCount } }, model.config, cfg, hyper)
+            : undefined;
+        const whole = zero === undefined ? optimizer : await zero.consolidate(image);
+        const state = { ...base, optimizer: whole };
         await profiler.span('checkpoint', () =>
           model instanceof TensorParallelGPT
             ? saveTensorParallel(mesh, cfg, model, state, hyper, logger, hooks.midSave)
-            : saveCheckpoint(pg, cfg, model, state, hyper, logger, hooks.midSave),
+            : saveCheckpoint(pg, cfg, model, state, hyper, logger, hooks.midSave, image === undefined ? undefined : () => image.seal()),
         );
       }
     }

@@ -65,15 +65,18 @@ export class ShardedAdamW {
 
   /**
    * Collective: the whole optimizer state on rank 0 (every rank's m and v shards in place), for
-   * a checkpoint; the other ranks get empty moments (they write nothing). Each rank r > 0
+   * a checkpoint, in `into` when given (rank 0: the checkpoint image's own regions, so that no
+   * whole copy of the moments exists beside it); the other ranks get empty moments (they write nothing). Each rank r > 0
    * broadcasts its shards in turn; the others receive into a scratch of its length, so no rank
    * but 0 holds more than its shard.
    */
-  async consolidate(): Promise<OptimizerState> {
+  async consolidate(into?: { readonly m: Float32Array; readonly v: Float32Array }): Promise<OptimizerState> {
     const { pg, numParams, adam } = this;
     const root = pg.rank === 0;
-    const m = root ? new Float32Array(numParams) : new Float32Array(0);
-    const v = root ? new Float32Array(numParams) : new Float32Array(0);
+    const m = root ? (into?.m ?? new Float32Array(numParams)) : new Float32Array(0);
+    const v = root ? (into?.v ?? new Float32Array(numParams)) : new Float32Array(0);
+    if (m.length !== (root ? numParams : 0) || v.length !== m.length)
+      throw new RangeError(`consolidate: moments of ${m.length}, ${v.length} floats, need ${numParams}`);
     if (root) {
       m.set(adam.m, this.shard.lo);
       v.set(adam.v, this.shard.lo);

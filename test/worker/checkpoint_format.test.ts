@@ -10,6 +10,7 @@ import { FileError } from '../../shared/errors.js';
 import {
   CHECKPOINT_FORMAT,
   CHECKPOINT_FORMAT_V1,
+  checkpointImage,
   decodeCheckpoint,
   encodeCheckpoint,
   type ParamLayout,
@@ -210,5 +211,18 @@ describe('older and foreign files', () => {
     assert.throws(() => decodeCheckpoint(wrong, 'torch', layout), /parameter fc.weight has shape \[2, 3\], expected \[3, 2\]/);
     const missing = encodeSafetensors([{ name: 'fc.bias', shape: [3], data: held.subarray(10) }]);
     assert.throws(() => decodeCheckpoint(missing, 'torch', layout), /parameter fc.weight is missing/);
+  });
+});
+
+describe('a checkpoint image built before its moments are known (ZeRO gathers into it)', () => {
+  it('filled in memory order and sealed, it is the encoded checkpoint byte for byte', () => {
+    const s = state();
+    const built = checkpointImage(layout, { ...s, optimizer: { stepCount: s.optimizer.stepCount } }, model, { seqLen: 4 }, hyper);
+    // As zero.ts consolidate fills it: shard by shard, memory order.
+    built.m.set(s.optimizer.m.subarray(0, 7));
+    built.m.set(s.optimizer.m.subarray(7), 7);
+    built.v.set(s.optimizer.v);
+    assert.deepEqual(built.seal(), image(s));
+    assert.throws(() => built.seal(), /sealed twice/);
   });
 });

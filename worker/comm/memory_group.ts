@@ -21,6 +21,8 @@ export interface MemoryGroupOptions {
   /** Delivery delays of the in-memory links (see createInMemoryRing). */
   readonly maxDelayMs?: number;
   readonly seed?: number;
+  /** The transport reuses released memory as ZeroMQ's does (createInMemoryRing's `recycle`). */
+  readonly recycle?: boolean;
 }
 
 /**
@@ -48,7 +50,7 @@ export function createMemoryGroups(worldSize: number, opts: MemoryGroupOptions =
     if (i < 0) return undefined;
     return ranks.length === 1 ? new SingleProcessGroup() : entry.groups[i];
   };
-  const transports = createInMemoryRing(worldSize, { maxDelayMs: opts.maxDelayMs, seed: opts.seed });
+  const transports = createInMemoryRing(worldSize, { maxDelayMs: opts.maxDelayMs, seed: opts.seed, recycle: opts.recycle });
   const silent = new Set(opts.unresponsive ?? []);
   const groups: RingGroup[] = [];
   const others = (self: number): RingGroup[] => groups.filter((g) => g.rank !== self && !silent.has(g.rank));

@@ -27,11 +27,17 @@ export interface Finish {
   readonly divideBy?: number;
   /** Receives a copy of the result; one type and length as `dst`; may be `src` itself. */
   readonly copyTo?: FloatArray;
+  /**
+   * Receives the result instead of `dst`, which is then left as it was (one type and length as
+   * `dst`): the ring writes a segment it forwards into memory of its own, not into the received
+   * message, which it can then free at once.
+   */
+  readonly into?: FloatArray;
 }
 
 export interface Reducer {
   readonly kind: ReducerKind;
-  /** dst[i] = op(dst[i], src[i]), then `finish`; `dst` and `src` have one type and one length. */
+  /** dst[i] = op(dst[i], src[i]) (into finish.into instead, if given), then `finish`; `dst` and `src` have one type and one length. */
   combine(dst: FloatArray, src: FloatArray, op: CombineOp, finish?: Finish): void;
   /** dst[i] = dst[i] / divisor. */
   divide(dst: FloatArray, divisor: number): void;
@@ -74,6 +80,7 @@ class WasmReducer implements Reducer {
     const d = bytesOf(dst);
     const s = bytesOf(src);
     const c = finish?.copyTo === undefined ? undefined : bytesOf(finish.copyTo);
+    const out = finish?.into === undefined ? d : bytesOf(finish.into);
     for (let off = 0; off < d.length; off += BLOCK_BYTES) {
       const n = Math.min(BLOCK_BYTES, d.length - off);
       this.mem.set(d.subarray(off, off + n), 0);
@@ -81,7 +88,7 @@ class WasmReducer implements Reducer {
       kernel(0, 0, BLOCK_BYTES, n);
       if (divideBy !== undefined) div(0, 0, n, divideBy);
       const result = this.mem.subarray(0, n);
-      d.set(result, off);
+      out.set(result, off);
       c?.set(result, off);
     }
   }
@@ -126,11 +133,13 @@ function minJs(d: FloatArray, s: FloatArray): void {
 class JsReducer implements Reducer {
   readonly kind = 'js';
   combine(dst: FloatArray, src: FloatArray, op: CombineOp, finish?: Finish): void {
-    if (op === 'sum') addJs(dst, src);
-    else if (op === 'max') maxJs(dst, src);
-    else minJs(dst, src);
-    if (finish?.divideBy !== undefined) this.divide(dst, finish.divideBy);
-    finish?.copyTo?.set(dst);
+    const out = finish?.into ?? dst;
+    if (out !== dst) out.set(dst);
+    if (op === 'sum') addJs(out, src);
+    else if (op === 'max') maxJs(out, src);
+    else minJs(out, src);
+    if (finish?.divideBy !== undefined) this.divide(out, finish.divideBy);
+    finish?.copyTo?.set(out);
   }
   divide(dst: FloatArray, divisor: number): void {
     for (let i = 0; i < dst.length; i++) dst[i] /= divisor;

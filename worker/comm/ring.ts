@@ -26,10 +26,11 @@
  *     reduced chunk (r - 1) back during the all-gather, which cannot happen before its right
  *     neighbour has received (and so ZeroMQ has finished reading) every segment rank r sent at
  *     step 0;
- *   - every later send forwards a received message, combined in place. Received messages belong
- *     to this rank and are never written again after being forwarded; once combined or copied
- *     they are handed back (transport.release), and the transport reuses their memory only
- *     after a send of them has been written;
+ *   - every later send forwards a received message, or its combination with the local segment
+ *     (written into memory from transport.allocate where the transport has it, else into the
+ *     received message). Such messages belong to this rank and are never written again once
+ *     sent; once combined, copied or sent they are handed back (transport.release), and the
+ *     transport reuses or frees their memory only after a send of them has been written;
  *   - the stand-alone reduce-scatter and all-gather of chunks send their first step from a
  *     private copy (1/N of the buffer): nothing in them proves that the right neighbour has it
  *     before this rank returns.
@@ -164,16 +165,22 @@ async function reduceScatterPhase(
       const payload = await receive(ctx, sig, step, j, (s.hi - s.lo) * size);
       const m = asFloat(payload, buf);
       const local = buf.subarray(s.lo, s.hi);
+      const sending = step < last || handOff !== undefined;
+      // What is sent on: the transport's own memory where it has some (the received message is
+      // then freed at once), else the received message, combined in place.
+      const out = sending && ctx.transport.allocate !== undefined ? asFloat(ctx.transport.allocate(payload.byteLength), buf) : m;
       if (step < last) {
-        ctx.reducer.combine(m, local, op);
-        await ctx.transport.send(header(sig, step + 1, j), bytesOf(m));
+        ctx.reducer.combine(m, local, op, { into: out });
       } else {
         // The reduced segment is also written into the buffer in the same pass, while each
         // block is in cache.
-        ctx.reducer.combine(m, local, op, { divideBy, copyTo: local });
-        await handOff?.(j, bytesOf(m));
+        ctx.reducer.combine(m, local, op, { divideBy, copyTo: local, into: out });
       }
-      ctx.transport.release?.(payload);
+      // The received message is done with unless it is what goes on (then after the send).
+      if (out !== m) ctx.transport.release?.(payload);
+      if (step < last) await ctx.transport.send(header(sig, step + 1, j), bytesOf(out));
+      else await handOff?.(j, bytesOf(out));
+      ctx.transport.release?.(out === m ? payload : bytesOf(out));
     }
   }
 }

@@ -148,6 +148,8 @@ export class RingGroup implements ProcessGroup {
             return m;
           }),
         release: (payload) => inner.release?.(payload),
+        collectiveEnded: (everyRankJoined) => inner.collectiveEnded?.(everyRankJoined),
+        allocate: inner.allocate?.bind(inner),
       },
       segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
       reducer: opts.reducer ?? createReducer(),
@@ -323,6 +325,8 @@ export class RingGroup implements ProcessGroup {
     try {
       const result = await Promise.race([body(sig), this.failed]);
       entry.state = 'done';
+      // Every rank's contribution reached this one, except in a broadcast (only the root's).
+      this.ctx.transport.collectiveEnded?.(kind !== 'broadcast');
       return result;
     } catch (e) {
       entry.state = 'failed';

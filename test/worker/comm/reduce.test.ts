@@ -70,6 +70,27 @@ for (const kind of ['wasm', 'js'] as ReducerKind[]) {
     }
   });
 
+  test(`${kind}: combine into other memory leaves dst as it was, with the same bits`, () => {
+    // The ring writes a segment it forwards into memory of its own, not into the received message.
+    for (const n of [0, 7, 65536 + 5]) {
+      for (const Ctor of [Float32Array, Float64Array]) {
+        for (const op of ['sum', 'max', 'min'] as CombineOp[]) {
+          const a = Ctor.from(random(n, n + 5));
+          const b = Ctor.from(random(n, n + 11));
+          const inPlace = a.slice();
+          reducer.combine(inPlace, b.slice(), op, { divideBy: 2 });
+          const dst = a.slice();
+          const into = new Ctor(n);
+          const copyTo = b.slice();
+          reducer.combine(dst, copyTo, op, { divideBy: 2, copyTo, into });
+          assert.deepEqual(dst, a, `${kind} ${Ctor.name}[${n}] ${op}: dst unchanged`);
+          assert.deepEqual(into, inPlace, `${kind} ${Ctor.name}[${n}] ${op}: into holds the result`);
+          assert.deepEqual(copyTo, inPlace, `${kind} ${Ctor.name}[${n}] ${op}: copyTo (src) holds it too`);
+        }
+      }
+    }
+  });
+
   test(`${kind}: NaN propagates through max and min`, () => {
     for (const op of ['max', 'min'] as CombineOp[]) {
       const d = new Float32Array([1, NaN, 3, 4, 5]);

@@ -38,7 +38,8 @@ function assertClose(got: FloatArray, want: Float64Array, inputs: FloatArray[], 
   for (let i = 0; i < want.length; i++) {
     const scale = inputs.reduce((s, a) => s + Math.abs(a[i]), 0);
     const tol = 2 * inputs.length * eps * scale + 1e-30;
-    if (Math.abs(got[i] - want[i]) > tol) assert.fail(`${what}: element ${i} is ${got[i]}, want ${want[i]} ± ${tol}`);
+    // Written so that NaN fails too.
+    if (!(Math.abs(got[i] - want[i]) <= tol)) assert.fail(`${what}: element ${i} is ${got[i]}, want ${want[i]} ± ${tol}`);
   }
 }
 
@@ -138,99 +139,102 @@ test('allReduce with the plain JavaScript reducer and one-element segments', asy
   assertClose(bufs[2], reference(inputs, 'sum'), inputs, 'js reducer');
 });
 
-test('buffers are not read after a collective resolves (zero-copy sends)', async () => {
-  for (const [worldSize, gatherBytes] of [
-    [2, 0],
-    [3, 0],
-    [5, 0],
-    [3, 1 << 30],
-  ]) {
-    const groups = createMemoryGroups(worldSize, { segmentBytes: 64, maxDelayMs: 2, seed: worldSize, gatherBytes });
-    const n = groups.length;
-    for (let round = 0; round < 6; round++) {
-      const inputs = groups.map((g) => Float32Array.from(random(301, g.rank + 10 * round)));
-      const bufs = inputs.map((a) => a.slice());
-      const results: Float32Array[] = [];
-      // Each rank trashes its buffer the moment its own collective resolves, as a training loop
-      // would by writing the next gradients; the other ranks must not see that.
-      await Promise.all(
-        groups.map(async (g) => {
-          await g.allReduce(bufs[g.rank]);
-          results[g.rank] = bufs[g.rank].slice();
-          bufs[g.rank].fill(NaN);
-        }),
-      );
-      for (const r of results) assertClose(r, reference(inputs, 'sum'), inputs, `allReduce N=${worldSize}`);
-
-      const root = round % worldSize;
-      const data = groups.map((g) => Int32Array.from(random(77, g.rank + 100), Math.round));
-      const want = data[root].slice();
-      const got: Int32Array[] = [];
-      await Promise.all(
-        groups.map(async (g) => {
-          await g.broadcast(data[g.rank], root);
-          got[g.rank] = data[g.rank].slice();
-          data[g.rank].fill(-1);
-        }),
-      );
-      for (const d of got) assert.deepEqual(d, want);
-
-      const mine = groups.map((g) => Float64Array.from(random(33, g.rank + 200)));
-      const wantAll = mine.map((m) => m.slice());
-      const gathered = await Promise.all(
-        groups.map(async (g) => {
-          const res = await g.allGather(mine[g.rank]);
-          mine[g.rank].fill(NaN);
-          return res;
-        }),
-      );
-      for (const res of gathered) assert.deepEqual(res, wantAll);
-
-      // ZeRO's pair: each rank trashes its gradients once its shard is reduced, and its
-      // parameters once they are gathered.
-      const grads = groups.map((g) => Float32Array.from(random(301, g.rank + 300 + round)));
-      const wantSum = reference(grads, 'sum');
-      const shards: Float32Array[] = [];
-      await Promise.all(
-        groups.map(async (g) => {
-          await g.reduceScatter(grads[g.rank]);
-          const { lo, hi } = shardRange(301, n, g.rank);
-          shards[g.rank] = grads[g.rank].slice(lo, hi);
-          grads[g.rank].fill(NaN);
-        }),
-      );
-      groups.forEach((g) => {
-        const { lo, hi } = shardRange(301, n, g.rank);
-        assertClose(
-          shards[g.rank],
-          wantSum.subarray(lo, hi),
-          grads.map(() => new Float32Array(hi - lo).fill(100)),
-          `reduceScatter N=${n}`,
+// recycle: the transport hands out memory for combined segments and reuses it (poisoned with
+// NaN first) as soon as the group's collectiveEnded allows, as the ZeroMQ transport does.
+for (const recycle of [false, true])
+  test(`buffers are not read after a collective resolves (zero-copy sends${recycle ? ', sent memory reused' : ''})`, async () => {
+    for (const [worldSize, gatherBytes] of [
+      [2, 0],
+      [3, 0],
+      [5, 0],
+      [3, 1 << 30],
+    ]) {
+      const groups = createMemoryGroups(worldSize, { segmentBytes: 64, maxDelayMs: 2, seed: worldSize, gatherBytes, recycle });
+      const n = groups.length;
+      for (let round = 0; round < 6; round++) {
+        const inputs = groups.map((g) => Float32Array.from(random(301, g.rank + 10 * round)));
+        const bufs = inputs.map((a) => a.slice());
+        const results: Float32Array[] = [];
+        // Each rank trashes its buffer the moment its own collective resolves, as a training loop
+        // would by writing the next gradients; the other ranks must not see that.
+        await Promise.all(
+          groups.map(async (g) => {
+            await g.allReduce(bufs[g.rank]);
+            results[g.rank] = bufs[g.rank].slice();
+            bufs[g.rank].fill(NaN);
+          }),
         );
-      });
-      const params = groups.map((g) => {
-        const p = new Float32Array(301).fill(-7);
-        const { lo, hi } = shardRange(301, n, g.rank);
-        p.fill(g.rank, lo, hi);
-        return p;
-      });
-      const gatheredParams = await Promise.all(
-        groups.map(async (g) => {
-          await g.allGatherChunks(params[g.rank]);
-          const copy = params[g.rank].slice();
-          params[g.rank].fill(NaN);
-          return copy;
-        }),
-      );
-      const wantParams = new Float32Array(301);
-      groups.forEach((g) => {
-        const { lo, hi } = shardRange(301, n, g.rank);
-        wantParams.fill(g.rank, lo, hi);
-      });
-      for (const p of gatheredParams) assert.deepEqual(p, wantParams, `allGatherChunks N=${n}`);
+        for (const r of results) assertClose(r, reference(inputs, 'sum'), inputs, `allReduce N=${worldSize}`);
+
+        const root = round % worldSize;
+        const data = groups.map((g) => Int32Array.from(random(77, g.rank + 100), Math.round));
+        const want = data[root].slice();
+        const got: Int32Array[] = [];
+        await Promise.all(
+          groups.map(async (g) => {
+            await g.broadcast(data[g.rank], root);
+            got[g.rank] = data[g.rank].slice();
+            data[g.rank].fill(-1);
+          }),
+        );
+        for (const d of got) assert.deepEqual(d, want);
+
+        const mine = groups.map((g) => Float64Array.from(random(33, g.rank + 200)));
+        const wantAll = mine.map((m) => m.slice());
+        const gathered = await Promise.all(
+          groups.map(async (g) => {
+            const res = await g.allGather(mine[g.rank]);
+            mine[g.rank].fill(NaN);
+            return res;
+          }),
+        );
+        for (const res of gathered) assert.deepEqual(res, wantAll);
+
+        // ZeRO's pair: each rank trashes its gradients once its shard is reduced, and its
+        // parameters once they are gathered.
+        const grads = groups.map((g) => Float32Array.from(random(301, g.rank + 300 + round)));
+        const wantSum = reference(grads, 'sum');
+        const shards: Float32Array[] = [];
+        await Promise.all(
+          groups.map(async (g) => {
+            await g.reduceScatter(grads[g.rank]);
+            const { lo, hi } = shardRange(301, n, g.rank);
+            shards[g.rank] = grads[g.rank].slice(lo, hi);
+            grads[g.rank].fill(NaN);
+          }),
+        );
+        groups.forEach((g) => {
+          const { lo, hi } = shardRange(301, n, g.rank);
+          assertClose(
+            shards[g.rank],
+            wantSum.subarray(lo, hi),
+            grads.map(() => new Float32Array(hi - lo).fill(100)),
+            `reduceScatter N=${n}`,
+          );
+        });
+        const params = groups.map((g) => {
+          const p = new Float32Array(301).fill(-7);
+          const { lo, hi } = shardRange(301, n, g.rank);
+          p.fill(g.rank, lo, hi);
+          return p;
+        });
+        const gatheredParams = await Promise.all(
+          groups.map(async (g) => {
+            await g.allGatherChunks(params[g.rank]);
+            const copy = params[g.rank].slice();
+            params[g.rank].fill(NaN);
+            return copy;
+          }),
+        );
+        const wantParams = new Float32Array(301);
+        groups.forEach((g) => {
+          const { lo, hi } = shardRange(301, n, g.rank);
+          wantParams.fill(g.rank, lo, hi);
+        });
+        for (const p of gatheredParams) assert.deepEqual(p, wantParams, `allGatherChunks N=${n}`);
+      }
     }
-  }
-});
+  });
 
 test('broadcast from every root, every element type', async () => {
   for (const worldSize of [1, 2, 4, 5]) {
