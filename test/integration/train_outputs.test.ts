@@ -13,30 +13,10 @@ import { after, describe, it } from 'node:test';
 import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
 import { freePort, spawnWorkers, type WorkerExit } from '../helpers/workers.js';
 import { waitFor } from '../helpers/launcher_run.js';
+import { tinyGpt } from '../helpers/tiny_gpt.js';
 
 /** Issue 13's tiny model `T`, on the toy data, a few steps. */
-const T = [
-  '--vocab-size',
-  '256',
-  '--d-model',
-  '32',
-  '--n-heads',
-  '2',
-  '--d-ff',
-  '64',
-  '--n-layers',
-  '1',
-  '--seq-len',
-  '8',
-  '--batch-size',
-  '2',
-  '--dataset',
-  'toy:40',
-  '--backend',
-  'cpu',
-  '--collective-timeout',
-  '60',
-];
+const T = tinyGpt({ 'vocab-size': 256, 'd-model': 32, 'd-ff': 64, 'batch-size': 2, dataset: 'toy:40', 'collective-timeout': 60 });
 
 const root = mkdtempSync(join(tmpdir(), 'rosedist-outputs-'));
 after(() => rmSync(root, { recursive: true, force: true }));

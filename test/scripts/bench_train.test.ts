@@ -11,27 +11,9 @@ import { packagePath } from '../../shared/runtime.js';
 import { runTsProgram, type ProcessExit } from '../../shared/subprocess.js';
 import type { MergedTrace, TraceEvent } from '../../worker/observe/profiler.js';
 import { summariseTrace } from '../../scripts/train_trace.js';
+import { tinyGpt } from '../helpers/tiny_gpt.js';
 
-const TINY = [
-  '--vocab-size',
-  '64',
-  '--d-model',
-  '16',
-  '--n-layers',
-  '1',
-  '--n-heads',
-  '2',
-  '--d-ff',
-  '32',
-  '--seq-len',
-  '8',
-  '--batch-size',
-  '2',
-  '--dataset',
-  'toy:64',
-  '--backend',
-  'cpu',
-];
+const TINY = tinyGpt({ 'batch-size': 2, dataset: 'toy:64' });
 
 const dir = mkdtempSync(join(tmpdir(), 'rosedist-bench-train-test-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
