@@ -260,11 +260,20 @@ export class GPT {
   /** Assign all parameters from a flat buffer (copies: later writes to src do not reach the model). */
   writeFlat(src: Float32Array): void {
     this.checkFlat(src, 'writeFlat');
+    this.writeRange(src, 0, this.numParams);
+  }
+
+  /**
+   * writeFlat for the parameters that lie wholly in src[lo, hi) (overlap: one reduced bucket,
+   * which holds whole parameters; src is the whole flat buffer).
+   */
+  writeRange(src: Float32Array, lo: number, hi: number): void {
+    this.checkFlat(src, 'writeRange');
     let offset = 0;
     for (const p of this.params) {
       const size = numel(p.shape);
       // slice(): the cpu backend keeps the array it is given instead of copying it.
-      tf.tidy(() => p.variable.assign(tf.tensor(src.slice(offset, offset + size), [...p.shape], 'float32')));
+      if (offset >= lo && offset + size <= hi) tf.tidy(() => p.variable.assign(tf.tensor(src.slice(offset, offset + size), [...p.shape], 'float32')));
       offset += size;
     }
   }

@@ -39,7 +39,12 @@ interface EngineInternals {
 
 function engineInternals(): EngineInternals {
   const engine = tf.engine() as unknown as Partial<EngineInternals>;
-  if (typeof engine.startTape !== 'function' || typeof engine.endTape !== 'function' || engine.state === undefined || !('activeTape' in engine.state)) {
+  if (
+    typeof engine.startTape !== 'function' ||
+    typeof engine.endTape !== 'function' ||
+    engine.state === undefined ||
+    typeof engine.state.gradientDepth !== 'number'
+  ) {
     throw new RosedistError(
       "this @tensorflow/tfjs-core has no startTape/endTape/activeTape on its engine: overlapped backward cannot record the forward's tape",
       'pass --no-overlap, or install the tfjs version in package-lock.json',
