@@ -11,10 +11,13 @@
  * later ones are still in flight.
  *
  * Collectives: one all-reduce per bucket, every rank in the same order (bucket 0, 1, …; one at a
- * time, chained, as the process group requires). Every element is summed over the same ranks as
- * with one all-reduce of the whole buffer: with 2 ranks the same bits (a + b either way round);
- * with more, the ring's order of addition depends on where an element falls in the buffer it
- * is reduced in, so the sum may differ in the last bit (within float32 rounding). With
+ * time, chained, as the process group requires). Every element gets the bits of one all-reduce of
+ * the whole step buffer (the --no-overlap path): with 2 ranks and float32 on the wire a + b is the
+ * same either way round, so each bucket is an ordinary ring all-reduce; with 3 or more ranks, or
+ * a 16-bit wire, the ring's order of addition and the rank that rounds depend on which chunk an
+ * element falls in, so each bucket is reduced as a window of the whole buffer, cut as the whole
+ * buffer's ring cuts it (process_group.ts allReduce's `window`). That cut is uneven (a bucket
+ * inside one chunk travels along one chain of ranks), the price of the same bits. With
  * --grad-compression each bucket crosses the wire at 16 bits, the loss at full width.
  */
 import type { ProcessGroup } from './comm/process_group.js';
@@ -124,7 +127,10 @@ export class BucketedAllReduce implements GradSink {
     if (bad >= 0 && (this.bad < 0 || range.lo + bad < this.bad)) this.bad = range.lo + bad;
     const wire: Compression | undefined = this.compression === 'none' ? undefined : { format: this.compression, exactTail: range.hi > gb.lossIndex ? 1 : 0 };
     flight.startMs = performance.now();
-    this.chain = this.chain.then(() => pg.allReduce(buf, 'sum', wire));
+    // The whole buffer's cut where the bits would otherwise differ (3+ ranks, or 16-bit wire):
+    // each element then takes the same chain of ranks as in one all-reduce of the step buffer.
+    const window = pg.worldSize > 2 || wire !== undefined ? { offset: range.lo, total: gb.flat.length } : undefined;
+    this.chain = this.chain.then(() => pg.allReduce(buf, 'sum', wire, window));
     flight.done = this.chain.then(
       () => this.profiler?.background('allreduce_bucket', flight.startMs, performance.now(), { bucket: i, bytes: buf.byteLength }),
       (e: unknown) => {
