@@ -2,7 +2,7 @@
  * Training benchmark: train_ddp through the real launcher, side by side with PyTorch DDP (Gloo, CPU).
  *
  *   npm run bench:train -- --nproc 1,2 [training options] [--steps S] [--warmup W] [--json FILE]
- *                          [--repeat R] [--no-torch] [--keep] [--compare-overlap]
+ *                          [--repeat R] [--no-torch] [--keep] [--compare-overlap | --alternate-overlap]
  *
  * For each world size N in --nproc, ours runs as `rosedist --nproc-per-node N train_ddp [options]`
  * with its log, checkpoint and a `--profile` trace in a temporary directory (logs/ is not touched)
@@ -28,6 +28,11 @@
  * share of the buckets' flight time that fell before backward ended), and A/B, the fraction of
  * the unbucketed all-reduce that overlap took off the step: 1 - (exposed all-reduce with overlap,
  * i.e. its `allreduce` phase: waiting after backward) / (the all-reduce phase without overlap).
+ *
+ * --alternate-overlap: each run of ours overlaps its odd steps only (ROSEDIST_BENCH_ALTERNATE_OVERLAP,
+ * ddp_overlap.ts), and the trace compares the two kinds of step within the run, under the same
+ * load: median step time of each (a step's time: its slowest rank), ratio, and the A/B overlap
+ * from their all-reduce phases. On a busy machine this is the steadier comparison.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,7 +44,7 @@ import { packagePath } from '../shared/runtime.js';
 import { lastLines, runProcess } from '../shared/subprocess.js';
 import { parseTrainConfig, type TrainConfig } from '../worker/config.js';
 import type { MergedTrace } from '../worker/observe/profiler.js';
-import { summariseTrace, type OverlapSummary } from './train_trace.js';
+import { summariseTrace, type OverlapSummary, type TraceSummary } from './train_trace.js';
 
 type Impl = 'rosedist' | 'rosedist --no-overlap' | 'pytorch';
 
@@ -60,6 +65,8 @@ interface Row {
   tokens_per_s_rounds?: number[];
   /** Ours with --overlap: from the trace (train_trace.ts). */
   overlap?: OverlapSummary;
+  /** Ours with --alternate-overlap: odd (overlapped) and even steps of the run (train_trace.ts). */
+  alternating?: TraceSummary['alternating'];
 }
 
 interface BenchArgs {
@@ -71,6 +78,7 @@ interface BenchArgs {
   keep: boolean;
   repeat: number;
   compareOverlap: boolean;
+  alternateOverlap: boolean;
   /** Everything else: train_ddp's own options, passed on as given. */
   trainArgs: string[];
 }
@@ -86,7 +94,18 @@ const USAGE =
   'npm run bench:train -- --nproc 1,2 [training options] [--steps S] [--warmup W] [--repeat R] [--json FILE] [--no-torch] [--keep] [--compare-overlap]';
 
 function parseArgs(argv: readonly string[]): BenchArgs {
-  const out: BenchArgs = { nprocs: [1], steps: 30, warmup: 2, json: undefined, torch: true, keep: false, repeat: 1, compareOverlap: false, trainArgs: [] };
+  const out: BenchArgs = {
+    nprocs: [1],
+    steps: 30,
+    warmup: 2,
+    json: undefined,
+    torch: true,
+    keep: false,
+    repeat: 1,
+    compareOverlap: false,
+    alternateOverlap: false,
+    trainArgs: [],
+  };
   const int = (flag: string, text: string | undefined, min: number): number => {
     const n = Number(text);
     if (text === undefined || !Number.isSafeInteger(n) || n < min) throw new ConfigError(`--${flag} ${text ?? ''} must be a whole number ≥ ${min}`, USAGE);
@@ -103,6 +122,7 @@ function parseArgs(argv: readonly string[]): BenchArgs {
     else if (flag === 'no-torch') out.torch = false;
     else if (flag === 'keep') out.keep = true;
     else if (flag === 'compare-overlap') out.compareOverlap = true;
+    else if (flag === 'alternate-overlap') out.alternateOverlap = true;
     else if (CONTROLLED.includes(flag)) throw new ConfigError(`--${flag} is set by the benchmark`, `leave it out (use --steps for the step count)`);
     else out.trainArgs.push(argv[i]);
   }
@@ -111,6 +131,9 @@ function parseArgs(argv: readonly string[]): BenchArgs {
   if (out.json === '') throw new ConfigError('--json needs a file', USAGE);
   const overlapFlag = out.trainArgs.find((x) => OVERLAP_FLAGS.includes(x.slice(2).split('=')[0] ?? ''));
   if (out.compareOverlap && overlapFlag !== undefined) throw new ConfigError(`${overlapFlag} is set by --compare-overlap`, 'leave it out');
+  if (out.compareOverlap && out.alternateOverlap)
+    throw new ConfigError('--compare-overlap and --alternate-overlap are two ways of one comparison', 'pass one of them');
+  if (out.alternateOverlap && overlapFlag !== undefined) throw new ConfigError(`${overlapFlag} contradicts --alternate-overlap`, 'leave it out');
   return out;
 }
 
@@ -144,28 +167,32 @@ function modelConfig(cfg: TrainConfig, steps: number, warmup: number): Record<st
 async function runOurs(n: number, a: BenchArgs, cfg: TrainConfig, dir: string, impl: Impl = 'rosedist'): Promise<Row> {
   const trace = join(dir, 'trace.json');
   const past = String(a.steps + 1);
-  await run(process.execPath, [
-    packagePath('bin/rosedist.mjs'),
-    '--nproc-per-node',
-    String(n),
-    '--log-dir',
-    join(dir, 'launcher'),
-    'train_ddp',
-    ...a.trainArgs,
-    ...(a.compareOverlap ? [impl === 'rosedist' ? '--overlap' : '--no-overlap'] : []),
-    '--num-steps',
-    String(a.steps),
-    '--eval-interval',
-    past,
-    '--checkpoint-interval',
-    past,
-    '--checkpoint-path',
-    join(dir, 'ckpt.safetensors'),
-    '--log-file',
-    join(dir, 'train_ddp.log'),
-    '--profile',
-    trace,
-  ]);
+  await run(
+    process.execPath,
+    [
+      packagePath('bin/rosedist.mjs'),
+      '--nproc-per-node',
+      String(n),
+      '--log-dir',
+      join(dir, 'launcher'),
+      'train_ddp',
+      ...a.trainArgs,
+      ...(a.compareOverlap ? [impl === 'rosedist' ? '--overlap' : '--no-overlap'] : a.alternateOverlap ? ['--overlap'] : []),
+      '--num-steps',
+      String(a.steps),
+      '--eval-interval',
+      past,
+      '--checkpoint-interval',
+      past,
+      '--checkpoint-path',
+      join(dir, 'ckpt.safetensors'),
+      '--log-file',
+      join(dir, 'train_ddp.log'),
+      '--profile',
+      trace,
+    ],
+    a.alternateOverlap ? { ROSEDIST_BENCH_ALTERNATE_OVERLAP: '1' } : {},
+  );
   const s = summariseTrace(JSON.parse(readFileSync(trace, 'utf8')) as MergedTrace, a.warmup);
   // The backend rank 0 ran on, from its log header ("rank 0: backend wasm, device …").
   const backend = /rank 0: backend (\w+)/.exec(readFileSync(join(dir, 'train_ddp.log'), 'utf8'))?.[1] ?? cfg.backend;
@@ -182,6 +209,7 @@ async function runOurs(n: number, a: BenchArgs, cfg: TrainConfig, dir: string, i
     config: { ...modelConfig(cfg, a.steps, a.warmup), backend },
     phase_ms: s.phaseMs,
     ...(s.overlap !== undefined ? { overlap: s.overlap } : {}),
+    ...(s.alternating !== undefined ? { alternating: s.alternating } : {}),
   };
 }
 
@@ -319,6 +347,14 @@ function report(rows: readonly Row[], nprocs: readonly number[]): Record<string,
       },
     ];
   });
+  for (const r of rows) {
+    const alt = r.alternating;
+    if (alt === undefined) continue;
+    const [on, off] = [alt.overlap, alt.noOverlap];
+    lines.push(
+      `alternating steps, world ${r.world_size} (${on.steps} overlapped, ${off.steps} not, one run): step ${off.stepMs.toFixed(1)} → ${on.stepMs.toFixed(1)} ms (median), ×${(off.stepMs / on.stepMs).toFixed(3)} tokens/s; all-reduce on the critical path ${off.allreduceMs.toFixed(1)} → ${on.allreduceMs.toFixed(1)} ms: overlap achieved ${(off.allreduceMs > 0 ? (1 - on.allreduceMs / off.allreduceMs) * 100 : 0).toFixed(0)}%`,
+    );
+  }
   for (const q of overlapAb) {
     lines.push(
       `overlap A/B, world ${q.world_size}: tokens/s ×${q.tokens_per_s.toFixed(3)}; all-reduce on the step's critical path ${q.allreduce_ms.no_overlap.toFixed(1)} → ${q.allreduce_ms.overlap.toFixed(1)} ms per step: overlap achieved ${(q.hidden * 100).toFixed(0)}%`,

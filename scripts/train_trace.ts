@@ -33,6 +33,18 @@ export interface TraceSummary {
   readonly allreduceSplitMs: { readonly collective: number; readonly wait: number };
   /** With --overlap (the trace has `allreduce_bucket` events): how much of the buckets' flight backward hid; else undefined. */
   readonly overlap?: OverlapSummary;
+  /**
+   * When the run overlapped some steps only (ROSEDIST_BENCH_ALTERNATE_OVERLAP: odd steps), the
+   * two kinds of step side by side, under the same load; else undefined.
+   */
+  readonly alternating?: { readonly overlap: StepKind; readonly noOverlap: StepKind };
+}
+
+/** Steps of one kind: how many, the median step time (a step: its slowest rank), the mean all-reduce phase (ms). */
+export interface StepKind {
+  readonly steps: number;
+  readonly stepMs: number;
+  readonly allreduceMs: number;
 }
 
 /**
@@ -89,6 +101,7 @@ export function summariseTrace(trace: MergedTrace, warmup: number): TraceSummary
     }
   }
   const overlap = overlapOf(trace, warmup);
+  const alternating = alternatingOf(ranks, trace, warmup);
   const peakRssMb = trace.otherData?.peak_rss_mb ?? [];
   const worldSize = ranks.size;
   if (worldSize === 0) throw new Error(`the trace has no training step after the ${warmup} warm-up step(s): pass more --steps`);
@@ -121,7 +134,37 @@ export function summariseTrace(trace: MergedTrace, warmup: number): TraceSummary
   }
   const stepsWithAllreduce = Math.max(1, firstAllreduce.size);
   const allreduceSplitMs = { collective: collectiveUs / 1000 / stepsWithAllreduce, wait: waitUs / 1000 / stepsWithAllreduce };
-  return { worldSize, timedSteps, trainSeconds: trainUs / 1e6, allreduceShare: shareSum / worldSize, phaseMs, peakRssMb, allreduceSplitMs, overlap };
+  return {
+    worldSize,
+    timedSteps,
+    trainSeconds: trainUs / 1e6,
+    allreduceShare: shareSum / worldSize,
+    phaseMs,
+    peakRssMb,
+    allreduceSplitMs,
+    overlap,
+    alternating,
+  };
+}
+
+/** TraceSummary.alternating from the step spans by rank (µs) and the steps that have bucket events. */
+function alternatingOf(ranks: ReadonlyMap<number, ReadonlyMap<number, StepSpan>>, trace: MergedTrace, warmup: number): TraceSummary['alternating'] {
+  const bucketed = new Set<number>();
+  for (const e of trace.traceEvents) if (e.name === 'allreduce_bucket' && typeof e.args?.step === 'number' && e.args.step > warmup) bucketed.add(e.args.step);
+  const steps = [...(ranks.values().next().value?.keys() ?? [])];
+  const kinds = [steps.filter((s) => bucketed.has(s)), steps.filter((s) => !bucketed.has(s))];
+  if (kinds.some((k) => k.length === 0)) return undefined;
+  const [overlap, noOverlap] = kinds.map((list): StepKind => {
+    const stepUs = list.map((s) => Math.max(...[...ranks.values()].map((r) => (r.get(s) ? (r.get(s) as StepSpan).end - (r.get(s) as StepSpan).start : 0))));
+    const allreduceUs = list.flatMap((s) => [...ranks.values()].map((r) => r.get(s)?.phases.allreduce ?? 0));
+    const sorted = [...stepUs].sort((a, b) => a - b);
+    return {
+      steps: list.length,
+      stepMs: (sorted[(sorted.length - 1) >> 1] as number) / 1000,
+      allreduceMs: allreduceUs.reduce((a, b) => a + b, 0) / allreduceUs.length / 1000,
+    };
+  }) as [StepKind, StepKind];
+  return { overlap, noOverlap };
 }
 
 /** OverlapSummary of the timed steps; undefined without bucket events. */

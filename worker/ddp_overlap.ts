@@ -50,6 +50,15 @@ export function bucketRanges(sizes: readonly number[], bucketBytes: number): Ran
   return buckets;
 }
 
+/**
+ * ROSEDIST_BENCH_ALTERNATE_OVERLAP=1 (bench:train --alternate-overlap; for benchmarks only):
+ * overlap on odd steps only, so one run compares both paths under the same load (with 2 ranks
+ * and float32 both give the same bits, so training is unchanged). Whether `step` overlaps.
+ */
+export function overlapsStep(step: number, env: Readonly<Record<string, string | undefined>> = process.env): boolean {
+  return env.ROSEDIST_BENCH_ALTERNATE_OVERLAP !== '1' || step % 2 === 1;
+}
+
 /** What `finish` tells the trainer: as averageGradients' result. */
 export type BucketOutcome = LocalFinding | undefined;
 

@@ -44,7 +44,7 @@ import { mixSeed } from './rng.js';
 import { DistributedSampler, rescaleSamplerState, ShardStream, type SamplerState } from './data/sampler.js';
 import { averageGradients, averageGradientShards, checkReplicas, rootDecides, syncParams } from './ddp.js';
 import { GradBuffer } from './grad_buffer.js';
-import { BucketedAllReduce, describeBuckets, waitForBuckets } from './ddp_overlap.js';
+import { BucketedAllReduce, describeBuckets, overlapsStep, waitForBuckets } from './ddp_overlap.js';
 import { evaluate } from './evaluate.js';
 import { formatEvalLine, MetricsLog } from './observe/metrics_log.js';
 import { GPT } from './model/gpt.js';
@@ -284,13 +284,14 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
       await hooks.holdAt(step, pg.rank);
       profiler.setStep(step);
       const stepStart = performance.now();
+      const overlapNow = buckets !== undefined && overlapsStep(step);
       for (let k = 0; k < cfg.gradAccumSteps; k++) {
         profiler.begin('data');
         const batch = collate(dataset.train, stream.take(cfg.batchSize));
         profiler.end('data');
         // Dropout seeds by DP rank: TP peers draw the same masks outside their parallel regions.
         const seed = mixSeed(cfg.seed, step, k, dp.rank);
-        if (buckets !== undefined && model instanceof GPT && k === cfg.gradAccumSteps - 1) {
+        if (overlapNow && buckets !== undefined && model instanceof GPT && k === cfg.gradAccumSteps - 1) {
           // The last micro-batch's backward starts the buckets' all-reduces as it goes (and folds
           // the micro-batches' gradients bucket by bucket); the poisoning hook hits index 0, in the last bucket.
           buckets.begin((r) => {
@@ -308,12 +309,12 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
         if (k === cfg.gradAccumSteps - 1) gb.average();
         profiler.end('grad_copy');
       }
-      if (buckets === undefined) hooks.poisonGradient(step, pg.rank, gb.grads);
+      if (!overlapNow) hooks.poisonGradient(step, pg.rank, gb.grads);
       // `mine`: where this rank's own buffer was bad, found before the sum; reported only if the sum is bad.
       let nonFinite: string | undefined;
       /** Buckets whose AdamW update already ran (overlap with --on-nonfinite stop: as each arrived). */
       let updatedEarly = 0;
-      if (buckets !== undefined) {
+      if (overlapNow && buckets !== undefined) {
         // With --on-nonfinite stop a bad step ends the run, so a reduced, finite bucket can take
         // its update while later ones are in flight; with skip, no update before all are checked.
         const early = cfg.onNonfinite === 'stop';
