@@ -67,6 +67,8 @@ interface Row {
   overlap?: OverlapSummary;
   /** Ours with --alternate-overlap: odd (overlapped) and even steps of the run (train_trace.ts). */
   alternating?: TraceSummary['alternating'];
+  /** --alternate-overlap: every round's median step time without overlap / with it, in run order. */
+  alternating_speedup_rounds?: number[];
 }
 
 interface BenchArgs {
@@ -272,7 +274,12 @@ function medianRows(runs: readonly Row[]): Row[] {
   for (const r of runs) groups.set(`${r.impl} ${r.world_size}`, [...(groups.get(`${r.impl} ${r.world_size}`) ?? []), r]);
   return [...groups.values()].map((g) => {
     const sorted = [...g].sort((x, y) => x.tokens_per_s - y.tokens_per_s);
-    return { ...sorted[(sorted.length - 1) >> 1], tokens_per_s_rounds: g.map((r) => r.tokens_per_s) };
+    const alternating = g.flatMap((r) => (r.alternating === undefined ? [] : [r.alternating.noOverlap.stepMs / r.alternating.overlap.stepMs]));
+    return {
+      ...sorted[(sorted.length - 1) >> 1],
+      tokens_per_s_rounds: g.map((r) => r.tokens_per_s),
+      ...(alternating.length > 0 ? { alternating_speedup_rounds: alternating } : {}),
+    };
   });
 }
 
@@ -352,7 +359,7 @@ function report(rows: readonly Row[], nprocs: readonly number[]): Record<string,
     if (alt === undefined) continue;
     const [on, off] = [alt.overlap, alt.noOverlap];
     lines.push(
-      `alternating steps, world ${r.world_size} (${on.steps} overlapped, ${off.steps} not, one run): step ${off.stepMs.toFixed(1)} → ${on.stepMs.toFixed(1)} ms (median), ×${(off.stepMs / on.stepMs).toFixed(3)} tokens/s; all-reduce on the critical path ${off.allreduceMs.toFixed(1)} → ${on.allreduceMs.toFixed(1)} ms: overlap achieved ${(off.allreduceMs > 0 ? (1 - on.allreduceMs / off.allreduceMs) * 100 : 0).toFixed(0)}%`,
+      `alternating steps, world ${r.world_size} (${on.steps} overlapped, ${off.steps} not, one run): step ${off.stepMs.toFixed(1)} → ${on.stepMs.toFixed(1)} ms (median), ×${(off.stepMs / on.stepMs).toFixed(3)} tokens/s${r.alternating_speedup_rounds && r.alternating_speedup_rounds.length > 1 ? ` (rounds: ${r.alternating_speedup_rounds.map((x) => x.toFixed(3)).join(', ')})` : ''}; all-reduce on the critical path ${off.allreduceMs.toFixed(1)} → ${on.allreduceMs.toFixed(1)} ms: overlap achieved ${(off.allreduceMs > 0 ? (1 - on.allreduceMs / off.allreduceMs) * 100 : 0).toFixed(0)}%`,
     );
   }
   for (const q of overlapAb) {
