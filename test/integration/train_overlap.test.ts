@@ -4,18 +4,16 @@
  * (test/helpers/workers.ts). Tiny model, cpu backend; --bucket-mb small enough for several buckets.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
 import { decodeSafetensors, type NamedTensor } from '../../worker/safetensors.js';
-import { freePort, spawnWorkers, type WorkerExit } from '../helpers/workers.js';
+import { tinyGpt } from '../helpers/tiny_gpt.js';
+import { trainDdpIn, type TrainRun, type TrainRunOptions } from '../helpers/train_run.js';
 
-const TINY = [
-  ...['--vocab-size', '64', '--max-position-embeddings', '16', '--n-layers', '2', '--n-heads', '2', '--d-model', '16', '--d-ff', '32'],
-  ...['--seq-len', '8', '--batch-size', '2', '--dataset', 'toy:60', '--backend', 'cpu', '--collective-timeout', '60', '--lr', '3e-3', '--seed', '5'],
-];
+/** The tiny GPT with 2 blocks (so that blocks make buckets of their own). */
+const TINY = tinyGpt({ 'n-layers': 2, 'batch-size': 2, dataset: 'toy:60', 'collective-timeout': 60, lr: '3e-3', seed: 5 });
 /** Overlap (off by default) with 4 KiB buckets: the tiny model's ~14,000 parameters (55 KiB) make 4 or more. */
 const SMALL_BUCKETS = ['--overlap', '--bucket-mb', String(4 / 1024)];
 /**
@@ -29,37 +27,9 @@ const TEN = ['--num-steps', '10', '--eval-interval', '5', '--checkpoint-interval
 const root = mkdtempSync(join(tmpdir(), 'rosedist-overlap-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
-interface Run {
-  readonly exits: WorkerExit[];
-  readonly metrics: MetricsRecord[];
-  readonly log: string;
-  readonly checkpoint: string;
-}
-
-async function trainDdp(name: string, worldSize: number, args: string[], opts: { env?: Record<string, string>; ok?: boolean } = {}): Promise<Run> {
-  const dir = join(root, name);
-  mkdirSync(dir, { recursive: true });
-  const checkpoint = join(dir, 'ckpt.safetensors');
-  const group = await spawnWorkers(
-    'worker/train_ddp.ts',
-    worldSize,
-    [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...args],
-    {
-      masterPort: await freePort(),
-      env: opts.env,
-    },
-  );
-  const exits = await group.exited;
-  if (opts.ok !== false) for (const e of exits) assert.equal(e.code, 0, `rank ${e.rank} of ${name} exited ${e.code} ${e.signal}: ${e.stderr}`);
-  const read = (f: string): string => {
-    try {
-      return readFileSync(join(dir, f), 'utf8');
-    } catch {
-      return '';
-    }
-  };
-  return { exits, metrics: parseMetrics(read('train.metrics.jsonl')), log: read('train.log'), checkpoint };
-}
+type Run = TrainRun;
+const trainDdp = (name: string, worldSize: number, args: string[], opts: TrainRunOptions = {}): Promise<Run> =>
+  trainDdpIn(join(root, name), worldSize, [...TINY, ...args], opts);
 
 const tensors = (path: string): readonly NamedTensor[] => decodeSafetensors(readFileSync(path), path).tensors;
 
