@@ -152,12 +152,13 @@ export class Profiler {
 }
 
 /** Metadata that names and orders a rank's row in the viewer. */
-function rankMetadata(rank: number): TraceEvent[] {
+function rankMetadata(rank: number, background: boolean): TraceEvent[] {
   return [
     { name: 'process_name', ph: 'M', ts: 0, pid: rank, tid: LOOP_TID, args: { name: `rank ${rank}` } },
     { name: 'process_sort_index', ph: 'M', ts: 0, pid: rank, tid: LOOP_TID, args: { sort_index: rank } },
     { name: 'thread_name', ph: 'M', ts: 0, pid: rank, tid: LOOP_TID, args: { name: 'training loop' } },
-    { name: 'thread_name', ph: 'M', ts: 0, pid: rank, tid: BACKGROUND_TID, args: { name: 'gradient buckets (overlap)' } },
+    // The row of overlap's bucket all-reduces, only where there are some.
+    ...(background ? [{ name: 'thread_name', ph: 'M' as const, ts: 0, pid: rank, tid: BACKGROUND_TID, args: { name: 'gradient buckets (overlap)' } }] : []),
   ];
 }
 
@@ -166,7 +167,12 @@ function rankMetadata(rank: number): TraceEvent[] {
  * events by start time. Throws if an event's pid is not the rank it was given as.
  */
 export function mergeTraces(perRank: TraceEvent[][]): MergedTrace {
-  const meta = perRank.flatMap((_, rank) => rankMetadata(rank));
+  const meta = perRank.flatMap((events, rank) =>
+    rankMetadata(
+      rank,
+      events.some((e) => e.tid === BACKGROUND_TID),
+    ),
+  );
   const complete = perRank.flatMap((events, rank) =>
     events.map((e) => {
       if (e.pid !== rank) throw new Error(`mergeTraces: an event of pid ${e.pid} was given as rank ${rank}'s`);
