@@ -184,7 +184,7 @@ test('background spans (overlap’s bucket all-reduces) go on their own row, nam
   p.background('allreduce_bucket', 10, 12.5, { bucket: 2, bytes: 64 });
   const [e] = p.events();
   assert.equal(e?.tid, 1);
-  assert.equal(e?.dur, 2.5);
+  assert.equal(e?.dur, 2500); // µs
   assert.deepEqual(e?.args, { step: 7, bucket: 2, bytes: 64 });
   const merged = mergeTraces([[], p.events()]);
   const rows = merged.traceEvents.filter((x) => x.name === 'thread_name').map((x) => [x.pid, x.tid]);
