@@ -2,7 +2,7 @@
  * Training benchmark: train_ddp through the real launcher, side by side with PyTorch DDP (Gloo, CPU).
  *
  *   npm run bench:train -- --nproc 1,2 [training options] [--steps S] [--warmup W] [--json FILE]
- *                          [--repeat R] [--no-torch] [--keep]
+ *                          [--repeat R] [--no-torch] [--keep] [--compare-overlap | --alternate-overlap]
  *
  * For each world size N in --nproc, ours runs as `rosedist --nproc-per-node N train_ddp [options]`
  * with its log, checkpoint and a `--profile` trace in a temporary directory (logs/ is not touched)
@@ -21,6 +21,18 @@
  *     world_size, tokens_per_s, peak_rss_mb (ours, when one N) }
  * The machine is shared and small: compare within one invocation; --repeat R runs R rounds
  * (ours and PyTorch interleaved) and each row is the round with the median tokens/s.
+ *
+ * --compare-overlap: with 2 or more workers, ours runs twice per round, with --overlap (row
+ * `rosedist`, train_ddp's default) and --no-overlap (row `rosedist --no-overlap`), in alternating
+ * order. Overlap is then reported two ways: from the trace (train_trace.ts OverlapSummary: the
+ * share of the buckets' flight time that fell before backward ended), and A/B, the fraction of
+ * the unbucketed all-reduce that overlap took off the step: 1 - (exposed all-reduce with overlap,
+ * i.e. its `allreduce` phase: waiting after backward) / (the all-reduce phase without overlap).
+ *
+ * --alternate-overlap: each run of ours overlaps its odd steps only (ROSEDIST_BENCH_ALTERNATE_OVERLAP,
+ * ddp_overlap.ts), and the trace compares the two kinds of step within the run, under the same
+ * load: median step time of each (a step's time: its slowest rank), ratio, and the A/B overlap
+ * from their all-reduce phases. On a busy machine this is the steadier comparison.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,10 +44,12 @@ import { packagePath } from '../shared/runtime.js';
 import { lastLines, runProcess } from '../shared/subprocess.js';
 import { parseTrainConfig, type TrainConfig } from '../worker/config.js';
 import type { MergedTrace } from '../worker/observe/profiler.js';
-import { summariseTrace } from './train_trace.js';
+import { summariseTrace, type OverlapSummary, type TraceSummary } from './train_trace.js';
+
+type Impl = 'rosedist' | 'rosedist --no-overlap' | 'pytorch';
 
 interface Row {
-  impl: 'rosedist' | 'pytorch';
+  impl: Impl;
   world_size: number;
   tokens_per_s: number;
   tokens_per_s_per_worker: number;
@@ -49,6 +63,12 @@ interface Row {
   phase_ms?: Record<string, number>;
   /** tokens_per_s of every round (--repeat), in run order. */
   tokens_per_s_rounds?: number[];
+  /** Ours with --overlap: from the trace (train_trace.ts). */
+  overlap?: OverlapSummary;
+  /** Ours with --alternate-overlap: odd (overlapped) and even steps of the run (train_trace.ts). */
+  alternating?: TraceSummary['alternating'];
+  /** --alternate-overlap: every round's median step time without overlap / with it, in run order. */
+  alternating_speedup_rounds?: number[];
 }
 
 interface BenchArgs {
@@ -59,19 +79,35 @@ interface BenchArgs {
   torch: boolean;
   keep: boolean;
   repeat: number;
+  compareOverlap: boolean;
+  alternateOverlap: boolean;
   /** Everything else: train_ddp's own options, passed on as given. */
   trainArgs: string[];
 }
 
 /** Options the bench sets itself; given by the user they would break the timing or touch logs/. */
 const CONTROLLED = ['num-steps', 'eval-interval', 'checkpoint-interval', 'checkpoint-path', 'log-file', 'profile', 'resume'];
+/** Set by --compare-overlap on each run. */
+const OVERLAP_FLAGS = ['overlap', 'no-overlap'];
 const ANCHORS = packagePath('../shared/anchors');
 /** torchrun.sh execs this interpreter (Debian's python3-torch lives there). */
 const ANCHOR_PYTHON = '/usr/bin/python3';
-const USAGE = 'npm run bench:train -- --nproc 1,2 [training options] [--steps S] [--warmup W] [--repeat R] [--json FILE] [--no-torch] [--keep]';
+const USAGE =
+  'npm run bench:train -- --nproc 1,2 [training options] [--steps S] [--warmup W] [--repeat R] [--json FILE] [--no-torch] [--keep] [--compare-overlap]';
 
 function parseArgs(argv: readonly string[]): BenchArgs {
-  const out: BenchArgs = { nprocs: [1], steps: 30, warmup: 2, json: undefined, torch: true, keep: false, repeat: 1, trainArgs: [] };
+  const out: BenchArgs = {
+    nprocs: [1],
+    steps: 30,
+    warmup: 2,
+    json: undefined,
+    torch: true,
+    keep: false,
+    repeat: 1,
+    compareOverlap: false,
+    alternateOverlap: false,
+    trainArgs: [],
+  };
   const int = (flag: string, text: string | undefined, min: number): number => {
     const n = Number(text);
     if (text === undefined || !Number.isSafeInteger(n) || n < min) throw new ConfigError(`--${flag} ${text ?? ''} must be a whole number ≥ ${min}`, USAGE);
@@ -87,12 +123,19 @@ function parseArgs(argv: readonly string[]): BenchArgs {
     else if (flag === 'json') out.json = value();
     else if (flag === 'no-torch') out.torch = false;
     else if (flag === 'keep') out.keep = true;
+    else if (flag === 'compare-overlap') out.compareOverlap = true;
+    else if (flag === 'alternate-overlap') out.alternateOverlap = true;
     else if (CONTROLLED.includes(flag)) throw new ConfigError(`--${flag} is set by the benchmark`, `leave it out (use --steps for the step count)`);
     else out.trainArgs.push(argv[i]);
   }
   if (out.steps <= out.warmup)
     throw new ConfigError(`--steps ${out.steps} leaves no step after --warmup ${out.warmup}`, `pass --steps ${out.warmup + 3} or more`);
   if (out.json === '') throw new ConfigError('--json needs a file', USAGE);
+  const overlapFlag = out.trainArgs.find((x) => OVERLAP_FLAGS.includes(x.slice(2).split('=')[0] ?? ''));
+  if (out.compareOverlap && overlapFlag !== undefined) throw new ConfigError(`${overlapFlag} is set by --compare-overlap`, 'leave it out');
+  if (out.compareOverlap && out.alternateOverlap)
+    throw new ConfigError('--compare-overlap and --alternate-overlap are two ways of one comparison', 'pass one of them');
+  if (out.alternateOverlap && overlapFlag !== undefined) throw new ConfigError(`${overlapFlag} contradicts --alternate-overlap`, 'leave it out');
   return out;
 }
 
@@ -123,37 +166,42 @@ function modelConfig(cfg: TrainConfig, steps: number, warmup: number): Record<st
   };
 }
 
-async function runOurs(n: number, a: BenchArgs, cfg: TrainConfig, dir: string): Promise<Row> {
+async function runOurs(n: number, a: BenchArgs, cfg: TrainConfig, dir: string, impl: Impl = 'rosedist'): Promise<Row> {
   const trace = join(dir, 'trace.json');
   const past = String(a.steps + 1);
-  await run(process.execPath, [
-    packagePath('bin/rosedist.mjs'),
-    '--nproc-per-node',
-    String(n),
-    '--log-dir',
-    join(dir, 'launcher'),
-    'train_ddp',
-    ...a.trainArgs,
-    '--num-steps',
-    String(a.steps),
-    '--eval-interval',
-    past,
-    '--checkpoint-interval',
-    past,
-    '--checkpoint-path',
-    join(dir, 'ckpt.safetensors'),
-    '--log-file',
-    join(dir, 'train_ddp.log'),
-    '--profile',
-    trace,
-  ]);
+  await run(
+    process.execPath,
+    [
+      packagePath('bin/rosedist.mjs'),
+      '--nproc-per-node',
+      String(n),
+      '--log-dir',
+      join(dir, 'launcher'),
+      'train_ddp',
+      ...a.trainArgs,
+      ...(a.compareOverlap ? [impl === 'rosedist' ? '--overlap' : '--no-overlap'] : a.alternateOverlap ? ['--overlap'] : []),
+      '--num-steps',
+      String(a.steps),
+      '--eval-interval',
+      past,
+      '--checkpoint-interval',
+      past,
+      '--checkpoint-path',
+      join(dir, 'ckpt.safetensors'),
+      '--log-file',
+      join(dir, 'train_ddp.log'),
+      '--profile',
+      trace,
+    ],
+    a.alternateOverlap ? { ROSEDIST_BENCH_ALTERNATE_OVERLAP: '1' } : {},
+  );
   const s = summariseTrace(JSON.parse(readFileSync(trace, 'utf8')) as MergedTrace, a.warmup);
   // The backend rank 0 ran on, from its log header ("rank 0: backend wasm, device …").
   const backend = /rank 0: backend (\w+)/.exec(readFileSync(join(dir, 'train_ddp.log'), 'utf8'))?.[1] ?? cfg.backend;
   if (s.worldSize !== n) throw new RosedistError(`the trace holds ${s.worldSize} rank(s), expected ${n}`);
   const tps = (cfg.batchSize * cfg.seqLen * cfg.gradAccumSteps * n * s.timedSteps) / s.trainSeconds;
   return {
-    impl: 'rosedist',
+    impl,
     world_size: n,
     tokens_per_s: tps,
     tokens_per_s_per_worker: tps / n,
@@ -162,6 +210,8 @@ async function runOurs(n: number, a: BenchArgs, cfg: TrainConfig, dir: string): 
     peak_rss_mb: Math.max(...s.peakRssMb),
     config: { ...modelConfig(cfg, a.steps, a.warmup), backend },
     phase_ms: s.phaseMs,
+    ...(s.overlap !== undefined ? { overlap: s.overlap } : {}),
+    ...(s.alternating !== undefined ? { alternating: s.alternating } : {}),
   };
 }
 
@@ -224,7 +274,12 @@ function medianRows(runs: readonly Row[]): Row[] {
   for (const r of runs) groups.set(`${r.impl} ${r.world_size}`, [...(groups.get(`${r.impl} ${r.world_size}`) ?? []), r]);
   return [...groups.values()].map((g) => {
     const sorted = [...g].sort((x, y) => x.tokens_per_s - y.tokens_per_s);
-    return { ...sorted[(sorted.length - 1) >> 1], tokens_per_s_rounds: g.map((r) => r.tokens_per_s) };
+    const alternating = g.flatMap((r) => (r.alternating === undefined ? [] : [r.alternating.noOverlap.stepMs / r.alternating.overlap.stepMs]));
+    return {
+      ...sorted[(sorted.length - 1) >> 1],
+      tokens_per_s_rounds: g.map((r) => r.tokens_per_s),
+      ...(alternating.length > 0 ? { alternating_speedup_rounds: alternating } : {}),
+    };
   });
 }
 
@@ -238,7 +293,7 @@ function report(rows: readonly Row[], nprocs: readonly number[]): Record<string,
       `| ${r.impl} | ${r.world_size} | ${fmt(r.tokens_per_s)} | ${fmt(r.tokens_per_s_per_worker)} | ${r.allreduce_share === null ? '—' : `${(r.allreduce_share * 100).toFixed(1)}%`} | ${fmt(r.peak_rss_mb)} |`,
     );
   }
-  const find = (impl: Row['impl'], n: number) => rows.find((r) => r.impl === impl && r.world_size === n);
+  const find = (impl: Impl, n: number) => rows.find((r) => r.impl === impl && r.world_size === n);
   const ratios = nprocs.flatMap((n) => {
     const [o, t] = [find('rosedist', n), find('pytorch', n)];
     if (!o || !t) return [];
@@ -272,14 +327,48 @@ function report(rows: readonly Row[], nprocs: readonly number[]): Record<string,
           .map(([k, v]) => `${k} ${v.toFixed(1)}`)
           .join(', ')}`,
       );
-    if (r.allreduce_split_ms && r.world_size > 1) {
+    if (r.overlap !== undefined) {
+      const o = r.overlap;
+      lines.push(
+        `${r.impl} world ${r.world_size}, overlap: ${o.buckets} buckets in flight ${o.inFlightMs.toFixed(1)} ms per step, ${o.hiddenMs.toFixed(1)} ms of it (${(o.hidden * 100).toFixed(0)}%) before backward ended`,
+      );
+    }
+    // (With overlap the first allreduce span is only the wait for bucket 0: no split.)
+    if (r.allreduce_split_ms && r.world_size > 1 && r.overlap === undefined) {
       lines.push(
         `${r.impl} world ${r.world_size}, gradient all-reduce ms per step: collective ${r.allreduce_split_ms.collective.toFixed(1)}, waiting for the slower rank ${r.allreduce_split_ms.wait.toFixed(1)}`,
       );
     }
   }
+  const overlapAb = nprocs.flatMap((n) => {
+    const [on, off] = [find('rosedist', n), find('rosedist --no-overlap', n)];
+    if (!on?.phase_ms || !off?.phase_ms) return [];
+    const exposed = on.phase_ms.allreduce;
+    const whole = off.phase_ms.allreduce;
+    return [
+      {
+        world_size: n,
+        tokens_per_s: on.tokens_per_s / off.tokens_per_s,
+        allreduce_ms: { overlap: exposed, no_overlap: whole },
+        hidden: whole > 0 ? 1 - exposed / whole : 0,
+      },
+    ];
+  });
+  for (const r of rows) {
+    const alt = r.alternating;
+    if (alt === undefined) continue;
+    const [on, off] = [alt.overlap, alt.noOverlap];
+    lines.push(
+      `alternating steps, world ${r.world_size} (${on.steps} overlapped, ${off.steps} not, one run): step ${off.stepMs.toFixed(1)} → ${on.stepMs.toFixed(1)} ms (median), ×${(off.stepMs / on.stepMs).toFixed(3)} tokens/s${r.alternating_speedup_rounds && r.alternating_speedup_rounds.length > 1 ? ` (rounds: ${r.alternating_speedup_rounds.map((x) => x.toFixed(3)).join(', ')})` : ''}; all-reduce on the critical path ${off.allreduceMs.toFixed(1)} → ${on.allreduceMs.toFixed(1)} ms: overlap achieved ${(off.allreduceMs > 0 ? (1 - on.allreduceMs / off.allreduceMs) * 100 : 0).toFixed(0)}%`,
+    );
+  }
+  for (const q of overlapAb) {
+    lines.push(
+      `overlap A/B, world ${q.world_size}: tokens/s ×${q.tokens_per_s.toFixed(3)}; all-reduce on the step's critical path ${q.allreduce_ms.no_overlap.toFixed(1)} → ${q.allreduce_ms.overlap.toFixed(1)} ms per step: overlap achieved ${(q.hidden * 100).toFixed(0)}%`,
+    );
+  }
   console.log(lines.join('\n'));
-  return { rows, ratios, scaling_efficiency: scaling };
+  return { rows, ratios, scaling_efficiency: scaling, ...(overlapAb.length > 0 ? { overlap_ab: overlapAb } : {}) };
 }
 
 async function main(): Promise<void> {
@@ -294,8 +383,17 @@ async function main(): Promise<void> {
     for (let round = 1; round <= a.repeat; round++) {
       for (const n of a.nprocs) {
         const dir = (label: string): string => mkdtempSync(join(root, `${label}-${n}-`));
-        console.error(`round ${round}/${a.repeat}: rosedist, ${n} worker(s), ${a.steps} steps …`);
-        runs.push(await runOurs(n, a, cfg, dir('ours')));
+        if (a.compareOverlap && n > 1) {
+          // Alternate which goes first, so that neither always follows the other.
+          const order: Impl[] = round % 2 === 1 ? ['rosedist', 'rosedist --no-overlap'] : ['rosedist --no-overlap', 'rosedist'];
+          for (const impl of order) {
+            console.error(`round ${round}/${a.repeat}: ${impl}, ${n} worker(s), ${a.steps} steps …`);
+            runs.push(await runOurs(n, a, cfg, dir(impl === 'rosedist' ? 'ours' : 'ours-no-overlap'), impl));
+          }
+        } else {
+          console.error(`round ${round}/${a.repeat}: rosedist, ${n} worker(s), ${a.steps} steps …`);
+          runs.push(await runOurs(n, a, cfg, dir('ours')));
+        }
         if (missing !== undefined) continue;
         console.error(`round ${round}/${a.repeat}: pytorch, ${n} worker(s), ${a.steps} steps …`);
         try {

@@ -44,6 +44,13 @@ export interface TrainConfig {
   readonly zero: number;
   /** Gradients on the wire: 'none' (float32) or a 16-bit format (comm/wire.ts), summed in float32. */
   readonly gradCompression: GradCompression;
+  /**
+   * All-reduce gradient buckets while backward runs (ddp_overlap.ts). Off by default (measured
+   * slower on the 2-core machine: README); refused with --zero 1 or tensor parallelism.
+   */
+  readonly overlap: boolean;
+  /** Overlap's bucket size, MiB (a bucket closes at the first parameter boundary past it). */
+  readonly bucketMb: number;
   readonly seed: number;
   /** What was asked (--no-amp clears it); tfjs trains in float32 regardless. */
   readonly amp: boolean;
@@ -122,6 +129,13 @@ const OPTIONS = {
     choices: ['none', 'bf16', 'fp16'],
     describe: 'gradients cross the wire as bf16 or fp16 (half the bytes), summed in float32',
   },
+  overlap: {
+    flag: 'overlap',
+    kind: 'bool',
+    default: false,
+    describe: 'all-reduce gradient buckets while backward runs (PyTorch DDP; off by default: it did not pay on 2 cores, see README)',
+  },
+  bucketMb: { flag: 'bucket-mb', kind: 'float', default: 1, describe: 'gradient bucket size of --overlap, MiB' },
   seed: { flag: 'seed', kind: 'int', default: 0, describe: 'seed of weights, data split, data order and dropout' },
   amp: { flag: 'amp', kind: 'bool', default: true, describe: 'mixed precision (--no-amp); tfjs always runs float32' },
   evalInterval: { flag: 'eval-interval', kind: 'posint', default: 10, describe: 'evaluate every N steps (and at the end)' },
@@ -286,6 +300,9 @@ function validate(c: TrainConfig): void {
     }
   }
   if (c.seqLen < 2) throw new ConfigError(`--seq-len ${c.seqLen} predicts nothing`, 'pass --seq-len 2 or more (T tokens give T-1 predictions)');
+  if (!(c.bucketMb > 0 && c.bucketMb <= 1024)) {
+    throw new ConfigError(`--bucket-mb ${c.bucketMb} is outside (0, 1024]`, 'pass a size in MiB such as --bucket-mb 1');
+  }
   if (c.zero !== 0 && c.zero !== 1)
     throw new ConfigError(`--zero ${c.zero} is not a ZeRO stage this trainer has`, 'pass --zero 0 (no sharding) or --zero 1 (sharded optimizer state)');
   if (!/^(toy(:\d+)?|brown|text:.+)$/.test(c.dataset)) {
@@ -324,6 +341,24 @@ function joinSignedValues(argv: readonly string[]): string[] {
   return out;
 }
 
+/**
+ * --overlap is not combined with --zero 1 or tensor parallelism (their collectives are not
+ * bucketed): refused when given; off there whatever the default.
+ */
+function resolveOverlap(values: Record<string, unknown>, given: boolean): void {
+  const other =
+    values.zero !== 0
+      ? `--zero ${String(values.zero)}`
+      : values.tensorParallelSize !== 1 || values.useTensorParallel === true
+        ? 'tensor parallelism'
+        : undefined;
+  if (other === undefined || values.overlap !== true) return;
+  if (given) {
+    throw new ConfigError(`--overlap is not combined with ${other} yet (its collectives are not bucketed)`, `leave out --overlap, or drop ${other}`);
+  }
+  values.overlap = false;
+}
+
 /** Parse a training program's flags (argv without node and the script). Throws ConfigError. */
 export function parseTrainConfig(argv: readonly string[], program: ProgramName): TrainConfig {
   let parser = yargs(joinSignedValues(argv))
@@ -354,6 +389,7 @@ export function parseTrainConfig(argv: readonly string[], program: ProgramName):
     const raw = parsed[spec.flag];
     values[key] = raw === undefined ? defaultOf(spec, program) : convert(spec, raw);
   }
+  resolveOverlap(values, parsed.overlap !== undefined);
   const logFile = values.logFile as string;
   values.metricsFile = `${logFile.replace(/\.log$/, '')}.metrics.jsonl`;
   const config = Object.freeze(values) as unknown as TrainConfig;

@@ -20,6 +20,8 @@ export class GradBuffer {
   private readonly micro: Float32Array;
   private lossSum = 0;
   private micros = 0;
+  /** Micro-batches of the step being folded (lastMicroLoss). */
+  private folding = 1;
 
   /**
    * A new zeroed buffer of `numParams` gradients (`accumSteps` micro-batches per step: a separate
@@ -68,6 +70,36 @@ export class GradBuffer {
     }
     this.lossSum += loss;
     this.micros += 1;
+  }
+
+  /**
+   * Overlap (ddp_overlap.ts): the step's last micro-batch, its loss now (the mean loss is set, the
+   * next step starts afresh), its gradients in microGrads() range by range as backward finishes
+   * them, each folded in by `foldRange`: what accumulate + average leave, bit for bit.
+   */
+  lastMicroLoss(loss: number): void {
+    if (this.micro === this.grads && this.micros > 0) {
+      throw new Error('GradBuffer: more than one micro-batch per step needs new GradBuffer(n, accumSteps > 1)');
+    }
+    this.lossSum += loss;
+    this.micros += 1;
+    this.folding = this.micros;
+    this.loss = this.lossSum / this.micros;
+    this.lossSum = 0;
+    this.micros = 0;
+  }
+
+  /** grads[lo, hi) after lastMicroLoss: the micro-batch's gradients folded in and averaged. */
+  foldRange(lo: number, hi: number): void {
+    const { grads, micro, folding: k } = this;
+    if (micro === grads) return;
+    if (k === 1) {
+      grads.set(micro.subarray(lo, hi), lo);
+      return;
+    }
+    // Two float32 roundings, as accumulate then average.
+    for (let i = lo; i < hi; i++) grads[i] += micro[i] as number;
+    for (let i = lo; i < hi; i++) grads[i] /= k;
   }
 
   /** Gradients and loss averaged over the micro-batches accumulated; the next step starts afresh. */

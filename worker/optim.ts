@@ -35,6 +35,13 @@ export interface AdamWConfig {
 /** PyTorch's defaults, with the project's lr. */
 export const ADAMW_DEFAULTS: AdamWConfig = { lr: 3e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
 
+/** One step's coefficients (AdamW.beginStep). */
+export interface AdamWStep {
+  readonly stepSize: number;
+  readonly sqrtBc2: number;
+  readonly decay: number;
+}
+
 export class AdamW {
   readonly cfg: AdamWConfig;
   /** First moment, one entry per parameter. */
@@ -96,18 +103,35 @@ export class AdamW {
     if (params.length !== n || grads.length !== n) {
       throw new RosedistError(`AdamW.step: params (${params.length}) and grads (${grads.length}) must have ${n} elements`);
     }
-    const { lr, beta1, beta2, eps, weightDecay } = this.cfg;
+    this.stepRange(params, grads, 0, n, this.beginStep());
+  }
+
+  /**
+   * Start one update to be applied range by range (overlap: each gradient bucket as it arrives):
+   * increments stepCount and returns the step's coefficients for `stepRange`. The ranges of one
+   * step must cover every element once; the result is step()'s, bit for bit (element-wise).
+   */
+  beginStep(): AdamWStep {
+    const { lr, beta1, beta2, weightDecay } = this.cfg;
     this.stepCount += 1;
     const t = this.stepCount;
     // As torch's single-tensor path: step_size = lr / bc1, denom = sqrt(v) / sqrt(bc2) + eps.
-    const stepSize = lr / (1 - beta1 ** t);
-    const sqrtBc2 = Math.sqrt(1 - beta2 ** t);
-    const decay = 1 - lr * weightDecay;
+    return { stepSize: lr / (1 - beta1 ** t), sqrtBc2: Math.sqrt(1 - beta2 ** t), decay: 1 - lr * weightDecay };
+  }
+
+  /** The update of beginStep's step on elements [lo, hi) of params (params, grads: all numParams long). */
+  stepRange(params: Float32Array, grads: Float32Array, lo: number, hi: number, at: AdamWStep): void {
+    const n = this.m.length;
+    if (params.length !== n || grads.length !== n || !(Number.isInteger(lo) && Number.isInteger(hi) && 0 <= lo && lo <= hi && hi <= n)) {
+      throw new RosedistError(`AdamW.stepRange: [${lo}, ${hi}) of params (${params.length}) and grads (${grads.length}), ${n} elements`);
+    }
+    const { beta1, beta2, eps } = this.cfg;
+    const { stepSize, sqrtBc2, decay } = at;
     if (this.simd !== undefined) {
       const { k, p, g } = this.simd;
       const [mAt, vAt, pAt, gAt] = [this.m.byteOffset, this.v.byteOffset, p.byteOffset, g.byteOffset];
-      for (let i = 0; i < n; i += CHUNK) {
-        const len = Math.min(CHUNK, n - i);
+      for (let i = lo; i < hi; i += CHUNK) {
+        const len = Math.min(CHUNK, hi - i);
         p.set(params.subarray(i, i + len));
         g.set(grads.subarray(i, i + len));
         k.adamw(pAt, gAt, mAt + 4 * i, vAt + 4 * i, len, beta1, 1 - beta1, beta2, 1 - beta2, stepSize, sqrtBc2, decay, eps);
@@ -116,7 +140,7 @@ export class AdamW {
       return;
     }
     const { m, v } = this;
-    for (let i = 0; i < n; i++) {
+    for (let i = lo; i < hi; i++) {
       const g = grads[i] as number;
       const mi = beta1 * (m[i] as number) + (1 - beta1) * g;
       const vi = beta2 * (v[i] as number) + (1 - beta2) * g * g;

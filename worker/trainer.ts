@@ -44,6 +44,7 @@ import { mixSeed } from './rng.js';
 import { DistributedSampler, rescaleSamplerState, ShardStream, type SamplerState } from './data/sampler.js';
 import { averageGradients, averageGradientShards, checkReplicas, rootDecides, syncParams } from './ddp.js';
 import { GradBuffer } from './grad_buffer.js';
+import { BucketedAllReduce, describeBuckets, overlapsStep, waitForBuckets } from './ddp_overlap.js';
 import { evaluate } from './evaluate.js';
 import { formatEvalLine, MetricsLog } from './observe/metrics_log.js';
 import { GPT } from './model/gpt.js';
@@ -53,7 +54,7 @@ import { createProgress, RateMeter } from './observe/progress.js';
 import { checkpointImage, checkSamplerState, removeStaleCheckpointTemps, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { initBackend, wasmHeapBytes, type BackendInfo } from './tf.js';
 import { checkMemory, memoryLine } from './memory.js';
-import { checkFiniteState, checkStep, SkipStreak } from './numerics.js';
+import { checkFiniteState, checkStep, firstNonFinite, SkipStreak } from './numerics.js';
 import { TestHooks } from './test_hooks.js';
 import { ShardedAdamW } from './zero.js';
 
@@ -260,6 +261,20 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
     const tokensPerStep = cfg.batchSize * cfg.seqLen * cfg.gradAccumSteps * dp.worldSize;
     const throughput = new RateMeter();
     const hooks = TestHooks.read();
+    // --overlap (ddp_overlap.ts): the dense model over a DP group of 2 or more, without ZeRO
+    // (config.ts turns it off with --zero 1 or tensor parallelism).
+    const buckets =
+      cfg.overlap && zero === undefined && model instanceof GPT && dp.worldSize > 1
+        ? new BucketedAllReduce(
+            dp,
+            gb,
+            model.params.map((p) => p.shape.reduce((a, b) => a * b, 1)),
+            cfg.bucketMb * 2 ** 20,
+            cfg.gradCompression,
+            profiler,
+          )
+        : undefined;
+    if (buckets !== undefined) logger.info(describeBuckets(buckets.buckets, cfg.bucketMb));
     while (step < cfg.numSteps) {
       // A world of one awaits nothing that is not already resolved: without a turn of the event
       // loop per step its signal handlers (SIGTERM: remove the output locks) would never run.
@@ -269,24 +284,55 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
       await hooks.holdAt(step, pg.rank);
       profiler.setStep(step);
       const stepStart = performance.now();
+      const overlapNow = buckets !== undefined && overlapsStep(step);
       for (let k = 0; k < cfg.gradAccumSteps; k++) {
         profiler.begin('data');
         const batch = collate(dataset.train, stream.take(cfg.batchSize));
         profiler.end('data');
+        // Dropout seeds by DP rank: TP peers draw the same masks outside their parallel regions.
+        const seed = mixSeed(cfg.seed, step, k, dp.rank);
+        if (overlapNow && buckets !== undefined && model instanceof GPT && k === cfg.gradAccumSteps - 1) {
+          // The last micro-batch's backward starts the buckets' all-reduces as it goes (and folds
+          // the micro-batches' gradients bucket by bucket); the poisoning hook hits index 0, in the last bucket.
+          buckets.begin((r) => {
+            if (r.lo === 0) hooks.poisonGradient(step, pg.rank, gb.grads);
+          });
+          await profiler.span('forward_backward', () => model.trainStepOverlapped(batch, seed, gb.microGrads(), buckets));
+          continue;
+        }
         // trainStep also copies the gradients out of the backend (flat, float32).
         profiler.begin('forward_backward');
-        // Dropout seeds by DP rank: TP peers draw the same masks outside their parallel regions.
-        const { loss } = await model.trainStep(batch, mixSeed(cfg.seed, step, k, dp.rank), gb.microGrads());
+        const { loss } = await model.trainStep(batch, seed, gb.microGrads());
         profiler.end('forward_backward');
         profiler.begin('grad_copy');
         gb.accumulate(loss);
         if (k === cfg.gradAccumSteps - 1) gb.average();
         profiler.end('grad_copy');
       }
-      hooks.poisonGradient(step, pg.rank, gb.grads);
+      if (!overlapNow) hooks.poisonGradient(step, pg.rank, gb.grads);
       // `mine`: where this rank's own buffer was bad, found before the sum; reported only if the sum is bad.
       let nonFinite: string | undefined;
-      if (zero === undefined) {
+      /** Buckets whose AdamW update already ran (overlap with --on-nonfinite stop: as each arrived). */
+      let updatedEarly = 0;
+      if (overlapNow && buckets !== undefined) {
+        // With --on-nonfinite stop a bad step ends the run, so a reduced, finite bucket can take
+        // its update while later ones are in flight; with skip, no update before all are checked.
+        const early = cfg.onNonfinite === 'stop';
+        const at = early ? optimizer.beginStep() : undefined;
+        let finiteSoFar = true;
+        const mine = await waitForBuckets(profiler, buckets, (r) => {
+          const hi = Math.min(r.hi, n);
+          finiteSoFar &&= firstNonFinite(gb.flat.subarray(r.lo, r.hi)) < 0;
+          if (at === undefined || !finiteSoFar) return;
+          optimizer.stepRange(params, gb.grads, r.lo, hi, at);
+          (model as GPT).writeRange(params, r.lo, hi);
+          updatedEarly += 1;
+        });
+        nonFinite = await checkStep(dp, step, mine, gb, cfg.onNonfinite, finiteSoFar);
+        if (nonFinite === undefined && early && updatedEarly !== buckets.buckets.length) {
+          throw new Error(`overlap: a finite step updated ${updatedEarly} of ${buckets.buckets.length} buckets`);
+        }
+      } else if (zero === undefined) {
         const mine = await profiler.span('allreduce', () => averageGradients(dp, gb, cfg.gradCompression));
         if (mesh.tpSize > 1) await shareNonFinite(mesh.tp, gb);
         nonFinite = await checkStep(dp, step, mine, gb, cfg.onNonfinite);
@@ -298,7 +344,9 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
       if (nonFinite === undefined) {
         trainLoss = stepLoss;
         profiler.begin('optimizer');
-        if (zero === undefined) {
+        if (updatedEarly > 0) {
+          // Overlap: every bucket's update already ran as it arrived (above).
+        } else if (zero === undefined) {
           optimizer.step(params, gb.grads);
         } else {
           // ZeRO: this rank's shard, then the all-gather (a second `allreduce` span in the trace).
@@ -307,7 +355,7 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
           await profiler.span('allreduce', () => zero.gatherParams());
           profiler.begin('optimizer');
         }
-        model.writeFlat(params);
+        if (updatedEarly === 0) model.writeFlat(params);
         profiler.end('optimizer');
       } else {
         skippedSteps += 1;

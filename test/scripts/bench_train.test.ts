@@ -44,6 +44,27 @@ describe('bench:train', () => {
     assert.equal(row.config.d_model, 16);
   });
 
+  it('--compare-overlap, 2 workers: rows with and without overlap, the overlap from the trace and A/B', async () => {
+    const json = join(dir, 'overlap.json');
+    const r = await bench(['--no-torch', '--nproc', '2', '--steps', '4', '--compare-overlap', '--bucket-mb', String(4 / 1024), '--json', json, ...TINY]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(readFileSync(json, 'utf8'));
+    assert.deepEqual(out.rows.map((x: { impl: string }) => x.impl).sort(), ['rosedist', 'rosedist --no-overlap']);
+    const on = out.rows.find((x: { impl: string }) => x.impl === 'rosedist');
+    assert.ok(on.overlap.buckets >= 2 && on.overlap.inFlightMs > 0 && on.overlap.hidden >= 0 && on.overlap.hidden <= 1, JSON.stringify(on.overlap));
+    assert.equal(out.rows.find((x: { impl: string }) => x.impl !== 'rosedist').overlap, undefined);
+    const [ab] = out.overlap_ab;
+    assert.equal(ab.world_size, 2);
+    assert.ok(Number.isFinite(ab.hidden) && ab.hidden <= 1 && ab.tokens_per_s > 0, JSON.stringify(ab));
+    assert.match(
+      r.stdout,
+      /overlap A\/B, world 2: tokens\/s ×[\d.]+; all-reduce on the step's critical path [\d.]+ → [\d.]+ ms per step: overlap achieved -?\d+%/,
+    );
+    const both = await bench(['--no-torch', '--compare-overlap', '--no-overlap', ...TINY]);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /--no-overlap is set by --compare-overlap/);
+  });
+
   it('an option the bench sets itself is refused in one line, exit 2', async () => {
     const r = await bench(['--no-torch', '--num-steps', '5', ...TINY]);
     assert.equal(r.code, 2);
@@ -85,6 +106,38 @@ describe('summariseTrace', () => {
     assert.deepEqual(s.peakRssMb, [100, 120]);
     // Rank 1 arrived last: its 100 ms are the collective; rank 0 waited 300 ms more (mean 150).
     assert.deepEqual(s.allreduceSplitMs, { collective: 100, wait: 150 });
+  });
+
+  it('overlap: bucket flights (tid 1) unioned per rank and step, the part before backward ended; none without buckets', () => {
+    assert.equal(summariseTrace(trace, 1).overlap, undefined);
+    const b = (pid: number, step: number, bucket: number, ts: number, dur: number): TraceEvent => ({
+      name: 'allreduce_bucket',
+      ph: 'X',
+      ts,
+      dur,
+      pid,
+      tid: 1,
+      args: { step, bucket, bytes: 4 },
+    });
+    const withBuckets: MergedTrace = {
+      ...trace,
+      traceEvents: [
+        ...trace.traceEvents,
+        // Rank 0 (backward ends at 1.6 s): [1.2, 1.5] and [1.4, 1.8] → in flight 0.6 s, 0.4 s hidden.
+        b(0, 2, 0, 1_200_000, 300_000),
+        b(0, 2, 1, 1_400_000, 400_000),
+        // Rank 1 (backward ends at 1.9 s): [1.95, 2.0] after it → 0.05 s in flight, nothing hidden.
+        b(1, 2, 0, 1_950_000, 50_000),
+        // A warm-up step's bucket: left out.
+        b(0, 1, 0, 0, 900_000),
+      ],
+    };
+    const o = summariseTrace(withBuckets, 1).overlap;
+    assert.ok(o !== undefined);
+    assert.equal(o.buckets, 2);
+    assert.ok(Math.abs(o.inFlightMs - (600 + 50) / 2) < 1e-9, String(o.inFlightMs));
+    assert.ok(Math.abs(o.hiddenMs - 400 / 2) < 1e-9, String(o.hiddenMs));
+    assert.ok(Math.abs(o.hidden - 400 / 650) < 1e-12, String(o.hidden));
   });
 
   it('no step after the warm-up: says to pass more --steps', () => {

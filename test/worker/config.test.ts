@@ -182,6 +182,29 @@ describe('parseTrainConfig', () => {
     assert.equal(parseTrainConfig(['--vocab-size', '2'], 'train_ddp').vocabSize, 2);
   });
 
+  it('--overlap: off by default, on when given, --no-overlap or --overlap false keep it off, refused with --zero 1 or tensor parallelism', () => {
+    const c = parseTrainConfig([], 'train_ddp');
+    assert.equal(c.overlap, false);
+    assert.equal(c.bucketMb, 1);
+    assert.equal(parseTrainConfig(['--overlap'], 'train_ddp').overlap, true);
+    assert.equal(parseTrainConfig(['--overlap', 'true'], 'train_ddp').overlap, true);
+    assert.equal(parseTrainConfig(['--no-overlap'], 'train_ddp').overlap, false);
+    assert.equal(parseTrainConfig(['--overlap', 'false'], 'train_ddp').overlap, false);
+    assert.equal(parseTrainConfig(['--overlap=false'], 'train_ddp').overlap, false);
+    assert.equal(parseTrainConfig(['--bucket-mb', '0.25'], 'train_ddp').bucketMb, 0.25);
+    assert.equal(parseTrainConfig(['--zero', '1'], 'train_ddp').overlap, false);
+    assert.equal(parseTrainConfig(['--tensor-parallel-size', '2'], 'train_ddp').overlap, false);
+    assert.equal(parseTrainConfig(['--use-tensor-parallel'], 'train_ddp').overlap, false);
+    assert.equal(parseTrainConfig(['--zero', '1', '--no-overlap'], 'train_ddp').overlap, false);
+    assert.match(
+      rejects(['--zero', '1', '--overlap'], 'train_ddp'),
+      /^--overlap is not combined with --zero 1 yet.* \| leave out --overlap, or drop --zero 1$/,
+    );
+    assert.match(rejects(['--overlap', 'true', '--tensor-parallel-size', '2'], 'train_ddp'), /--overlap is not combined with tensor parallelism yet/);
+    for (const v of ['0', '-1', '2000', 'nan', 'abc']) assert.match(rejects(['--bucket-mb', v], 'train_ddp'), /--bucket-mb/, v);
+    assert.match(rejects(['--bucket-mb', '0']), /--bucket-mb 0 is outside \(0, 1024\] \| pass a size in MiB such as --bucket-mb 1/);
+  });
+
   it('has help', () => {
     assert.ok(wantsHelp(['--lr', '1', '--help']));
     assert.ok(!wantsHelp(['--lr', '1']));

@@ -38,6 +38,24 @@ export function chunkRange(count: number, worldSize: number, chunk: number): Ran
   return { lo, hi: lo + base + (chunk < extra ? 1 : 0) };
 }
 
+/** Where a buffer lies in a larger one: its elements are [offset, offset + its length) of `total`. */
+export interface BufferWindow {
+  readonly offset: number;
+  readonly total: number;
+}
+
+/**
+ * Chunk `chunk` of a window of `length` elements cut as the ring cuts the whole buffer: the whole
+ * buffer's chunk ∩ the window, in window offsets (possibly empty). Reduced with these chunks, each
+ * element takes the same chain of ranks, so the same order of additions and the same bits, as in
+ * the whole buffer's all-reduce (gradient buckets: ddp_overlap.ts).
+ */
+export function windowChunkRange(window: BufferWindow, length: number, worldSize: number, chunk: number): Range {
+  const c = chunkRange(window.total, worldSize, chunk);
+  const lo = Math.min(length, Math.max(0, c.lo - window.offset));
+  return { lo, hi: Math.max(lo, Math.min(length, c.hi - window.offset)) };
+}
+
 /** Segments of a chunk of `length` elements: at least 1, each at most `segmentElems` long. */
 export function segmentCount(length: number, segmentElems: number): number {
   return Math.max(1, Math.ceil(length / segmentElems));

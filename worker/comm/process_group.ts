@@ -15,6 +15,7 @@
 
 import type { CollectiveRecord } from '../../shared/error_file.js';
 import type { Compression } from './wire.js';
+import type { BufferWindow } from './chunks.js';
 
 /** The reductions of allReduce. The order is the wire code (comm/frames.ts): append only. */
 export const REDUCE_OPS = ['sum', 'mean', 'max', 'min'] as const;
@@ -29,8 +30,11 @@ export interface ProcessGroup {
    * Reduce `buf` over all ranks, in place; every rank ends with the result. With `compression`
    * (a Float32Array only) the messages carry 16-bit values and every result is one
    * (ring_compressed.ts says where rounding happens); the same bits on every rank still.
+   * With `window`, `buf` is a piece of a larger buffer (elements [offset, offset + length) of
+   * `total`; every rank passes the same) and is reduced as that buffer's all-reduce would reduce
+   * those elements, bit for bit (chunks.ts windowChunkRange; overlap's gradient buckets).
    */
-  allReduce(buf: FloatArray, op?: ReduceOp, compression?: Compression): Promise<void>;
+  allReduce(buf: FloatArray, op?: ReduceOp, compression?: Compression, window?: BufferWindow): Promise<void>;
   /** Overwrite `buf` on every rank with root's `buf`. Lengths must match on all ranks. */
   broadcast(buf: NumericArray, root: number): Promise<void>;
   /** Every rank's `buf` (equal lengths), indexed by rank. */
@@ -78,7 +82,7 @@ export function checkGroupRanks(ranks: readonly number[], worldSize: number): vo
 export class SingleProcessGroup implements ProcessGroup {
   readonly rank = 0;
   readonly worldSize = 1;
-  async allReduce(_buf: FloatArray, _op: ReduceOp = 'sum', _compression?: Compression): Promise<void> {}
+  async allReduce(_buf: FloatArray, _op: ReduceOp = 'sum', _compression?: Compression, _window?: BufferWindow): Promise<void> {}
   async broadcast(_buf: NumericArray, root: number): Promise<void> {
     if (root !== 0) throw new RangeError(`broadcast root ${root} is not a rank of a world of 1`);
   }

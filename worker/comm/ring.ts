@@ -145,12 +145,13 @@ async function reduceScatterPhase(
   op: CombineOp,
   divideBy: number | undefined,
   handOff?: HandOff,
+  chunks: ChunkOf = wholeChunks(buf.length, ctx.worldSize),
 ): Promise<void> {
   const n = ctx.worldSize;
   const size = buf.BYTES_PER_ELEMENT;
   const segElems = segmentElemsFor(ctx.segmentBytes, size);
   const last = reduceScatterSteps(n) - 1;
-  const firstChunk = chunkRange(buf.length, n, sendChunk(ctx.rank, 0, n));
+  const firstChunk = chunks(sendChunk(ctx.rank, 0, n));
   if (copyFirst) {
     const copy = bytesOf(buf).slice(firstChunk.lo * size, firstChunk.hi * size);
     await sendSegments(ctx, sig, 0, copy, firstChunk, size, firstChunk.lo);
@@ -158,7 +159,7 @@ async function reduceScatterPhase(
     await sendSegments(ctx, sig, 0, bytesOf(buf), firstChunk, size);
   }
   for (let step = 0; step <= last; step++) {
-    const chunk = chunkRange(buf.length, n, recvChunk(ctx.rank, step, n));
+    const chunk = chunks(recvChunk(ctx.rank, step, n));
     const segs = segmentCount(chunk.hi - chunk.lo, segElems);
     for (let j = 0; j < segs; j++) {
       const s = segmentRange(chunk, segElems, j);
@@ -191,7 +192,13 @@ async function reduceScatterPhase(
  * reduce-scatter has already handed its segments over. Each received chunk is forwarded and
  * copied into `buf`.
  */
-async function allGatherPhase(ctx: RingContext, buf: NumericArray, sig: Signature, own: Uint8Array | undefined): Promise<void> {
+async function allGatherPhase(
+  ctx: RingContext,
+  buf: NumericArray,
+  sig: Signature,
+  own: Uint8Array | undefined,
+  chunks: ChunkOf = wholeChunks(buf.length, ctx.worldSize),
+): Promise<void> {
   const n = ctx.worldSize;
   const size = buf.BYTES_PER_ELEMENT;
   const segElems = segmentElemsFor(ctx.segmentBytes, size);
@@ -199,11 +206,11 @@ async function allGatherPhase(ctx: RingContext, buf: NumericArray, sig: Signatur
   const begin = reduceScatterSteps(n);
   const end = allReduceSteps(n);
   if (own !== undefined) {
-    const mine = chunkRange(buf.length, n, ctx.rank);
+    const mine = chunks(ctx.rank);
     await sendSegments(ctx, sig, begin, own, mine, size, mine.lo);
   }
   for (let step = begin; step < end; step++) {
-    const chunk = chunkRange(buf.length, n, recvChunk(ctx.rank, step, n));
+    const chunk = chunks(recvChunk(ctx.rank, step, n));
     const segs = segmentCount(chunk.hi - chunk.lo, segElems);
     for (let j = 0; j < segs; j++) {
       const s = segmentRange(chunk, segElems, j);
@@ -223,13 +230,22 @@ export function combineOp(sig: Signature): CombineOp {
  * In-place ring all-reduce of `buf` (sig.op; `barrier` uses an empty buffer): the two phases,
  * joined segment by segment. See the top comment.
  */
-export async function ringAllReduce(ctx: RingContext, buf: FloatArray, sig: Signature): Promise<void> {
+export async function ringAllReduce(ctx: RingContext, buf: FloatArray, sig: Signature, chunkOf?: ChunkOf): Promise<void> {
   const n = ctx.worldSize;
   if (n === 1) return;
+  const chunks = chunkOf ?? wholeChunks(buf.length, n);
   const divideBy = sig.op === 'mean' ? n : undefined;
   const forward: HandOff = (j, payload) => ctx.transport.send(header(sig, reduceScatterSteps(n), j), payload);
-  await reduceScatterPhase(ctx, buf, false, sig, combineOp(sig), divideBy, forward);
-  await allGatherPhase(ctx, buf, sig, undefined);
+  await reduceScatterPhase(ctx, buf, false, sig, combineOp(sig), divideBy, forward, chunks);
+  await allGatherPhase(ctx, buf, sig, undefined, chunks);
+}
+
+/** Element range of chunk c of the buffer being reduced (ring_group.ts: the whole buffer's, or a window's: chunks.ts). */
+export type ChunkOf = (chunk: number) => Range;
+
+/** The ring's own cut of a buffer of `count` elements. */
+export function wholeChunks(count: number, worldSize: number): ChunkOf {
+  return (c) => chunkRange(count, worldSize, c);
 }
 
 /**

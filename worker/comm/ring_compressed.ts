@@ -19,9 +19,9 @@
  * Buffer ownership: every message sent is either a fresh encoding or a received message
  * forwarded unchanged, so nothing of the caller's buffer is on the wire when this returns.
  */
-import { chunkRange, recvChunk, reduceScatterSteps, allReduceSteps, segmentCount, segmentElemsFor, segmentRange, sendChunk, type Range } from './chunks.js';
+import { recvChunk, reduceScatterSteps, allReduceSteps, segmentCount, segmentElemsFor, segmentRange, sendChunk, type Range } from './chunks.js';
 import type { Signature } from './frames.js';
-import { combineOp, header, receive, type RingContext } from './ring.js';
+import { combineOp, header, receive, wholeChunks, type ChunkOf, type RingContext } from './ring.js';
 import { ringAllGather } from './ring_whole.js';
 import type { WireCodec } from './wire.js';
 
@@ -35,18 +35,19 @@ function segmentsOf(ctx: RingContext, chunk: Range): Range[] {
  * Compressed ring: reduce-scatter (steps 0..N-2) and, when `gather`, the all-gather (N-1..2N-3).
  * Without `gather`, chunk `rank` of `buf` holds the result and the rest is as it was.
  */
-export async function compressedRing(ctx: RingContext, buf: Float32Array, sig: Signature, codec: WireCodec, gather: boolean): Promise<void> {
+export async function compressedRing(ctx: RingContext, buf: Float32Array, sig: Signature, codec: WireCodec, gather: boolean, chunkOf?: ChunkOf): Promise<void> {
   const n = ctx.worldSize;
   if (n === 1) return;
+  const chunks = chunkOf ?? wholeChunks(buf.length, n);
   const op = combineOp(sig);
   const last = reduceScatterSteps(n) - 1;
-  const first = chunkRange(buf.length, n, sendChunk(ctx.rank, 0, n));
+  const first = chunks(sendChunk(ctx.rank, 0, n));
   for (const [j, s] of segmentsOf(ctx, first).entries()) {
     await ctx.transport.send(header(sig, 0, j), codec.encode(buf.subarray(s.lo, s.hi), s));
   }
   let scratch = new Float32Array(0);
   for (let step = 0; step <= last; step++) {
-    const chunk = chunkRange(buf.length, n, recvChunk(ctx.rank, step, n));
+    const chunk = chunks(recvChunk(ctx.rank, step, n));
     for (const [j, s] of segmentsOf(ctx, chunk).entries()) {
       const payload = await receive(ctx, sig, step, j, codec.bytes(s));
       if (scratch.length < s.hi - s.lo) scratch = new Float32Array(s.hi - s.lo);
@@ -67,7 +68,7 @@ export async function compressedRing(ctx: RingContext, buf: Float32Array, sig: S
   }
   if (!gather) return;
   for (let step = last + 1; step < allReduceSteps(n); step++) {
-    const chunk = chunkRange(buf.length, n, recvChunk(ctx.rank, step, n));
+    const chunk = chunks(recvChunk(ctx.rank, step, n));
     for (const [j, s] of segmentsOf(ctx, chunk).entries()) {
       const payload = await receive(ctx, sig, step, j, codec.bytes(s));
       if (step + 1 < allReduceSteps(n)) await ctx.transport.send(header(sig, step + 1, j), payload);

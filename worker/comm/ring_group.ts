@@ -22,7 +22,7 @@ import { describeStall, type RankStatus } from './stall.js';
 import type { RingTransport } from './transport.js';
 import { compressedGather, compressedRing } from './ring_compressed.js';
 import { codecFor, type Compression } from './wire.js';
-import { shardRange } from './chunks.js';
+import { shardRange, windowChunkRange, type BufferWindow } from './chunks.js';
 
 /** The group's link to its peers outside the ring's data path. */
 export interface PeerControl {
@@ -160,18 +160,24 @@ export class RingGroup implements ProcessGroup {
     this.failed.catch(() => {});
   }
 
-  async allReduce(buf: FloatArray, op: ReduceOp = 'sum', compression?: Compression): Promise<void> {
+  async allReduce(buf: FloatArray, op: ReduceOp = 'sum', compression?: Compression, window?: BufferWindow): Promise<void> {
     checkFloat('allReduce', buf);
     checkOp('allReduce', op);
-    const algorithm = this.allReduceAlgorithm(buf.byteLength);
+    if (window !== undefined) checkWindow(buf, window);
+    // A window takes the whole buffer's algorithm and cut (the gather path sums in rank order
+    // whatever the cut), so that its elements get the whole all-reduce's bits.
+    const algorithm = this.allReduceAlgorithm(window === undefined ? buf.byteLength : window.total * buf.BYTES_PER_ELEMENT);
+    const chunks = window === undefined ? undefined : (c: number) => windowChunkRange(window, buf.length, this.worldSize, c);
     if (compression !== undefined) {
       const codec = codecFor('allReduce', buf, compression);
       await this.run('allReduce', buf, { op, wire: codec.format }, (sig) =>
-        algorithm === 'ring' ? compressedRing(this.ctx, buf as Float32Array, sig, codec, true) : compressedGather(this.ctx, buf as Float32Array, sig, codec),
+        algorithm === 'ring'
+          ? compressedRing(this.ctx, buf as Float32Array, sig, codec, true, chunks)
+          : compressedGather(this.ctx, buf as Float32Array, sig, codec),
       );
       return;
     }
-    await this.run('allReduce', buf, { op }, (sig) => (algorithm === 'ring' ? ringAllReduce : gatherAllReduce)(this.ctx, buf, sig));
+    await this.run('allReduce', buf, { op }, (sig) => (algorithm === 'ring' ? ringAllReduce(this.ctx, buf, sig, chunks) : gatherAllReduce(this.ctx, buf, sig)));
   }
 
   /** The algorithm an all-reduce of `bytes` per rank takes in this group (see AllReduceAlgorithm). */
@@ -369,6 +375,13 @@ function typeName(x: unknown): string {
 function checkFloat(op: string, buf: unknown): void {
   if (!(buf instanceof Float32Array || buf instanceof Float64Array)) {
     throw new CommError(`${op} needs a Float32Array or Float64Array, got ${typeName(buf)}`);
+  }
+}
+
+function checkWindow(buf: FloatArray, w: BufferWindow): void {
+  const whole = (x: number): boolean => Number.isSafeInteger(x) && x >= 0;
+  if (!whole(w.offset) || !whole(w.total) || w.offset + buf.length > w.total) {
+    throw new CommError(`allReduce window: elements [${w.offset}, ${w.offset} + ${buf.length}) do not lie in a buffer of ${w.total}`);
   }
 }
 

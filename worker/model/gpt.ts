@@ -32,8 +32,15 @@ import { dropoutMask, streamSeed } from '../rng.js';
 import { addPositions, crossEntropySum, gatherRows, gelu, layerNorm, linear } from './ops.js';
 import { tf } from '../tf.js';
 import type { Batch } from '../data/collate.js';
+import { recordForward } from './tape_backward.js';
 
 export { countParams, type Batch, type GPTConfig };
+
+/** Where trainStepOverlapped reports the loss, then each parameter's final gradient range. */
+export interface GradSink {
+  loss(loss: number): void;
+  ready(lo: number, hi: number): void;
+}
 
 /** The label value that the loss skips, as PyTorch's cross_entropy ignore_index. */
 export const IGNORE_INDEX = -100;
@@ -167,6 +174,68 @@ export class GPT {
     return { loss, tokens };
   }
 
+  /**
+   * trainStep with the gradients handed out as backward makes them (overlap: ddp_overlap.ts):
+   * `sink.loss` gets the mean loss once the forward has run, then `sink.ready(lo, hi)` says that
+   * gradsOut[lo, hi) (one parameter's flat range) is final, the LM head's first, the token
+   * embedding's last; backward yields to the event loop between tape nodes (every `sliceMs` ms at
+   * most, and after each ready) so that collectives started from `ready` move meanwhile. The same
+   * gradients as trainStep, bit for bit (model/tape_backward.ts).
+   */
+  async trainStepOverlapped(batch: Batch, dropoutSeed: number, gradsOut: Float32Array, sink: GradSink, sliceMs = 2): Promise<{ loss: number; tokens: number }> {
+    if (gradsOut.length !== this.numParams) {
+      throw new RosedistError(`trainStep: gradsOut has ${gradsOut.length} elements, the model ${this.numParams}`);
+    }
+    const { rows, targets } = this.lossRows(batch);
+    const tokens = rows.length;
+    if (tokens === 0) {
+      gradsOut.fill(0);
+      sink.loss(0);
+      sink.ready(0, this.numParams);
+      return { loss: 0, tokens: 0 };
+    }
+    const offsets: number[] = [];
+    let offset = 0;
+    for (const p of this.params) {
+      offsets.push(offset);
+      offset += numel(p.shape);
+    }
+    // The batch's constants outlive the forward's tidy: backward reads them.
+    const inputs = this.batchTensors(batch, dropoutSeed);
+    const rowIdx = tf.tensor1d(rows, 'int32');
+    try {
+      const taped = recordForward(() => {
+        const logits = this.head(gatherRows(this.hidden(inputs), rowIdx));
+        return tf.div(crossEntropySum(logits, targets), tokens) as tf.Scalar;
+      });
+      let loss: number;
+      try {
+        loss = taped.y.dataSync()[0] as number;
+        sink.loss(loss);
+      } catch (e) {
+        taped.dispose();
+        throw e;
+      }
+      await taped.backward(
+        this.params.map((p) => p.variable),
+        (indices, grads) => {
+          indices.forEach((i, k) => {
+            const [lo, size] = [offsets[i] as number, numel((this.params[i] as ModelParam).shape)];
+            const g = grads[k];
+            if (g === null || g === undefined) gradsOut.fill(0, lo, lo + size);
+            else gradsOut.set(g.dataSync() as Float32Array, lo);
+            sink.ready(lo, lo + size);
+          });
+        },
+        sliceMs,
+      );
+      return { loss, tokens };
+    } finally {
+      rowIdx.dispose();
+      disposeBatchTensors(inputs);
+    }
+  }
+
   /** Eval mode (no dropout), no gradients: summed cross-entropy over predicted tokens, and their count. */
   evalBatch(batch: Batch): { lossSum: number; tokens: number } {
     const { rows, targets } = this.lossRows(batch);
@@ -191,11 +260,20 @@ export class GPT {
   /** Assign all parameters from a flat buffer (copies: later writes to src do not reach the model). */
   writeFlat(src: Float32Array): void {
     this.checkFlat(src, 'writeFlat');
+    this.writeRange(src, 0, this.numParams);
+  }
+
+  /**
+   * writeFlat for the parameters that lie wholly in src[lo, hi) (overlap: one reduced bucket,
+   * which holds whole parameters; src is the whole flat buffer).
+   */
+  writeRange(src: Float32Array, lo: number, hi: number): void {
+    this.checkFlat(src, 'writeRange');
     let offset = 0;
     for (const p of this.params) {
       const size = numel(p.shape);
       // slice(): the cpu backend keeps the array it is given instead of copying it.
-      tf.tidy(() => p.variable.assign(tf.tensor(src.slice(offset, offset + size), [...p.shape], 'float32')));
+      if (offset >= lo && offset + size <= hi) tf.tidy(() => p.variable.assign(tf.tensor(src.slice(offset, offset + size), [...p.shape], 'float32')));
       offset += size;
     }
   }
@@ -302,4 +380,10 @@ export class GPT {
       throw new RosedistError(`${what}: buffer has ${buf.length} elements, the model ${this.numParams}`);
     }
   }
+}
+
+/** The batch's constant tensors made outside a tidy (trainStepOverlapped); dropout masks are made inside. */
+function disposeBatchTensors(inputs: BatchTensors): void {
+  inputs.ids.dispose();
+  inputs.maskBias.dispose();
 }

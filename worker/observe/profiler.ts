@@ -54,6 +54,8 @@ export function peakRssMb(): number {
 
 /** The training loop's thread id in every rank's process. */
 const LOOP_TID = 0;
+/** The row of collectives that overlap the loop (Profiler.background). */
+export const BACKGROUND_TID = 1;
 /** Past this many events a rank stops recording (about 100 bytes each in memory and on disk). */
 const DEFAULT_MAX_EVENTS = 1_000_000;
 
@@ -120,6 +122,29 @@ export class Profiler {
     }
   }
 
+  /**
+   * A collective that ran beside the loop (overlap: a gradient bucket's all-reduce, started
+   * mid-backward), from `startMs` to `endMs` (performance.now() ms), on its own row (tid 1, so
+   * that it may overlap the loop's phases). `name` is not a Phase: step sums leave it out.
+   */
+  background(name: string, startMs: number, endMs: number, args: Readonly<Record<string, number>> = {}): void {
+    if (!this.enabled) return;
+    if (this.recorded.length >= this.maxEvents) {
+      this.dropped += 1;
+      return;
+    }
+    this.recorded.push({
+      name,
+      cat: 'comm',
+      ph: 'X',
+      ts: Math.round((performance.timeOrigin + startMs) * 1000),
+      dur: Math.round((endMs - startMs) * 1e6) / 1000,
+      pid: this.rank,
+      tid: BACKGROUND_TID,
+      args: { ...(this.step !== undefined ? { step: this.step } : {}), ...args },
+    });
+  }
+
   /** This rank's complete events so far, in the order they ended. */
   events(): TraceEvent[] {
     return [...this.recorded];
@@ -127,11 +152,13 @@ export class Profiler {
 }
 
 /** Metadata that names and orders a rank's row in the viewer. */
-function rankMetadata(rank: number): TraceEvent[] {
+function rankMetadata(rank: number, background: boolean): TraceEvent[] {
   return [
     { name: 'process_name', ph: 'M', ts: 0, pid: rank, tid: LOOP_TID, args: { name: `rank ${rank}` } },
     { name: 'process_sort_index', ph: 'M', ts: 0, pid: rank, tid: LOOP_TID, args: { sort_index: rank } },
     { name: 'thread_name', ph: 'M', ts: 0, pid: rank, tid: LOOP_TID, args: { name: 'training loop' } },
+    // The row of overlap's bucket all-reduces, only where there are some.
+    ...(background ? [{ name: 'thread_name', ph: 'M' as const, ts: 0, pid: rank, tid: BACKGROUND_TID, args: { name: 'gradient buckets (overlap)' } }] : []),
   ];
 }
 
@@ -140,7 +167,12 @@ function rankMetadata(rank: number): TraceEvent[] {
  * events by start time. Throws if an event's pid is not the rank it was given as.
  */
 export function mergeTraces(perRank: TraceEvent[][]): MergedTrace {
-  const meta = perRank.flatMap((_, rank) => rankMetadata(rank));
+  const meta = perRank.flatMap((events, rank) =>
+    rankMetadata(
+      rank,
+      events.some((e) => e.tid === BACKGROUND_TID),
+    ),
+  );
   const complete = perRank.flatMap((events, rank) =>
     events.map((e) => {
       if (e.pid !== rank) throw new Error(`mergeTraces: an event of pid ${e.pid} was given as rank ${rank}'s`);

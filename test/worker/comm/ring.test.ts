@@ -368,3 +368,49 @@ test('close rejects a pending collective and is idempotent; bad arguments fail c
   await assert.rejects(pending, /closed/);
   await assert.rejects(groups[0].barrier(), /closed/);
 });
+
+test('allReduce with a window: each piece of a buffer, reduced alone, gets the bits of the whole buffer’s all-reduce (ring and gather, float32 and bf16 wire)', async () => {
+  for (const worldSize of [2, 3, 4, 5]) {
+    for (const compression of [undefined, { format: 'bf16' as const, exactTail: 1 }]) {
+      // 5000 floats over a 4 KiB gather limit: the whole buffer takes the ring; pieces of every
+      // size, one inside a chunk, some across chunk boundaries, an empty one.
+      for (const gatherBytes of [4096, 1 << 20]) {
+        const count = 5000;
+        const cuts = [0, 1, 700, 2400, 2401, 4999, 5000];
+        const inputs = Array.from({ length: worldSize }, (_, r) => Float32Array.from(random(count, 31 * r + worldSize)));
+        const groups = createMemoryGroups(worldSize, { collectiveTimeoutMs: 5000, gatherBytes, segmentBytes: 1024 });
+        try {
+          const whole = inputs.map((a) => a.slice());
+          await Promise.all(groups.map((g, r) => g.allReduce(whole[r] as Float32Array, 'sum', compression)));
+          const pieces = inputs.map((a) => a.slice());
+          await Promise.all(
+            groups.map(async (g, r) => {
+              const buf = pieces[r] as Float32Array;
+              // From the end, as gradient buckets go; the loss (exact tail) only in the last piece.
+              for (let k = cuts.length - 1; k > 0; k--) {
+                const [lo, hi] = [cuts[k - 1] as number, cuts[k] as number];
+                const wire = compression === undefined ? undefined : { ...compression, exactTail: hi === count ? 1 : 0 };
+                await g.allReduce(buf.subarray(lo, hi), 'sum', wire, { offset: lo, total: count });
+              }
+            }),
+          );
+          for (let r = 0; r < worldSize; r++) {
+            assert.deepEqual(
+              Buffer.from((pieces[r] as Float32Array).buffer),
+              Buffer.from((whole[r] as Float32Array).buffer),
+              `N ${worldSize} ${compression?.format ?? 'f32'} gather ≤ ${gatherBytes}: rank ${r}`,
+            );
+          }
+        } finally {
+          await Promise.all(groups.map((g) => g.close()));
+        }
+      }
+    }
+  }
+  const [g] = createMemoryGroups(1);
+  await assert.rejects(
+    g!.allReduce(new Float32Array(4), 'sum', undefined, { offset: 3, total: 6 }),
+    /window: elements \[3, 3 \+ 4\) do not lie in a buffer of 6/,
+  );
+  await g!.close();
+});

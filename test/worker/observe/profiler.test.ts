@@ -177,3 +177,23 @@ test('mergeTraces rejects an event filed under another rank; writeTrace reports 
   );
   assert.equal(existsSync(`${target}.${process.pid}.tmp`), false);
 });
+
+test('background spans (overlap’s bucket all-reduces) go on their own row, named only where a rank has some', () => {
+  const p = new Profiler(1, true);
+  p.setStep(7);
+  p.background('allreduce_bucket', 10, 12.5, { bucket: 2, bytes: 64 });
+  const [e] = p.events();
+  assert.equal(e?.tid, 1);
+  assert.equal(e?.dur, 2500); // µs
+  assert.deepEqual(e?.args, { step: 7, bucket: 2, bytes: 64 });
+  const merged = mergeTraces([[], p.events()]);
+  const rows = merged.traceEvents.filter((x) => x.name === 'thread_name').map((x) => [x.pid, x.tid]);
+  assert.deepEqual(rows, [
+    [0, 0],
+    [1, 0],
+    [1, 1],
+  ]);
+  const off = new Profiler(0, false);
+  off.background('allreduce_bucket', 0, 1);
+  assert.equal(off.events().length, 0);
+});
