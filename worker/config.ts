@@ -428,13 +428,15 @@ export function parseTrainConfig(argv: readonly string[], program: ProgramName):
 }
 
 /**
- * The topology to ask comm/hierarchical.ts for: --allreduce-topology, except that 'auto' is 'flat'
- * under --zero 1 (its collectives are the flat ring's reduce-scatter and all-gather) and under
- * tensor parallelism (the gradients are all-reduced over the DP groups, not the world).
+ * The topology to ask comm/hierarchical.ts for, and why (for the log line): --allreduce-topology,
+ * except that 'auto' is 'flat' under --zero 1 (its collectives are the flat ring's reduce-scatter
+ * and all-gather) and under tensor parallelism (the gradients are all-reduced over the DP groups).
  */
-export function allReduceTopologyOf(c: TrainConfig): TopologyChoice {
-  if (c.allreduceTopology === 'auto' && (c.zero !== 0 || c.tensorParallelSize > 1 || c.useTensorParallel)) return 'flat';
-  return c.allreduceTopology;
+export function allReduceTopologyOf(c: TrainConfig): { choice: TopologyChoice; why?: string } {
+  if (c.allreduceTopology !== 'auto') return { choice: c.allreduceTopology };
+  if (c.zero !== 0) return { choice: 'flat', why: `auto; --zero ${c.zero} runs on the flat ring` };
+  if (c.tensorParallelSize > 1 || c.useTensorParallel) return { choice: 'flat', why: 'auto; tensor parallelism all-reduces over its DP groups' };
+  return { choice: 'auto' };
 }
 
 /** The fields that fix the model's parameter shapes; a checkpoint must match them all. */

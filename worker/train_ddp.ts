@@ -25,7 +25,8 @@ await runProgram('train_ddp', async ({ env, useLogger, useProcessGroup, useOutpu
   const logger = useLogger(createLogger({ rank: env.rank, runId: env.runId, consoleFormat: cfg.logFormat }));
   const world = useProcessGroup(await initProcessGroup(env, { collectiveTimeoutMs: timeoutMs(cfg.collectiveTimeoutS), warn: (m) => logger.warn(m) }));
   // Flat, or hierarchical across hosts (comm/hierarchical.ts): the trainer sees one ProcessGroup either way.
-  const { pg, decision } = await createTopologyGroup(world, env, allReduceTopologyOf(cfg));
+  const topology = allReduceTopologyOf(cfg);
+  const { pg, decision } = await createTopologyGroup(world, env, topology.choice, { why: topology.why });
   useProcessGroup(pg);
   // The log file is attached once its path is checked and locked (rank 0).
   useOutputLock(await claimOutputs(pg, cfg, env.runId, logger));

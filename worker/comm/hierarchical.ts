@@ -109,9 +109,9 @@ export function hostLayout(places: readonly Place[]): { hosts: number[][] | unde
  * The all-reduce topology of a world whose ranks are at `places`: 'hierarchical' when asked, or
  * on 'auto' when it spans several hosts with the same number (> 1) of workers each; 'flat'
  * otherwise. A ConfigError (one line, the same on every rank) when hierarchical is asked for a
- * world that has not that shape.
+ * world that has not that shape. `why`: the reason the log line gives (default: the choice).
  */
-export function chooseTopology(places: readonly Place[], asked: TopologyChoice): TopologyDecision {
+export function chooseTopology(places: readonly Place[], asked: TopologyChoice, why?: string): TopologyDecision {
   const { hosts, shape } = hostLayout(places);
   const fits = hosts !== undefined && hosts.length > 1 && hosts[0].length > 1;
   if (asked === 'hierarchical' && !fits) {
@@ -121,7 +121,7 @@ export function chooseTopology(places: readonly Place[], asked: TopologyChoice):
     );
   }
   const topology: AllReduceTopology = asked === 'flat' || !fits ? 'flat' : 'hierarchical';
-  const why = asked === 'auto' ? 'auto' : `--allreduce-topology ${asked}`;
+  why ??= asked === 'auto' ? 'auto' : `--allreduce-topology ${asked}`;
   const describe =
     topology === 'hierarchical'
       ? `all-reduce: hierarchical (${shape}; ${why}): reduce-scatter within each host, all-reduce across hosts, all-gather within each host`
@@ -141,12 +141,17 @@ export interface TopologyGroup {
  * their own environment says), then, for hierarchical, the host groups and the cross groups are
  * created, in that order. A world of one is flat.
  */
-export async function createTopologyGroup(world: ProcessGroup, place: Place, asked: TopologyChoice, smallBytes?: number): Promise<TopologyGroup> {
+export async function createTopologyGroup(
+  world: ProcessGroup,
+  place: Place,
+  asked: TopologyChoice,
+  opts: { smallBytes?: number; why?: string } = {},
+): Promise<TopologyGroup> {
   const places =
     world.worldSize === 1
       ? [place]
       : await allGatherJson(world, { nodeRank: place.nodeRank, localRank: place.localRank, localWorldSize: place.localWorldSize });
-  const decision = chooseTopology(places, asked);
+  const decision = chooseTopology(places, asked, opts.why);
   if (decision.topology === 'flat') return { pg: world, decision };
   if (world.newGroup === undefined)
     throw new ConfigError('this process group cannot make subgroups for a hierarchical all-reduce', 'pass --allreduce-topology flat');
@@ -155,7 +160,7 @@ export async function createTopologyGroup(world: ProcessGroup, place: Place, ask
   let cross: ProcessGroup | undefined;
   for (const ranks of hosts) host = (await world.newGroup(ranks)) ?? host;
   for (let l = 0; l < hosts[0].length; l++) cross = (await world.newGroup(hosts.map((h) => h[l]))) ?? cross;
-  return { pg: new HierarchicalGroup(world, host!, cross!, smallBytes), decision };
+  return { pg: new HierarchicalGroup(world, host!, cross!, opts.smallBytes), decision };
 }
 
 /** The part of `compression` that a shard [lo, hi) of a buffer of `count` elements keeps: its exact tail is the buffer's, cut to the shard. */
