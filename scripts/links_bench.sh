@@ -6,13 +6,14 @@
 # n1,n2 with --gloo (both interleaved, --repeat rounds), then on the 1 Gbit link the GPT step
 # buffer's all-reduce with and without --compression bf16.
 #   scripts/links_bench.sh [--nproc K] [--repeat R] [--sizes LIST] [--links none,slow,lossy]
-#                          [--topology flat|hierarchical|flat,hierarchical] [--no-gloo]
+#                          [--topology flat|hierarchical|flat,hierarchical] [--no-gloo] [--transport stream|zmq|both]
 # --topology flat,hierarchical (with --nproc 2 or more) runs our flat ring and the hierarchical
-# all-reduce interleaved (bench:allreduce --topology); --no-gloo leaves the Gloo anchor out.
+# all-reduce interleaved (bench:allreduce --topology); --no-gloo leaves the Gloo anchor out;
+# --transport: the world ring's data sockets (default stream; the trainer's default is zmq).
 # Needs root and the cluster's apt packages (see scripts/cluster_test.sh); prints markdown tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NPROC=1 REPEAT=2 SIZES=4K,1M,16M,64M,gpt LINKS=none,slow,lossy TOPOLOGY=flat GLOO=--gloo
+NPROC=1 REPEAT=2 SIZES=4K,1M,16M,64M,gpt LINKS=none,slow,lossy TOPOLOGY=flat GLOO=--gloo TRANSPORT=stream
 while [ $# -gt 0 ]; do
   case "$1" in
     --nproc) NPROC=$2; shift 2 ;;
@@ -21,7 +22,8 @@ while [ $# -gt 0 ]; do
     --links) LINKS=$2; shift 2 ;;
     --topology) TOPOLOGY=$2; shift 2 ;;
     --no-gloo) GLOO=; shift ;;
-    *) echo "links bench: unknown option $1 (--nproc, --repeat, --sizes, --links, --topology, --no-gloo)" >&2; exit 2 ;;
+    --transport) TRANSPORT=$2; shift 2 ;;
+    *) echo "links bench: unknown option $1 (--nproc, --repeat, --sizes, --links, --topology, --no-gloo, --transport)" >&2; exit 2 ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "links bench: needs root (network namespaces)" >&2; exit 1; }
@@ -34,7 +36,7 @@ trap 'cluster_down; rm -rf "$NSCLUSTER_DIR"' EXIT
 trap 'exit 130' INT TERM
 
 ANCHORS=${ROSEDIST_ANCHORS:-$TOOLS/../anchors}
-bench() { node --import tsx scripts/bench_allreduce.ts --netns n1,n2 --nproc "$NPROC" --anchors "$ANCHORS" --topology "$TOPOLOGY" "$@"; }
+bench() { node --import tsx scripts/bench_allreduce.ts --netns n1,n2 --nproc "$NPROC" --anchors "$ANCHORS" --topology "$TOPOLOGY" --transport "$TRANSPORT" "$@"; }
 for link in ${LINKS//,/ }; do
   case "$link" in
     none) up=(0 none 0); what="no emulation (veth through a bridge)" ;;
