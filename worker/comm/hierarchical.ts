@@ -5,12 +5,18 @@
  * (newGroup, zmq/zmq_subgroup.ts):
  *   host groups   the L workers of one host, by local rank: their ring runs over ipc://;
  *   cross groups  the H workers with one local rank, one per host, by node rank: over tcp://.
- * A large all-reduce of B bytes (above `smallBytes`) is three collectives:
+ * A large all-reduce of B bytes (above `smallBytes`) is cut into pieces of about 4 MiB (at most
+ * 8), and each piece is three collectives:
  *   1. reduce-scatter within the host (float32 or float64, never compressed): local rank l ends
  *      with its host's reduction of shard l (shardRange(count, L, l), chunks.ts), B/L bytes;
  *   2. all-reduce of shard l over cross group l (with compression, only this hop is compressed:
  *      the bytes that cross the slow link halve, the ipc hops stay float32);
  *   3. all-gather of the shards within the host.
+ * pipelined: while the cross group all-reduces piece i (the link), the host group reduce-scatters
+ * piece i+1 and all-gathers piece i-1 (the CPU). The two groups are separate rings, so they run at
+ * the same time; each group's own collectives stay one at a time, in an order fixed by the number
+ * of pieces alone (host: RS 0, RS 1, AG 0, RS 2, AG 1, ..., AG m-1; cross: AR 0, AR 1, ...), the
+ * same on every rank.
  * Per host, 2(H-1)/H · B leave over the link (L cross rings, each moving 2(H-1)/H of B/L per
  * rank); the flat ring of N = HL ranks (contiguous per host) sends 2(N-1)/N · B over the one ring
  * hop that leaves each host: 2 hosts × 2 workers, B against 1.5 B. And the cross rings are H
@@ -40,7 +46,7 @@
  */
 import { ConfigError } from '../../shared/errors.js';
 import type { CollectiveRecord } from '../../shared/error_file.js';
-import { shardRange } from './chunks.js';
+import { chunkRange, shardRange, type Range } from './chunks.js';
 import { allGatherJson, type FloatArray, type NumericArray, type ProcessGroup, type ReduceOp } from './process_group.js';
 import type { Compression } from './wire.js';
 
@@ -57,6 +63,15 @@ export interface Place {
 
 /** All-reduces of at most this many bytes take the small path (two collectives); default 64 KiB. */
 export const DEFAULT_HIERARCHICAL_SMALL_BYTES = 64 << 10;
+/** A large all-reduce is cut into pieces of about this many bytes (at most MAX_PIECES), pipelined. */
+export const PIECE_BYTES = 4 << 20;
+export const MAX_PIECES = 8;
+
+/** The pieces [lo, hi) of a buffer of `count` elements of `size` bytes: ceil(bytes / PIECE_BYTES), 1..MAX_PIECES. */
+export function piecesOf(count: number, size: number): Range[] {
+  const n = Math.max(1, Math.min(MAX_PIECES, Math.ceil((count * size) / PIECE_BYTES)));
+  return Array.from({ length: n }, (_, i) => chunkRange(count, n, i));
+}
 
 export interface TopologyDecision {
   readonly topology: AllReduceTopology;
@@ -196,10 +211,29 @@ export class HierarchicalGroup implements ProcessGroup {
       await this.cross.allReduce(buf, op, compression);
       return;
     }
-    await this.host.reduceScatter(buf, op);
-    const { lo, hi } = shardRange(buf.length, this.host.worldSize, this.host.rank);
-    await this.cross.allReduce(buf.subarray(lo, hi), op, shardCompression(compression, buf.length, lo, hi));
-    await this.host.allGatherChunks(buf);
+    const ranges = piecesOf(buf.length, buf.BYTES_PER_ELEMENT);
+    const pieces = ranges.map((p) => buf.subarray(p.lo, p.hi) as FloatArray);
+    // The cross group's all-reduces, chained one after another; crossDone[i] settles with piece i's.
+    const crossDone: Promise<void>[] = [];
+    let chain = Promise.resolve();
+    const startCross = (i: number): void => {
+      const { lo, hi } = shardRange(pieces[i].length, this.host.worldSize, this.host.rank);
+      const at = ranges[i].lo;
+      chain = chain.then(() => this.cross.allReduce(pieces[i].subarray(lo, hi), op, shardCompression(compression, buf.length, at + lo, at + hi)));
+      crossDone[i] = chain;
+      // Awaited below; until then a failure must not count as unhandled.
+      chain.catch(() => {});
+    };
+    for (let i = 0; i < pieces.length; i++) {
+      await this.host.reduceScatter(pieces[i], op);
+      startCross(i);
+      if (i > 0) {
+        await crossDone[i - 1];
+        await this.host.allGatherChunks(pieces[i - 1]);
+      }
+    }
+    await crossDone[pieces.length - 1];
+    await this.host.allGatherChunks(pieces[pieces.length - 1]);
   }
 
   /**
