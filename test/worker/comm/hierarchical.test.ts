@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../../../shared/errors.js';
-import { chooseTopology, createTopologyGroup, hostLayout, HierarchicalGroup, type Place } from '../../../worker/comm/hierarchical.js';
+import { chooseTopology, createTopologyGroup, hostLayout, HierarchicalGroup, piecesOf, type Place } from '../../../worker/comm/hierarchical.js';
 import { createMemoryGroups } from '../../../worker/comm/memory_group.js';
 import type { ProcessGroup, ReduceOp } from '../../../worker/comm/process_group.js';
 
@@ -110,6 +110,24 @@ describe('hierarchical all-reduce (in memory)', () => {
       });
     }
   }
+
+  it('2 hosts × 2, 10 MiB: cut into 3 pipelined pieces; the same bits on every rank, the flat ring within rounding', async () => {
+    const length = 2_621_441;
+    assert.equal(piecesOf(length, 4).length, 3);
+    const hier = await groups(2, 2);
+    const flat = createMemoryGroups(4);
+    const inputs = hier.map((_, r) => input(r, length));
+    const a = inputs.map((x) => x.slice());
+    const b = inputs.map((x) => x.slice());
+    await Promise.all(hier.map((g, r) => g.allReduce(a[r], 'sum')));
+    await Promise.all(flat.map((g, r) => g.allReduce(b[r], 'sum')));
+    assert.equal(new Set(a.map(hex)).size, 1);
+    for (let i = 0; i < length; i++) {
+      const abs = inputs.reduce((s, x) => s + Math.abs(x[i]), 0);
+      if (!(Math.abs(a[0][i] - b[0][i]) <= 8 * 2 ** -24 * abs)) assert.fail(`[${i}]: ${a[0][i]} vs flat ${b[0][i]}`);
+    }
+    await Promise.all([...hier, ...flat].map((g) => g.close()));
+  });
 
   it('with compression: the same bits on every rank, the exact tail exact, within 16-bit rounding of the flat sum', async () => {
     const hier = await groups(2, 2, 64 << 10);
