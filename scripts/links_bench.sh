@@ -9,11 +9,11 @@
 #                          [--topology flat|hierarchical|flat,hierarchical] [--no-gloo] [--transport stream|zmq|both]
 # --topology flat,hierarchical (with --nproc 2 or more) runs our flat ring and the hierarchical
 # all-reduce interleaved (bench:allreduce --topology); --no-gloo leaves the Gloo anchor out;
-# --transport: the world ring's data sockets (default stream; the trainer's default is zmq).
+# --transport: the world ring's data sockets (default zmq, as training runs; stream, both).
 # Needs root and the cluster's apt packages (see scripts/cluster_test.sh); prints markdown tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NPROC=1 REPEAT=2 SIZES=4K,1M,16M,64M,gpt LINKS=none,slow,lossy TOPOLOGY=flat GLOO=--gloo TRANSPORT=stream
+NPROC=1 REPEAT=2 SIZES=4K,1M,16M,64M,gpt LINKS=none,slow,lossy TOPOLOGY=flat GLOO=--gloo TRANSPORT=zmq
 while [ $# -gt 0 ]; do
   case "$1" in
     --nproc) NPROC=$2; shift 2 ;;
