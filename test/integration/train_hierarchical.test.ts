@@ -7,77 +7,30 @@
  * --allreduce-topology stop every rank with one line.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
-import { freePort, spawnWorkers, type WorkerExit } from '../helpers/workers.js';
+import { tinyGpt } from '../helpers/tiny_gpt.js';
+import { trainDdpIn, type TrainRun } from '../helpers/train_run.js';
 
-const TINY = [
-  '--vocab-size',
-  '64',
-  '--max-position-embeddings',
-  '16',
-  '--n-layers',
-  '1',
-  '--n-heads',
-  '2',
-  '--d-model',
-  '16',
-  '--d-ff',
-  '32',
-  '--seq-len',
-  '8',
-  '--batch-size',
-  '2',
-  '--dataset',
-  'toy:60',
-  '--backend',
-  'cpu',
-  '--collective-timeout',
-  '60',
-  '--lr',
-  '3e-3',
-  '--seed',
-  '5',
-  '--num-steps',
-  '8',
-  '--eval-interval',
-  '4',
-  '--checkpoint-interval',
-  '8',
-];
+const TINY = tinyGpt({
+  'batch-size': 2,
+  dataset: 'toy:60',
+  'collective-timeout': 60,
+  lr: '3e-3',
+  seed: 5,
+  'num-steps': 8,
+  'eval-interval': 4,
+  'checkpoint-interval': 8,
+});
 
 const root = mkdtempSync(join(tmpdir(), 'rosedist-hier-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
-interface Run {
-  readonly exits: WorkerExit[];
-  readonly metrics: MetricsRecord[];
-  readonly log: string;
-}
-
-async function trainDdp(name: string, worldSize: number, nodes: number, args: string[], ok = true): Promise<Run> {
-  const dir = join(root, name);
-  mkdirSync(dir, { recursive: true });
-  const group = await spawnWorkers(
-    'worker/train_ddp.ts',
-    worldSize,
-    [...TINY, '--log-file', join(dir, 'train.log'), '--checkpoint-path', join(dir, 'ckpt.safetensors'), ...args],
-    { masterPort: await freePort(), nodes, timeoutMs: 300_000 },
-  );
-  const exits = await group.exited;
-  if (ok) for (const e of exits) assert.equal(e.code, 0, `rank ${e.rank} of ${name} exited ${e.code} ${e.signal}: ${e.stderr}`);
-  const read = (f: string): string => {
-    try {
-      return readFileSync(join(dir, f), 'utf8');
-    } catch {
-      return '';
-    }
-  };
-  return { exits, metrics: parseMetrics(read('train.metrics.jsonl')), log: read('train.log') };
-}
+/** train_ddp with `worldSize` workers on `nodes` pretend hosts in root/`name`. */
+const trainDdp = (name: string, worldSize: number, nodes: number, args: string[], ok = true): Promise<TrainRun> =>
+  trainDdpIn(join(root, name), worldSize, [...TINY, ...args], { ok, nodes });
 
 describe('train_ddp, 2 hosts × 2 workers: hierarchical against flat', () => {
   it('the same val loss within 1e-5 at every evaluation; every replica identical; the log names the topology', async () => {
