@@ -328,6 +328,12 @@ function validate(c: TrainConfig): void {
       'pass --allreduce-topology auto or flat with --zero 1 (auto then runs flat)',
     );
   }
+  if (c.allreduceTopology === 'hierarchical' && c.overlap) {
+    throw new ConfigError(
+      "--allreduce-topology hierarchical is not combined with --overlap: overlap's buckets keep the flat ring's bits",
+      'pass --allreduce-topology auto or flat with --overlap (auto then runs flat)',
+    );
+  }
   if (c.allreduceTopology === 'hierarchical' && (c.tensorParallelSize > 1 || c.useTensorParallel)) {
     throw new ConfigError(
       '--allreduce-topology hierarchical is not combined with tensor parallelism: its gradient all-reduce runs on the DP groups',
@@ -430,12 +436,14 @@ export function parseTrainConfig(argv: readonly string[], program: ProgramName):
 /**
  * The topology to ask comm/hierarchical.ts for, and why (for the log line): --allreduce-topology,
  * except that 'auto' is 'flat' under --zero 1 (its collectives are the flat ring's reduce-scatter
- * and all-gather) and under tensor parallelism (the gradients are all-reduced over the DP groups).
+ * and all-gather), under tensor parallelism (the gradients are all-reduced over the DP groups) and
+ * under --overlap (its buckets get the flat ring's bits of the whole buffer).
  */
 export function allReduceTopologyOf(c: TrainConfig): { choice: TopologyChoice; why?: string } {
   if (c.allreduceTopology !== 'auto') return { choice: c.allreduceTopology };
   if (c.zero !== 0) return { choice: 'flat', why: `auto; --zero ${c.zero} runs on the flat ring` };
   if (c.tensorParallelSize > 1 || c.useTensorParallel) return { choice: 'flat', why: 'auto; tensor parallelism all-reduces over its DP groups' };
+  if (c.overlap) return { choice: 'flat', why: "auto; --overlap's buckets run on the flat ring" };
   return { choice: 'auto' };
 }
 

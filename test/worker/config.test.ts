@@ -185,6 +185,8 @@ describe('parseTrainConfig', () => {
     );
     assert.match(ddp(['--allreduce-topology', 'hierarchical', '--tensor-parallel-size', '2']), /not combined with tensor parallelism/);
     assert.match(rejects(['--allreduce-topology', 'hierarchical']), /does nothing in train_minimal/);
+    assert.match(ddp(['--allreduce-topology', 'hierarchical', '--overlap']), /not combined with --overlap/);
+    assert.deepEqual(of(['--overlap']), { choice: 'flat', why: "auto; --overlap's buckets run on the flat ring" });
   });
 
   it('accepts the ways of writing a boolean, the tokenizer of a text dataset, and a collective timeout of "never"', () => {

@@ -46,7 +46,7 @@
  */
 import { ConfigError } from '../../shared/errors.js';
 import type { CollectiveRecord } from '../../shared/error_file.js';
-import { chunkRange, shardRange, type Range } from './chunks.js';
+import { chunkRange, shardRange, type BufferWindow, type Range } from './chunks.js';
 import { allGatherJson, type FloatArray, type NumericArray, type ProcessGroup, type ReduceOp } from './process_group.js';
 import type { Compression } from './wire.js';
 
@@ -205,7 +205,12 @@ export class HierarchicalGroup implements ProcessGroup {
     this.smallBytes = smallBytes;
   }
 
-  async allReduce(buf: FloatArray, op: ReduceOp = 'sum', compression?: Compression): Promise<void> {
+  /**
+   * With `window` (a piece of a larger buffer that must get the whole buffer's flat-ring bits:
+   * process_group.ts), the world's flat ring: the window is cut as the flat ring cuts the whole.
+   */
+  async allReduce(buf: FloatArray, op: ReduceOp = 'sum', compression?: Compression, window?: BufferWindow): Promise<void> {
+    if (window !== undefined) return this.world.allReduce(buf, op, compression, window);
     if (buf.byteLength <= this.smallBytes) {
       await this.host.allReduce(buf, op);
       await this.cross.allReduce(buf, op, compression);
