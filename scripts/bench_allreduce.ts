@@ -6,6 +6,7 @@
  *                              [--algorithm auto|ring|gather] [--segment-bytes B] [--kernels]
  *                              [--worker-node-args=--single-threaded-gc]
  *                              [--netns n1,n2] [--compression none|bf16|fp16]
+ *                              [--topology flat|hierarchical|flat,hierarchical]
  *
  * Per size (float32 elements; "gpt" = the default GPT's gradient, 2,973,184 floats): median time
  * of one all-reduce (the slowest rank of each iteration, as the anchor gloo_allreduce.py
@@ -26,6 +27,12 @@
  * the Gloo anchor then runs through torch.distributed.run on each host (--nnodes, GLOO_SOCKET_IFNAME
  * eth0). --compression sends our all-reduce's messages at 16 bits (comm/wire.ts); the correctness
  * check then allows the 16-bit rounding of the exact sum (small integers are exact in both).
+ *
+ * --topology flat,hierarchical runs each round once per topology, interleaved (comm/hierarchical.ts:
+ * within the host, across hosts, within the host; needs --netns, or several pretend hosts, with
+ * --nproc ≥ 2 each). Its host and cross-host groups are subgroups, which carry their data over
+ * ZeroMQ whatever --transport says (the world group's own collectives, and flat, use --transport).
+ * With --compression only the cross-host hop of the hierarchical all-reduce is compressed.
  *
  * --malloc-tuning (default on; --no-malloc-tuning to turn off) starts both ours and Gloo with
  * MALLOC_TUNING below: ZeroMQ receives every message into a fresh malloc'd buffer, freed only
@@ -50,6 +57,7 @@ import { packagePath, tsNodeArgs } from '../shared/runtime.js';
 import { lastLines, runProcess } from '../shared/subprocess.js';
 import { hideBin, yargs } from '../shared/yargs.js';
 import { initProcessGroup, type AllReduceAlgorithm, type DataTransportKind } from '../worker/comm/index.js';
+import { createTopologyGroup, type AllReduceTopology } from '../worker/comm/hierarchical.js';
 import { createReducer } from '../worker/comm/reduce.js';
 import { WIRE_FORMATS, type Compression, type WireFormat } from '../worker/comm/wire.js';
 
@@ -142,9 +150,15 @@ async function worker(
   dataTransport: DataTransportKind,
   allReduceAlgorithm: AllReduceAlgorithm | 'auto',
   compression: Compression | undefined,
+  topology: AllReduceTopology,
 ): Promise<void> {
   const env = readWorkerEnv();
-  const pg = await initProcessGroup(env, { segmentBytes, dataTransport, allReduceAlgorithm });
+  const world = await initProcessGroup(env, { segmentBytes, dataTransport, allReduceAlgorithm });
+  // A topology that does not fit stops every rank with its one line; the world's sockets must not keep it alive.
+  const { pg } = await createTopologyGroup(world, env, topology).catch(async (e: unknown) => {
+    await world.close();
+    throw e;
+  });
   const n = pg.worldSize;
   const rows: Row[] = [];
   const gc = new GcMeter();
@@ -220,6 +234,8 @@ async function runOurs(
   transport: DataTransportKind,
   algorithm: string,
   compression: string,
+  topology: AllReduceTopology,
+  pretendHosts: number,
 ): Promise<Result> {
   const port = hosts === undefined ? await freePort('127.0.0.1') : 20000 + Math.floor(Math.random() * 20000);
   const self = packagePath('scripts/bench_allreduce.ts');
@@ -238,8 +254,10 @@ async function runOurs(
     algorithm,
     '--compression',
     compression,
+    '--topology',
+    topology,
   ];
-  const nodes = hosts ?? [undefined];
+  const nodes: (string | undefined)[] = hosts ?? Array.from({ length: pretendHosts }, () => undefined);
   const masterAddr = hosts === undefined ? '127.0.0.1' : netnsAddress(hosts[0] as string);
   const outs = await Promise.all(
     nodes.flatMap((ns, nodeRank) =>
@@ -257,7 +275,7 @@ async function runOurs(
           restartCount: 0,
           maxRestarts: 0,
           errorFile: undefined,
-          nodeId: ns ?? 'bench',
+          nodeId: ns ?? `bench-${nodeRank}`,
           secret: undefined,
           launcherPid: undefined,
           tmpDir: undefined,
@@ -384,8 +402,18 @@ async function main(): Promise<void> {
       default: 'zmq',
       describe: "the ring's data sockets: zmq (the default of training runs), stream, or both (each round runs both, interleaved)",
     })
+    .option('loopback-hosts', {
+      type: 'number',
+      default: 1,
+      describe: 'without --netns: split the ranks into this many pretend hosts on loopback (tcp:// between them), --nproc each',
+    })
     .option('netns', { type: 'string', describe: 'comma-separated namespace hosts (netns-cluster.sh), --nproc workers on each' })
     .option('compression', { type: 'string', default: 'none', describe: "our all-reduce's messages: none (float32), bf16 or fp16" })
+    .option('topology', {
+      type: 'string',
+      default: 'flat',
+      describe: 'flat, hierarchical, or both comma-separated (each round runs each, interleaved)',
+    })
     .option('worker', { type: 'boolean', default: false, hidden: true })
     .strict()
     .parseAsync();
@@ -400,13 +428,20 @@ async function main(): Promise<void> {
   if (!['auto', 'ring', 'gather'].includes(argv.algorithm)) throw new Error('--algorithm must be auto, ring or gather');
   if (argv.compression !== 'none' && !WIRE_FORMATS.includes(argv.compression as WireFormat)) throw new Error('--compression must be none, bf16 or fp16');
   const compression: Compression | undefined = argv.compression === 'none' ? undefined : { format: argv.compression as WireFormat };
-  if (argv.worker) return worker(bytes, argv.iters, argv['segment-bytes'], transports[0], argv.algorithm as AllReduceAlgorithm | 'auto', compression);
+  const topologies = argv.topology.split(',').map((t) => t.trim()) as AllReduceTopology[];
+  if (topologies.length === 0 || !topologies.every((t) => t === 'flat' || t === 'hierarchical'))
+    throw new Error('--topology must be flat, hierarchical or flat,hierarchical');
+  if (argv.worker)
+    return worker(bytes, argv.iters, argv['segment-bytes'], transports[0], argv.algorithm as AllReduceAlgorithm | 'auto', compression, topologies[0]);
   const hosts = argv.netns
     ?.split(',')
     .map((h) => h.trim())
     .filter(Boolean);
   if (hosts !== undefined && hosts.length < 2) throw new Error('--netns needs 2 or more hosts, e.g. --netns n1,n2');
-  const world = argv.nproc * (hosts?.length ?? 1);
+  const pretend = argv['loopback-hosts'];
+  if (!Number.isInteger(pretend) || pretend < 1 || (hosts !== undefined && pretend !== 1))
+    throw new Error('--loopback-hosts must be 1 or more, without --netns');
+  const world = argv.nproc * (hosts?.length ?? pretend);
   if (!Number.isInteger(argv.nproc) || argv.nproc < 1 || world < 2) throw new Error('--nproc must be 2 or more (1 or more per host with --netns)');
   if (argv.kernels) console.log(`${kernelTable()}\n`);
   const extraEnv: Record<string, string> = argv['malloc-tuning'] ? { GLIBC_TUNABLES: MALLOC_TUNING } : {};
@@ -418,19 +453,35 @@ async function main(): Promise<void> {
     console.log(`Gloo anchor skipped: ${missing}\n`);
     gloo = false;
   }
-  const ours = new Map<DataTransportKind, Result[]>(transports.map((t) => [t, []]));
+  // Every (transport, topology) pair is one of ours, keyed "stream" or "stream hierarchical".
+  const variants = transports.flatMap((t) => topologies.map((topology) => ({ t, topology, key: topology === 'flat' ? t : `${t} ${topology}` })));
+  const ours = new Map<string, Result[]>(variants.map((v) => [v.key, []]));
   const glooRuns: Result[] = [];
   // Rounds interleave every implementation (the machine is shared): ours per transport, then Gloo.
   for (let rep = 0; rep < argv.repeat; rep++) {
-    for (const t of transports) {
-      const r = await runOurs(argv.nproc, hosts, bytes.join(','), argv.iters, argv['segment-bytes'], extraEnv, nodeArgs, t, argv.algorithm, argv.compression);
-      ours.get(t)!.push(r);
-      console.log(
-        table(
-          `rosedist ring all-reduce (${t === 'stream' ? 'stream sockets' : 'ZeroMQ'}${compression ? `, ${compression.format} on the wire` : ''}), world size ${world}${hosts ? ` (${hosts.join(', ')})` : ''}, round ${rep + 1}`,
-          r,
-        ),
+    for (const { t, topology, key } of variants) {
+      const r = await runOurs(
+        argv.nproc,
+        hosts,
+        bytes.join(','),
+        argv.iters,
+        argv['segment-bytes'],
+        extraEnv,
+        nodeArgs,
+        t,
+        argv.algorithm,
+        argv.compression,
+        topology,
+        pretend,
       );
+      ours.get(key)!.push(r);
+      const sockets = `${t === 'stream' ? 'stream sockets' : 'ZeroMQ'}${compression ? `, ${compression.format} on the wire` : ''}`;
+      const what =
+        topology === 'flat'
+          ? `rosedist ring all-reduce (${sockets})`
+          : `rosedist hierarchical all-reduce (within host, across hosts, within host: subgroups over ZeroMQ; world ${sockets})`;
+      const where = hosts ? ` (${hosts.join(', ')})` : argv['loopback-hosts'] > 1 ? ` (${argv['loopback-hosts']} pretend hosts on loopback)` : '';
+      console.log(table(`${what}, world size ${world}${where}, round ${rep + 1}`, r));
     }
     if (gloo) {
       const g = await runGloo(argv.anchors, argv.nproc, hosts, bytes, extraEnv);
@@ -443,24 +494,31 @@ async function main(): Promise<void> {
   );
   const head = [
     'size',
-    ...transports.flatMap((t) => [`${t} p50 ms (range)`, `${t} p90 ms`, 'p90/p50', ...(gloo ? ['vs Gloo'] : [])]),
+    ...variants.flatMap(({ key }) => [`${key} p50 ms (range)`, `${key} p90 ms`, 'p90/p50', ...(gloo ? ['vs Gloo'] : [])]),
     ...(gloo ? ['gloo p50 ms (range)'] : []),
+    ...transports.filter(() => topologies.length > 1).map((t) => `${t}: flat / hierarchical p50`),
   ];
   console.log(`| ${head.join(' | ')} |\n|${head.map(() => '---').join('|')}|`);
   const range = (xs: number[]): string => `${median(xs).toFixed(3)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
   bytes.forEach((b, i) => {
     const cells = [human(b)];
-    for (const t of transports) {
-      const rs = ours.get(t)!;
+    for (const { key } of variants) {
+      const rs = ours.get(key)!;
       const p50 = rs.map((r) => r.rows[i].median_ms);
       const p90 = median(rs.map((r) => r.rows[i].p90_ms!));
       cells.push(range(p50), p90.toFixed(3), (p90 / median(p50)).toFixed(2));
       if (gloo) cells.push(median(rs.map((r, k) => r.rows[i].busbw_GBps / glooRuns[k].rows[i].busbw_GBps)).toFixed(2));
     }
     if (gloo) cells.push(range(glooRuns.map((r) => r.rows[i].median_ms)));
+    // >1: hierarchical faster; the median over rounds of each round's ratio (rounds are interleaved).
+    for (const t of topologies.length > 1 ? transports : []) {
+      const flat = ours.get(t)!;
+      const hier = ours.get(`${t} hierarchical`)!;
+      cells.push(median(flat.map((r, k) => r.rows[i].median_ms / hier[k].rows[i].median_ms)).toFixed(2));
+    }
     console.log(`| ${cells.join(' | ')} |`);
   });
-  const last = ours.get(transports[0])!;
+  const last = ours.get(variants[0].key)!;
   if (argv.json !== undefined) writeFileSync(argv.json, `${JSON.stringify(last[last.length - 1], null, 1)}\n`);
 }
 

@@ -6,17 +6,24 @@
 # n1,n2 with --gloo (both interleaved, --repeat rounds), then on the 1 Gbit link the GPT step
 # buffer's all-reduce with and without --compression bf16.
 #   scripts/links_bench.sh [--nproc K] [--repeat R] [--sizes LIST] [--links none,slow,lossy]
+#                          [--topology flat|hierarchical|flat,hierarchical] [--no-gloo] [--transport stream|zmq|both]
+# --topology flat,hierarchical (with --nproc 2 or more) runs our flat ring and the hierarchical
+# all-reduce interleaved (bench:allreduce --topology); --no-gloo leaves the Gloo anchor out;
+# --transport: the world ring's data sockets (default zmq, as training runs; stream, both).
 # Needs root and the cluster's apt packages (see scripts/cluster_test.sh); prints markdown tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NPROC=1 REPEAT=2 SIZES=4K,1M,16M,64M,gpt LINKS=none,slow,lossy
+NPROC=1 REPEAT=2 SIZES=4K,1M,16M,64M,gpt LINKS=none,slow,lossy TOPOLOGY=flat GLOO=--gloo TRANSPORT=zmq
 while [ $# -gt 0 ]; do
   case "$1" in
     --nproc) NPROC=$2; shift 2 ;;
     --repeat) REPEAT=$2; shift 2 ;;
     --sizes) SIZES=$2; shift 2 ;;
     --links) LINKS=$2; shift 2 ;;
-    *) echo "links bench: unknown option $1 (--nproc, --repeat, --sizes, --links)" >&2; exit 2 ;;
+    --topology) TOPOLOGY=$2; shift 2 ;;
+    --no-gloo) GLOO=; shift ;;
+    --transport) TRANSPORT=$2; shift 2 ;;
+    *) echo "links bench: unknown option $1 (--nproc, --repeat, --sizes, --links, --topology, --no-gloo, --transport)" >&2; exit 2 ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "links bench: needs root (network namespaces)" >&2; exit 1; }
@@ -29,7 +36,7 @@ trap 'cluster_down; rm -rf "$NSCLUSTER_DIR"' EXIT
 trap 'exit 130' INT TERM
 
 ANCHORS=${ROSEDIST_ANCHORS:-$TOOLS/../anchors}
-bench() { node --import tsx scripts/bench_allreduce.ts --netns n1,n2 --nproc "$NPROC" --anchors "$ANCHORS" "$@"; }
+bench() { node --import tsx scripts/bench_allreduce.ts --netns n1,n2 --nproc "$NPROC" --anchors "$ANCHORS" --topology "$TOPOLOGY" --transport "$TRANSPORT" "$@"; }
 for link in ${LINKS//,/ }; do
   case "$link" in
     none) up=(0 none 0); what="no emulation (veth through a bridge)" ;;
@@ -39,7 +46,7 @@ for link in ${LINKS//,/ }; do
   esac
   bash "$TOOLS/netns-cluster.sh" up 2 "${up[@]}" >/dev/null
   echo "## link: $what, 2 hosts × $NPROC worker(s)"
-  bench --sizes "$SIZES" --gloo --repeat "$REPEAT"
+  bench --sizes "$SIZES" $GLOO --repeat "$REPEAT"
   if [ "$link" = slow ]; then
     echo "## the default GPT's step buffer (2,973,185 floats) on $what: float32 vs bf16 on the wire"
     bench --sizes gpt --repeat "$REPEAT" --iters 10 --compression none

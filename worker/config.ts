@@ -13,6 +13,7 @@ import { yargs } from '../shared/yargs.js';
 import { BACKEND_CHOICES, type BackendChoice } from './backend_choice.js';
 import type { GPTConfig } from './model/gpt.js';
 import type { NonFiniteMode } from './numerics.js';
+import { TOPOLOGY_CHOICES, type TopologyChoice } from './comm/hierarchical.js';
 
 export type ProgramName = 'train_minimal' | 'train_ddp';
 export type LogFormat = 'text' | 'json';
@@ -51,6 +52,12 @@ export interface TrainConfig {
   readonly overlap: boolean;
   /** Overlap's bucket size, MiB (a bucket closes at the first parameter boundary past it). */
   readonly bucketMb: number;
+  /**
+   * How the gradient all-reduce crosses hosts (comm/hierarchical.ts): 'auto' (hierarchical when the
+   * run spans several hosts with the same number > 1 of workers each, flat otherwise), 'flat' (one
+   * ring over every rank) or 'hierarchical'.
+   */
+  readonly allreduceTopology: TopologyChoice;
   readonly seed: number;
   /** What was asked (--no-amp clears it); tfjs trains in float32 regardless. */
   readonly amp: boolean;
@@ -136,6 +143,13 @@ const OPTIONS = {
     describe: 'all-reduce gradient buckets while backward runs (PyTorch DDP; off by default: it did not pay on 2 cores, see README)',
   },
   bucketMb: { flag: 'bucket-mb', kind: 'float', default: 1, describe: 'gradient bucket size of --overlap, MiB' },
+  allreduceTopology: {
+    flag: 'allreduce-topology',
+    kind: 'string',
+    default: 'auto',
+    choices: TOPOLOGY_CHOICES,
+    describe: 'auto: hierarchical across hosts of equal worker counts (within host, across hosts, within host), else flat; flat; hierarchical',
+  },
   seed: { flag: 'seed', kind: 'int', default: 0, describe: 'seed of weights, data split, data order and dropout' },
   amp: { flag: 'amp', kind: 'bool', default: true, describe: 'mixed precision (--no-amp); tfjs always runs float32' },
   evalInterval: { flag: 'eval-interval', kind: 'posint', default: 10, describe: 'evaluate every N steps (and at the end)' },
@@ -305,6 +319,27 @@ function validate(c: TrainConfig): void {
   }
   if (c.zero !== 0 && c.zero !== 1)
     throw new ConfigError(`--zero ${c.zero} is not a ZeRO stage this trainer has`, 'pass --zero 0 (no sharding) or --zero 1 (sharded optimizer state)');
+  if (c.allreduceTopology === 'hierarchical' && c.program === 'train_minimal') {
+    throw new ConfigError('--allreduce-topology hierarchical does nothing in train_minimal (one process)', 'run train_ddp across hosts, or drop the flag');
+  }
+  if (c.allreduceTopology === 'hierarchical' && c.zero !== 0) {
+    throw new ConfigError(
+      `--allreduce-topology hierarchical is not combined with --zero ${c.zero}: ZeRO's reduce-scatter and all-gather run on the flat ring`,
+      'pass --allreduce-topology auto or flat with --zero 1 (auto then runs flat)',
+    );
+  }
+  if (c.allreduceTopology === 'hierarchical' && c.overlap) {
+    throw new ConfigError(
+      "--allreduce-topology hierarchical is not combined with --overlap: overlap's buckets keep the flat ring's bits",
+      'pass --allreduce-topology auto or flat with --overlap (auto then runs flat)',
+    );
+  }
+  if (c.allreduceTopology === 'hierarchical' && (c.tensorParallelSize > 1 || c.useTensorParallel)) {
+    throw new ConfigError(
+      '--allreduce-topology hierarchical is not combined with tensor parallelism: its gradient all-reduce runs on the DP groups',
+      'pass --allreduce-topology auto or flat with --tensor-parallel-size (auto then runs flat)',
+    );
+  }
   if (!/^(toy(:\d+)?|brown|text:.+)$/.test(c.dataset)) {
     throw new ConfigError(`--dataset ${c.dataset} is not a dataset`, 'pass --dataset toy, toy:<samples>, brown or text:<path>');
   }
@@ -396,6 +431,20 @@ export function parseTrainConfig(argv: readonly string[], program: ProgramName):
   validate(config);
   checkDatasetOptions(config, (flag) => parsed[flag] !== undefined);
   return config;
+}
+
+/**
+ * The topology to ask comm/hierarchical.ts for, and why (for the log line): --allreduce-topology,
+ * except that 'auto' is 'flat' under --zero 1 (its collectives are the flat ring's reduce-scatter
+ * and all-gather), under tensor parallelism (the gradients are all-reduced over the DP groups) and
+ * under --overlap (its buckets get the flat ring's bits of the whole buffer).
+ */
+export function allReduceTopologyOf(c: TrainConfig): { choice: TopologyChoice; why?: string } {
+  if (c.allreduceTopology !== 'auto') return { choice: c.allreduceTopology };
+  if (c.zero !== 0) return { choice: 'flat', why: `auto; --zero ${c.zero} runs on the flat ring` };
+  if (c.tensorParallelSize > 1 || c.useTensorParallel) return { choice: 'flat', why: 'auto; tensor parallelism all-reduces over its DP groups' };
+  if (c.overlap) return { choice: 'flat', why: "auto; --overlap's buckets run on the flat ring" };
+  return { choice: 'auto' };
 }
 
 /** The fields that fix the model's parameter shapes; a checkpoint must match them all. */

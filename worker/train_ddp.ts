@@ -9,7 +9,8 @@ import { createLogger } from '../shared/logging.js';
 import { timeoutMs } from '../shared/timers.js';
 import { hideBin } from '../shared/yargs.js';
 import { initProcessGroup } from './comm/index.js';
-import { parseTrainConfig, trainUsage, wantsHelp } from './config.js';
+import { createTopologyGroup } from './comm/hierarchical.js';
+import { allReduceTopologyOf, parseTrainConfig, trainUsage, wantsHelp } from './config.js';
 import { runProgram } from './main.js';
 import { claimOutputs } from './output_paths.js';
 import { train } from './trainer.js';
@@ -22,8 +23,12 @@ await runProgram('train_ddp', async ({ env, useLogger, useProcessGroup, useOutpu
   }
   const cfg = parseTrainConfig(argv, 'train_ddp');
   const logger = useLogger(createLogger({ rank: env.rank, runId: env.runId, consoleFormat: cfg.logFormat }));
-  const pg = useProcessGroup(await initProcessGroup(env, { collectiveTimeoutMs: timeoutMs(cfg.collectiveTimeoutS), warn: (m) => logger.warn(m) }));
+  const world = useProcessGroup(await initProcessGroup(env, { collectiveTimeoutMs: timeoutMs(cfg.collectiveTimeoutS), warn: (m) => logger.warn(m) }));
+  // Flat, or hierarchical across hosts (comm/hierarchical.ts): the trainer sees one ProcessGroup either way.
+  const topology = allReduceTopologyOf(cfg);
+  const { pg, decision } = await createTopologyGroup(world, env, topology.choice, { why: topology.why });
+  useProcessGroup(pg);
   // The log file is attached once its path is checked and locked (rank 0).
   useOutputLock(await claimOutputs(pg, cfg, env.runId, logger));
-  await train({ cfg, env, pg, logger });
+  await train({ cfg, env, pg, logger, topology: pg.worldSize > 1 ? decision.describe : undefined });
 });

@@ -64,6 +64,8 @@ export interface TrainRun {
   readonly pg: ProcessGroup;
   /** Rank 0's logger writes the log file; the others reach the console with warnings only. */
   readonly logger: Logger;
+  /** The all-reduce's topology, for the log header (comm/hierarchical.ts TopologyDecision.describe); undefined: not logged. */
+  readonly topology?: string;
 }
 
 export interface TrainResult {
@@ -84,6 +86,7 @@ function header(run: TrainRun, started: Date, backends: readonly BackendInfo[], 
   });
   logger.info(`dataset: ${dataset.description}`);
   if (mesh.tpSize > 1) logger.info(describeMesh(mesh));
+  if (run.topology !== undefined) logger.info(run.topology);
   const c = model.config;
   logger.info(
     `model: GPT, ${(model instanceof TensorParallelGPT ? model.denseParams : model.numParams).toLocaleString('en-US')} parameters ` +

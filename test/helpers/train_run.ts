@@ -25,6 +25,8 @@ export interface TrainRunOptions {
   readonly env?: Record<string, string>;
   /** Assert that every rank exited 0 (default true); false: the caller checks the exits. */
   readonly ok?: boolean;
+  /** Pretend hosts the ranks are split into (test/helpers/workers.ts); default 1. */
+  readonly nodes?: number;
 }
 
 /**
@@ -38,6 +40,7 @@ export async function trainDdpIn(dir: string, worldSize: number, args: readonly 
   const group = await spawnWorkers('worker/train_ddp.ts', worldSize, ['--log-file', join(dir, 'train.log'), '--checkpoint-path', checkpoint, ...args], {
     masterPort: await freePort(),
     env: opts.env,
+    nodes: opts.nodes,
   });
   const exits = await group.exited;
   if (opts.ok !== false) for (const e of exits) assert.equal(e.code, 0, `rank ${e.rank} in ${dir} exited ${e.code} ${e.signal}: ${e.stderr}`);

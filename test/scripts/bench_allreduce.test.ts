@@ -47,4 +47,33 @@ describe('bench:allreduce', () => {
       assert.ok(row.median_ms > 0 && row.p90_ms >= row.median_ms, JSON.stringify(row));
     }
   });
+
+  it('--topology flat,hierarchical on 2 pretend hosts × 2: both interleaved, correct, with the flat / hierarchical ratio', async () => {
+    const r = await bench([
+      '--nproc',
+      '2',
+      '--loopback-hosts',
+      '2',
+      '--topology',
+      'flat,hierarchical',
+      '--sizes',
+      '4K,256K',
+      '--iters',
+      '4',
+      '--transport',
+      'zmq',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /rosedist ring all-reduce \(ZeroMQ\), world size 4 \(2 pretend hosts on loopback\), round 1/);
+    assert.match(r.stdout, /rosedist hierarchical all-reduce \(within host, across hosts, within host: subgroups over ZeroMQ; world ZeroMQ\), world size 4/);
+    assert.doesNotMatch(r.stdout, /\| false \|/);
+    assert.match(r.stdout, /\| zmq: flat \/ hierarchical p50 \|/);
+    assert.match(r.stdout, /\| 256 KiB \|( [\d.]+ \([\d.]+–[\d.]+\) \| [\d.]+ \| [\d.]+ \|){2} [\d.]+ \|/);
+  });
+
+  it('--topology hierarchical on one host: the ranks stop naming the shape', async () => {
+    const r = await bench(['--nproc', '2', '--topology', 'hierarchical', '--sizes', '4K', '--iters', '2']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /this run has 1 host with 2 workers/);
+  });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../../shared/errors.js';
-import { gptConfigOf, parseTrainConfig, trainUsage, wantsHelp } from '../../worker/config.js';
+import { allReduceTopologyOf, gptConfigOf, parseTrainConfig, trainUsage, wantsHelp } from '../../worker/config.js';
 
 /** The ConfigError message and hint for `argv`, asserting that it throws one. */
 function rejects(argv: string[], program: 'train_minimal' | 'train_ddp' = 'train_minimal'): string {
@@ -168,6 +168,25 @@ describe('parseTrainConfig', () => {
       [['--profile', '--lr', '1'], /--profile needs a value/],
     ];
     for (const [argv, pattern] of cases) assert.match(rejects(argv), pattern, argv.join(' '));
+  });
+
+  it('--allreduce-topology: auto by default, flat under --zero 1 and tensor parallelism; hierarchical refused where it cannot apply', () => {
+    const of = (argv: string[]) => allReduceTopologyOf(parseTrainConfig(argv, 'train_ddp'));
+    assert.deepEqual(of([]), { choice: 'auto' });
+    assert.deepEqual(of(['--allreduce-topology', 'hierarchical']), { choice: 'hierarchical' });
+    assert.deepEqual(of(['--allreduce-topology', 'flat']), { choice: 'flat' });
+    assert.deepEqual(of(['--zero', '1']), { choice: 'flat', why: 'auto; --zero 1 runs on the flat ring' });
+    assert.equal(of(['--tensor-parallel-size', '2']).choice, 'flat');
+    const ddp = (argv: string[]) => rejects(argv, 'train_ddp');
+    assert.match(ddp(['--allreduce-topology', 'tree']), /^--allreduce-topology tree is not one of auto, flat, hierarchical \| pass --allreduce-topology auto$/);
+    assert.match(
+      ddp(['--allreduce-topology', 'hierarchical', '--zero', '1']),
+      /not combined with --zero 1.*\| pass --allreduce-topology auto or flat with --zero 1/,
+    );
+    assert.match(ddp(['--allreduce-topology', 'hierarchical', '--tensor-parallel-size', '2']), /not combined with tensor parallelism/);
+    assert.match(rejects(['--allreduce-topology', 'hierarchical']), /does nothing in train_minimal/);
+    assert.match(ddp(['--allreduce-topology', 'hierarchical', '--overlap']), /not combined with --overlap/);
+    assert.deepEqual(of(['--overlap']), { choice: 'flat', why: "auto; --overlap's buckets run on the flat ring" });
   });
 
   it('accepts the ways of writing a boolean, the tokenizer of a text dataset, and a collective timeout of "never"', () => {
