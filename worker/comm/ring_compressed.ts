@@ -45,25 +45,17 @@ export async function compressedRing(ctx: RingContext, buf: Float32Array, sig: S
   for (const [j, s] of segmentsOf(ctx, first).entries()) {
     await ctx.transport.send(header(sig, 0, j), codec.encode(buf.subarray(s.lo, s.hi), s));
   }
-  let scratch = new Float32Array(0);
   for (let step = 0; step <= last; step++) {
     const chunk = chunks(recvChunk(ctx.rank, step, n));
     for (const [j, s] of segmentsOf(ctx, chunk).entries()) {
       const payload = await receive(ctx, sig, step, j, codec.bytes(s));
-      if (scratch.length < s.hi - s.lo) scratch = new Float32Array(s.hi - s.lo);
-      const sum = scratch.subarray(0, s.hi - s.lo);
-      codec.decode(payload, s, sum);
-      ctx.transport.release?.(payload);
       const local = buf.subarray(s.lo, s.hi);
-      ctx.reducer.combine(sum, local, op);
-      if (step < last) {
-        await ctx.transport.send(header(sig, step + 1, j), codec.encode(sum, s));
-      } else {
-        if (sig.op === 'mean') ctx.reducer.divide(sum, n);
-        const wire = codec.encode(sum, s);
-        codec.decode(wire, s, local);
-        if (gather) await ctx.transport.send(header(sig, last + 1, j), wire);
-      }
+      // Decode, combine in float32, (divide,) encode: one pass for bf16 (wire.ts addEncode).
+      const finish = step < last ? undefined : { divideBy: sig.op === 'mean' ? n : undefined };
+      const wire = codec.addEncode(payload, s, local, ctx.reducer, op, finish);
+      ctx.transport.release?.(payload);
+      if (step < last) await ctx.transport.send(header(sig, step + 1, j), wire);
+      else if (gather) await ctx.transport.send(header(sig, last + 1, j), wire);
     }
   }
   if (!gather) return;

@@ -17,6 +17,8 @@
  */
 import { CommError } from '../../shared/errors.js';
 import type { Range } from './chunks.js';
+import type { CombineOp, Reducer } from './reduce.js';
+import { bf16Simd, type Bf16Simd } from './simd_bf16.js';
 
 export type WireFormat = 'bf16' | 'fp16';
 export const WIRE_FORMATS: readonly WireFormat[] = ['bf16', 'fp16'];
@@ -96,13 +98,23 @@ export function roundTo(format: WireFormat, x: number): number {
 export class WireCodec {
   /** First element sent at full width. */
   readonly split: number;
+  /** bf16's SIMD kernels (simd_bf16.ts), or null: fp16, no WebAssembly SIMD, or `simd` false. */
+  private readonly simd: Bf16Simd | null;
+  private scratch = new Float32Array(0);
 
+  /** `simd` false keeps every loop in JavaScript (the reference the SIMD kernels are tested and benchmarked against). */
   constructor(
     readonly format: WireFormat,
     readonly count: number,
     exactTail = 0,
+    simd = true,
   ) {
     this.split = Math.max(0, count - exactTail);
+    this.simd = simd && format === 'bf16' ? bf16Simd() : null;
+  }
+
+  private halfCount(r: Range): number {
+    return Math.max(0, Math.min(r.hi, this.split) - r.lo);
   }
 
   /** Bytes on the wire for elements [lo, hi). */
@@ -114,9 +126,11 @@ export class WireCodec {
   /** The wire bytes of `src` (elements [r.lo, r.hi) of the buffer, hi - lo floats), in a new array. */
   encode(src: Float32Array, r: Range): Uint8Array {
     const out = new Uint8Array(this.bytes(r));
-    const halfCount = Math.max(0, Math.min(r.hi, this.split) - r.lo);
+    const halfCount = this.halfCount(r);
     const h = new Uint16Array(out.buffer, 0, halfCount);
-    if (this.format === 'bf16') {
+    if (this.simd !== null) {
+      this.simd.encode(src.subarray(0, halfCount), out);
+    } else if (this.format === 'bf16') {
       const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
       for (let i = 0; i < halfCount; i++) {
         const u = bits[i] as number;
@@ -132,7 +146,12 @@ export class WireCodec {
 
   /** Decode wire bytes of elements [r.lo, r.hi) into `dst` (hi - lo floats). */
   decode(payload: Uint8Array, r: Range, dst: Float32Array): void {
-    const halfCount = Math.max(0, Math.min(r.hi, this.split) - r.lo);
+    const halfCount = this.halfCount(r);
+    if (this.simd !== null) {
+      this.simd.decode(payload.subarray(0, 2 * halfCount), dst.subarray(0, halfCount));
+      if (halfCount < dst.length) new Uint8Array(dst.buffer, dst.byteOffset + 4 * halfCount, 4 * (dst.length - halfCount)).set(payload.subarray(2 * halfCount));
+      return;
+    }
     // Received payloads may sit at any offset: read 16-bit values through an aligned copy if needed.
     const aligned = payload.byteOffset % 4 === 0 ? payload : payload.slice();
     const h = new Uint16Array(aligned.buffer, aligned.byteOffset, halfCount);
@@ -146,6 +165,41 @@ export class WireCodec {
     if (halfCount < dst.length) {
       new Uint8Array(dst.buffer, dst.byteOffset + 4 * halfCount, 4 * (dst.length - halfCount)).set(aligned.subarray(2 * halfCount));
     }
+  }
+
+  /**
+   * One hop of the compressed ring on elements [r.lo, r.hi): the wire bytes of
+   * op(decode(payload), local), combined in float32 by `reducer` (the decoded value first). With
+   * `finish` (the chunk's owner), the result is first divided by `finish.divideBy` when given, and
+   * `local` receives the value the returned bytes carry; without, `local` is left as it was.
+   * Bit for bit the sequence decode, reducer.combine, reducer.divide, encode (, decode); for bf16
+   * sums under the wasm reducer it runs as one SIMD pass (simd_bf16.ts).
+   */
+  addEncode(payload: Uint8Array, r: Range, local: Float32Array, reducer: Reducer, op: CombineOp, finish?: { readonly divideBy?: number }): Uint8Array {
+    const divideBy = finish?.divideBy;
+    if (this.simd === null || op !== 'sum' || reducer.kind !== 'wasm') {
+      if (this.scratch.length < local.length) this.scratch = new Float32Array(local.length);
+      const sum = this.scratch.subarray(0, local.length);
+      this.decode(payload, r, sum);
+      reducer.combine(sum, local, op);
+      if (divideBy !== undefined) reducer.divide(sum, divideBy);
+      const wire = this.encode(sum, r);
+      if (finish !== undefined) this.decode(wire, r, local);
+      return wire;
+    }
+    const halfCount = this.halfCount(r);
+    const out = new Uint8Array(this.bytes(r));
+    this.simd.addEncode(payload.subarray(0, 2 * halfCount), local.subarray(0, halfCount), out, finish !== undefined, divideBy);
+    if (halfCount < local.length) {
+      // The exact tail, summed as the reducer sums float32.
+      const tail = new Float32Array(local.length - halfCount);
+      new Uint8Array(tail.buffer).set(payload.subarray(2 * halfCount, 2 * halfCount + 4 * tail.length));
+      reducer.combine(tail, local.subarray(halfCount), op);
+      if (divideBy !== undefined) reducer.divide(tail, divideBy);
+      out.set(new Uint8Array(tail.buffer), 2 * halfCount);
+      if (finish !== undefined) local.set(tail, halfCount);
+    }
+    return out;
   }
 }
 
