@@ -17,8 +17,17 @@
  */
 import { CommError } from '../../shared/errors.js';
 import type { Range } from './chunks.js';
-import type { CombineOp, Reducer } from './reduce.js';
 import { bf16Simd, type Bf16Simd } from './simd_bf16.js';
+
+/**
+ * The part of reduce.ts's Reducer a ring hop uses, by shape (importing reduce.ts here would close
+ * the loop reduce.ts → process_group.ts → wire.ts).
+ */
+interface HopReducer {
+  readonly kind: string;
+  combine(dst: Float32Array, src: Float32Array, op: 'sum' | 'max' | 'min'): void;
+  divide(dst: Float32Array, divisor: number): void;
+}
 
 export type WireFormat = 'bf16' | 'fp16';
 export const WIRE_FORMATS: readonly WireFormat[] = ['bf16', 'fp16'];
@@ -175,7 +184,14 @@ export class WireCodec {
    * Bit for bit the sequence decode, reducer.combine, reducer.divide, encode (, decode); for bf16
    * sums under the wasm reducer it runs as one SIMD pass (simd_bf16.ts).
    */
-  addEncode(payload: Uint8Array, r: Range, local: Float32Array, reducer: Reducer, op: CombineOp, finish?: { readonly divideBy?: number }): Uint8Array {
+  addEncode(
+    payload: Uint8Array,
+    r: Range,
+    local: Float32Array,
+    reducer: HopReducer,
+    op: 'sum' | 'max' | 'min',
+    finish?: { readonly divideBy?: number },
+  ): Uint8Array {
     const divideBy = finish?.divideBy;
     if (this.simd === null || op !== 'sum' || reducer.kind !== 'wasm') {
       if (this.scratch.length < local.length) this.scratch = new Float32Array(local.length);
