@@ -20,6 +20,7 @@ for c in none "$FORMAT"; do
   start=$(date +%s)
   npx rosedist --nproc-per-node=2 train_ddp --dataset brown --vocab-size 256 --seq-len 128 \
     --num-steps "$STEPS" --lr 1e-3 --eval-interval 20 --grad-compression "$c" \
+    --checkpoint-interval "$STEPS" --checkpoint-path "$OUT/$c.safetensors" \
     --log-file "$OUT/$c.log" >"$OUT/$c.console" 2>&1 || { echo "brown compression: the $c run failed, see $OUT/$c.console" >&2; exit 1; }
   echo "$c $(( $(date +%s) - start ))" >>"$OUT/seconds"
 done
