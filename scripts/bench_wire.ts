@@ -1,6 +1,6 @@
 /**
- * The compressed ring's per-hop codec work, JavaScript loops against the bf16 SIMD kernels
- * (worker/comm/simd_bf16.ts), and the float32 ring's per-hop reduction as the anchor.
+ * The compressed ring's per-hop codec work, JavaScript loops against the SIMD kernels
+ * (worker/comm/simd_wire.ts), and the float32 ring's per-hop reduction as the anchor.
  *
  *   npm run bench:wire -- [--floats N] [--segment-bytes B] [--repeat R]
  *
@@ -11,7 +11,7 @@
  *   decode   wire bytes → float32 (the all-gather's receive)
  *   hop      decode + add the local float32 + encode (a reduce-scatter hop; fused for SIMD)
  *   hop f32  the float32 ring's hop: reducer.combine (wasm SIMD) of the received and local segments
- * Each kind runs JS then SIMD (fp16: JS only) interleaved, R rounds; the table prints the median
+ * Each kind runs JS then SIMD, bf16 then fp16, interleaved, R rounds; the table prints the median
  * ms per N floats and the rounds' spread (min–max), and the ratio JS / SIMD.
  */
 import { formatError } from '../shared/errors.js';
@@ -83,7 +83,7 @@ function main(): void {
       }),
     );
     for (const format of ['bf16', 'fp16'] as WireFormat[]) {
-      for (const simd of format === 'bf16' ? [false, true] : [false]) {
+      for (const simd of [false, true]) {
         const codec = new WireCodec(format, n, 0, simd);
         const label = `${format} ${simd ? 'SIMD' : 'JS'}`;
         const msgs = segs.map((s) => codec.encode(received.subarray(s.lo, s.hi), s));
@@ -103,7 +103,7 @@ function main(): void {
     '|---|---|---|---|',
   ];
   for (const r of rows) {
-    const simdTwin = r.name.startsWith('bf16 JS') ? rows.find((x) => x.name === r.name.replace('JS', 'SIMD')) : undefined;
+    const simdTwin = /^\w+ JS/.test(r.name) ? rows.find((x) => x.name === r.name.replace('JS', 'SIMD')) : undefined;
     const ratio = simdTwin === undefined ? '' : `${(median(r.samples) / median(simdTwin.samples)).toFixed(1)}×`;
     lines.push(`| ${r.name} | ${fmt(median(r.samples))} | ${fmt(Math.min(...r.samples))}–${fmt(Math.max(...r.samples))} | ${ratio} |`);
   }

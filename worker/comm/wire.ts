@@ -17,7 +17,7 @@
  */
 import { CommError } from '../../shared/errors.js';
 import type { Range } from './chunks.js';
-import { bf16Simd, type Bf16Simd } from './simd_bf16.js';
+import { wireSimd, type Wire16Simd } from './simd_wire.js';
 
 /**
  * The part of reduce.ts's Reducer a ring hop uses, by shape (importing reduce.ts here would close
@@ -107,8 +107,8 @@ export function roundTo(format: WireFormat, x: number): number {
 export class WireCodec {
   /** First element sent at full width. */
   readonly split: number;
-  /** bf16's SIMD kernels (simd_bf16.ts), or null: fp16, no WebAssembly SIMD, or `simd` false. */
-  private readonly simd: Bf16Simd | null;
+  /** The format's SIMD kernels (simd_wire.ts), or null: no WebAssembly SIMD, or `simd` false. */
+  private readonly simd: Wire16Simd | null;
   private scratch = new Float32Array(0);
 
   /** `simd` false keeps every loop in JavaScript (the reference the SIMD kernels are tested and benchmarked against). */
@@ -119,7 +119,7 @@ export class WireCodec {
     simd = true,
   ) {
     this.split = Math.max(0, count - exactTail);
-    this.simd = simd && format === 'bf16' ? bf16Simd() : null;
+    this.simd = simd ? wireSimd(format) : null;
   }
 
   private halfCount(r: Range): number {
@@ -181,8 +181,8 @@ export class WireCodec {
    * op(decode(payload), local), combined in float32 by `reducer` (the decoded value first). With
    * `finish` (the chunk's owner), the result is first divided by `finish.divideBy` when given, and
    * `local` receives the value the returned bytes carry; without, `local` is left as it was.
-   * Bit for bit the sequence decode, reducer.combine, reducer.divide, encode (, decode); for bf16
-   * sums under the wasm reducer it runs as one SIMD pass (simd_bf16.ts).
+   * Bit for bit the sequence decode, reducer.combine, reducer.divide, encode (, decode); for sums
+   * under the wasm reducer it runs as one SIMD pass (simd_wire.ts).
    */
   addEncode(
     payload: Uint8Array,
