@@ -10,6 +10,8 @@
  *         below 2^-25 zero (as PyTorch's .half()).
  * NaN stays NaN (quiet), infinities stay infinite, so a bad gradient is still seen after the sum.
  * Decoding is exact (every 16-bit value is a float32).
+ * The loops below are the reference; where WebAssembly SIMD compiles, encode, decode and the ring
+ * hop's decode + add + encode (addEncode) run as SIMD kernels with the same bits (simd_wire.ts).
  *
  * A codec may keep an exact tail: the buffer's last `exactTail` elements travel as float32 (the
  * step buffer's loss, which must not lose digits). A segment [lo, hi) of the buffer is then
