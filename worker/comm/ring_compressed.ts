@@ -18,6 +18,9 @@
  *
  * Buffer ownership: every message sent is either a fresh encoding or a received message
  * forwarded unchanged, so nothing of the caller's buffer is on the wire when this returns.
+ * Encodings go into the transport's memory where it has some (transport.allocate), handed back
+ * after their send, so that it can reuse it instead of leaving ~2 bytes per element of garbage
+ * per all-reduce to V8's collector.
  */
 import { recvChunk, reduceScatterSteps, allReduceSteps, segmentCount, segmentElemsFor, segmentRange, sendChunk, type Range } from './chunks.js';
 import type { Signature } from './frames.js';
@@ -49,7 +52,9 @@ export async function compressedRing(ctx: RingContext, buf: Float32Array, sig: S
   const last = reduceScatterSteps(n) - 1;
   const first = chunks(sendChunk(ctx.rank, 0, n));
   for (const [j, s] of segmentsOf(ctx, first).entries()) {
-    await ctx.transport.send(header(sig, 0, j), codec.encode(buf.subarray(s.lo, s.hi), s));
+    const out = ctx.transport.allocate?.(codec.bytes(s));
+    await ctx.transport.send(header(sig, 0, j), codec.encode(buf.subarray(s.lo, s.hi), s, out));
+    if (out !== undefined) ctx.transport.release?.(out);
   }
   for (let step = 0; step <= last; step++) {
     const chunk = chunks(recvChunk(ctx.rank, step, n));
@@ -58,10 +63,12 @@ export async function compressedRing(ctx: RingContext, buf: Float32Array, sig: S
       const local = buf.subarray(s.lo, s.hi);
       // Decode, combine in float32, (divide,) encode: one pass for bf16 (wire.ts addEncode).
       const finish = step < last ? undefined : { divideBy: sig.op === 'mean' ? n : undefined };
-      const wire = codec.addEncode(payload, s, local, ctx.reducer, op, finish);
+      const out = step < last || gather ? ctx.transport.allocate?.(codec.bytes(s)) : undefined;
+      const wire = codec.addEncode(payload, s, local, ctx.reducer, op, finish, out);
       ctx.transport.release?.(payload);
       if (step < last) await ctx.transport.send(header(sig, step + 1, j), wire);
       else if (gather) await ctx.transport.send(header(sig, last + 1, j), wire);
+      if (out !== undefined) ctx.transport.release?.(out);
     }
   }
   if (!gather) return;

@@ -134,14 +134,22 @@ export class WireCodec {
     return 2 * half + 4 * (r.hi - r.lo - half);
   }
 
-  /** The wire bytes of `src` (elements [r.lo, r.hi) of the buffer, hi - lo floats), in a new array. */
-  encode(src: Float32Array, r: Range): Uint8Array {
-    const out = new Uint8Array(this.bytes(r));
+  /**
+   * The wire bytes of `src` (elements [r.lo, r.hi) of the buffer, hi - lo floats), in `into`
+   * (bytes(r) long, e.g. the transport's memory) or a new array.
+   */
+  encode(src: Float32Array, r: Range, into?: Uint8Array): Uint8Array {
+    const out = this.outFor(r, into);
     const halfCount = this.halfCount(r);
-    const h = new Uint16Array(out.buffer, 0, halfCount);
     if (this.simd !== null) {
       this.simd.encode(src.subarray(0, halfCount), out);
-    } else if (this.format === 'bf16') {
+      if (halfCount < src.length) out.set(new Uint8Array(src.buffer, src.byteOffset + 4 * halfCount, 4 * (src.length - halfCount)), 2 * halfCount);
+      return out;
+    }
+    // 16-bit stores need an even offset: encode into a copy where `into` has an odd one.
+    const even = out.byteOffset % 2 === 0 ? out : new Uint8Array(out.length);
+    const h = new Uint16Array(even.buffer, even.byteOffset, halfCount);
+    if (this.format === 'bf16') {
       const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
       for (let i = 0; i < halfCount; i++) {
         const u = bits[i] as number;
@@ -151,8 +159,16 @@ export class WireCodec {
       const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
       for (let i = 0; i < halfCount; i++) h[i] = f32BitsToF16(bits[i] as number);
     }
-    if (halfCount < src.length) out.set(new Uint8Array(src.buffer, src.byteOffset + 4 * halfCount, 4 * (src.length - halfCount)), 2 * halfCount);
+    if (halfCount < src.length) even.set(new Uint8Array(src.buffer, src.byteOffset + 4 * halfCount, 4 * (src.length - halfCount)), 2 * halfCount);
+    if (even !== out) out.set(even);
     return out;
+  }
+
+  private outFor(r: Range, into: Uint8Array | undefined): Uint8Array {
+    const bytes = this.bytes(r);
+    if (into === undefined) return new Uint8Array(bytes);
+    if (into.length !== bytes) throw new CommError(`wire encode into ${into.length} bytes, needs ${bytes}`);
+    return into;
   }
 
   /** Decode wire bytes of elements [r.lo, r.hi) into `dst` (hi - lo floats). */
@@ -184,7 +200,8 @@ export class WireCodec {
    * `finish` (the chunk's owner), the result is first divided by `finish.divideBy` when given, and
    * `local` receives the value the returned bytes carry; without, `local` is left as it was.
    * Bit for bit the sequence decode, reducer.combine, reducer.divide, encode (, decode); for sums
-   * under the wasm reducer it runs as one SIMD pass (simd_wire.ts).
+   * under the wasm reducer it runs as one SIMD pass (simd_wire.ts). The bytes go into `into`
+   * (bytes(r) long) when given, else into a new array.
    */
   addEncode(
     payload: Uint8Array,
@@ -193,6 +210,7 @@ export class WireCodec {
     reducer: HopReducer,
     op: 'sum' | 'max' | 'min',
     finish?: { readonly divideBy?: number },
+    into?: Uint8Array,
   ): Uint8Array {
     const divideBy = finish?.divideBy;
     if (this.simd === null || op !== 'sum' || reducer.kind !== 'wasm') {
@@ -201,12 +219,12 @@ export class WireCodec {
       this.decode(payload, r, sum);
       reducer.combine(sum, local, op);
       if (divideBy !== undefined) reducer.divide(sum, divideBy);
-      const wire = this.encode(sum, r);
+      const wire = this.encode(sum, r, into);
       if (finish !== undefined) this.decode(wire, r, local);
       return wire;
     }
     const halfCount = this.halfCount(r);
-    const out = new Uint8Array(this.bytes(r));
+    const out = this.outFor(r, into);
     this.simd.addEncode(payload.subarray(0, 2 * halfCount), local.subarray(0, halfCount), out, finish !== undefined, divideBy);
     if (halfCount < local.length) {
       // The exact tail, summed as the reducer sums float32.

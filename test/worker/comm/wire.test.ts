@@ -212,23 +212,30 @@ function ringReference(format: WireFormat, inputs: Float32Array[], i: number, ow
 }
 
 describe('compressed all-reduce (in-memory ranks)', () => {
-  for (const [format, n, count, algorithm] of [
-    ['bf16', 3, 10_001, 'ring'],
-    ['fp16', 4, 30_001, 'ring'],
-    ['bf16', 3, 101, 'gather'],
+  for (const [format, n, count, algorithm, recycle] of [
+    ['bf16', 3, 10_001, 'ring', false],
+    ['fp16', 4, 30_001, 'ring', false],
+    ['bf16', 3, 101, 'gather', false],
+    // The transport's memory for the encodings, reused (poisoned with NaN) once allowed.
+    ['bf16', 3, 10_001, 'ring', true],
+    ['fp16', 2, 30_001, 'ring', true],
   ] as const) {
-    it(`${format}, ${n} ranks, ${count} floats (${algorithm}): every rank the same bits, rounded where documented, close to the float64 sum`, async () => {
+    it(`${format}, ${n} ranks, ${count} floats (${algorithm}${recycle ? ', sent memory reused' : ''}): every rank the same bits, rounded where documented, close to the float64 sum`, async () => {
       const inputs = Array.from({ length: n }, (_, r) => Float32Array.from(randomBits(count, 11 + r), (b) => ((b % 20001) - 10000) / 7777));
-      const groups = createMemoryGroups(n, { segmentBytes: 4096, collectiveTimeoutMs: 5000 });
+      const groups = createMemoryGroups(n, { segmentBytes: 4096, collectiveTimeoutMs: 5000, recycle, maxDelayMs: recycle ? 2 : 0, seed: n });
       const bufs = inputs.map((x) => x.slice());
       const scattered = inputs.map((x) => x.slice());
+      // A third collective, which runs in memory the first one sent from (reused where recycled).
+      const again = inputs.map((x) => x.slice());
       try {
         await Promise.all(groups.map((g, r) => g.allReduce(bufs[r], 'mean', { format })));
         await Promise.all(groups.map((g, r) => g.reduceScatter(scattered[r], 'mean', { format })));
+        await Promise.all(groups.map((g, r) => g.allReduce(again[r], 'mean', { format })));
       } finally {
         await Promise.all(groups.map((g) => g.close()));
       }
       for (let r = 1; r < n; r++) assert.deepEqual(Buffer.from(bufs[r].buffer), Buffer.from(bufs[0].buffer), `rank ${r} differs from rank 0`);
+      for (let r = 0; r < n; r++) assert.deepEqual(Buffer.from(again[r].buffer), Buffer.from(bufs[0].buffer), `rank ${r}'s second all-reduce differs`);
       assert.equal(groups[0].allReduceAlgorithm(count * 4), algorithm);
       const tol = format === 'bf16' ? 2 ** -6 : 2 ** -9;
       for (let i = 0; i < count; i++) {
