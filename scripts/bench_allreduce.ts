@@ -60,6 +60,7 @@ import { initProcessGroup, type AllReduceAlgorithm, type DataTransportKind } fro
 import { createTopologyGroup, type AllReduceTopology } from '../worker/comm/hierarchical.js';
 import { createReducer } from '../worker/comm/reduce.js';
 import { WIRE_FORMATS, type Compression, type WireFormat } from '../worker/comm/wire.js';
+import { netnsAddress, onHost } from './netns_hosts.js';
 
 interface Row {
   bytes: number;
@@ -209,19 +210,6 @@ async function run(cmd: string, args: string[], env: Readonly<Record<string, str
   if (r.code !== 0) throw new Error(`${cmd} exited with ${r.code ?? r.signal}: ${lastLines(r.stderr, 5)}`);
   return r.stdout;
 }
-
-/** A namespace host's address, from the /etc/hosts netns-cluster.sh writes for it. */
-function netnsAddress(ns: string): string {
-  const line = readFileSync(`/etc/netns/${ns}/hosts`, 'utf8')
-    .split('\n')
-    .find((l) => l.trim().split(/\s+/)[1] === ns);
-  if (line === undefined) throw new Error(`no address of ${ns} in /etc/netns/${ns}/hosts: is the namespace cluster up?`);
-  return line.trim().split(/\s+/)[0] as string;
-}
-
-/** `cmd args` on namespace host `ns`, or here when undefined. */
-const onHost = (ns: string | undefined, cmd: string, args: string[]): [string, string[]] =>
-  ns === undefined ? [cmd, args] : ['ip', ['netns', 'exec', ns, cmd, ...args]];
 
 async function runOurs(
   nproc: number,

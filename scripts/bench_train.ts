@@ -3,6 +3,7 @@
  *
  *   npm run bench:train -- --nproc 1,2 [training options] [--steps S] [--warmup W] [--json FILE]
  *                          [--repeat R] [--no-torch] [--keep] [--compare-overlap | --alternate-overlap]
+ *                          [--netns n1,n2 [--nnodes 1,2]]
  *
  * For each world size N in --nproc, ours runs as `rosedist --nproc-per-node N train_ddp [options]`
  * with its log, checkpoint and a `--profile` trace in a temporary directory (logs/ is not touched)
@@ -33,7 +34,15 @@
  * ddp_overlap.ts), and the trace compares the two kinds of step within the run, under the same
  * load: median step time of each (a step's time: its slowest rank), ratio, and the A/B overlap
  * from their all-reduce phases. On a busy machine this is the steadier comparison.
+ *
+ * --netns n1,n2 runs across hosts made of network namespaces (../shared/cluster/netns-cluster.sh;
+ * root): --nproc K (one value) workers per host, on the first H hosts for each H in --nnodes
+ * (default 1 and all of them). Ours: one launcher per host (`--nnodes H --node-rank r
+ * --master-addr <first host> --secret-file`, a fresh secret); PyTorch: torch.distributed.run on
+ * each host (GLOO_SOCKET_IFNAME eth0), as torchrun.sh starts it. H = 1 runs inside the first host.
+ * The scaling line then reads tps(2 hosts) / (2 · tps(1 host)).
  */
+import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -45,12 +54,15 @@ import { lastLines, runProcess } from '../shared/subprocess.js';
 import { parseTrainConfig, type TrainConfig } from '../worker/config.js';
 import type { MergedTrace } from '../worker/observe/profiler.js';
 import { summariseTrace, type OverlapSummary, type TraceSummary } from './train_trace.js';
+import { netnsAddress, netnsPort, onHost } from './netns_hosts.js';
 
 type Impl = 'rosedist' | 'rosedist --no-overlap' | 'pytorch';
 
 interface Row {
   impl: Impl;
   world_size: number;
+  /** Hosts the run spanned (1 on loopback). */
+  hosts: number;
   tokens_per_s: number;
   tokens_per_s_per_worker: number;
   /** null: PyTorch's anchor does not time its all-reduce apart. */
@@ -81,6 +93,10 @@ interface BenchArgs {
   repeat: number;
   compareOverlap: boolean;
   alternateOverlap: boolean;
+  /** --netns: the namespace hosts; --nproc is then per host. */
+  hosts: string[] | undefined;
+  /** --nnodes: how many of `hosts` each configuration uses. */
+  nnodes: number[];
   /** Everything else: train_ddp's own options, passed on as given. */
   trainArgs: string[];
 }
@@ -89,11 +105,12 @@ interface BenchArgs {
 const CONTROLLED = ['num-steps', 'eval-interval', 'checkpoint-interval', 'checkpoint-path', 'log-file', 'profile', 'resume'];
 /** Set by --compare-overlap on each run. */
 const OVERLAP_FLAGS = ['overlap', 'no-overlap'];
-const ANCHORS = packagePath('../shared/anchors');
+/** The anchors beside the checkout, or $ROSEDIST_ANCHORS (as scripts/links_bench.sh sets it). */
+const ANCHORS = process.env.ROSEDIST_ANCHORS || packagePath('../shared/anchors');
 /** torchrun.sh execs this interpreter (Debian's python3-torch lives there). */
 const ANCHOR_PYTHON = '/usr/bin/python3';
 const USAGE =
-  'npm run bench:train -- --nproc 1,2 [training options] [--steps S] [--warmup W] [--repeat R] [--json FILE] [--no-torch] [--keep] [--compare-overlap]';
+  'npm run bench:train -- --nproc 1,2 [training options] [--steps S] [--warmup W] [--repeat R] [--json FILE] [--no-torch] [--keep] [--compare-overlap] [--netns n1,n2 [--nnodes 1,2]]';
 
 function parseArgs(argv: readonly string[]): BenchArgs {
   const out: BenchArgs = {
@@ -106,6 +123,8 @@ function parseArgs(argv: readonly string[]): BenchArgs {
     repeat: 1,
     compareOverlap: false,
     alternateOverlap: false,
+    hosts: undefined,
+    nnodes: [],
     trainArgs: [],
   };
   const int = (flag: string, text: string | undefined, min: number): number => {
@@ -121,6 +140,8 @@ function parseArgs(argv: readonly string[]): BenchArgs {
     else if (flag === 'warmup') out.warmup = int('warmup', value(), 0);
     else if (flag === 'repeat') out.repeat = int('repeat', value(), 1);
     else if (flag === 'json') out.json = value();
+    else if (flag === 'netns') out.hosts = (value() ?? '').split(',').map((h) => h.trim());
+    else if (flag === 'nnodes') out.nnodes = (value() ?? '').split(',').map((s) => int('nnodes', s.trim(), 1));
     else if (flag === 'no-torch') out.torch = false;
     else if (flag === 'keep') out.keep = true;
     else if (flag === 'compare-overlap') out.compareOverlap = true;
@@ -136,6 +157,17 @@ function parseArgs(argv: readonly string[]): BenchArgs {
   if (out.compareOverlap && out.alternateOverlap)
     throw new ConfigError('--compare-overlap and --alternate-overlap are two ways of one comparison', 'pass one of them');
   if (out.alternateOverlap && overlapFlag !== undefined) throw new ConfigError(`${overlapFlag} contradicts --alternate-overlap`, 'leave it out');
+  if (out.hosts === undefined) {
+    if (out.nnodes.length > 0) throw new ConfigError('--nnodes needs --netns', USAGE);
+    out.nnodes = [1];
+  } else {
+    if (out.hosts.length < 2 || out.hosts.some((h) => !/^[\w-]+$/.test(h)))
+      throw new ConfigError(`--netns ${out.hosts.join(',')} must name 2 or more namespace hosts`, 'e.g. --netns n1,n2');
+    if (out.nprocs.length !== 1) throw new ConfigError('with --netns, --nproc takes one value (workers per host)', USAGE);
+    if (out.nnodes.length === 0) out.nnodes = [1, out.hosts.length];
+    const over = out.nnodes.find((h) => h > out.hosts!.length);
+    if (over !== undefined) throw new ConfigError(`--nnodes ${over} is more than the ${out.hosts.length} hosts of --netns`, USAGE);
+  }
   return out;
 }
 
@@ -166,45 +198,69 @@ function modelConfig(cfg: TrainConfig, steps: number, warmup: number): Record<st
   };
 }
 
-async function runOurs(n: number, a: BenchArgs, cfg: TrainConfig, dir: string, impl: Impl = 'rosedist'): Promise<Row> {
+/**
+ * Ours on `nodes` hosts (the first of --netns; loopback when not given): one launcher per host,
+ * n workers each. Returns the row with world_size n · nodes.
+ */
+async function runOurs(n: number, a: BenchArgs, cfg: TrainConfig, dir: string, impl: Impl = 'rosedist', nodes = 1): Promise<Row> {
   const trace = join(dir, 'trace.json');
   const past = String(a.steps + 1);
-  await run(
-    process.execPath,
-    [
-      packagePath('bin/rosedist.mjs'),
-      '--nproc-per-node',
-      String(n),
-      '--log-dir',
-      join(dir, 'launcher'),
-      'train_ddp',
-      ...a.trainArgs,
-      ...(a.compareOverlap ? [impl === 'rosedist' ? '--overlap' : '--no-overlap'] : a.alternateOverlap ? ['--overlap'] : []),
-      '--num-steps',
-      String(a.steps),
-      '--eval-interval',
-      past,
-      '--checkpoint-interval',
-      past,
-      '--checkpoint-path',
-      join(dir, 'ckpt.safetensors'),
-      '--log-file',
-      join(dir, 'train_ddp.log'),
-      '--profile',
-      trace,
-    ],
-    a.alternateOverlap ? { ROSEDIST_BENCH_ALTERNATE_OVERLAP: '1' } : {},
-  );
+  const hosts = a.hosts?.slice(0, nodes);
+  const secret = join(dir, 'secret');
+  writeFileSync(secret, randomBytes(32).toString('hex'), { mode: 0o600 });
+  const port = netnsPort();
+  const multi = (nodeRank: number): string[] =>
+    nodes > 1
+      ? [
+          '--nnodes',
+          String(nodes),
+          '--node-rank',
+          String(nodeRank),
+          '--master-addr',
+          netnsAddress(hosts![0]),
+          '--master-port',
+          String(port),
+          '--secret-file',
+          secret,
+        ]
+      : [];
+  const launcher = (nodeRank: number): string[] => [
+    packagePath('bin/rosedist.mjs'),
+    ...multi(nodeRank),
+    '--nproc-per-node',
+    String(n),
+    '--log-dir',
+    join(dir, `launcher-${nodeRank}`),
+    'train_ddp',
+    ...a.trainArgs,
+    ...(a.compareOverlap ? [impl === 'rosedist' ? '--overlap' : '--no-overlap'] : a.alternateOverlap ? ['--overlap'] : []),
+    '--num-steps',
+    String(a.steps),
+    '--eval-interval',
+    past,
+    '--checkpoint-interval',
+    past,
+    '--checkpoint-path',
+    join(dir, 'ckpt.safetensors'),
+    '--log-file',
+    join(dir, 'train_ddp.log'),
+    '--profile',
+    trace,
+  ];
+  const env: Record<string, string> = a.alternateOverlap ? { ROSEDIST_BENCH_ALTERNATE_OVERLAP: '1' } : {};
+  await Promise.all((hosts ?? [undefined]).map((ns, r) => run(...onHost(ns, process.execPath, launcher(r)), env)));
   const s = summariseTrace(JSON.parse(readFileSync(trace, 'utf8')) as MergedTrace, a.warmup);
   // The backend rank 0 ran on, from its log header ("rank 0: backend wasm, device …").
   const backend = /rank 0: backend (\w+)/.exec(readFileSync(join(dir, 'train_ddp.log'), 'utf8'))?.[1] ?? cfg.backend;
-  if (s.worldSize !== n) throw new RosedistError(`the trace holds ${s.worldSize} rank(s), expected ${n}`);
-  const tps = (cfg.batchSize * cfg.seqLen * cfg.gradAccumSteps * n * s.timedSteps) / s.trainSeconds;
+  const world = n * nodes;
+  if (s.worldSize !== world) throw new RosedistError(`the trace holds ${s.worldSize} rank(s), expected ${world}`);
+  const tps = (cfg.batchSize * cfg.seqLen * cfg.gradAccumSteps * world * s.timedSteps) / s.trainSeconds;
   return {
     impl,
-    world_size: n,
+    world_size: world,
+    hosts: nodes,
     tokens_per_s: tps,
-    tokens_per_s_per_worker: tps / n,
+    tokens_per_s_per_worker: tps / world,
     allreduce_share: s.allreduceShare,
     allreduce_split_ms: s.allreduceSplitMs,
     peak_rss_mb: Math.max(...s.peakRssMb),
@@ -236,7 +292,7 @@ def _peak():
 atexit.register(_peak)
 `;
 
-async function runTorch(n: number, a: BenchArgs, cfg: TrainConfig, dir: string): Promise<Row> {
+async function runTorch(n: number, a: BenchArgs, cfg: TrainConfig, dir: string, nodes = 1): Promise<Row> {
   const json = join(dir, 'torch.json');
   const hook = join(dir, 'pyhook');
   const rss = join(dir, 'rss');
@@ -249,21 +305,38 @@ async function runTorch(n: number, a: BenchArgs, cfg: TrainConfig, dir: string):
     (k) => [`--${k.replaceAll('_', '-')}`, String(c[k])],
   );
   const args = [...flags, '--dataset', dataset, '--num-steps', String(a.steps), '--eval-interval', String(a.steps + 1), '--threads', '1', '--json', json];
-  const port = await freePort('127.0.0.1');
-  await run('sh', [join(ANCHORS, 'torchrun.sh'), String(n), join(ANCHORS, 'torch_ddp_ref.py'), ...args], {
-    MASTER_PORT: String(port),
-    PYTHONPATH: [hook, process.env.PYTHONPATH].filter(Boolean).join(':'),
-    ROSEDIST_BENCH_RSS_DIR: rss,
-  });
+  const env = { PYTHONPATH: [hook, process.env.PYTHONPATH].filter(Boolean).join(':'), ROSEDIST_BENCH_RSS_DIR: rss };
+  const hosts = a.hosts?.slice(0, nodes);
+  if (hosts === undefined || nodes === 1) {
+    const port = hosts === undefined ? await freePort('127.0.0.1') : netnsPort();
+    await run(...onHost(hosts?.[0], 'sh', [join(ANCHORS, 'torchrun.sh'), String(n), join(ANCHORS, 'torch_ddp_ref.py'), ...args]), {
+      ...env,
+      MASTER_PORT: String(port),
+    });
+  } else {
+    // torchrun.sh is for one host; across hosts, torch.distributed.run on each, as torchrun.sh starts it.
+    const port = netnsPort();
+    const master = netnsAddress(hosts[0] as string);
+    await Promise.all(
+      hosts.map((ns, nodeRank) => {
+        const dist = ['-m', 'torch.distributed.run', '--redirects', '1', '--tee', '1', '--log_dir', join(dir, `logs-${ns}`)];
+        const where = [`--nnodes=${nodes}`, `--node_rank=${nodeRank}`, `--nproc_per_node=${n}`, `--master_addr=${master}`, `--master_port=${port}`];
+        return run(...onHost(ns, ANCHOR_PYTHON, [...dist, ...where, join(ANCHORS, 'torch_ddp_ref.py'), ...args]), { ...env, GLOO_SOCKET_IFNAME: 'eth0' });
+      }),
+    );
+  }
   const result = JSON.parse(readFileSync(json, 'utf8')) as { world_size: number; tokens_per_s: number; torch: string };
   const peaks = readdirSync(rss).map((f) => Number(readFileSync(join(rss, f), 'utf8')));
+  if (result.world_size !== n * nodes) throw new RosedistError(`PyTorch ran ${result.world_size} rank(s), expected ${n * nodes}`);
   return {
     impl: 'pytorch',
     world_size: result.world_size,
+    hosts: nodes,
     tokens_per_s: result.tokens_per_s,
     tokens_per_s_per_worker: result.tokens_per_s / result.world_size,
     allreduce_share: null,
-    peak_rss_mb: peaks.length === n ? Math.max(...peaks) : null,
+    // Each host's workers write rank files into the one shared temporary directory.
+    peak_rss_mb: peaks.length === n * nodes ? Math.max(...peaks) : null,
     config: { ...c, warmup: 0, backend: `torch ${result.torch} gloo` },
   };
 }
@@ -286,11 +359,14 @@ function medianRows(runs: readonly Row[]): Row[] {
 const fmt = (x: number | null, digits = 0): string =>
   x === null ? '—' : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
-function report(rows: readonly Row[], nprocs: readonly number[]): Record<string, unknown> {
-  const lines = ['| impl | world_size | tokens/s total | tokens/s per worker | all-reduce share | peak RSS MiB (max worker) |', '|---|---|---|---|---|---|'];
+function report(rows: readonly Row[], nprocs: readonly number[], acrossHosts = false): Record<string, unknown> {
+  const lines = [
+    '| impl | hosts | world_size | tokens/s total | tokens/s per worker | all-reduce share | peak RSS MiB (max worker) |',
+    '|---|---|---|---|---|---|---|',
+  ];
   for (const r of rows) {
     lines.push(
-      `| ${r.impl} | ${r.world_size} | ${fmt(r.tokens_per_s)} | ${fmt(r.tokens_per_s_per_worker)} | ${r.allreduce_share === null ? '—' : `${(r.allreduce_share * 100).toFixed(1)}%`} | ${fmt(r.peak_rss_mb)} |`,
+      `| ${r.impl} | ${r.hosts} | ${r.world_size} | ${fmt(r.tokens_per_s)} | ${fmt(r.tokens_per_s_per_worker)} | ${r.allreduce_share === null ? '—' : `${(r.allreduce_share * 100).toFixed(1)}%`} | ${fmt(r.peak_rss_mb)} |`,
     );
   }
   const find = (impl: Impl, n: number) => rows.find((r) => r.impl === impl && r.world_size === n);
@@ -309,14 +385,15 @@ function report(rows: readonly Row[], nprocs: readonly number[]): Record<string,
       ...ratios.map((q) => `| world ${q.world_size} | ${fmt(q.tokens_per_s, 2)} | ${fmt(q.peak_rss_mb, 2)} |`),
     );
   const scaling: Record<string, number> = {};
+  const onHosts = (impl: Impl, h: number) => rows.find((r) => r.impl === impl && r.hosts === h);
   for (const impl of ['rosedist', 'pytorch'] as const) {
-    const [one, two] = [find(impl, 1), find(impl, 2)];
+    const [one, two] = acrossHosts ? [onHosts(impl, 1), onHosts(impl, 2)] : [find(impl, 1), find(impl, 2)];
     if (one && two) scaling[impl] = two.tokens_per_s / (2 * one.tokens_per_s);
   }
   if (Object.keys(scaling).length > 0)
     lines.push(
       '',
-      `scaling efficiency 2 vs 1, tps(2)/(2·tps(1)): ${Object.entries(scaling)
+      `scaling efficiency ${acrossHosts ? '2 vs 1 hosts, tps(2 hosts)/(2·tps(1 host))' : '2 vs 1, tps(2)/(2·tps(1))'}: ${Object.entries(scaling)
         .map(([k, v]) => `${k} ${v.toFixed(2)}`)
         .join(', ')}`,
     );
@@ -381,25 +458,28 @@ async function main(): Promise<void> {
   try {
     // Rounds interleave ours and PyTorch, so that a burst of load on the shared machine hits both.
     for (let round = 1; round <= a.repeat; round++) {
-      for (const n of a.nprocs) {
-        const dir = (label: string): string => mkdtempSync(join(root, `${label}-${n}-`));
-        if (a.compareOverlap && n > 1) {
-          // Alternate which goes first, so that neither always follows the other.
-          const order: Impl[] = round % 2 === 1 ? ['rosedist', 'rosedist --no-overlap'] : ['rosedist --no-overlap', 'rosedist'];
-          for (const impl of order) {
-            console.error(`round ${round}/${a.repeat}: ${impl}, ${n} worker(s), ${a.steps} steps …`);
-            runs.push(await runOurs(n, a, cfg, dir(impl === 'rosedist' ? 'ours' : 'ours-no-overlap'), impl));
+      for (const nodes of a.nnodes) {
+        for (const n of a.nprocs) {
+          const dir = (label: string): string => mkdtempSync(join(root, `${label}-${nodes}x${n}-`));
+          const what = a.hosts === undefined ? `${n} worker(s)` : `${nodes} host(s) × ${n} worker(s)`;
+          if (a.compareOverlap && n * nodes > 1) {
+            // Alternate which goes first, so that neither always follows the other.
+            const order: Impl[] = round % 2 === 1 ? ['rosedist', 'rosedist --no-overlap'] : ['rosedist --no-overlap', 'rosedist'];
+            for (const impl of order) {
+              console.error(`round ${round}/${a.repeat}: ${impl}, ${what}, ${a.steps} steps …`);
+              runs.push(await runOurs(n, a, cfg, dir(impl === 'rosedist' ? 'ours' : 'ours-no-overlap'), impl, nodes));
+            }
+          } else {
+            console.error(`round ${round}/${a.repeat}: rosedist, ${what}, ${a.steps} steps …`);
+            runs.push(await runOurs(n, a, cfg, dir('ours'), 'rosedist', nodes));
           }
-        } else {
-          console.error(`round ${round}/${a.repeat}: rosedist, ${n} worker(s), ${a.steps} steps …`);
-          runs.push(await runOurs(n, a, cfg, dir('ours')));
-        }
-        if (missing !== undefined) continue;
-        console.error(`round ${round}/${a.repeat}: pytorch, ${n} worker(s), ${a.steps} steps …`);
-        try {
-          runs.push(await runTorch(n, a, cfg, dir('torch')));
-        } catch (e) {
-          console.log(`PyTorch with ${n} worker(s) failed, left out: ${formatError(e)}`);
+          if (missing !== undefined) continue;
+          console.error(`round ${round}/${a.repeat}: pytorch, ${what}, ${a.steps} steps …`);
+          try {
+            runs.push(await runTorch(n, a, cfg, dir('torch'), nodes));
+          } catch (e) {
+            console.log(`PyTorch with ${what} failed, left out: ${formatError(e)}`);
+          }
         }
       }
     }
@@ -412,7 +492,8 @@ async function main(): Promise<void> {
   );
   const rows = medianRows(runs);
   if (a.repeat > 1) console.log(`each row: the round with the median tokens/s of ${a.repeat} (all rounds in tokens_per_s_rounds)`);
-  const result = report(rows, a.nprocs);
+  const worlds = [...new Set(a.nnodes.flatMap((h) => a.nprocs.map((n) => h * n)))];
+  const result = report(rows, worlds, a.hosts !== undefined);
   const ours = rows.filter((r) => r.impl === 'rosedist');
   const single = a.nprocs.length === 1 ? { world_size: ours[0].world_size, tokens_per_s: ours[0].tokens_per_s, peak_rss_mb: ours[0].peak_rss_mb } : {};
   if (a.json !== undefined) writeFileSync(a.json, `${JSON.stringify({ ...single, ...result }, null, 1)}\n`);

@@ -70,6 +70,20 @@ describe('bench:train', () => {
     assert.equal(r.code, 2);
     assert.equal(r.stderr.trim(), 'bench:train: --num-steps is set by the benchmark (leave it out (use --steps for the step count))');
   });
+
+  it('--netns and --nnodes that do not fit together are refused in one line each, exit 2, before anything runs', async () => {
+    for (const [args, line] of [
+      [['--nnodes', '2'], /^bench:train: --nnodes needs --netns/],
+      [['--netns', 'n1'], /^bench:train: --netns n1 must name 2 or more namespace hosts \(e\.g\. --netns n1,n2\)$/],
+      [['--netns', 'n1,n2', '--nproc', '1,2'], /^bench:train: with --netns, --nproc takes one value \(workers per host\)/],
+      [['--netns', 'n1,n2', '--nnodes', '1,3'], /^bench:train: --nnodes 3 is more than the 2 hosts of --netns/],
+    ] as const) {
+      const r = await bench(['--no-torch', ...args, ...TINY]);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr.trim(), line);
+    }
+  });
 });
 
 describe('summariseTrace', () => {

@@ -12,7 +12,7 @@
  */
 
 /** Unsigned LEB128. */
-function uleb(n: number): number[] {
+export function uleb(n: number): number[] {
   const out: number[] = [];
   do {
     let byte = n & 0x7f;
@@ -24,7 +24,7 @@ function uleb(n: number): number[] {
 }
 
 /** Signed LEB128 (for i32.const). */
-function sleb(n: number): number[] {
+export function sleb(n: number): number[] {
   const out: number[] = [];
   for (;;) {
     const byte = n & 0x7f;
@@ -37,7 +37,7 @@ function sleb(n: number): number[] {
   }
 }
 
-const OP = {
+export const OP = {
   block: 0x02,
   loop: 0x03,
   end: 0x0b,
@@ -56,9 +56,9 @@ const OP = {
   f32DemoteF64: 0xb6,
   simd: 0xfd,
 } as const;
-const VOID = 0x40;
-const I32 = 0x7f;
-const F64 = 0x7c;
+export const VOID = 0x40;
+export const I32 = 0x7f;
+export const F64 = 0x7c;
 
 /** SIMD sub-opcodes (after 0xfd) and scalar opcodes per element type. */
 interface Lane {
@@ -86,16 +86,16 @@ const F64L: Lane = {
   scalar: { add: 0xa0, div: 0xa3, min: 0xa4, max: 0xa5 },
 };
 
-const memarg = (align: number): number[] => [align, 0];
-const get = (i: number): number[] => [OP.localGet, i];
-const set = (i: number): number[] => [OP.localSet, i];
-const addr = (base: number, i: number): number[] => [...get(base), ...get(i), OP.i32Add];
+export const memarg = (align: number): number[] => [align, 0];
+export const get = (i: number): number[] => [OP.localGet, i];
+export const set = (i: number): number[] => [OP.localSet, i];
+export const addr = (base: number, i: number): number[] => [...get(base), ...get(i), OP.i32Add];
 
 /**
  * `for (i = 0; i < end; i += step) body` with the loop variable in local `i`;
  * `end` in local `endLocal`. Leaves `i` at the first index not processed.
  */
-function forLoop(i: number, endLocal: number, step: number, body: number[]): number[] {
+export function forLoop(i: number, endLocal: number, step: number, body: number[]): number[] {
   return [
     OP.block,
     VOID,
@@ -163,13 +163,13 @@ function divBody(lane: Lane): number[] {
   return [...get(2), OP.i32Const, ...sleb(-16), OP.i32And, ...set(5), ...forLoop(4, 5, 16, vec), ...forLoop(4, 2, lane.size, scalar), OP.end];
 }
 
-function section(id: number, payload: number[]): number[] {
+export function section(id: number, payload: number[]): number[] {
   return [id, ...uleb(payload.length), ...payload];
 }
-function vector(items: number[][]): number[] {
+export function vector(items: number[][]): number[] {
   return [...uleb(items.length), ...items.flat()];
 }
-function name(s: string): number[] {
+export function name(s: string): number[] {
   const bytes = [...new TextEncoder().encode(s)];
   return [...uleb(bytes.length), ...bytes];
 }

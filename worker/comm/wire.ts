@@ -10,6 +10,8 @@
  *         below 2^-25 zero (as PyTorch's .half()).
  * NaN stays NaN (quiet), infinities stay infinite, so a bad gradient is still seen after the sum.
  * Decoding is exact (every 16-bit value is a float32).
+ * The loops below are the reference; where WebAssembly SIMD compiles, encode, decode and the ring
+ * hop's decode + add + encode (addEncode) run as SIMD kernels with the same bits (simd_wire.ts).
  *
  * A codec may keep an exact tail: the buffer's last `exactTail` elements travel as float32 (the
  * step buffer's loss, which must not lose digits). A segment [lo, hi) of the buffer is then
@@ -17,6 +19,17 @@
  */
 import { CommError } from '../../shared/errors.js';
 import type { Range } from './chunks.js';
+import { wireSimd, type Wire16Simd } from './simd_wire.js';
+
+/**
+ * The part of reduce.ts's Reducer a ring hop uses, by shape (importing reduce.ts here would close
+ * the loop reduce.ts → process_group.ts → wire.ts).
+ */
+interface HopReducer {
+  readonly kind: string;
+  combine(dst: Float32Array, src: Float32Array, op: 'sum' | 'max' | 'min'): void;
+  divide(dst: Float32Array, divisor: number): void;
+}
 
 export type WireFormat = 'bf16' | 'fp16';
 export const WIRE_FORMATS: readonly WireFormat[] = ['bf16', 'fp16'];
@@ -96,13 +109,23 @@ export function roundTo(format: WireFormat, x: number): number {
 export class WireCodec {
   /** First element sent at full width. */
   readonly split: number;
+  /** The format's SIMD kernels (simd_wire.ts), or null: no WebAssembly SIMD, or `simd` false. */
+  private readonly simd: Wire16Simd | null;
+  private scratch = new Float32Array(0);
 
+  /** `simd` false keeps every loop in JavaScript (the reference the SIMD kernels are tested and benchmarked against). */
   constructor(
     readonly format: WireFormat,
     readonly count: number,
     exactTail = 0,
+    simd = true,
   ) {
     this.split = Math.max(0, count - exactTail);
+    this.simd = simd ? wireSimd(format) : null;
+  }
+
+  private halfCount(r: Range): number {
+    return Math.max(0, Math.min(r.hi, this.split) - r.lo);
   }
 
   /** Bytes on the wire for elements [lo, hi). */
@@ -111,11 +134,21 @@ export class WireCodec {
     return 2 * half + 4 * (r.hi - r.lo - half);
   }
 
-  /** The wire bytes of `src` (elements [r.lo, r.hi) of the buffer, hi - lo floats), in a new array. */
-  encode(src: Float32Array, r: Range): Uint8Array {
-    const out = new Uint8Array(this.bytes(r));
-    const halfCount = Math.max(0, Math.min(r.hi, this.split) - r.lo);
-    const h = new Uint16Array(out.buffer, 0, halfCount);
+  /**
+   * The wire bytes of `src` (elements [r.lo, r.hi) of the buffer, hi - lo floats), in `into`
+   * (bytes(r) long, e.g. the transport's memory) or a new array.
+   */
+  encode(src: Float32Array, r: Range, into?: Uint8Array): Uint8Array {
+    const out = this.outFor(r, into);
+    const halfCount = this.halfCount(r);
+    if (this.simd !== null) {
+      this.simd.encode(src.subarray(0, halfCount), out);
+      if (halfCount < src.length) out.set(new Uint8Array(src.buffer, src.byteOffset + 4 * halfCount, 4 * (src.length - halfCount)), 2 * halfCount);
+      return out;
+    }
+    // 16-bit stores need an even offset: encode into a copy where `into` has an odd one.
+    const even = out.byteOffset % 2 === 0 ? out : new Uint8Array(out.length);
+    const h = new Uint16Array(even.buffer, even.byteOffset, halfCount);
     if (this.format === 'bf16') {
       const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
       for (let i = 0; i < halfCount; i++) {
@@ -126,13 +159,26 @@ export class WireCodec {
       const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
       for (let i = 0; i < halfCount; i++) h[i] = f32BitsToF16(bits[i] as number);
     }
-    if (halfCount < src.length) out.set(new Uint8Array(src.buffer, src.byteOffset + 4 * halfCount, 4 * (src.length - halfCount)), 2 * halfCount);
+    if (halfCount < src.length) even.set(new Uint8Array(src.buffer, src.byteOffset + 4 * halfCount, 4 * (src.length - halfCount)), 2 * halfCount);
+    if (even !== out) out.set(even);
     return out;
+  }
+
+  private outFor(r: Range, into: Uint8Array | undefined): Uint8Array {
+    const bytes = this.bytes(r);
+    if (into === undefined) return new Uint8Array(bytes);
+    if (into.length !== bytes) throw new CommError(`wire encode into ${into.length} bytes, needs ${bytes}`);
+    return into;
   }
 
   /** Decode wire bytes of elements [r.lo, r.hi) into `dst` (hi - lo floats). */
   decode(payload: Uint8Array, r: Range, dst: Float32Array): void {
-    const halfCount = Math.max(0, Math.min(r.hi, this.split) - r.lo);
+    const halfCount = this.halfCount(r);
+    if (this.simd !== null) {
+      this.simd.decode(payload.subarray(0, 2 * halfCount), dst.subarray(0, halfCount));
+      if (halfCount < dst.length) new Uint8Array(dst.buffer, dst.byteOffset + 4 * halfCount, 4 * (dst.length - halfCount)).set(payload.subarray(2 * halfCount));
+      return;
+    }
     // Received payloads may sit at any offset: read 16-bit values through an aligned copy if needed.
     const aligned = payload.byteOffset % 4 === 0 ? payload : payload.slice();
     const h = new Uint16Array(aligned.buffer, aligned.byteOffset, halfCount);
@@ -146,6 +192,50 @@ export class WireCodec {
     if (halfCount < dst.length) {
       new Uint8Array(dst.buffer, dst.byteOffset + 4 * halfCount, 4 * (dst.length - halfCount)).set(aligned.subarray(2 * halfCount));
     }
+  }
+
+  /**
+   * One hop of the compressed ring on elements [r.lo, r.hi): the wire bytes of
+   * op(decode(payload), local), combined in float32 by `reducer` (the decoded value first). With
+   * `finish` (the chunk's owner), the result is first divided by `finish.divideBy` when given, and
+   * `local` receives the value the returned bytes carry; without, `local` is left as it was.
+   * Bit for bit the sequence decode, reducer.combine, reducer.divide, encode (, decode); for sums
+   * under the wasm reducer it runs as one SIMD pass (simd_wire.ts). The bytes go into `into`
+   * (bytes(r) long) when given, else into a new array.
+   */
+  addEncode(
+    payload: Uint8Array,
+    r: Range,
+    local: Float32Array,
+    reducer: HopReducer,
+    op: 'sum' | 'max' | 'min',
+    finish?: { readonly divideBy?: number },
+    into?: Uint8Array,
+  ): Uint8Array {
+    const divideBy = finish?.divideBy;
+    if (this.simd === null || op !== 'sum' || reducer.kind !== 'wasm') {
+      if (this.scratch.length < local.length) this.scratch = new Float32Array(local.length);
+      const sum = this.scratch.subarray(0, local.length);
+      this.decode(payload, r, sum);
+      reducer.combine(sum, local, op);
+      if (divideBy !== undefined) reducer.divide(sum, divideBy);
+      const wire = this.encode(sum, r, into);
+      if (finish !== undefined) this.decode(wire, r, local);
+      return wire;
+    }
+    const halfCount = this.halfCount(r);
+    const out = this.outFor(r, into);
+    this.simd.addEncode(payload.subarray(0, 2 * halfCount), local.subarray(0, halfCount), out, finish !== undefined, divideBy);
+    if (halfCount < local.length) {
+      // The exact tail, summed as the reducer sums float32.
+      const tail = new Float32Array(local.length - halfCount);
+      new Uint8Array(tail.buffer).set(payload.subarray(2 * halfCount, 2 * halfCount + 4 * tail.length));
+      reducer.combine(tail, local.subarray(halfCount), op);
+      if (divideBy !== undefined) reducer.divide(tail, divideBy);
+      out.set(new Uint8Array(tail.buffer), 2 * halfCount);
+      if (finish !== undefined) local.set(tail, halfCount);
+    }
+    return out;
   }
 }
 
