@@ -1,6 +1,6 @@
 /**
  * What the training loop does differently under tensor parallelism (--tensor-parallel-size > 1),
- * kept here so that trainer.ts only branches on it:
+ * kept here so that the loop (trainer.ts, train_start.ts, train_step.ts) only branches on it:
  *   - start: every rank's shards are put together into the whole model (all-gather over its TP
  *     group), rank 0 of the world overwrites them from the checkpoint on --resume, the whole
  *     model is broadcast from rank 0 and checked identical on every rank (ddp.ts syncParams: the

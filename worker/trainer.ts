@@ -1,27 +1,20 @@
 /**
  * The training loop of both programs, in nanoGPT's order: backend → data → model → optimizer →
  * resume or start → loop (step, evaluate, checkpoint). train_minimal runs it with a world of one;
- * train_ddp with the ZeroMQ group. Distribution shows up where this file calls a collective
- * (every rank calls each, in the same order; ddp.ts, zero.ts, numerics.ts):
+ * train_ddp with the ZeroMQ group. Distribution shows up where this file and the two it runs call
+ * a collective (every rank calls each, in the same order; ddp.ts, zero.ts, numerics.ts):
  *   at start   1 rootDecides (--profile path check), 2 allGatherJson (every rank's backend),
- *              3 restoreCheckpoint (--resume), 4 syncParams;
- *   per step   5 averageGradients (or, with --zero 1, averageGradientShards and, after the
- *              shard's AdamW step, 6 ShardedAdamW.gatherParams), 7 checkStep (a collective only
- *              when the step is not finite);
+ *              then train_start.ts: 3 restoreCheckpoint (--resume), 4 syncParams;
+ *   per step   train_step.ts: 5 averageGradients (--zero 1: averageGradientShards, then
+ *              6 ShardedAdamW.gatherParams), 7 checkStep;
  *   now and then 8 evaluate's all-reduce, 9 saveCheckpoint (with --zero 1 after
  *              10 ShardedAdamW.consolidate);
  *   at the end 11 writeProfile (--profile).
- * The step buffer [grads | loss] that the per-step collectives average is grad_buffer.ts.
  * With --tensor-parallel-size K the world is a dp × tp mesh (comm/mesh.ts, made at start, before
  * 3): the model is this rank's shards (model/tp_gpt.ts: each train step and eval batch is a
- * collective of the TP group), 5, 7 and 8 run over the DP group, 3 and 4 run on whole weights
- * (tensor_parallel.ts startTensorParallel) and 9 after gathering the shards over the TP group
- * (saveTensorParallel); 7 is preceded by a 4-byte all-reduce over the TP group (shareNonFinite).
+ * collective of the TP group), 8 runs over the DP group and 9 after gathering the shards over the
+ * TP group (saveTensorParallel); train_start.ts and train_step.ts say what changes in 3–7.
  *
- * Per optimizer step, each rank takes its next `batchSize` samples from its shard, `gradAccumSteps`
- * times; gradients (of each micro-batch's mean loss) are averaged over micro-batches, then over
- * ranks; every rank applies the same AdamW step to its flat parameter copy and writes it back to
- * the model (with --zero 1 each rank steps its shard, then the shards are all-gathered).
  * Dropout seeds are a function of (seed, step, micro-step, rank), the data order of (seed, epoch):
  * a resumed run repeats an uninterrupted one exactly.
  *
@@ -29,34 +22,30 @@
  * appends one metrics line per evaluation; with --profile every rank times its step phases
  * (observe/profiler.ts; sequential on the loop's one thread) and rank 0 writes the merged trace at the end.
  */
-import { MEMBERSHIP_CHANGE_VAR, type WorkerEnv } from '../shared/env.js';
+import type { WorkerEnv } from '../shared/env.js';
 import { logFileFailure, quietConsole, type Logger } from '../shared/logging.js';
 import type { MetricsRecord } from '../shared/metrics.js';
 import { allGatherJson, type ProcessGroup } from './comm/process_group.js';
 import { gptConfigOf, tensorParallelSizeOf, type TrainConfig } from './config.js';
 import { createMesh, describeMesh, type Mesh } from './comm/mesh.js';
 import { TensorParallelGPT } from './model/tp_gpt.js';
-import { saveTensorParallel, shareNonFinite, startTensorParallel } from './tensor_parallel.js';
-import { collate } from './data/collate.js';
+import { saveTensorParallel } from './tensor_parallel.js';
 import type { TokenDataset } from './data/dataset.js';
 import { loadDataset } from './data/index.js';
-import { mixSeed } from './rng.js';
-import { DistributedSampler, rescaleSamplerState, ShardStream, type SamplerState } from './data/sampler.js';
-import { averageGradients, averageGradientShards, checkReplicas, rootDecides, syncParams } from './ddp.js';
-import { GradBuffer } from './grad_buffer.js';
-import { BucketedAllReduce, describeBuckets, overlapsStep, waitForBuckets } from './ddp_overlap.js';
+import { DistributedSampler, ShardStream } from './data/sampler.js';
+import { checkReplicas, rootDecides } from './ddp.js';
 import { evaluate } from './evaluate.js';
 import { formatEvalLine, MetricsLog } from './observe/metrics_log.js';
 import { GPT } from './model/gpt.js';
-import { ADAMW_DEFAULTS, AdamW } from './optim.js';
 import { checkTracePath, gatherEvents, mergeTraces, peakRssMb, Profiler, writeTrace } from './observe/profiler.js';
 import { createProgress, RateMeter } from './observe/progress.js';
-import { checkpointImage, checkSamplerState, removeStaleCheckpointTemps, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { checkpointImage, saveCheckpoint } from './checkpoint.js';
 import { initBackend, wasmHeapBytes, type BackendInfo } from './tf.js';
 import { checkMemory, memoryLine } from './memory.js';
-import { checkFiniteState, checkStep, firstNonFinite, SkipStreak } from './numerics.js';
+import { checkFiniteState, SkipStreak } from './numerics.js';
 import { TestHooks } from './test_hooks.js';
-import { ShardedAdamW } from './zero.js';
+import { startTraining, type Model } from './train_start.js';
+import { TrainStep } from './train_step.js';
 
 export interface TrainRun {
   readonly cfg: TrainConfig;
@@ -74,9 +63,6 @@ export interface TrainResult {
   /** The evaluations of this attempt (the same on every rank). */
   readonly metrics: readonly MetricsRecord[];
 }
-
-/** The dense GPT, or this rank's shards of it under tensor parallelism (tp_gpt.ts). */
-type Model = GPT | TensorParallelGPT;
 
 function header(run: TrainRun, started: Date, backends: readonly BackendInfo[], dataset: TokenDataset, model: Model, mesh: Mesh): void {
   const { cfg, pg, env, logger } = run;
@@ -157,55 +143,17 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
   const { cfg, pg, logger } = run;
   // Gradients, the sampler and evaluation are data-parallel: over the DP group (the world when tp is 1).
   const dp = mesh.dp;
-  // PyTorch's AdamW defaults (betas 0.9/0.999, eps 1e-8), as the original; lr and decay from flags.
-  const hyper = { ...ADAMW_DEFAULTS, lr: cfg.lr, weightDecay: cfg.weightDecay };
-  // --zero 1: this rank keeps AdamW's state for its shard of the parameters only (zero.ts).
-  const zero = cfg.zero === 1 ? new ShardedAdamW(pg, model.numParams, hyper) : undefined;
-  const optimizer = new AdamW(zero === undefined ? model.numParams : 0, hyper); // empty (unused) with --zero 1
-  // The master copy of the weights, flat in GPT.params order; the model's variables mirror it.
-  const params = zero?.params ?? new Float32Array(model.numParams);
-  model.readFlat(params);
-
-  let step = 0;
-  /** Steps whose update --on-nonfinite skip dropped: optimizer.stepCount = step - skippedSteps. */
-  let skippedSteps = 0;
-  let tokensSeen = 0;
-  // The loss of the last optimizer step taken (checkpointed), and that of the last step, taken or skipped (reported).
-  let trainLoss = Number.NaN;
-  let stepLoss = Number.NaN;
+  // Optimizer, resume or start afresh, the start-up sync (train_start.ts).
+  const start = await startTraining(run, model, mesh, dataset);
+  const { hyper, zero, optimizer, params } = start;
+  let { step, skippedSteps, tokensSeen, trainLoss } = start;
+  // trainLoss: the loss of the last optimizer step taken (checkpointed); stepLoss: that of the last step, taken or skipped (reported).
+  let stepLoss = trainLoss;
   const skips = new SkipStreak(cfg.maxConsecutiveSkips);
-  let samplerState: SamplerState = { epoch: 0, position: 0 };
-  if (pg.rank === 0) removeStaleCheckpointTemps(cfg.checkpointPath, logger);
-  if (model instanceof TensorParallelGPT) {
-    // Resume and the start-up sync on whole weights, then each rank's cut (tensor_parallel.ts;
-    // --zero 1 is refused with tensor parallelism: config.ts).
-    const restored = await startTensorParallel(mesh, cfg, model, params, optimizer, logger);
-    if (restored) {
-      ({ step, skippedSteps, tokensSeen, trainLoss } = restored);
-      checkSamplerState(restored.sampler, restored.worldSize, dataset.train.length, cfg.dropLast, cfg.checkpointPath);
-      samplerState = rescaleSamplerState(restored.sampler, restored.worldSize, dp.worldSize);
-    }
-  } else if (cfg.resume) {
-    // A checkpoint holds the whole optimizer state; with --zero 1 this rank keeps its shard of it.
-    const into = zero === undefined ? optimizer : { m: new Float32Array(model.numParams), v: new Float32Array(model.numParams), stepCount: 0 };
-    const restored = await restoreCheckpoint(pg, cfg, model.params, params, into, logger);
-    if (restored) {
-      zero?.load(into);
-      ({ step, skippedSteps, tokensSeen, trainLoss } = restored);
-      checkSamplerState(restored.sampler, restored.worldSize, dataset.train.length, cfg.dropLast, cfg.checkpointPath);
-      samplerState = rescaleSamplerState(restored.sampler, restored.worldSize, pg.worldSize);
-    }
-  }
-  stepLoss = trainLoss;
-  if (run.env.restartCount > 0) logger.info(attemptLine(run, step));
-  const change = process.env[MEMBERSHIP_CHANGE_VAR];
-  if (change !== undefined && change !== '') logger.info(membershipLine(change, cfg, step));
-  if (!(model instanceof TensorParallelGPT)) await syncParams(pg, params);
-  model.writeFlat(params);
 
   // TP peers read the same batches: the data is sharded over the DP group.
   const sampler = new DistributedSampler(dataset.train.length, { worldSize: dp.worldSize, rank: dp.rank, seed: cfg.seed, dropLast: cfg.dropLast });
-  const stream = new ShardStream(sampler, samplerState);
+  const stream = new ShardStream(sampler, start.samplerState);
   const metricsLog = new MetricsLog(cfg.metricsFile, pg.rank === 0);
   const metrics: MetricsRecord[] = [];
   // Rank 0's progress: a live bar on a TTY (not with a JSON console), plain lines through the
@@ -258,26 +206,11 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
       return { step, metrics };
     }
 
-    // The step buffer [grads | loss] that one collective averages over ranks (grad_buffer.ts).
-    const n = model.numParams;
-    const gb = new GradBuffer(n, cfg.gradAccumSteps);
     const tokensPerStep = cfg.batchSize * cfg.seqLen * cfg.gradAccumSteps * dp.worldSize;
     const throughput = new RateMeter();
     const hooks = TestHooks.read();
-    // --overlap (ddp_overlap.ts): the dense model over a DP group of 2 or more, without ZeRO
-    // (config.ts turns it off with --zero 1 or tensor parallelism).
-    const buckets =
-      cfg.overlap && zero === undefined && model instanceof GPT && dp.worldSize > 1
-        ? new BucketedAllReduce(
-            dp,
-            gb,
-            model.params.map((p) => p.shape.reduce((a, b) => a * b, 1)),
-            cfg.bucketMb * 2 ** 20,
-            cfg.gradCompression,
-            profiler,
-          )
-        : undefined;
-    if (buckets !== undefined) logger.info(describeBuckets(buckets.buckets, cfg.bucketMb));
+    // The step buffer and, with --overlap, its buckets (train_step.ts).
+    const trainStep = new TrainStep({ cfg, pg, mesh, logger, model, dataset, stream, params, optimizer, zero, profiler, hooks });
     while (step < cfg.numSteps) {
       // A world of one awaits nothing that is not already resolved: without a turn of the event
       // loop per step its signal handlers (SIGTERM: remove the output locks) would never run.
@@ -287,79 +220,10 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
       await hooks.holdAt(step, pg.rank);
       profiler.setStep(step);
       const stepStart = performance.now();
-      const overlapNow = buckets !== undefined && overlapsStep(step);
-      for (let k = 0; k < cfg.gradAccumSteps; k++) {
-        profiler.begin('data');
-        const batch = collate(dataset.train, stream.take(cfg.batchSize));
-        profiler.end('data');
-        // Dropout seeds by DP rank: TP peers draw the same masks outside their parallel regions.
-        const seed = mixSeed(cfg.seed, step, k, dp.rank);
-        if (overlapNow && buckets !== undefined && model instanceof GPT && k === cfg.gradAccumSteps - 1) {
-          // The last micro-batch's backward starts the buckets' all-reduces as it goes (and folds
-          // the micro-batches' gradients bucket by bucket); the poisoning hook hits index 0, in the last bucket.
-          buckets.begin((r) => {
-            if (r.lo === 0) hooks.poisonGradient(step, pg.rank, gb.grads);
-          });
-          await profiler.span('forward_backward', () => model.trainStepOverlapped(batch, seed, gb.microGrads(), buckets));
-          continue;
-        }
-        // trainStep also copies the gradients out of the backend (flat, float32).
-        profiler.begin('forward_backward');
-        const { loss } = await model.trainStep(batch, seed, gb.microGrads());
-        profiler.end('forward_backward');
-        profiler.begin('grad_copy');
-        gb.accumulate(loss);
-        if (k === cfg.gradAccumSteps - 1) gb.average();
-        profiler.end('grad_copy');
-      }
-      if (!overlapNow) hooks.poisonGradient(step, pg.rank, gb.grads);
-      // `mine`: where this rank's own buffer was bad, found before the sum; reported only if the sum is bad.
-      let nonFinite: string | undefined;
-      /** Buckets whose AdamW update already ran (overlap with --on-nonfinite stop: as each arrived). */
-      let updatedEarly = 0;
-      if (overlapNow && buckets !== undefined) {
-        // With --on-nonfinite stop a bad step ends the run, so a reduced, finite bucket can take
-        // its update while later ones are in flight; with skip, no update before all are checked.
-        const early = cfg.onNonfinite === 'stop';
-        const at = early ? optimizer.beginStep() : undefined;
-        let finiteSoFar = true;
-        const mine = await waitForBuckets(profiler, buckets, (r) => {
-          const hi = Math.min(r.hi, n);
-          finiteSoFar &&= firstNonFinite(gb.flat.subarray(r.lo, r.hi)) < 0;
-          if (at === undefined || !finiteSoFar) return;
-          optimizer.stepRange(params, gb.grads, r.lo, hi, at);
-          (model as GPT).writeRange(params, r.lo, hi);
-          updatedEarly += 1;
-        });
-        nonFinite = await checkStep(dp, step, mine, gb, cfg.onNonfinite, finiteSoFar);
-        if (nonFinite === undefined && early && updatedEarly !== buckets.buckets.length) {
-          throw new Error(`overlap: a finite step updated ${updatedEarly} of ${buckets.buckets.length} buckets`);
-        }
-      } else if (zero === undefined) {
-        const mine = await profiler.span('allreduce', () => averageGradients(dp, gb, cfg.gradCompression));
-        if (mesh.tpSize > 1) await shareNonFinite(mesh.tp, gb);
-        nonFinite = await checkStep(dp, step, mine, gb, cfg.onNonfinite);
-      } else {
-        const { mine, finite } = await profiler.span('allreduce', () => averageGradientShards(pg, gb, cfg.gradCompression));
-        nonFinite = await checkStep(pg, step, mine, gb, cfg.onNonfinite, finite);
-      }
-      stepLoss = gb.loss;
+      const { loss, nonFinite } = await trainStep.run(step);
+      stepLoss = loss;
       if (nonFinite === undefined) {
         trainLoss = stepLoss;
-        profiler.begin('optimizer');
-        if (updatedEarly > 0) {
-          // Overlap: every bucket's update already ran as it arrived (above).
-        } else if (zero === undefined) {
-          optimizer.step(params, gb.grads);
-        } else {
-          // ZeRO: this rank's shard, then the all-gather (a second `allreduce` span in the trace).
-          zero.step(gb.grads);
-          profiler.end('optimizer');
-          await profiler.span('allreduce', () => zero.gatherParams());
-          profiler.begin('optimizer');
-        }
-        if (updatedEarly === 0) model.writeFlat(params);
-        profiler.end('optimizer');
       } else {
         skippedSteps += 1;
         if (pg.rank === 0) logger.warn(`${nonFinite}; skipped this optimizer step (--on-nonfinite skip)`);
@@ -403,25 +267,10 @@ async function loop(run: TrainRun, { t0, backendName, dataset, model, profiler, 
   }
 }
 
-/** An elastic run's new round: "world size 4 → 2 (node n3 lost) at step S, resumed from checkpoint PATH". */
-function membershipLine(change: string, cfg: TrainRun['cfg'], step: number): string {
-  if (step > 0) return `${change} at step ${step}, resumed from checkpoint ${cfg.checkpointPath}`;
-  return `${change} at step 0: ${cfg.resume ? `no checkpoint at ${cfg.checkpointPath} yet` : '--resume was not given'}, starting afresh`;
-}
-
 /** A failed write to the log file (rank 0's; a full disk) ends the run, naming the file. */
 function throwLogFileFailure(logger: Logger): void {
   const failure = logFileFailure(logger);
   if (failure !== undefined) throw failure;
-}
-
-/** What a restarted attempt says first: which attempt, and where it continues from. */
-function attemptLine(run: TrainRun, step: number): string {
-  const { env, cfg } = run;
-  const head = `attempt ${env.restartCount} (restart ${env.restartCount} of ${env.maxRestarts})`;
-  if (!cfg.resume) return `${head} starts from step 0: --resume was not given, so the work of earlier attempts is not reused`;
-  if (step === 0) return `${head} starts from step 0: no checkpoint at ${cfg.checkpointPath} yet`;
-  return `${head} resumed from step ${step} of checkpoint ${cfg.checkpointPath}`;
 }
 
 /** Collective, after a successful run: every rank's events to rank 0, which writes one trace. */

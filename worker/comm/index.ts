@@ -14,13 +14,13 @@ import { ConfigError } from '../../shared/errors.js';
 import { rankTag } from '../../shared/logging.js';
 import { SingleProcessGroup, type ProcessGroup } from './process_group.js';
 import type { ReducerKind } from './reduce.js';
-import type { AllReduceAlgorithm } from './ring_group.js';
+import type { AllReduceAlgorithm } from './ring_group_options.js';
 import { createZmqGroup, type DataTransportKind } from './zmq/zmq_group.js';
 
 export type { FloatArray, NumericArray, ProcessGroup, ReduceOp } from './process_group.js';
 export { broadcastJson, SingleProcessGroup } from './process_group.js';
 export { shardRange } from './chunks.js';
-export type { AllReduceAlgorithm } from './ring_group.js';
+export type { AllReduceAlgorithm } from './ring_group_options.js';
 export type { DataTransportKind } from './zmq/zmq_group.js';
 
 export interface ProcessGroupOptions {
@@ -32,7 +32,7 @@ export interface ProcessGroupOptions {
   segmentBytes?: number;
   /** All-reduces moving at most this many bytes per rank as an all-gather take that lower-latency path (bytes); default 64 KiB, 0: never. */
   gatherBytes?: number;
-  /** Force one all-reduce algorithm ('ring' or 'gather'; see ring_group.ts); default 'auto': by size. */
+  /** Force one all-reduce algorithm ('ring' or 'gather'; see ring_group_options.ts); default 'auto': by size. */
   allReduceAlgorithm?: AllReduceAlgorithm | 'auto';
   /**
    * Which sockets carry the ring's data: 'zmq' (default) or 'stream' (kernel sockets read into
@@ -47,7 +47,7 @@ export interface ProcessGroupOptions {
 
 export const DEFAULT_RENDEZVOUS_TIMEOUT_MS = 60_000;
 
-/** `value` checked; undefined stays undefined (the ring group's own default applies: ring_group.ts). With `infinite`, Infinity passes (no limit). */
+/** `value` checked; undefined stays undefined (the ring group's own default applies: ring_group_options.ts). With `infinite`, Infinity passes (no limit). */
 function positive(name: string, value: number | undefined, infinite = false): number | undefined {
   if (value === undefined) return undefined;
   if (infinite && value === Infinity) return value;

@@ -6,7 +6,8 @@
  */
 import { CommError } from '../../shared/errors.js';
 import { SingleProcessGroup } from './process_group.js';
-import { RingGroup, type AllReduceAlgorithm, type SubgroupFactory } from './ring_group.js';
+import { RingGroup } from './ring_group.js';
+import type { AllReduceAlgorithm, SubgroupFactory } from './ring_group_options.js';
 import type { Reducer } from './reduce.js';
 import type { RankStatus } from './stall.js';
 import { createInMemoryRing } from './transport.js';

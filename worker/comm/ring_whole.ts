@@ -14,7 +14,7 @@ import { blank, bytesOf, combineOp, copyOf, header, receive, sendSegments, type 
  * gathers every rank's buffer (N-1 ring steps instead of 2(N-1)) and reduces them itself, in
  * rank order, so that every rank still gets the same bits. Moves (N-1)·bytes per rank instead of
  * the ring's 2(N-1)/N·bytes (the same for N = 2), hence only for small buffers (the group
- * chooses: ring_group.ts chooseAllReduce). The caller's buffer is sent from a private copy
+ * chooses: ring_group_options.ts chooseAllReduce). The caller's buffer is sent from a private copy
  * (ringAllGather) and written only at the end.
  */
 export async function gatherAllReduce(ctx: RingContext, buf: FloatArray, sig: Signature): Promise<void> {

@@ -9,7 +9,7 @@ import { createMemoryGroups } from '../../../worker/comm/memory_group.js';
 import type { FloatArray, ReduceOp } from '../../../worker/comm/process_group.js';
 import { createReducer } from '../../../worker/comm/reduce.js';
 import { shardRange } from '../../../worker/comm/chunks.js';
-import { chooseAllReduce, DEFAULT_GATHER_BYTES } from '../../../worker/comm/ring_group.js';
+import { chooseAllReduce, DEFAULT_GATHER_BYTES } from '../../../worker/comm/ring_group_options.js';
 
 /** Deterministic values in [-50, 50). */
 function random(n: number, seed: number): number[] {

@@ -30,7 +30,8 @@ import { neighbours } from '../chunks.js';
 import { ControlServer, request, type Warn } from './control.js';
 import { endpointFor, rendezvous, type PeerInfo } from './rendezvous.js';
 import { createReducer, type ReducerKind } from '../reduce.js';
-import { DEFAULT_SEGMENT_BYTES, RingGroup, type AllReduceAlgorithm, type PeerControl } from '../ring_group.js';
+import { RingGroup } from '../ring_group.js';
+import { DEFAULT_SEGMENT_BYTES, type AllReduceAlgorithm, type PeerControl } from '../ring_group_options.js';
 import { isRankStatus, type RankStatus } from '../stall.js';
 import { bindIpc, bindTcp, clientOptions, Pull, Push, registerAuth, serverOptions, tokenFor, watchSocket, type Auth } from './zmq.js';
 import { ZmqTransport } from './zmq_transport.js';
@@ -45,7 +46,7 @@ import { SubgroupRegistry, zmqSubgroups } from './zmq_subgroup.js';
 
 export interface ZmqGroupOptions {
   readonly rendezvousTimeoutMs: number;
-  /** Undefined: the ring group's defaults (ring_group.ts). */
+  /** Undefined: the ring group's defaults (ring_group_options.ts). */
   readonly collectiveTimeoutMs?: number | undefined;
   readonly segmentBytes?: number | undefined;
   readonly warn: Warn;
