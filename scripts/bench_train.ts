@@ -24,7 +24,7 @@
  * (ours and PyTorch interleaved) and each row is the round with the median tokens/s.
  *
  * --compare-overlap: with 2 or more workers, ours runs twice per round, with --overlap (row
- * `rosedist`, train_ddp's default) and --no-overlap (row `rosedist --no-overlap`), in alternating
+ * `rosedist`) and --no-overlap (row `rosedist --no-overlap`, train_ddp's default), in alternating
  * order. Overlap is then reported two ways: from the trace (train_trace.ts OverlapSummary: the
  * share of the buckets' flight time that fell before backward ended), and A/B, the fraction of
  * the unbucketed all-reduce that overlap took off the step: 1 - (exposed all-reduce with overlap,
