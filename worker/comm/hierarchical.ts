@@ -5,8 +5,9 @@
  * (newGroup, zmq/zmq_subgroup.ts):
  *   host groups   the L workers of one host, by local rank: their ring runs over ipc://;
  *   cross groups  the H workers with one local rank, one per host, by node rank: over tcp://.
- * A large all-reduce of B bytes (above `smallBytes`) is cut into pieces of about 4 MiB (at most
- * 8), and each piece is three collectives:
+ * A large all-reduce of B bytes (from `minBytes`, 4 MiB; between `smallBytes` and that, the
+ * world's flat ring, faster there) is cut into pieces of about 4 MiB (at most 8), and each piece
+ * is three collectives:
  *   1. reduce-scatter within the host (float32 or float64, never compressed): local rank l ends
  *      with its host's reduction of shard l (shardRange(count, L, l), chunks.ts), B/L bytes;
  *   2. all-reduce of shard l over cross group l (with compression, only this hop is compressed:
@@ -65,6 +66,13 @@ export interface Place {
 export const DEFAULT_HIERARCHICAL_SMALL_BYTES = 64 << 10;
 /** A large all-reduce is cut into pieces of about this many bytes (at most MAX_PIECES), pipelined. */
 export const PIECE_BYTES = 4 << 20;
+/**
+ * All-reduces above the small path's size and below this many bytes run on the world's flat
+ * ring: one piece, three collectives in a row with nothing to pipeline, measured slower than the
+ * flat ring at 1 MiB (0.85–0.95×, 2 hosts × 2 workers, 1 Gbit + 2.5 ms; README "Across machines")
+ * while from 16 MiB on the hierarchical one wins. Every rank chooses by size alike.
+ */
+export const DEFAULT_HIERARCHICAL_MIN_BYTES = PIECE_BYTES;
 export const MAX_PIECES = 8;
 
 /** The pieces [lo, hi) of a buffer of `count` elements of `size` bytes: ceil(bytes / PIECE_BYTES), 1..MAX_PIECES. */
@@ -160,7 +168,7 @@ export async function createTopologyGroup(
   world: ProcessGroup,
   place: Place,
   asked: TopologyChoice,
-  opts: { smallBytes?: number; why?: string } = {},
+  opts: { smallBytes?: number; minBytes?: number; why?: string } = {},
 ): Promise<TopologyGroup> {
   const places =
     world.worldSize === 1
@@ -175,7 +183,7 @@ export async function createTopologyGroup(
   let cross: ProcessGroup | undefined;
   for (const ranks of hosts) host = (await world.newGroup(ranks)) ?? host;
   for (let l = 0; l < hosts[0].length; l++) cross = (await world.newGroup(hosts.map((h) => h[l]))) ?? cross;
-  return { pg: new HierarchicalGroup(world, host!, cross!, opts.smallBytes), decision };
+  return { pg: new HierarchicalGroup(world, host!, cross!, opts.smallBytes, opts.minBytes), decision };
 }
 
 /** The part of `compression` that a shard [lo, hi) of a buffer of `count` elements keeps: its exact tail is the buffer's, cut to the shard. */
@@ -189,6 +197,7 @@ export class HierarchicalGroup implements ProcessGroup {
   readonly rank: number;
   readonly worldSize: number;
   private readonly smallBytes: number;
+  private readonly minBytes: number;
 
   /**
    * `host`: this rank's host group (group rank = local rank); `cross`: the group of the ranks with
@@ -199,10 +208,12 @@ export class HierarchicalGroup implements ProcessGroup {
     readonly host: ProcessGroup,
     readonly cross: ProcessGroup,
     smallBytes = DEFAULT_HIERARCHICAL_SMALL_BYTES,
+    minBytes = DEFAULT_HIERARCHICAL_MIN_BYTES,
   ) {
     this.rank = world.rank;
     this.worldSize = world.worldSize;
     this.smallBytes = smallBytes;
+    this.minBytes = minBytes;
   }
 
   /**
@@ -216,6 +227,7 @@ export class HierarchicalGroup implements ProcessGroup {
       await this.cross.allReduce(buf, op, compression);
       return;
     }
+    if (buf.byteLength < this.minBytes) return this.world.allReduce(buf, op, compression);
     const ranges = piecesOf(buf.length, buf.BYTES_PER_ELEMENT);
     const pieces = ranges.map((p) => buf.subarray(p.lo, p.hi) as FloatArray);
     // The cross group's all-reduces, chained one after another; crossDone[i] settles with piece i's.

@@ -9,7 +9,15 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../../../shared/errors.js';
-import { chooseTopology, createTopologyGroup, hostLayout, HierarchicalGroup, piecesOf, type Place } from '../../../worker/comm/hierarchical.js';
+import {
+  chooseTopology,
+  createTopologyGroup,
+  DEFAULT_HIERARCHICAL_MIN_BYTES,
+  hostLayout,
+  HierarchicalGroup,
+  piecesOf,
+  type Place,
+} from '../../../worker/comm/hierarchical.js';
 import { createMemoryGroups } from '../../../worker/comm/memory_group.js';
 import type { ProcessGroup, ReduceOp } from '../../../worker/comm/process_group.js';
 
@@ -28,9 +36,13 @@ const hex = (a: Float32Array): string =>
     .update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength))
     .digest('hex');
 
-async function groups(hosts: number, local: number, segmentBytes?: number): Promise<ProcessGroup[]> {
+/**
+ * Hierarchical groups over in-memory worlds. `minBytes` 0 (the default here): every all-reduce
+ * above the small path's size runs hierarchically, so that small buffers test that path too.
+ */
+async function groups(hosts: number, local: number, segmentBytes?: number, minBytes = 0): Promise<ProcessGroup[]> {
   const world = createMemoryGroups(hosts * local, { segmentBytes });
-  const made = await Promise.all(world.map((g, r) => createTopologyGroup(g, grid(hosts, local)[r], 'auto')));
+  const made = await Promise.all(world.map((g, r) => createTopologyGroup(g, grid(hosts, local)[r], 'auto', { minBytes })));
   for (const m of made) assert.equal(m.decision.topology, 'hierarchical');
   return made.map((m) => m.pg);
 }
@@ -127,6 +139,23 @@ describe('hierarchical all-reduce (in memory)', () => {
       if (!(Math.abs(a[0][i] - b[0][i]) <= 8 * 2 ** -24 * abs)) assert.fail(`[${i}]: ${a[0][i]} vs flat ${b[0][i]}`);
     }
     await Promise.all([...hier, ...flat].map((g) => g.close()));
+  });
+
+  it('between the small path and one piece (64 KiB < bytes < 4 MiB, the default) the flat ring runs: exactly its bits; from 4 MiB on not', async () => {
+    const hier = await groups(2, 2, 64 << 10, DEFAULT_HIERARCHICAL_MIN_BYTES);
+    const flat = createMemoryGroups(4, { segmentBytes: 64 << 10 });
+    for (const [length, same] of [
+      [262_144, true],
+      [DEFAULT_HIERARCHICAL_MIN_BYTES / 4 - 1, true],
+      [DEFAULT_HIERARCHICAL_MIN_BYTES / 4, false],
+    ] as const) {
+      const a = hier.map((_, r) => input(r, length));
+      const b = hier.map((_, r) => input(r, length));
+      await Promise.all(hier.map((g, r) => g.allReduce(a[r], 'sum')));
+      await Promise.all(flat.map((g, r) => g.allReduce(b[r], 'sum')));
+      assert.equal(new Set(a.map(hex)).size, 1);
+      assert.equal(hex(a[0]) === hex(b[0]), same, `${length} floats: ${same ? 'not' : ''} the flat ring's bits`);
+    }
   });
 
   it('with compression: the same bits on every rank, the exact tail exact, within 16-bit rounding of the flat sum', async () => {
