@@ -92,7 +92,7 @@ const norm = (x: tf.Tensor2D, p: LayerNormParams<tf.Tensor1D>): tf.Tensor2D => l
 const dense = (x: tf.Tensor2D, p: LinearParams<tf.Tensor2D, tf.Tensor1D>): tf.Tensor2D => linear(x, p.weight, p.bias);
 
 /** Rows of the flattened [B*T] positions whose next label is predicted, and those labels. */
-interface LossRows {
+export interface LossRows {
   readonly rows: Int32Array;
   readonly targets: Int32Array;
 }
@@ -128,7 +128,7 @@ export class GPT {
 
   /** Logits [B, T, V]; the caller disposes them. dropoutSeed makes dropout masks reproducible. */
   logits(batch: Batch, training: boolean, dropoutSeed?: number): tf.Tensor3D {
-    this.checkBatch(batch, false);
+    checkBatch(batch, this.config, false);
     const { batchSize: B, seqLen: T } = batch;
     const seed = dropoutSeed ?? Math.floor(Math.random() * 2 ** 32);
     return tf.tidy(() => {
@@ -147,7 +147,7 @@ export class GPT {
     if (gradsOut.length !== this.numParams) {
       throw new RosedistError(`trainStep: gradsOut has ${gradsOut.length} elements, the model ${this.numParams}`);
     }
-    const { rows, targets } = this.lossRows(batch);
+    const { rows, targets } = lossRows(batch, this.config);
     const tokens = rows.length;
     if (tokens === 0) {
       gradsOut.fill(0);
@@ -186,7 +186,7 @@ export class GPT {
     if (gradsOut.length !== this.numParams) {
       throw new RosedistError(`trainStep: gradsOut has ${gradsOut.length} elements, the model ${this.numParams}`);
     }
-    const { rows, targets } = this.lossRows(batch);
+    const { rows, targets } = lossRows(batch, this.config);
     const tokens = rows.length;
     if (tokens === 0) {
       gradsOut.fill(0);
@@ -238,7 +238,7 @@ export class GPT {
 
   /** Eval mode (no dropout), no gradients: summed cross-entropy over predicted tokens, and their count. */
   evalBatch(batch: Batch): { lossSum: number; tokens: number } {
-    const { rows, targets } = this.lossRows(batch);
+    const { rows, targets } = lossRows(batch, this.config);
     if (rows.length === 0) return { lossSum: 0, tokens: 0 };
     const lossSum = tf.tidy(() => {
       const x = gatherRows(this.hidden(this.batchTensors(batch, undefined)), tf.tensor1d(rows, 'int32'));
@@ -325,56 +325,6 @@ export class GPT {
     };
   }
 
-  /** Positions t < T-1 whose label at t+1 is not ignored: rows b*T+t and their targets. */
-  private lossRows(batch: Batch): LossRows {
-    this.checkBatch(batch, true);
-    const { batchSize: B, seqLen: T, labels } = batch;
-    const rows: number[] = [];
-    const targets: number[] = [];
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t + 1 < T; t++) {
-        const y = labels[b * T + t + 1] as number;
-        if (y === IGNORE_INDEX) continue;
-        rows.push(b * T + t);
-        targets.push(y);
-      }
-    }
-    return { rows: Int32Array.from(rows), targets: Int32Array.from(targets) };
-  }
-
-  /** One clear error for a malformed batch (bad ids would otherwise read garbage on wasm). */
-  private checkBatch(batch: Batch, withLabels: boolean): void {
-    const { batchSize: B, seqLen: T } = batch;
-    const { vocabSize: V, maxPositionEmbeddings: P } = this.config;
-    if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 1) {
-      throw new RosedistError(`batch: batchSize and seqLen must be positive integers, got ${B} and ${T}`);
-    }
-    if (T > P) {
-      throw new RosedistError(`batch: seqLen ${T} exceeds maxPositionEmbeddings ${P}`, 'use --seq-len at most --max-position-embeddings');
-    }
-    const arrays: [string, Int32Array][] = [
-      ['inputIds', batch.inputIds],
-      ['attentionMask', batch.attentionMask],
-    ];
-    if (withLabels) arrays.push(['labels', batch.labels]);
-    for (const [name, a] of arrays) {
-      if (a.length !== B * T) throw new RosedistError(`batch: ${name} has ${a.length} elements, expected B*T = ${B * T}`);
-    }
-    const badId = batch.inputIds.findIndex((id) => id < 0 || id >= V);
-    if (badId >= 0) {
-      throw new RosedistError(
-        `batch: inputIds[${badId}] = ${batch.inputIds[badId]} is outside the vocabulary [0, ${V})`,
-        'check --vocab-size against the dataset',
-      );
-    }
-    if (withLabels) {
-      const badLabel = batch.labels.findIndex((y) => y !== IGNORE_INDEX && (y < 0 || y >= V));
-      if (badLabel >= 0) {
-        throw new RosedistError(`batch: labels[${badLabel}] = ${batch.labels[badLabel]} is neither ${IGNORE_INDEX} nor in [0, ${V})`);
-      }
-    }
-  }
-
   private checkFlat(buf: Float32Array, what: string): void {
     if (buf.length !== this.numParams) {
       throw new RosedistError(`${what}: buffer has ${buf.length} elements, the model ${this.numParams}`);
@@ -386,4 +336,57 @@ export class GPT {
 function disposeBatchTensors(inputs: BatchTensors): void {
   inputs.ids.dispose();
   inputs.maskBias.dispose();
+}
+
+/**
+ * Positions t < T-1 whose label at t+1 is not ignored: rows b*T+t and their targets, after
+ * checkBatch. GPT and TensorParallelGPT (tp_gpt.ts) compute their losses over these rows.
+ */
+export function lossRows(batch: Batch, config: GPTConfig): LossRows {
+  checkBatch(batch, config, true);
+  const { batchSize: B, seqLen: T, labels } = batch;
+  const rows: number[] = [];
+  const targets: number[] = [];
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t + 1 < T; t++) {
+      const y = labels[b * T + t + 1] as number;
+      if (y === IGNORE_INDEX) continue;
+      rows.push(b * T + t);
+      targets.push(y);
+    }
+  }
+  return { rows: Int32Array.from(rows), targets: Int32Array.from(targets) };
+}
+
+/** One clear error for a malformed batch (bad ids would otherwise read garbage on wasm). */
+export function checkBatch(batch: Batch, config: GPTConfig, withLabels: boolean): void {
+  const { batchSize: B, seqLen: T } = batch;
+  const { vocabSize: V, maxPositionEmbeddings: P } = config;
+  if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 1) {
+    throw new RosedistError(`batch: batchSize and seqLen must be positive integers, got ${B} and ${T}`);
+  }
+  if (T > P) {
+    throw new RosedistError(`batch: seqLen ${T} exceeds maxPositionEmbeddings ${P}`, 'use --seq-len at most --max-position-embeddings');
+  }
+  const arrays: [string, Int32Array][] = [
+    ['inputIds', batch.inputIds],
+    ['attentionMask', batch.attentionMask],
+  ];
+  if (withLabels) arrays.push(['labels', batch.labels]);
+  for (const [name, a] of arrays) {
+    if (a.length !== B * T) throw new RosedistError(`batch: ${name} has ${a.length} elements, expected B*T = ${B * T}`);
+  }
+  const badId = batch.inputIds.findIndex((id) => id < 0 || id >= V);
+  if (badId >= 0) {
+    throw new RosedistError(
+      `batch: inputIds[${badId}] = ${batch.inputIds[badId]} is outside the vocabulary [0, ${V})`,
+      'check --vocab-size against the dataset',
+    );
+  }
+  if (withLabels) {
+    const badLabel = batch.labels.findIndex((y) => y !== IGNORE_INDEX && (y < 0 || y >= V));
+    if (badLabel >= 0) {
+      throw new RosedistError(`batch: labels[${badLabel}] = ${batch.labels[badLabel]} is neither ${IGNORE_INDEX} nor in [0, ${V})`);
+    }
+  }
 }

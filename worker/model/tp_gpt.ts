@@ -42,7 +42,7 @@ import type { Batch } from '../data/collate.js';
 import { dropoutMask, streamSeed } from '../rng.js';
 import { tf } from '../tf.js';
 import { attentionMaskBias, causalSelfAttention, type AttentionShape } from './attention.js';
-import { dropoutStream, IGNORE_INDEX, type DropoutSite, type GPTConfig, type ModelParam } from './gpt.js';
+import { dropoutStream, lossRows, type DropoutSite, type GPTConfig, type ModelParam } from './gpt.js';
 import { addPositions, crossEntropySum, gatherRows, gelu, layerNorm, linear } from './ops.js';
 import { buildParams, initialValues, numel, validateConfig, type GPTParams, type ParamSpec } from './params.js';
 import { denseCount, localCount, localFromDense, shardPlan, type ShardedParam } from './tp_shard.js';
@@ -119,7 +119,7 @@ export class TensorParallelGPT {
   async trainStep(batch: Batch, dropoutSeed: number, gradsOut: Float32Array): Promise<{ loss: number; tokens: number }> {
     if (gradsOut.length !== this.numParams)
       throw new RosedistError(`trainStep: gradsOut has ${gradsOut.length} elements, this rank's shards ${this.numParams}`);
-    const { rows, targets } = lossRows(batch, this.config.vocabSize);
+    const { rows, targets } = lossRows(batch, this.config);
     gradsOut.fill(0);
     if (rows.length === 0) return { loss: 0, tokens: 0 };
     const tokens = rows.length;
@@ -203,7 +203,7 @@ export class TensorParallelGPT {
 
   /** Eval mode: summed cross-entropy over predicted tokens and their count (a collective of the TP group). */
   async evalBatch(batch: Batch): Promise<{ lossSum: number; tokens: number }> {
-    const { rows, targets } = lossRows(batch, this.config.vocabSize);
+    const { rows, targets } = lossRows(batch, this.config);
     if (rows.length === 0) return { lossSum: 0, tokens: 0 };
     const keep: tf.Tensor[] = [];
     const kept = <X extends tf.Tensor>(t: X): X => {
@@ -343,27 +343,4 @@ export class TensorParallelGPT {
         on && h.site.kind === 'attention_output' ? (mask({ kind: 'attention_weights', layer: h.layer }) as tf.Tensor3D) : undefined,
     };
   }
-}
-
-/** Positions t < T-1 whose label at t+1 is not ignored: rows b*T+t and their targets (as GPT's). */
-function lossRows(batch: Batch, vocabSize: number): { rows: Int32Array; targets: Int32Array } {
-  const { batchSize: B, seqLen: T, labels } = batch;
-  if (batch.inputIds.length !== B * T || labels.length !== B * T) throw new RosedistError(`batch: expected B*T = ${B * T} ids and labels`);
-  const bad = batch.inputIds.findIndex((id) => id < 0 || id >= vocabSize);
-  if (bad >= 0)
-    throw new RosedistError(
-      `batch: inputIds[${bad}] = ${batch.inputIds[bad]} is outside the vocabulary [0, ${vocabSize})`,
-      'check --vocab-size against the dataset',
-    );
-  const rows: number[] = [];
-  const targets: number[] = [];
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t + 1 < T; t++) {
-      const y = labels[b * T + t + 1] as number;
-      if (y === IGNORE_INDEX) continue;
-      rows.push(b * T + t);
-      targets.push(y);
-    }
-  }
-  return { rows: Int32Array.from(rows), targets: Int32Array.from(targets) };
 }
