@@ -21,14 +21,13 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { CommError, ConfigError } from '../shared/errors.js';
-import { sleep } from '../shared/timers.js';
 import type { LaunchConfig } from './config.js';
 import { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS, type SignedChannel } from './control_channel.js';
 import { NodeClient, type Rendezvous } from './coordinator_client.js';
 import { ElasticCoordinator, HOST_ID } from './elastic.js';
 import type { EventSink } from './events.js';
 import { asToCoordinator } from './protocol.js';
-import { aborted, connectOnce, handshakeAsHost, handshakeAsNode, controlPort, openSigned, RETRY_MS, VERSION } from './rendezvous.js';
+import { connectWithin, handshakeAsHost, handshakeAsNode, controlPort, openSigned, termsMismatch, VERSION } from './rendezvous.js';
 
 export { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS };
 
@@ -57,10 +56,7 @@ function mismatch(h: ElasticHello, config: LaunchConfig): string | undefined {
   const e = config.elastic;
   if (e === undefined) return 'this launcher is not elastic';
   if (h.range[0] !== e.minNodes || h.range[1] !== e.maxNodes) return `--nnodes ${h.range.join(':')} differs from node 0's ${e.minNodes}:${e.maxNodes}`;
-  if (h.maxRestarts !== config.maxRestarts) return `--max-restarts ${h.maxRestarts} differs from node 0's ${config.maxRestarts}`;
-  if (h.localWorldSize < 1) return 'no workers on this node';
-  if (h.runId !== null && h.runId !== config.runId) return `--run-id ${h.runId} differs from node 0's ${config.runId}`;
-  return undefined;
+  return termsMismatch(h, config);
 }
 
 /** Listen if this host can; false when the address is another host's or the port is taken. */
@@ -144,22 +140,12 @@ async function joinElastic(config: LaunchConfig, abort: AbortSignal): Promise<Re
   const e = config.elastic as NonNullable<LaunchConfig['elastic']>;
   const port = controlPort(config.masterPort);
   const where = `${config.masterAddr}:${port}`;
-  const deadline = Date.now() + e.rdzvTimeoutMs;
-  let socket: Socket | undefined;
-  while (socket === undefined) {
-    if (abort.aborted) return aborted(abort);
-    socket = await connectOnce(config.masterAddr, port);
-    if (socket === undefined) {
-      if (Date.now() > deadline) {
-        throw new CommError(
-          `no rendezvous host answered at ${where} within --rdzv-timeout ${e.rdzvTimeoutMs / 1000} s`,
-          'start a launcher on the host of --master-addr, and pass every node the same --master-addr and --master-port',
-        );
-      }
-      // One listener at a time on `abort`, removed when the sleep ends (not one more per retry).
-      await sleep(RETRY_MS, { signal: abort });
-    }
-  }
+  const socket = await connectWithin(config.masterAddr, port, e.rdzvTimeoutMs, abort, () => {
+    return new CommError(
+      `no rendezvous host answered at ${where} within --rdzv-timeout ${e.rdzvTimeoutMs / 1000} s`,
+      'start a launcher on the host of --master-addr, and pass every node the same --master-addr and --master-port',
+    );
+  });
   return handshakeAsNode(socket, config.secret, {
     refusedBy: `the rendezvous host at ${where}`,
     fix: 'start every node with the same --nnodes MIN:MAX, --max-restarts, --run-id and secret',

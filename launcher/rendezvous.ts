@@ -28,12 +28,12 @@ import { NodeClient, type Rendezvous } from './coordinator_client.js';
 
 export const VERSION = 1;
 /** How long a connection may take to say hello (or answer it), ms. */
-export const HANDSHAKE_TIMEOUT_MS = 10_000;
-export const RETRY_MS = 500;
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+const RETRY_MS = 500;
 /** How long a refused connection may take to read its refusal, ms. */
-export const REFUSE_LINGER_MS = 1000;
+const REFUSE_LINGER_MS = 1000;
 /** A hello is small; a longer first line is not one. */
-export const MAX_HELLO = 4096;
+const MAX_HELLO = 4096;
 
 export function controlPort(masterPort: number): number {
   return masterPort + 1;
@@ -85,6 +85,14 @@ function mismatch(h: Hello, config: LaunchConfig, joined: ReadonlySet<number>): 
   if (h.nnodes !== config.nnodes) return `--nnodes ${h.nnodes} differs from node 0's ${config.nnodes}`;
   if (h.nodeRank < 1 || h.nodeRank >= config.nnodes) return `--node-rank ${h.nodeRank} is not in 1..${config.nnodes - 1}`;
   if (joined.has(h.nodeRank)) return `node rank ${h.nodeRank} has already joined (two launchers with --node-rank ${h.nodeRank}?)`;
+  return termsMismatch(h, config);
+}
+
+/**
+ * What node 0 holds against the terms every hello carries, fixed or elastic (restarts, workers,
+ * run id); undefined: nothing.
+ */
+export function termsMismatch(h: Pick<Hello, 'maxRestarts' | 'localWorldSize' | 'runId'>, config: LaunchConfig): string | undefined {
   if (h.maxRestarts !== config.maxRestarts) return `--max-restarts ${h.maxRestarts} differs from node 0's ${config.maxRestarts}`;
   if (h.localWorldSize < 1) return 'no workers on this node';
   if (h.runId !== null && h.runId !== config.runId) return `--run-id ${h.runId} differs from node 0's ${config.runId}`;
@@ -105,7 +113,7 @@ function listen(server: Server, host: string, port: number): Promise<void> {
   });
 }
 
-export function aborted(signal: AbortSignal): Promise<never> {
+function aborted(signal: AbortSignal): Promise<never> {
   return new Promise((_, reject) => {
     const fail = () => reject(new CommError(`interrupted by ${String(signal.reason)} while the nodes were joining`));
     if (signal.aborted) fail();
@@ -182,7 +190,7 @@ export async function hostRun(config: LaunchConfig, emit: EventSink, abort: Abor
 }
 
 /** Connect to `host:port`; undefined when nobody listens (yet). */
-export function connectOnce(host: string, port: number): Promise<Socket | undefined> {
+function connectOnce(host: string, port: number): Promise<Socket | undefined> {
   return new Promise((resolve) => {
     const socket = connect({ host, port });
     socket.once('connect', () => resolve(socket));
@@ -193,25 +201,31 @@ export function connectOnce(host: string, port: number): Promise<Socket | undefi
   });
 }
 
+/**
+ * A connection to host:port, retried every RETRY_MS until one is made; after `timeoutMs` without
+ * one, rejects with `timedOut()`; on `abort`, with its reason (aborted).
+ */
+export async function connectWithin(host: string, port: number, timeoutMs: number, abort: AbortSignal, timedOut: () => Error): Promise<Socket> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (abort.aborted) return aborted(abort);
+    const socket = await connectOnce(host, port);
+    if (socket !== undefined) return socket;
+    if (Date.now() > deadline) throw timedOut();
+    // One listener at a time on `abort`, removed when the sleep ends (not one more per retry).
+    await sleep(RETRY_MS, { signal: abort });
+  }
+}
+
 /** Node k > 0: join node 0's run. Resolves once welcome; rejects on refusal or timeout. */
 export async function joinRun(config: LaunchConfig, abort: AbortSignal): Promise<Rendezvous> {
   const port = controlPort(config.masterPort);
-  const deadline = Date.now() + config.joinTimeoutMs;
-  let socket: Socket | undefined;
-  while (socket === undefined) {
-    if (abort.aborted) return aborted(abort);
-    socket = await connectOnce(config.masterAddr, port);
-    if (socket === undefined) {
-      if (Date.now() > deadline) {
-        throw new CommError(
-          `node 0 did not answer at ${config.masterAddr}:${port} within ${config.joinTimeoutMs / 1000} s`,
-          'start the launcher of node 0, and pass every node the same --master-addr and --master-port',
-        );
-      }
-      // One listener at a time on `abort`, removed when the sleep ends (not one more per retry).
-      await sleep(RETRY_MS, { signal: abort });
-    }
-  }
+  const socket = await connectWithin(config.masterAddr, port, config.joinTimeoutMs, abort, () => {
+    return new CommError(
+      `node 0 did not answer at ${config.masterAddr}:${port} within ${config.joinTimeoutMs / 1000} s`,
+      'start the launcher of node 0, and pass every node the same --master-addr and --master-port',
+    );
+  });
   return handshakeAsNode(socket, config.secret, {
     refusedBy: `node 0 at ${config.masterAddr}:${port}`,
     fix: 'start every node with the same --nnodes, --max-restarts, --run-id and secret, each with its own --node-rank',
