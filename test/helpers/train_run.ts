@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseMetrics, type MetricsRecord } from '../../shared/metrics.js';
+import { decodeSafetensors } from '../../worker/safetensors.js';
 import { freePort, spawnWorkers, type WorkerExit } from './workers.js';
 
 export interface TrainRun {
@@ -46,4 +47,33 @@ export async function trainDdpIn(dir: string, worldSize: number, args: readonly 
   if (opts.ok !== false) for (const e of exits) assert.equal(e.code, 0, `rank ${e.rank} in ${dir} exited ${e.code} ${e.signal}: ${e.stderr}`);
   const read = (f: string): string => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8') : '');
   return { exits, metrics: parseMetrics(read('train.metrics.jsonl')), log: read('train.log'), checkpoint };
+}
+
+/**
+ * The NaN drill on 2 workers, with `args` (the model's flags and the mode under test: --zero 1,
+ * --overlap, ...), in `dir`/nan-stop and `dir`/nan-skip: rank 1's gradient is poisoned at step 3
+ * (ROSEDIST_TEST_INJECT_NAN). Under --on-nonfinite stop every rank exits 1 naming the step and
+ * the rank, and only steps 1 and 2 were recorded; under skip the step is skipped once, every
+ * metric is finite and the checkpoint's optimizer took 3 of the 4 steps.
+ */
+export async function checkNanStopAndSkip(dir: string, args: readonly string[]): Promise<void> {
+  const env = { ROSEDIST_TEST_INJECT_NAN: '3:1' };
+  const stop = await trainDdpIn(join(dir, 'nan-stop'), 2, [...args, '--num-steps', '4', '--eval-interval', '1'], { env, ok: false });
+  for (const e of stop.exits) {
+    assert.equal(e.code, 1, `rank ${e.rank}: ${e.stderr}`);
+    assert.match(e.stderr, /non-finite loss or gradient at step 3: rank 1's gradient is NaN at index 0/);
+  }
+  assert.deepEqual(
+    stop.metrics.map((m) => m.step),
+    [1, 2],
+  );
+  const skipArgs = [...args, '--num-steps', '4', '--eval-interval', '2', '--checkpoint-interval', '4', '--on-nonfinite', 'skip'];
+  const skip = await trainDdpIn(join(dir, 'nan-skip'), 2, skipArgs, { env });
+  assert.equal(skip.log.split('\n').filter((l) => /at step 3: rank 1's gradient is NaN at index 0; skipped/.test(l)).length, 1, skip.log);
+  assert.ok(
+    skip.metrics.every((m) => Number.isFinite(m.train_loss) && Number.isFinite(m.val_loss)),
+    JSON.stringify(skip.metrics),
+  );
+  const meta = decodeSafetensors(readFileSync(skip.checkpoint), skip.checkpoint).metadata;
+  assert.equal((JSON.parse(meta.optimizer ?? '{}') as { stepCount: number }).stepCount, 3);
 }
