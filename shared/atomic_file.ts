@@ -6,20 +6,11 @@
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { processExists } from './process_tree.js';
 
 /** Beside the target (a rename does not cross file systems); per process, as ranks share paths. */
 function tmpName(path: string): string {
   return `${path}.tmp-${process.pid}`;
-}
-
-/** Whether process `pid` exists on this host (EPERM: it does, as another user's). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**
@@ -38,7 +29,7 @@ export function removeStaleTempFiles(path: string): string[] {
   const removed: string[] = [];
   for (const name of names) {
     const pid = name.startsWith(prefix) ? name.slice(prefix.length) : '';
-    if (!/^[1-9]\d{0,9}$/.test(pid) || Number(pid) === process.pid || alive(Number(pid))) continue;
+    if (!/^[1-9]\d{0,9}$/.test(pid) || Number(pid) === process.pid || processExists(Number(pid))) continue;
     const stale = join(dirname(path), name);
     removeQuietly(() => {
       rmSync(stale, { force: true });

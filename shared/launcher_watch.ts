@@ -19,7 +19,7 @@
  */
 import { ENV } from './env.js';
 import { writeErrorFile } from './error_file.js';
-import { signalTree, treeMembers } from './process_tree.js';
+import { processExists, signalTree, treeMembers } from './process_tree.js';
 import { leaveRunTmpDir } from './run_tmp_dir.js';
 
 /** How often the launcher is checked, ms. */
@@ -40,12 +40,7 @@ const launcherPid = Number(process.env[ENV.launcherPid]);
 /** Is the launcher still there? Our parent when it started us; otherwise ask the kernel. */
 function launcherAlive(pid: number, parentAtStart: boolean): boolean {
   if (parentAtStart) return process.ppid === pid;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return processExists(pid);
 }
 
 /** Do we lead a process group (started by the launcher in a session of our own)? */

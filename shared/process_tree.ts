@@ -4,9 +4,20 @@
  * process group that its children join unless they leave it on purpose; signalling the group
  * (kill(-pgid)) reaches them all, as torchrun does (start_new_session + os.killpg). The group
  * outlives its leader: children of a worker that exited are still reached through it.
- * Used by the launcher (stopping workers) and by the workers (shared/launcher_watch.ts).
+ * Used by the launcher (stopping workers) and by the workers (shared/launcher_watch.ts); processExists
+ * by whatever asks whether a recorded pid is still there (locks, temporary files).
  */
 import { readdirSync, readFileSync } from 'node:fs';
+
+/** Whether process `pid` exists on this host (kill(pid, 0); EPERM: it does, as another user's). Zombies count. */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 /** Send `signal` to every process of the tree led by `pid`; false when none is left. */
 export function signalTree(pid: number, signal: NodeJS.Signals | 0): boolean {

@@ -15,6 +15,7 @@
 import { appendFileSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { processExists } from './process_tree.js';
 
 const PREFIX = 'rosedist-';
 const HOLDERS = 'holders';
@@ -32,11 +33,7 @@ function startTime(pid: number): string {
 
 /** Is the process that was `pid`, started at `start`, still running (a zombie is not)? */
 function running(pid: number, start: string): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  if (!processExists(pid)) return false;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

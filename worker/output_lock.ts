@@ -16,6 +16,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { ConfigError } from '../shared/errors.js';
+import { processExists } from '../shared/process_tree.js';
 
 export interface LockHolder {
   readonly pid: number;
@@ -23,16 +24,6 @@ export interface LockHolder {
   readonly runId: string;
   /** ISO time the lock was taken. */
   readonly since: string;
-}
-
-/** Is `pid` alive on this host? EPERM: it exists, owned by someone else. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function readHolder(lockPath: string): LockHolder | undefined | 'gone' {
@@ -137,7 +128,7 @@ function takeOne(lockPath: string, flag: string, path: string, me: LockHolder, w
           `wait for that run, or pick another ${flag}; if that run is gone, delete ${lockPath}`,
         );
       }
-      if (alive(h.pid) && h.pid !== me.pid) {
+      if (processExists(h.pid) && h.pid !== me.pid) {
         throw new ConfigError(`${flag} ${path} is in use by ${describeHolder(h)}`, `wait for that run to end, or pick another ${flag}`);
       }
       // An earlier attempt of this run (the launcher restarted the group) is expected: no warning.
