@@ -4,7 +4,8 @@
  *
  *   npm run bench:backend -- [--backends wasm,cpu] [--steps 10] [--warmup 2] [--cpu-steps 3]
  *
- * Backends: wasm, cpu, tensorflow, and wasm-stock (wasm without the kernel replacements of
+ * Backends: wasm, cpu, tensorflow, wasm-plain (wasm with our kernels' plain-SIMD build, no fused
+ * multiply-adds: ROSEDIST_PLAIN_SIMD=1) and wasm-stock (wasm without the kernel replacements of
  * worker/tf_wasm_kernels.ts, to measure what they bring).
  *
  * Two configurations (batch 8): the defaults (vocab 10000, 2 layers, seq 32) and a long-sequence
@@ -21,7 +22,7 @@ import { hideBin, yargs } from '../shared/yargs.js';
 
 interface BenchCase {
   readonly label: string;
-  readonly backend: 'wasm' | 'wasm-stock' | 'cpu' | 'tensorflow';
+  readonly backend: 'wasm' | 'wasm-plain' | 'wasm-stock' | 'cpu' | 'tensorflow';
   readonly vocabSize: number;
   readonly nLayers: number;
   readonly seqLen: number;
@@ -52,7 +53,8 @@ async function runCase(c: BenchCase): Promise<void> {
   const { GPT } = await import('../worker/model/gpt.js');
   const { AdamW, ADAMW_DEFAULTS } = await import('../worker/optim.js');
   if (c.backend === 'wasm-stock') process.env.ROSEDIST_STOCK_WASM_KERNELS = '1';
-  const info = await initBackend(c.backend === 'wasm-stock' ? 'wasm' : c.backend);
+  if (c.backend === 'wasm-plain') process.env.ROSEDIST_PLAIN_SIMD = '1';
+  const info = await initBackend(c.backend === 'wasm-stock' || c.backend === 'wasm-plain' ? 'wasm' : c.backend);
   const model = new GPT(
     {
       vocabSize: c.vocabSize,
@@ -151,8 +153,8 @@ async function main(): Promise<void> {
     .map((b) => b.trim())
     .filter((b) => b !== '');
   for (const b of backends) {
-    if (!['wasm', 'wasm-stock', 'cpu', 'tensorflow'].includes(b)) {
-      throw new ConfigError(`--backends: unknown backend "${b}"`, 'use wasm, wasm-stock, cpu or tensorflow');
+    if (!['wasm', 'wasm-plain', 'wasm-stock', 'cpu', 'tensorflow'].includes(b)) {
+      throw new ConfigError(`--backends: unknown backend "${b}"`, 'use wasm, wasm-plain, wasm-stock, cpu or tensorflow');
     }
   }
   const widths = [29, 10, 26, 15, 11, 8, 9, 8];

@@ -11,15 +11,19 @@
  *     10-30x slower: the model never used it);
  *   - batched (attention) products: one XNNPACK call per slice when a slice is big enough,
  *     tfjs's scalar loop otherwise (the previous BatchMatMul replacement).
- * Each round times both sides, alternating, over at least --min-ms of CPU time each (this
+ * A third side is our GEMM's plain-SIMD build (kernels.wasm: multiply, then add) beside the build
+ * the trainer runs (kernels_fma.wasm where the runtime takes relaxed SIMD: fused multiply-adds).
+ * Each round times the sides in rotating order, over at least --min-ms of CPU time each (this
  * process's, so that time spent waiting for a core on a shared machine is not counted); the table
- * shows medians and the min-max spread over rounds, and the median of ours/tfjs per round. On a
+ * shows medians and the min-max spread over rounds, and the medians of the per-round ratios. On a
  * shared machine the absolute figures still drop (caches and cores are shared); ratios hold better.
  */
 import { ConfigError, exitCodeOf, formatError } from '../shared/errors.js';
 import { hideBin, yargs } from '../shared/yargs.js';
 import { initBackend, tf } from '../worker/tf.js';
 import { stockWasmKernel } from '../worker/tf_wasm_kernels.js';
+import { gemmFor, type GemmBackend } from '../worker/wasm_gemm.js';
+import { kernelBuild } from '../worker/kernels/module.js';
 import { AdamW, ADAMW_DEFAULTS } from '../worker/optim.js';
 import { GPT } from '../worker/model/gpt.js';
 
@@ -101,8 +105,8 @@ function randomTensor(shape: number[], seed: number): tf.Tensor {
 
 type Run = () => void;
 
-/** The two sides of one product: ours (the registered kernels) and the previous path. */
-function sides(p: Product): { ours: Run; theirs: Run; dispose: () => void } {
+/** The sides of one product: ours (the registered kernels), our plain-SIMD build, and the previous path. */
+function sides(p: Product): { ours: Run; oursPlain: Run; theirs: Run; dispose: () => void } {
   const shapeA = p.transposeA ? [p.k, p.m] : [p.m, p.k];
   const shapeB = p.transposeB ? [p.n, p.k] : [p.k, p.n];
   const lead = p.batch > 1 ? [p.batch] : [];
@@ -132,7 +136,14 @@ function sides(p: Product): { ours: Run; theirs: Run; dispose: () => void } {
         .makeTensorFromTensorInfo(info as tf.TensorInfo)
         .dispose();
     });
-  return { ours, theirs, dispose: () => tf.dispose([a, b, ...(bias ? [bias] : [])]) };
+  const plainGemm = gemmFor(tf, backend as unknown as GemmBackend, 'plain');
+  if (typeof plainGemm === 'string') throw new ConfigError(`our plain-SIMD GEMM did not load: ${plainGemm}`);
+  const oursPlain = () => {
+    const info = plainGemm.matMul(a, b, p.transposeA, p.transposeB, bias);
+    if (info === undefined) throw new Error(`our GEMM does not take ${p.op}`);
+    tf.engine().makeTensorFromTensorInfo(info).dispose();
+  };
+  return { ours, oursPlain, theirs, dispose: () => tf.dispose([a, b, ...(bias ? [bias] : [])]) };
 }
 
 /** This process's CPU time in ms: on a shared machine, time spent waiting for a core is not counted. */
@@ -166,30 +177,34 @@ function benchProducts(c: Config, rounds: number, minMs: number): string[] {
   // and for the heap's first growth.
   for (const p of products(c)) {
     const s = sides(p);
-    timeIt(s.ours, minMs);
-    timeIt(s.theirs, minMs);
+    for (const f of [s.ours, s.oursPlain, s.theirs]) timeIt(f, minMs);
     s.dispose();
   }
   for (const p of products(c)) {
     const s = sides(p);
     const flops = 2 * p.batch * p.m * p.n * p.k;
-    s.ours();
-    s.theirs(); // warm-up: XNNPACK builds its operator, the GEMM touches its scratch
-    const ours: number[] = [];
-    const theirs: number[] = [];
-    const ratio: number[] = [];
+    // warm-up: XNNPACK builds its operator, the GEMM touches its scratch
+    for (const f of [s.ours, s.oursPlain, s.theirs]) f();
+    const runs = [s.theirs, s.oursPlain, s.ours];
+    const gflops: number[][] = runs.map(() => []);
+    const vsTfjs: number[] = [];
+    const vsPlain: number[] = [];
     for (let r = 0; r < rounds; r++) {
-      const [first, second] = r % 2 === 0 ? [s.ours, s.theirs] : [s.theirs, s.ours];
-      const t1 = timeIt(first, minMs);
-      const t2 = timeIt(second, minMs);
-      const [to, tt] = r % 2 === 0 ? [t1, t2] : [t2, t1];
-      ours.push(flops / to / 1e6);
-      theirs.push(flops / tt / 1e6);
-      ratio.push(tt / to);
+      const ms = runs.map(() => 0);
+      for (let i = 0; i < runs.length; i++) {
+        const at = (i + r) % runs.length; // rotate the order from round to round
+        ms[at] = timeIt(runs[at]!, minMs);
+      }
+      ms.forEach((t, i) => gflops[i]!.push(flops / t / 1e6));
+      vsTfjs.push(ms[0]! / ms[2]!);
+      vsPlain.push(ms[1]! / ms[2]!);
     }
     s.dispose();
     const shape = `${p.batch > 1 ? `${p.batch}x ` : ''}${p.m}x${p.k}${p.transposeA ? 'ᵀ' : ''} · ${p.k}x${p.n}${p.transposeB ? 'ᵀ' : ''}${p.bias ? ' +b' : ''}`;
-    lines.push(`| ${c.name} | ${p.op} | ${shape} | ${fmtSpread(theirs)} | ${fmtSpread(ours)} | ${median(ratio).toFixed(2)}x |`);
+    const [tfjsG, plainG, oursG] = gflops as [number[], number[], number[]];
+    lines.push(
+      `| ${c.name} | ${p.op} | ${shape} | ${fmtSpread(tfjsG)} | ${fmtSpread(plainG)} | ${fmtSpread(oursG)} | ${median(vsTfjs).toFixed(2)}x | ${median(vsPlain).toFixed(2)}x |`,
+    );
   }
   return lines;
 }
@@ -236,9 +251,9 @@ async function main(): Promise<void> {
     });
   await initBackend('wasm');
   if (!argv['adamw-only']) {
-    console.log('GFLOP/s, median (min-max) over rounds; ratio: median of ours/theirs per round');
-    console.log('| config | product | shape (M x K · K x N) | tfjs (before) | ours | ours/tfjs |');
-    console.log('|---|---|---|---|---|---|');
+    console.log(`GFLOP/s, median (min-max) over rounds; ratios: medians over rounds; ours: the ${kernelBuild()} build`);
+    console.log('| config | product | shape (M x K · K x N) | tfjs (before) | ours, plain SIMD | ours | ours/tfjs | ours/plain |');
+    console.log('|---|---|---|---|---|---|---|---|');
     for (const c of configs) for (const line of benchProducts(c, argv.rounds, argv['min-ms'])) console.log(line);
   }
   console.log('\nAdamW step, ms, median (min-max)');

@@ -17,6 +17,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../shared/errors.js';
 import { BACKEND_CHOICES, type BackendChoice } from './backend_choice.js';
 import { installFastWasmKernels, wasmMatMulTakesTransposes } from './tf_wasm_kernels.js';
+import { kernelBuild } from './kernels/module.js';
 
 export { tf };
 
@@ -137,7 +138,10 @@ async function tryWasm(): Promise<BackendInfo | string> {
   // ROSEDIST_STOCK_WASM_KERNELS=1 keeps tfjs's own kernels: for benchmarks and bug hunts.
   if (process.env.ROSEDIST_STOCK_WASM_KERNELS !== '1') installFastWasmKernels(tf);
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
-  return { name: 'wasm', device: `CPU (wasm, ${simd === true ? 'SIMD' : 'no SIMD'}, 1 thread)` };
+  // Which of our kernel builds runs the matrix products (worker/kernels/module.ts), if ours do.
+  const build = wasmMatMulTakesTransposes() ? kernelBuild() : undefined;
+  const ours = build === 'fma' ? ', our GEMM with FMA' : build === 'plain' ? ', our GEMM' : '';
+  return { name: 'wasm', device: `CPU (wasm, ${simd === true ? 'SIMD' : 'no SIMD'}, 1 thread${ours})` };
 }
 
 async function useCpu(): Promise<BackendInfo> {

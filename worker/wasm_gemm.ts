@@ -14,7 +14,7 @@
  * types (type-only), so that it does not import tf.ts back (.dependency-cruiser.cjs).
  */
 import type * as TF from '@tensorflow/tfjs';
-import { instantiateKernels, isMemory, type KernelExports } from './kernels/module.js';
+import { instantiateKernels, isMemory, type KernelBuild, type KernelExports } from './kernels/module.js';
 
 type Tfjs = typeof TF;
 type Info = TF.TensorInfo;
@@ -31,25 +31,28 @@ export interface Gemm {
   matMul(a: Info, b: Info, transposeA: boolean, transposeB: boolean, bias?: Info): Info | undefined;
 }
 
-const perBackend = new WeakMap<object, Gemm | string>();
+const perBackend = new WeakMap<object, Map<KernelBuild | 'chosen', Gemm | string>>();
 
 /**
- * Our GEMM on this backend (made once per backend instance), or a line saying why not (then the
- * original kernels stay).
+ * Our GEMM on this backend (made once per backend instance and build), or a line saying why not
+ * (then the original kernels stay). build: the module's choice (kernels/module.ts) unless given;
+ * benchmarks give one to run both builds side by side.
  */
-export function gemmFor(tf: Tfjs, backend: GemmBackend): Gemm | string {
-  let g = perBackend.get(backend);
-  if (g === undefined) perBackend.set(backend, (g = makeGemm(tf, backend)));
+export function gemmFor(tf: Tfjs, backend: GemmBackend, build?: KernelBuild): Gemm | string {
+  let builds = perBackend.get(backend);
+  if (builds === undefined) perBackend.set(backend, (builds = new Map()));
+  let g = builds.get(build ?? 'chosen');
+  if (g === undefined) builds.set(build ?? 'chosen', (g = makeGemm(tf, backend, build)));
   return g;
 }
 
-function makeGemm(tf: Tfjs, backend: GemmBackend): Gemm | string {
+function makeGemm(tf: Tfjs, backend: GemmBackend, build: KernelBuild | undefined): Gemm | string {
   const memory = backend.wasm.asm?.memory;
   const malloc = backend.wasm._malloc;
   if (!isMemory(memory) || typeof malloc !== 'function' || typeof backend.makeOutput !== 'function') {
     return 'tfjs-backend-wasm does not expose its memory and malloc';
   }
-  const k: KernelExports | string = instantiateKernels(memory);
+  const k: KernelExports | string = instantiateKernels(memory, build);
   if (typeof k === 'string') return k;
   const scratch = malloc(4 * k.gemm_scratch_floats());
   if (!scratch) return 'no memory for the GEMM scratch';

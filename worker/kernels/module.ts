@@ -1,15 +1,18 @@
 /**
  * Our WebAssembly SIMD kernels (gemm.c, adamw.c), built by scripts/build_kernels.sh into
- * kernels.wasm, which is committed: nothing is compiled at install or run time. The module
- * imports its memory (`env.memory`): the GEMM is instantiated on tfjs-backend-wasm's memory
- * (wasm_gemm.ts), AdamW on a memory of its own (optim.ts).
+ * kernels.wasm (plain SIMD128) and kernels_fma.wasm (relaxed SIMD: the GEMM's multiply-adds
+ * fused), both committed: nothing is compiled at install or run time. The module imports its
+ * memory (`env.memory`): the GEMM is instantiated on tfjs-backend-wasm's memory (wasm_gemm.ts),
+ * AdamW on a memory of its own (optim.ts).
  */
 import { readFileSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
 
 // The tsconfig's libs (ES2022, node) do not declare WebAssembly; the part used here:
 declare const WebAssembly: {
   Memory: new (descriptor: { initial: number; maximum?: number }) => WasmMemory;
   Module: new (bytes: Uint8Array) => object;
+  validate(bytes: Uint8Array): boolean;
   Instance: new (module: object, imports: object) => { readonly exports: Record<string, unknown> };
 };
 
@@ -29,6 +32,21 @@ export function isMemory(x: unknown): x is WasmMemory {
 }
 
 export const KERNELS_WASM = new URL('./kernels.wasm', import.meta.url);
+export const KERNELS_FMA_WASM = new URL('./kernels_fma.wasm', import.meta.url);
+
+/** Which build runs: 'fma' (kernels_fma.wasm) or 'plain' (kernels.wasm). */
+export type KernelBuild = 'fma' | 'plain';
+
+/**
+ * Whether this runtime takes relaxed SIMD. Node 22's V8 ships it; Node 20's has it behind
+ * --experimental-wasm-relaxed-simd, a flag V8 reads when it validates a module, so it is set here,
+ * before the first module that needs it, and only when that module is refused without it.
+ */
+function relaxedSimdAccepted(bytes: Uint8Array): boolean {
+  if (WebAssembly.validate(bytes)) return true;
+  setFlagsFromString('--experimental-wasm-relaxed-simd');
+  return WebAssembly.validate(bytes);
+}
 
 export interface KernelExports {
   /** See gemm.c. Pointers are byte offsets, strides in floats, flags 0/1. */
@@ -67,26 +85,51 @@ export interface KernelExports {
   ): void;
 }
 
-let compiled: object | string | undefined;
+const FILES: Record<KernelBuild, URL> = { fma: KERNELS_FMA_WASM, plain: KERNELS_WASM };
 
-/**
- * The compiled module (compiled once per process), or a line saying why it is unavailable (no
- * WebAssembly SIMD in this runtime, or the file is missing): callers then keep their fallback.
- */
-export function kernelModule(): object | string {
-  if (compiled === undefined) {
-    try {
-      compiled = new WebAssembly.Module(readFileSync(KERNELS_WASM));
-    } catch (e) {
-      compiled = `our SIMD kernels did not load (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`;
-    }
+/** Compile one build, or say why it cannot run here. */
+export function compileKernels(build: KernelBuild): object | string {
+  try {
+    const bytes = readFileSync(FILES[build]);
+    if (build === 'fma' && !relaxedSimdAccepted(bytes)) return 'this runtime has no relaxed SIMD';
+    return new WebAssembly.Module(bytes);
+  } catch (e) {
+    return `our SIMD kernels did not load (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`;
   }
-  return compiled;
 }
 
-/** An instance on `memory`, or the reason there is none. */
-export function instantiateKernels(memory: WasmMemory): KernelExports | string {
-  const mod = kernelModule();
+let chosen: { readonly module: object; readonly build: KernelBuild } | string | undefined;
+
+/**
+ * The build every kernel of this process runs (chosen and compiled once): kernels_fma.wasm where
+ * the runtime takes relaxed SIMD and ROSEDIST_PLAIN_SIMD is not 1 (benchmarks set it to compare),
+ * else kernels.wasm; or a line saying why neither is available (no WebAssembly SIMD in this
+ * runtime, or the files are missing): callers then keep their fallback.
+ */
+function chosenKernels(): { readonly module: object; readonly build: KernelBuild } | string {
+  if (chosen === undefined) {
+    const fma = process.env.ROSEDIST_PLAIN_SIMD === '1' ? 'ROSEDIST_PLAIN_SIMD=1' : compileKernels('fma');
+    const plain = typeof fma === 'string' ? compileKernels('plain') : undefined;
+    chosen = typeof fma !== 'string' ? { module: fma, build: 'fma' } : typeof plain === 'object' ? { module: plain, build: 'plain' } : (plain ?? fma);
+  }
+  return chosen;
+}
+
+/** Which build runs, or the reason there is none. */
+export function kernelBuild(): KernelBuild | string {
+  const c = chosenKernels();
+  return typeof c === 'string' ? c : c.build;
+}
+
+/** An instance on `memory` of the chosen build (or of `build`), or the reason there is none. */
+export function instantiateKernels(memory: WasmMemory, build?: KernelBuild): KernelExports | string {
+  let mod: object | string;
+  if (build !== undefined) {
+    mod = compileKernels(build);
+  } else {
+    const c = chosenKernels();
+    mod = typeof c === 'string' ? c : c.module;
+  }
   if (typeof mod === 'string') return mod;
   try {
     return new WebAssembly.Instance(mod, { env: { memory } }).exports as unknown as KernelExports;
