@@ -162,3 +162,38 @@ export function wasmHeapBytes(): number | undefined {
   const heap = (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8;
   return heap?.buffer.byteLength;
 }
+
+/** The wasm backend's parts that readInto uses: where a tensor's data lies in its heap. */
+interface WasmHeapInternals {
+  readonly wasm: { readonly HEAPU8: Uint8Array };
+  readonly dataIdMap: { get(dataId: object): { readonly memoryOffset: number | null } | undefined };
+}
+
+/**
+ * Copy float32 tensor `t`'s values into `out` from `offset` (t.size floats). On wasm straight
+ * from the backend's heap: `dataSync()` would first copy them into a new array of their own, a
+ * whole model's worth of garbage per step when gradients are read out (GPT.trainStep).
+ */
+export function readInto(t: tf.Tensor, out: Float32Array, offset = 0): void {
+  if (t.dtype !== 'float32') throw new RangeError(`readInto: a ${t.dtype} tensor, expected float32`);
+  if (t.isDisposed) throw new RangeError('readInto: the tensor is disposed');
+  if (tf.getBackend() === 'wasm') {
+    const be = tf.backend() as unknown as Partial<WasmHeapInternals>;
+    const at = be.dataIdMap?.get(t.dataId)?.memoryOffset;
+    const heap = be.wasm?.HEAPU8;
+    if (typeof at === 'number' && heap !== undefined) {
+      out.set(new Float32Array(heap.buffer, at, t.size), offset);
+      return;
+    }
+  }
+  out.set(t.dataSync() as Float32Array, offset);
+}
+
+/**
+ * A float32 tensor of `values` (t.size floats) that later writes to `values` do not reach. The
+ * wasm backend copies them into its heap at once; the others (cpu, tensorflow) keep the array
+ * they are given, so those get a copy.
+ */
+export function tensorOf(values: Float32Array, shape: readonly number[]): tf.Tensor {
+  return tf.tensor(tf.getBackend() === 'wasm' ? values : values.slice(), [...shape], 'float32');
+}
