@@ -13,11 +13,15 @@
  *   - `wasm`: `@tensorflow/tfjs-backend-wasm` (XNNPACK, SIMD). One thread per process under Node.
  *   - `cpu`: pure JavaScript; correct but 25-170x slower than wasm (tiny configs only).
  */
+// First: tfjs loads without its source maps (~30 MB per worker; tf_no_source_maps.ts).
+import { importWithoutSourceMaps, restoreSourceMaps } from './tf_no_source_maps.js';
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../shared/errors.js';
 import { BACKEND_CHOICES, type BackendChoice } from './backend_choice.js';
 import { installFastWasmKernels, wasmMatMulTakesTransposes } from './tf_wasm_kernels.js';
 import { kernelBuild } from './kernels/module.js';
+
+restoreSourceMaps();
 
 export { tf };
 
@@ -84,7 +88,7 @@ async function tryTensorflow(): Promise<BackendInfo | string> {
   process.env.TF_FORCE_GPU_ALLOW_GROWTH ??= 'true';
   try {
     const name: string = TFJS_NODE_GPU; // a variable, so TypeScript does not need its types
-    await import(name);
+    await importWithoutSourceMaps(() => import(name));
   } catch (e) {
     const code = (e as { code?: string }).code;
     const why =
@@ -119,7 +123,7 @@ async function tryWasm(): Promise<BackendInfo | string> {
     unhandledRejection: process.listeners('unhandledRejection'),
   };
   try {
-    await import('@tensorflow/tfjs-backend-wasm');
+    await importWithoutSourceMaps(() => import('@tensorflow/tfjs-backend-wasm'));
     // setBackend resolves false (and tfjs prints a warning) when the .wasm file fails to load.
     if (!(await tf.setBackend('wasm'))) return 'its .wasm module did not load';
     await tf.ready();
