@@ -6,7 +6,7 @@
  *     of its outputs are freed as soon as the walk has passed it, and a parameter's gradient once
  *     it has been handed out, so the backend's high-water mark is the forward's activations plus
  *     the gradients in flight; tf.variableGrads keeps all of them until backprop ends (at
- *     `--vocab-size 256 --n-layers 4 --seq-len 128`: a wasm heap of ~300 MB instead of ~150).
+ *     `--vocab-size 256 --n-layers 4 --seq-len 128`: a wasm heap of 120 MiB instead of 298).
  *     This makes it the normal backward (GPT.trainStep, `backwardSync`);
  *   - overlap (PyTorch DDP's gradient buckets; GPT.trainStepOverlapped, `backward`): it hands
  *     each parameter's gradient out as soon as it is final and yields to the event loop between
