@@ -1,8 +1,9 @@
 /**
- * Backward in pieces against tfjs's own backward, one process, no communication: the cost of
- * overlap's tape walk (model/tape_backward.ts) alone. Runs GPT.trainStep and
- * GPT.trainStepOverlapped (a sink that only counts) interleaved on the same batch, and prints the
- * median ms of each and their ratio.
+ * The tape walk (model/tape_backward.ts) against tfjs's own backward, one process, no
+ * communication. Runs GPT.trainStepTfjs (tf.variableGrads), GPT.trainStep (the walk in one go,
+ * training's backward) and GPT.trainStepOverlapped (the walk in pieces, overlap's; a sink that
+ * only counts) interleaved on the same batch, and prints the median ms of each and their ratios
+ * to tfjs's.
  *
  *   npm run bench:backward -- [--repeat R] [--slice-ms S] [training options: model and batch]
  */
@@ -33,11 +34,15 @@ async function main(): Promise<void> {
   const grads = new Float32Array(model.numParams);
   let readies = 0;
   const sink = { loss: () => {}, ready: () => void (readies += 1) };
-  const times: Record<'tfjs' | 'pieces', number[]> = { tfjs: [], pieces: [] };
+  const kinds = ['tfjs', 'walk', 'pieces'] as const;
+  const times: Record<(typeof kinds)[number], number[]> = { tfjs: [], walk: [], pieces: [] };
   for (let r = -2; r < repeat; r++) {
-    for (const kind of r % 2 === 0 ? (['tfjs', 'pieces'] as const) : (['pieces', 'tfjs'] as const)) {
+    // Each round in another order: each kind runs first, second and third equally often.
+    const order = [0, 1, 2].map((k) => kinds[(k + r + 3) % 3] as (typeof kinds)[number]);
+    for (const kind of r % 2 === 0 ? order : order.reverse()) {
       const t0 = performance.now();
-      if (kind === 'tfjs') model.trainStep(batch, r, grads);
+      if (kind === 'tfjs') model.trainStepTfjs(batch, r, grads);
+      else if (kind === 'walk') model.trainStep(batch, r, grads);
       else await model.trainStepOverlapped(batch, r, grads, sink, sliceMs);
       if (r >= 0) times[kind].push(performance.now() - t0);
     }
@@ -47,9 +52,11 @@ async function main(): Promise<void> {
   console.log(`forward + backward, ${backend.name}, ${B}×${T} tokens, ${model.numParams.toLocaleString('en-US')} parameters, ${repeat} interleaved rounds`);
   console.log('| backward | median ms | min–max |');
   console.log('|---|---|---|');
-  for (const k of ['tfjs', 'pieces'] as const)
-    console.log(`| ${k === 'tfjs' ? 'tfjs (variableGrads)' : `in pieces (slice ${sliceMs} ms)`} | ${median(times[k]).toFixed(1)} | ${spread(times[k])} |`);
-  console.log(`in pieces / tfjs: ${(median(times.pieces) / median(times.tfjs)).toFixed(3)}`);
+  const label = { tfjs: 'tfjs (variableGrads)', walk: 'tape walk (trainStep)', pieces: `in pieces (slice ${sliceMs} ms)` };
+  for (const k of kinds) console.log(`| ${label[k]} | ${median(times[k]).toFixed(1)} | ${spread(times[k])} |`);
+  console.log(
+    `tape walk / tfjs: ${(median(times.walk) / median(times.tfjs)).toFixed(3)}; in pieces / tfjs: ${(median(times.pieces) / median(times.tfjs)).toFixed(3)}`,
+  );
   model.dispose();
 }
 

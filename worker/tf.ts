@@ -13,11 +13,15 @@
  *   - `wasm`: `@tensorflow/tfjs-backend-wasm` (XNNPACK, SIMD). One thread per process under Node.
  *   - `cpu`: pure JavaScript; correct but 25-170x slower than wasm (tiny configs only).
  */
+// First: tfjs loads without its source maps (~30 MB per worker; tf_no_source_maps.ts).
+import { importWithoutSourceMaps, restoreSourceMaps } from './tf_no_source_maps.js';
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../shared/errors.js';
 import { BACKEND_CHOICES, type BackendChoice } from './backend_choice.js';
 import { installFastWasmKernels, wasmMatMulTakesTransposes } from './tf_wasm_kernels.js';
 import { kernelBuild } from './kernels/module.js';
+
+restoreSourceMaps();
 
 export { tf };
 
@@ -84,7 +88,7 @@ async function tryTensorflow(): Promise<BackendInfo | string> {
   process.env.TF_FORCE_GPU_ALLOW_GROWTH ??= 'true';
   try {
     const name: string = TFJS_NODE_GPU; // a variable, so TypeScript does not need its types
-    await import(name);
+    await importWithoutSourceMaps(() => import(name));
   } catch (e) {
     const code = (e as { code?: string }).code;
     const why =
@@ -119,7 +123,7 @@ async function tryWasm(): Promise<BackendInfo | string> {
     unhandledRejection: process.listeners('unhandledRejection'),
   };
   try {
-    await import('@tensorflow/tfjs-backend-wasm');
+    await importWithoutSourceMaps(() => import('@tensorflow/tfjs-backend-wasm'));
     // setBackend resolves false (and tfjs prints a warning) when the .wasm file fails to load.
     if (!(await tf.setBackend('wasm'))) return 'its .wasm module did not load';
     await tf.ready();
@@ -161,4 +165,39 @@ export function wasmHeapBytes(): number | undefined {
   if (tf.getBackend() !== 'wasm') return undefined;
   const heap = (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8;
   return heap?.buffer.byteLength;
+}
+
+/** The wasm backend's parts that readInto uses: where a tensor's data lies in its heap. */
+interface WasmHeapInternals {
+  readonly wasm: { readonly HEAPU8: Uint8Array };
+  readonly dataIdMap: { get(dataId: object): { readonly memoryOffset: number | null } | undefined };
+}
+
+/**
+ * Copy float32 tensor `t`'s values into `out` from `offset` (t.size floats). On wasm straight
+ * from the backend's heap: `dataSync()` would first copy them into a new array of their own, a
+ * whole model's worth of garbage per step when gradients are read out (GPT.trainStep).
+ */
+export function readInto(t: tf.Tensor, out: Float32Array, offset = 0): void {
+  if (t.dtype !== 'float32') throw new RangeError(`readInto: a ${t.dtype} tensor, expected float32`);
+  if (t.isDisposed) throw new RangeError('readInto: the tensor is disposed');
+  if (tf.getBackend() === 'wasm') {
+    const be = tf.backend() as unknown as Partial<WasmHeapInternals>;
+    const at = be.dataIdMap?.get(t.dataId)?.memoryOffset;
+    const heap = be.wasm?.HEAPU8;
+    if (typeof at === 'number' && heap !== undefined) {
+      out.set(new Float32Array(heap.buffer, at, t.size), offset);
+      return;
+    }
+  }
+  out.set(t.dataSync() as Float32Array, offset);
+}
+
+/**
+ * A float32 tensor of `values` (t.size floats) that later writes to `values` do not reach. The
+ * wasm backend copies them into its heap at once; the others (cpu, tensorflow) keep the array
+ * they are given, so those get a copy.
+ */
+export function tensorOf(values: Float32Array, shape: readonly number[]): tf.Tensor {
+  return tf.tensor(tf.getBackend() === 'wasm' ? values : values.slice(), [...shape], 'float32');
 }

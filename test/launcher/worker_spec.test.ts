@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { parseCli } from '../../launcher/cli.js';
 import { resolveConfig } from '../../launcher/config.js';
 import { countGpus, visibleDeviceFor } from '../../launcher/devices.js';
+import { BUILTIN_V8_FLAGS } from '../../launcher/program.js';
 import { rankOffset, workerSpecs } from '../../launcher/worker_spec.js';
+import { packagePath } from '../../shared/runtime.js';
 import { readWorkerEnv } from '../../shared/env.js';
 import { FIXTURE, tempDir } from '../helpers/launcher_run.js';
 
@@ -70,9 +72,21 @@ test("node 1's workers follow node 0's; each gets the contract, one thread and i
       'the watch preload is loaded',
     );
     assert.equal(s.command, process.execPath);
+    assert.ok(!s.args.some((a) => a.startsWith('--max-semi-space-size')), "a user's program keeps Node's V8 defaults");
     assert.deepEqual(s.output.files, { stdout: undefined, stderr: undefined }, 'no --log-dir, no log files');
   }
   assert.equal(workerSpecs(c, layout, 0, '/base', { OMP_NUM_THREADS: '8' })[0]?.env.OMP_NUM_THREADS, '8', "a user's value is kept");
+});
+
+test("the built-in programs' workers start with their V8 flags, before the loader", async () => {
+  const host = { countGpus: () => 0, canBind: async () => true, freePort: async () => 41000, cpus: () => 4 };
+  const layout = { runId: 'r', worldSize: 1, localWorldSizes: [1] };
+  for (const name of ['train_ddp', 'train_minimal']) {
+    const c = await resolveConfig(parseCli([name, '--zero', '1'], {}), {}, host);
+    const [s] = workerSpecs(c, layout, 0, '/b', {});
+    assert.deepEqual(s?.args.slice(0, BUILTIN_V8_FLAGS.length + 1), [...BUILTIN_V8_FLAGS, '--import']);
+    assert.deepEqual(s?.args.slice(-3), [packagePath(`worker/${name}.ts`), '--zero', '1']);
+  }
 });
 
 test('CUDA_VISIBLE_DEVICES: the local rank, or its entry in a user list', async () => {

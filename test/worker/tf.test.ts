@@ -3,9 +3,11 @@
  * backend's results. tfjs-node-gpu is not installed here: 'auto' must fall back and say why.
  */
 import assert from 'node:assert/strict';
+import { createRequire, findSourceMap } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { ConfigError } from '../../shared/errors.js';
-import { initBackend, tf, type BackendChoice } from '../../worker/tf.js';
+import { initBackend, readInto, tensorOf, tf, type BackendChoice } from '../../worker/tf.js';
 import { stockWasmKernel } from '../../worker/tf_wasm_kernels.js';
 
 /** Run f on a backend and return its result's values (tensors disposed). */
@@ -50,6 +52,37 @@ describe('initBackend', () => {
         e instanceof ConfigError && /tfjs-node-gpu/.test(e.message) && /--allow-scripts/.test(e.hint ?? '') && /TFJS_NODE_BASE_URI/.test(e.hint ?? ''),
     );
   });
+
+  it("loads tfjs without its source maps and keeps our modules' (tf_no_source_maps.ts)", async () => {
+    // This process runs through tsx, which turns source maps on: Node would parse every map.
+    assert.equal(process.sourceMapsEnabled, true, 'source maps are on again after tf.ts loaded');
+    await initBackend('wasm');
+    const require = createRequire(import.meta.url);
+    for (const pkg of ['@tensorflow/tfjs-core', '@tensorflow/tfjs-layers', '@tensorflow/tfjs-backend-wasm']) {
+      assert.equal(findSourceMap(require.resolve(pkg)), undefined, `${pkg}'s source map was parsed`);
+    }
+    assert.notEqual(findSourceMap(fileURLToPath(new URL('../../worker/tf.ts', import.meta.url))), undefined, "worker/tf.ts's own map");
+    assert.match(new Error('here').stack ?? '', /tf\.test\.ts:\d+/, 'stack traces still name our TypeScript lines');
+  });
+
+  for (const backend of ['wasm', 'cpu'] as const) {
+    it(`readInto and tensorOf copy float32 values without sharing them (${backend})`, async () => {
+      await initBackend(backend);
+      const src = values(10);
+      const t = tensorOf(src.subarray(2, 8), [2, 3]);
+      src.fill(0); // a later write to the source does not reach the tensor
+      const out = new Float32Array(9).fill(-1);
+      readInto(t, out, 2);
+      assert.deepEqual([...out], [-1, -1, ...values(10).subarray(2, 8), -1]);
+      const view = tf.reshape(t, [6]); // shares t's data
+      readInto(view, out, 0);
+      assert.deepEqual([...out.subarray(0, 6)], [...values(10).subarray(2, 8)]);
+      assert.throws(() => readInto(tf.tensor1d([1], 'int32'), out), RangeError);
+      view.dispose();
+      t.dispose();
+      assert.throws(() => readInto(t, out), RangeError);
+    });
+  }
 
   it('rejects an unknown backend', async () => {
     await assert.rejects(initBackend('gpu' as BackendChoice), ConfigError);

@@ -30,9 +30,9 @@ import {
 } from './params.js';
 import { dropoutMask, streamSeed } from '../rng.js';
 import { addPositions, crossEntropySum, gatherRows, gelu, layerNorm, linear } from './ops.js';
-import { tf } from '../tf.js';
+import { readInto, tensorOf, tf } from '../tf.js';
 import type { Batch } from '../data/collate.js';
-import { recordForward } from './tape_backward.js';
+import { recordForward, type TapedForward } from './tape_backward.js';
 
 export { countParams, type Batch, type GPTConfig };
 
@@ -141,12 +141,47 @@ export class GPT {
    * Forward + backward in train mode (dropout masks from dropoutSeed). Writes the gradient of the
    * MEAN loss (lossSum / tokens, as PyTorch's loss.backward()) into gradsOut (flat, numParams long,
    * param order) and returns that loss and the number of predicted tokens. With no predicted token
-   * the loss is 0 and the gradient all zeros (PyTorch would give NaN).
+   * the loss is 0 and the gradient all zeros (PyTorch would give NaN). Backward walks the tape
+   * (model/tape_backward.ts), freeing each node's activations as it goes: tf.variableGrads's
+   * gradients bit for bit (`trainStepTfjs`), at a lower memory peak.
    */
   trainStep(batch: Batch, dropoutSeed: number, gradsOut: Float32Array): { loss: number; tokens: number } {
-    if (gradsOut.length !== this.numParams) {
-      throw new RosedistError(`trainStep: gradsOut has ${gradsOut.length} elements, the model ${this.numParams}`);
+    const offsets = this.gradOffsets(gradsOut);
+    const { rows, targets } = lossRows(batch, this.config);
+    const tokens = rows.length;
+    if (tokens === 0) {
+      gradsOut.fill(0);
+      return { loss: 0, tokens: 0 };
     }
+    const inputs = this.batchTensors(batch, dropoutSeed);
+    const rowIdx = tf.tensor1d(rows, 'int32');
+    try {
+      const taped = this.recordLoss(inputs, rowIdx, targets, tokens);
+      let loss: number;
+      try {
+        loss = taped.y.dataSync()[0] as number;
+      } catch (e) {
+        taped.dispose();
+        throw e;
+      }
+      taped.backwardSync(
+        this.params.map((p) => p.variable),
+        (indices, grads) => indices.forEach((i, k) => this.copyGrad(i, grads[k] ?? null, offsets, gradsOut)),
+      );
+      return { loss, tokens };
+    } finally {
+      rowIdx.dispose();
+      disposeBatchTensors(inputs);
+    }
+  }
+
+  /**
+   * trainStep with tfjs's own backward (tf.variableGrads), which holds every activation and
+   * intermediate gradient until backprop ends: the reference trainStep is checked against
+   * (tests, `npm run bench:backward`).
+   */
+  trainStepTfjs(batch: Batch, dropoutSeed: number, gradsOut: Float32Array): { loss: number; tokens: number } {
+    const offsets = this.gradOffsets(gradsOut);
     const { rows, targets } = lossRows(batch, this.config);
     const tokens = rows.length;
     if (tokens === 0) {
@@ -157,18 +192,8 @@ export class GPT {
     const loss = tf.tidy(() => {
       const inputs = this.batchTensors(batch, dropoutSeed);
       const rowIdx = tf.tensor1d(rows, 'int32');
-      const { value, grads } = tf.variableGrads(() => {
-        const logits = this.head(gatherRows(this.hidden(inputs), rowIdx));
-        return tf.div(crossEntropySum(logits, targets), tokens) as tf.Scalar;
-      }, variables);
-      let offset = 0;
-      for (const p of this.params) {
-        const size = numel(p.shape);
-        const g = grads[p.variable.name];
-        if (g === undefined) gradsOut.fill(0, offset, offset + size);
-        else gradsOut.set(g.dataSync() as Float32Array, offset);
-        offset += size;
-      }
+      const { value, grads } = tf.variableGrads(() => this.meanLoss(inputs, rowIdx, targets, tokens), variables);
+      this.params.forEach((p, i) => this.copyGrad(i, grads[p.variable.name] ?? null, offsets, gradsOut));
       return value.dataSync()[0] as number;
     });
     return { loss, tokens };
@@ -183,9 +208,7 @@ export class GPT {
    * gradients as trainStep, bit for bit (model/tape_backward.ts).
    */
   async trainStepOverlapped(batch: Batch, dropoutSeed: number, gradsOut: Float32Array, sink: GradSink, sliceMs = 2): Promise<{ loss: number; tokens: number }> {
-    if (gradsOut.length !== this.numParams) {
-      throw new RosedistError(`trainStep: gradsOut has ${gradsOut.length} elements, the model ${this.numParams}`);
-    }
+    const offsets = this.gradOffsets(gradsOut);
     const { rows, targets } = lossRows(batch, this.config);
     const tokens = rows.length;
     if (tokens === 0) {
@@ -194,20 +217,11 @@ export class GPT {
       sink.ready(0, this.numParams);
       return { loss: 0, tokens: 0 };
     }
-    const offsets: number[] = [];
-    let offset = 0;
-    for (const p of this.params) {
-      offsets.push(offset);
-      offset += numel(p.shape);
-    }
     // The batch's constants outlive the forward's tidy: backward reads them.
     const inputs = this.batchTensors(batch, dropoutSeed);
     const rowIdx = tf.tensor1d(rows, 'int32');
     try {
-      const taped = recordForward(() => {
-        const logits = this.head(gatherRows(this.hidden(inputs), rowIdx));
-        return tf.div(crossEntropySum(logits, targets), tokens) as tf.Scalar;
-      });
+      const taped = this.recordLoss(inputs, rowIdx, targets, tokens);
       let loss: number;
       try {
         loss = taped.y.dataSync()[0] as number;
@@ -220,11 +234,8 @@ export class GPT {
         this.params.map((p) => p.variable),
         (indices, grads) => {
           indices.forEach((i, k) => {
-            const [lo, size] = [offsets[i] as number, numel((this.params[i] as ModelParam).shape)];
-            const g = grads[k];
-            if (g === null || g === undefined) gradsOut.fill(0, lo, lo + size);
-            else gradsOut.set(g.dataSync() as Float32Array, lo);
-            sink.ready(lo, lo + size);
+            this.copyGrad(i, grads[k] ?? null, offsets, gradsOut);
+            sink.ready(offsets[i] as number, (offsets[i] as number) + numel((this.params[i] as ModelParam).shape));
           });
         },
         sliceMs,
@@ -252,7 +263,7 @@ export class GPT {
     this.checkFlat(out, 'readFlat');
     let offset = 0;
     for (const p of this.params) {
-      out.set(p.variable.dataSync() as Float32Array, offset);
+      readInto(p.variable, out, offset);
       offset += numel(p.shape);
     }
   }
@@ -272,14 +283,45 @@ export class GPT {
     let offset = 0;
     for (const p of this.params) {
       const size = numel(p.shape);
-      // slice(): the cpu backend keeps the array it is given instead of copying it.
-      if (offset >= lo && offset + size <= hi) tf.tidy(() => p.variable.assign(tf.tensor(src.slice(offset, offset + size), [...p.shape], 'float32')));
+      if (offset >= lo && offset + size <= hi) tf.tidy(() => p.variable.assign(tensorOf(src.subarray(offset, offset + size), p.shape)));
       offset += size;
     }
   }
 
   dispose(): void {
     for (const p of this.params) p.variable.dispose();
+  }
+
+  /** The mean loss over the predicted rows (the train step's forward; `inputs` from batchTensors). */
+  private meanLoss(inputs: BatchTensors, rowIdx: tf.Tensor1D, targets: Int32Array, tokens: number): tf.Scalar {
+    const logits = this.head(gatherRows(this.hidden(inputs), rowIdx));
+    return tf.div(crossEntropySum(logits, targets), tokens) as tf.Scalar;
+  }
+
+  /** meanLoss run with its tape recorded, for a backward by model/tape_backward.ts. */
+  private recordLoss(inputs: BatchTensors, rowIdx: tf.Tensor1D, targets: Int32Array, tokens: number): TapedForward {
+    return recordForward(() => this.meanLoss(inputs, rowIdx, targets, tokens));
+  }
+
+  /** Where each parameter starts in a flat gradient buffer, after checking gradsOut's length. */
+  private gradOffsets(gradsOut: Float32Array): number[] {
+    if (gradsOut.length !== this.numParams) {
+      throw new RosedistError(`trainStep: gradsOut has ${gradsOut.length} elements, the model ${this.numParams}`);
+    }
+    const offsets: number[] = [];
+    let offset = 0;
+    for (const p of this.params) {
+      offsets.push(offset);
+      offset += numel(p.shape);
+    }
+    return offsets;
+  }
+
+  /** Parameter i's gradient into its range of gradsOut (null: it does not reach the loss, zeros). */
+  private copyGrad(i: number, g: tf.Tensor | null, offsets: readonly number[], gradsOut: Float32Array): void {
+    const lo = offsets[i] as number;
+    if (g === null) gradsOut.fill(0, lo, lo + numel((this.params[i] as ModelParam).shape));
+    else readInto(g, gradsOut, lo);
   }
 
   /** Embeddings and blocks: [B*T, C], before the final LayerNorm. */

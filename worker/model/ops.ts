@@ -204,8 +204,14 @@ export function crossEntropySum(logits: tf.Tensor2D, targets: Int32Array): tf.Sc
       value: tf.sum(tf.sub(lse, picked)),
       gradFunc: (dy: AnyTensor, saved: AnyTensor[]) => {
         const [p, ys] = saved as [tf.Tensor2D, tf.Tensor1D];
-        const onehot = tf.cast(tf.oneHot(ys, vocab), 'float32'); // int32 first: wasm's float oneHot is broken
-        return [tf.mul(tf.sub(p, onehot), dy)];
+        // Each [n, V] temporary is freed once the next is made (the largest tensors of a step at
+        // the defaults; the wasm heap keeps its high-water mark): p and two more at most, not four.
+        const onehot = tf.tidy(() => tf.cast(tf.oneHot(ys, vocab), 'float32')); // int32 first: wasm's float oneHot is broken
+        const diff = tf.sub(p, onehot);
+        onehot.dispose();
+        const dz = tf.mul(diff, dy);
+        diff.dispose();
+        return [dz];
       },
     };
   });

@@ -1,21 +1,28 @@
 /**
- * Backward in pieces, for overlap (PyTorch DDP's gradient buckets): the same backprop as
- * tf.variableGrads — the same gradient functions over the same tape nodes, in the same order, so
- * the same bits — but it hands each parameter's gradient out as soon as it is final and yields to
- * the event loop between tape nodes, so that the ring (comm/) can move the buckets already handed
- * out while the rest of backward runs. On the wasm backend kernels are synchronous: without those
- * yields an all-reduce started mid-backward would not move until backward ended.
+ * Backward by walking tfjs's tape ourselves: the same backprop as tf.variableGrads — the same
+ * gradient functions over the same tape nodes, in the same order, so the same bits — with two
+ * differences:
+ *   - memory: each node's saved tensors (the activations its gradient reads) and the gradients
+ *     of its outputs are freed as soon as the walk has passed it, and a parameter's gradient once
+ *     it has been handed out, so the backend's high-water mark is the forward's activations plus
+ *     the gradients in flight; tf.variableGrads keeps all of them until backprop ends (at
+ *     `--vocab-size 256 --n-layers 4 --seq-len 128`: a wasm heap of 120 MiB instead of 298).
+ *     This makes it the normal backward (GPT.trainStep, `backwardSync`);
+ *   - overlap (PyTorch DDP's gradient buckets; GPT.trainStepOverlapped, `backward`): it hands
+ *     each parameter's gradient out as soon as it is final and yields to the event loop between
+ *     tape nodes, so that the ring (comm/) can move the buckets already handed out while the rest
+ *     of backward runs. On the wasm backend kernels are synchronous: without those yields an
+ *     all-reduce started mid-backward would not move until backward ended.
  *
  * How: tfjs's engine records a tape during a forward run inside its gradient scope (engine.ts
  * startTape/endTape, private in its types but plain methods at run time; checked below). We run
  * the forward that way, keep the tape, and walk it backward ourselves (tfjs's tape.ts
- * backpropagateGradients, restated with a yield point). A parameter's gradient is final once the
- * walk has passed the first tape node that reads it (its last use in backward): the LM head's
- * after the head, a block's after that block, the token embedding (read by the first node) last.
+ * backpropagateGradients, restated node by node). A parameter's gradient is final once the walk
+ * has passed the first tape node that reads it (its last use in backward): the LM head's after
+ * the head, a block's after that block, the token embedding (read by the first node) last.
  *
- * Memory as tf.variableGrads: the forward's saved tensors live until the walk ends, and so do
- * the gradients of the intermediates (disposed together at the end). Not re-entrant, and no other
- * gradient computation may start while a walk is between yields (one trainStep at a time).
+ * Not re-entrant, and no other gradient computation may start while a walk is between yields
+ * (one trainStep at a time).
  */
 import { RosedistError } from '../../shared/errors.js';
 import { tf } from '../tf.js';
@@ -53,19 +60,26 @@ function engineInternals(): EngineInternals {
   return engine as EngineInternals;
 }
 
-/** A forward run with its tape, ready for `backward` (once). */
+/**
+ * Receives the indices into xs whose gradients just became final and those gradients (null:
+ * xs[i] does not reach y), in the order they become final; the tensors are valid only during
+ * the call (the walk frees them after it).
+ */
+export type OnFinal = (indices: number[], grads: (tf.Tensor | null)[]) => void;
+
+/** A forward run with its tape, ready for `backward` or `backwardSync` (once). */
 export interface TapedForward {
   /** The scalar the gradients are of. */
   readonly y: tf.Scalar;
   /** Release everything the forward kept (called by backward; call it yourself to abandon the tape). */
   dispose(): void;
   /**
-   * Backprop from y to `xs`. `onFinal(indices, grads)` receives the indices into xs whose
-   * gradients just became final and those gradients (null: xs[i] does not reach y), in the order
-   * they become final; the tensors are valid only during the call. Between tape nodes the walk
-   * yields to the event loop once `sliceMs` passed since the last yield, and after every onFinal.
+   * Backprop from y to `xs`, gradients to `onFinal` as they become final. Between tape nodes the
+   * walk yields to the event loop once `sliceMs` passed since the last yield, and after every onFinal.
    */
-  backward(xs: readonly tf.Variable[], onFinal: (indices: number[], grads: (tf.Tensor | null)[]) => void, sliceMs: number): Promise<void>;
+  backward(xs: readonly tf.Variable[], onFinal: OnFinal, sliceMs: number): Promise<void>;
+  /** `backward` in one go, without yielding. */
+  backwardSync(xs: readonly tf.Variable[], onFinal: OnFinal): void;
 }
 
 /** Run `f` (tensors it creates are disposed, except y and what the tape saves) recording the tape. */
@@ -89,7 +103,34 @@ export function recordForward(f: () => tf.Scalar): TapedForward {
     if (engine.state.activeTape === tape) engine.state.activeTape = null;
     y.dispose();
   };
-  return { y, dispose, backward: (xs, onFinal, sliceMs) => walk(tape, y, xs, onFinal, sliceMs).finally(dispose) };
+  return {
+    y,
+    dispose,
+    backward: async (xs, onFinal, sliceMs) => {
+      const nodes = walk(tape, y, xs, onFinal);
+      try {
+        let lastYield = performance.now();
+        for (let r = nodes.next(); r.done !== true; r = nodes.next()) {
+          if (r.value || performance.now() - lastYield >= sliceMs) {
+            await yieldToLoop();
+            lastYield = performance.now();
+          }
+        }
+      } finally {
+        nodes.return();
+        dispose();
+      }
+    },
+    backwardSync: (xs, onFinal) => {
+      const nodes = walk(tape, y, xs, onFinal);
+      try {
+        while (nodes.next().done !== true);
+      } finally {
+        nodes.return();
+        dispose();
+      }
+    },
+  };
 }
 
 /**
@@ -121,14 +162,15 @@ function pathNodes(tape: readonly TapeNode[], xs: readonly tf.Tensor[], y: tf.Te
 
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-async function walk(
-  tape: readonly TapeNode[],
-  y: tf.Scalar,
-  xs: readonly tf.Variable[],
-  onFinal: (indices: number[], grads: (tf.Tensor | null)[]) => void,
-  sliceMs: number,
-): Promise<void> {
+/**
+ * The walk, one tape node per `next()`: yields after every node but the last, `true` when
+ * onFinal was called for it (the async driver then yields to the event loop at once).
+ */
+function* walk(tape: readonly TapeNode[], y: tf.Scalar, xs: readonly tf.Variable[], onFinal: OnFinal): Generator<boolean, void, undefined> {
   const nodes = pathNodes(tape, xs, y);
+  // What no path node will read (the saved tensors of nodes off every x-to-y path) goes now.
+  const onPath = new Set(nodes.map((n) => n.id));
+  for (const node of tape) if (!onPath.has(node.id)) for (const t of node.saved ?? []) t.dispose();
   // xs index → position of the first node reading it (its gradient is final once that node is done).
   const byPosition = new Map<number, number[]>();
   const unused: number[] = [];
@@ -145,31 +187,42 @@ async function walk(
     if (pos === undefined) unused.push(i);
     else byPosition.set(pos, [...(byPosition.get(pos) ?? []), i]);
   });
-  // tensor id → its accumulated gradient (tfjs's accumulatedGradientMap).
+  // tensor id → its accumulated gradient (tfjs's accumulatedGradientMap), for the tensors whose
+  // gradient is still to be read: the inputs of nodes passed whose own node is still ahead.
   const grads = new Map<number, tf.Tensor>([[y.id, tf.onesLike(y)]]);
+  /** Forget tensor `id`'s gradient and free it, unless another entry holds the same tensor. */
+  const release = (id: number): void => {
+    const g = grads.get(id);
+    if (g === undefined) return;
+    grads.delete(id);
+    for (const other of grads.values()) if (other === g) return;
+    g.dispose();
+  };
   try {
     if (unused.length > 0)
       onFinal(
         unused,
         unused.map(() => null),
       );
-    let lastYield = performance.now();
     for (let pos = nodes.length - 1; pos >= 0; pos--) {
-      step(nodes[pos] as TapeNode, grads);
+      const node = nodes[pos] as TapeNode;
+      step(node, grads);
+      // Read by this node's gradient only: its saved tensors (its own clones) and its dys.
+      for (const t of node.saved ?? []) t.dispose();
+      for (const o of node.outputs) release(o.id);
       const final = byPosition.get(pos);
       if (final !== undefined) {
+        const ids = final.map((i) => (xs[i] as tf.Variable).id);
         onFinal(
           final,
-          final.map((i) => grads.get((xs[i] as tf.Variable).id) ?? null),
+          ids.map((id) => grads.get(id) ?? null),
         );
+        for (const id of ids) release(id);
       }
-      if (pos > 0 && (final !== undefined || performance.now() - lastYield >= sliceMs)) {
-        await yieldToLoop();
-        lastYield = performance.now();
-      }
+      if (pos > 0) yield final !== undefined;
     }
   } finally {
-    for (const g of grads.values()) g.dispose();
+    for (const g of new Set(grads.values())) g.dispose();
   }
 }
 

@@ -1,11 +1,12 @@
 /**
- * Overlapped backward (model/tape_backward.ts, GPT.trainStepOverlapped): the same gradients as
- * trainStep bit for bit (wasm, dropout on), every parameter reported once with its final
- * gradient, the LM head first and the token embedding last, the event loop running between
- * pieces, and no tensor left behind.
+ * Backward by the tape walk (model/tape_backward.ts): GPT.trainStep and GPT.trainStepOverlapped
+ * give tf.variableGrads's gradients (GPT.trainStepTfjs) bit for bit (wasm and cpu, dropout on);
+ * the walk frees activations as it goes (a lower high-water mark of the backend's bytes); the
+ * overlapped one reports every parameter once with its final gradient, the LM head first and the
+ * token embedding last, the event loop running between pieces; no tensor is left behind.
  */
 import assert from 'node:assert/strict';
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { GPT, IGNORE_INDEX, type Batch, type GPTConfig } from '../../../worker/model/gpt.js';
 import { initBackend, tf } from '../../../worker/tf.js';
 
@@ -23,11 +24,46 @@ describe('overlapped backward', () => {
     await initBackend('wasm');
   });
 
-  it('gives trainStep’s gradients and loss bit for bit, each parameter once, head first, embedding last', async () => {
+  after(async () => {
+    await initBackend('cpu');
+  });
+
+  for (const backend of ['wasm', 'cpu'] as const) {
+    it(`trainStep gives tf.variableGrads's gradients and loss bit for bit, and leaves no tensor behind (${backend})`, async () => {
+      await initBackend(backend);
+      const model = new GPT(CFG, 5);
+      const batch = batchOf(CFG, 3, 12, 17);
+      const want = new Float32Array(model.numParams);
+      const got = new Float32Array(model.numParams).fill(Number.NaN);
+      for (const seed of [1, 2]) {
+        const ref = model.trainStepTfjs(batch, seed, want);
+        const tensors = tf.memory().numTensors;
+        const r = model.trainStep(batch, seed, got);
+        assert.equal(tf.memory().numTensors, tensors);
+        assert.deepEqual(r, ref);
+        assert.deepEqual(Buffer.from(got.buffer), Buffer.from(want.buffer), `bit-identical gradients, dropout seed ${seed}`);
+      }
+      model.dispose();
+      await initBackend('wasm');
+    });
+  }
+
+  it('frees activations as it walks: a lower peak of backend bytes than tf.variableGrads', async () => {
+    // tfjs's engine counts the bytes of live tensors; tf.profile reports their peak during a call.
+    const model = new GPT({ ...CFG, nLayers: 4 }, 2);
+    const batch = batchOf(CFG, 4, 32, 3);
+    const grads = new Float32Array(model.numParams);
+    const tfjs = (await tf.profile(() => void model.trainStepTfjs(batch, 1, grads))).peakBytes;
+    const walk = (await tf.profile(() => void model.trainStep(batch, 1, grads))).peakBytes;
+    model.dispose();
+    assert.ok(walk < 0.7 * tfjs, `peak bytes: walk ${walk}, tf.variableGrads ${tfjs}`);
+  });
+
+  it('trainStepOverlapped gives tf.variableGrads’s gradients and loss bit for bit, each parameter once, head first, embedding last', async () => {
     const model = new GPT(CFG, 3);
     const batch = batchOf(CFG, 4, 16, 11);
     const plain = new Float32Array(model.numParams);
-    const ref = model.trainStep(batch, 42, plain);
+    const ref = model.trainStepTfjs(batch, 42, plain);
     const overlapped = new Float32Array(model.numParams).fill(Number.NaN);
     const ranges: [number, number][] = [];
     let sunkLoss: number | undefined;
