@@ -1,13 +1,13 @@
 /**
  * Our fused cross-entropy (worker/kernels/xent.c, wired by worker/wasm_xent.ts): its SIMD exp
  * against Math.exp, the memory it writes, and crossEntropySum on wasm — loss and gradient —
- * against a float64 reference and against tfjs's ops on the cpu backend (the implementation every
- * other backend keeps), on random logits of odd widths and large magnitudes.
+ * against a float64 reference and against tfjs's ops (crossEntropySumOps, which every other backend
+ * keeps) on wasm and cpu, on random logits of odd widths and large magnitudes.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fixedMemory, instantiateKernels, type KernelExports } from '../../worker/kernels/module.js';
-import { crossEntropySum } from '../../worker/model/ops.js';
+import { crossEntropySum, crossEntropySumOps } from '../../worker/model/ops.js';
 import { initBackend, ourCrossEntropyKernels, tf } from '../../worker/tf.js';
 
 const EPS = 2 ** -24; // half an ulp of 1 in float32
@@ -39,10 +39,10 @@ function reference(z: Float32Array, ys: Int32Array, v: number): { rows: Float64A
 }
 
 /** The loss and d(loss * dyScale)/dlogits through crossEntropySum on the current backend. */
-function lossAndGrad(z: Float32Array, ys: Int32Array, v: number, dyScale: number): { loss: number; grad: Float32Array } {
+function lossAndGrad(z: Float32Array, ys: Int32Array, v: number, dyScale: number, xent = crossEntropySum): { loss: number; grad: Float32Array } {
   return tf.tidy(() => {
     const logits = tf.tensor2d(z, [ys.length, v]);
-    const { value, grads } = tf.variableGrads(() => tf.mul(crossEntropySum(tf.add(logits, lv), ys), dyScale) as tf.Scalar, [lv]);
+    const { value, grads } = tf.variableGrads(() => tf.mul(xent(tf.add(logits, lv), ys), dyScale) as tf.Scalar, [lv]);
     return { loss: (value.dataSync()[0] as number) / dyScale, grad: (grads[lv.name] as tf.Tensor).dataSync() as Float32Array };
   });
 }
@@ -137,7 +137,7 @@ describe('crossEntropySum on wasm with our kernels', () => {
     lv.dispose();
   });
 
-  it('matches float64 and tfjs ops (cpu backend) within float32 rounding: loss and gradient', async () => {
+  it('matches float64 and tfjs ops (on wasm and cpu) within float32 rounding: loss and gradient', async () => {
     let seed = 100;
     for (const { n, v, scale } of CASES) {
       const label = `n ${n}, V ${v}, logits x${scale}`;
@@ -147,6 +147,7 @@ describe('crossEntropySum on wasm with our kernels', () => {
       const dyScale = 1 / 3;
       lv = tf.variable(tf.zeros([n, v]));
       const ours = lossAndGrad(z, ys, v, dyScale);
+      const opsWasm = lossAndGrad(z, ys, v, dyScale, crossEntropySumOps);
       lv.dispose();
       await initBackend('cpu');
       assert.equal(ourCrossEntropyKernels(), undefined, 'the cpu backend keeps tfjs ops');
@@ -162,7 +163,12 @@ describe('crossEntropySum on wasm with our kernels', () => {
       let bound = EPS * Math.abs(total);
       for (let i = 0; i < n; i++) bound += 8 * EPS * (Math.log(v) + 1);
       assert.ok(Math.abs(ours.loss - total) <= bound, `${label}: loss ${ours.loss}, float64 ${total}, bound ${bound}`);
-      assert.ok(Math.abs(ops.loss - total) <= Math.max(bound, 16 * n * EPS * scale), `${label}: tfjs ops' loss ${ops.loss} vs ${total}`);
+      for (const [side, other] of [
+        ['cpu', ops],
+        ['wasm', opsWasm],
+      ] as const) {
+        assert.ok(Math.abs(other.loss - total) <= Math.max(bound, 16 * n * EPS * scale), `${label}: tfjs ops' loss on ${side} ${other.loss} vs ${total}`);
+      }
       const rowMax = Array.from({ length: n }, (_, r) => z.subarray(r * v, r * v + v).reduce((a, b) => Math.max(a, b)));
       for (let i = 0; i < n * v; i++) {
         const onehot = ys[Math.floor(i / v)] === i % v ? 1 : 0;
@@ -172,7 +178,9 @@ describe('crossEntropySum on wasm with our kernels', () => {
         const x = Math.abs(z[i]! - rowMax[Math.floor(i / v)]!);
         const tol = (EPS * ((8 + x) * ref.probs[i]! + 8 * onehot) + FLT_MIN) * dyScale;
         assert.ok(Math.abs(ours.grad[i]! - want) <= tol, `${label}: grad ${i} ${ours.grad[i]} vs ${want}`);
-        assert.ok(Math.abs(ours.grad[i]! - ops.grad[i]!) <= 2 * tol + 1e-7 * dyScale, `${label}: grad ${i} ${ours.grad[i]} vs tfjs ops ${ops.grad[i]}`);
+        for (const other of [ops, opsWasm]) {
+          assert.ok(Math.abs(ours.grad[i]! - other.grad[i]!) <= 2 * tol + 1e-7 * dyScale, `${label}: grad ${i} ${ours.grad[i]} vs tfjs ops ${other.grad[i]}`);
+        }
       }
     }
   });

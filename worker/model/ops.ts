@@ -184,15 +184,20 @@ export function addPositions(x: tf.Tensor2D, table: tf.Tensor2D, batchSize: numb
 /**
  * Summed cross-entropy: sum over rows of logsumexp(z_i) - z_i[y_i], a scalar.
  * logits [n, V] float32, targets n ids in [0, V). Gradient: (softmax(z) - onehot(y)) * dy.
- *
- * On wasm with our kernels, two fused SIMD kernels (kernels/xent.c via wasm_xent.ts: ~10x faster
- * at [248, 10000]). Elsewhere tfjs's ops, built on the softmax kernel (XNNPACK on wasm: 7x faster there than exp, and log is slower
- * still): with m_i = max_j z_ij and P = softmax(z), sum_j exp(z_ij - m_i) = 1 / max_j P_ij, so
- * logsumexp(z_i) = m_i - log(max_j P_ij), where max_j P_ij >= 1/V cannot underflow.
+ * On wasm with our kernels: two fused SIMD kernels (fusedCrossEntropySum); elsewhere tfjs's ops.
  */
 export function crossEntropySum(logits: tf.Tensor2D, targets: Int32Array): tf.Scalar {
   const fused = ourCrossEntropyKernels();
-  if (fused !== undefined) return fusedCrossEntropySum(logits, targets, fused);
+  return fused !== undefined ? fusedCrossEntropySum(logits, targets, fused) : crossEntropySumOps(logits, targets);
+}
+
+/**
+ * crossEntropySum in tfjs's ops, on any backend. Built on the softmax kernel (XNNPACK on wasm: 7x
+ * faster there than exp, and log is slower still): with m_i = max_j z_ij and P = softmax(z),
+ * sum_j exp(z_ij - m_i) = 1 / max_j P_ij, so logsumexp(z_i) = m_i - log(max_j P_ij), where
+ * max_j P_ij >= 1/V cannot underflow.
+ */
+export function crossEntropySumOps(logits: tf.Tensor2D, targets: Int32Array): tf.Scalar {
   const [n, vocab] = logits.shape;
   // z_i[y_i] by a flat gather at i * V + y_i: no one-hot in the forward pass.
   const flat = new Int32Array(n);
@@ -215,7 +220,11 @@ export function crossEntropySum(logits: tf.Tensor2D, targets: Int32Array): tf.Sc
   return op(logits) as tf.Scalar;
 }
 
-/** crossEntropySum on our two kernels (their names): the loss and P in one call, the gradient from P. */
+/**
+ * crossEntropySum on our two kernels (kernels/xent.c via wasm_xent.ts; their names here): the loss
+ * and P = softmax(z) in one call, the gradient from P in another. tfjs's ops make seven passes over
+ * [n, V] forward and four backward; these three (row by row, in cache) and one.
+ */
 function fusedCrossEntropySum(logits: tf.Tensor2D, targets: Int32Array, kernels: { forward: string; backward: string }): tf.Scalar {
   const op = tf.customGrad((...args: (AnyTensor | Save)[]) => {
     const [z, save] = args as [tf.Tensor2D, Save];
