@@ -58,60 +58,62 @@ const CASES: { n: number; v: number; scale: number }[] = [
   { n: 9, v: 10000, scale: 8 },
 ];
 
-describe('xent.c', () => {
-  const memory = fixedMemory(64); // 4 MiB
-  const k = instantiateKernels(memory) as KernelExports;
+// Both builds (kernels.wasm, kernels_fma.wasm: -ffp-contract=off, so the same arithmetic).
+for (const build of ['plain', 'fma'] as const)
+  describe(`xent.c (${build} build)`, () => {
+    const memory = fixedMemory(64); // 4 MiB
+    const k = instantiateKernels(memory, build) as KernelExports;
 
-  it('exp: within 2 ulp of Math.exp over [-87.3, 88], 0 below exp(-87.3) = FLT_MIN, NaN for NaN', () => {
-    assert.equal(typeof k, 'object');
-    const f32 = new Float32Array(memory.buffer);
-    const n = 1 << 18;
-    const x = Float32Array.from({ length: n }, (_, i) => -104 + (i / n) * 192);
-    x.set([-Infinity, -1e30, -87.5, 0, -0, NaN, 88, 1e-30, -1e-30], 0);
-    f32.set(x, 0);
-    k.exp_f32(0, 4 * n + 12, n); // an unaligned output
-    const out = f32.subarray(n + 3, 2 * n + 3);
-    let worst = 0;
-    for (let i = 0; i < n; i++) {
-      const [xi, got] = [x[i]!, out[i]!];
-      if (Number.isNaN(xi)) {
-        assert.ok(Number.isNaN(got), `exp(NaN) = ${got}`);
-        continue;
+    it('exp: within 2 ulp of Math.exp over [-87.3, 88], 0 below exp(-87.3) = FLT_MIN, NaN for NaN', () => {
+      assert.equal(typeof k, 'object');
+      const f32 = new Float32Array(memory.buffer);
+      const n = 1 << 18;
+      const x = Float32Array.from({ length: n }, (_, i) => -104 + (i / n) * 192);
+      x.set([-Infinity, -1e30, -87.5, 0, -0, NaN, 88, 1e-30, -1e-30], 0);
+      f32.set(x, 0);
+      k.exp_f32(0, 4 * n + 12, n); // an unaligned output
+      const out = f32.subarray(n + 3, 2 * n + 3);
+      let worst = 0;
+      for (let i = 0; i < n; i++) {
+        const [xi, got] = [x[i]!, out[i]!];
+        if (Number.isNaN(xi)) {
+          assert.ok(Number.isNaN(got), `exp(NaN) = ${got}`);
+          continue;
+        }
+        assert.ok(Number.isFinite(got) && got >= 0, `exp(${xi}) = ${got}`);
+        const e = Math.exp(xi);
+        if (e < FLT_MIN) {
+          assert.ok(got <= FLT_MIN, `exp(${xi}) = ${got}`);
+          continue;
+        }
+        const ulp = 2 ** (Math.floor(Math.log2(e)) - 23);
+        worst = Math.max(worst, Math.abs(got - e) / ulp);
       }
-      assert.ok(Number.isFinite(got) && got >= 0, `exp(${xi}) = ${got}`);
-      const e = Math.exp(xi);
-      if (e < FLT_MIN) {
-        assert.ok(got <= FLT_MIN, `exp(${xi}) = ${got}`);
-        continue;
-      }
-      const ulp = 2 ** (Math.floor(Math.log2(e)) - 23);
-      worst = Math.max(worst, Math.abs(got - e) / ulp);
-    }
-    assert.ok(worst <= 2, `worst error ${worst} ulp`);
-    assert.equal(out[0], 0);
-    assert.equal(out[3], 1);
-  });
+      assert.ok(worst <= 2, `worst error ${worst} ulp`);
+      assert.equal(out[0], 0);
+      assert.equal(out[3], 1);
+    });
 
-  it('forward writes only P, backward only the gradient (no stack, no static data)', () => {
-    const f32 = new Float32Array(memory.buffer);
-    const i32 = new Int32Array(memory.buffer);
-    f32.fill(Number.NaN);
-    const [n, v] = [3, 37];
-    const [zAt, yAt, pAt, gAt] = [1028, 8192, 12292, 20480]; // byte offsets, some unaligned to 16
-    f32.set(randoms(n * v, 7), zAt / 4);
-    i32.set([0, 36, 17], yAt / 4);
-    const before = f32.slice();
-    const loss = k.xent_forward(zAt, yAt, n, v, pAt);
-    assert.ok(Number.isFinite(loss) && loss > 0, `loss ${loss}`);
-    k.xent_backward(pAt, yAt, n, v, 0.5, gAt);
-    for (let i = 0; i < f32.length; i++) {
-      const inP = i >= pAt / 4 && i < pAt / 4 + n * v;
-      const inG = i >= gAt / 4 && i < gAt / 4 + n * v;
-      if (!inP && !inG && !Object.is(f32[i], before[i])) assert.fail(`wrote float ${i}, outside its outputs`);
-      if (inP || inG) assert.ok(Number.isFinite(f32[i]), `output float ${i} not written`);
-    }
+    it('forward writes only P, backward only the gradient (no stack, no static data)', () => {
+      const f32 = new Float32Array(memory.buffer);
+      const i32 = new Int32Array(memory.buffer);
+      f32.fill(Number.NaN);
+      const [n, v] = [3, 37];
+      const [zAt, yAt, pAt, gAt] = [1028, 8192, 12292, 20480]; // byte offsets, some unaligned to 16
+      f32.set(randoms(n * v, 7), zAt / 4);
+      i32.set([0, 36, 17], yAt / 4);
+      const before = f32.slice();
+      const loss = k.xent_forward(zAt, yAt, n, v, pAt);
+      assert.ok(Number.isFinite(loss) && loss > 0, `loss ${loss}`);
+      k.xent_backward(pAt, yAt, n, v, 0.5, gAt);
+      for (let i = 0; i < f32.length; i++) {
+        const inP = i >= pAt / 4 && i < pAt / 4 + n * v;
+        const inG = i >= gAt / 4 && i < gAt / 4 + n * v;
+        if (!inP && !inG && !Object.is(f32[i], before[i])) assert.fail(`wrote float ${i}, outside its outputs`);
+        if (inP || inG) assert.ok(Number.isFinite(f32[i]), `output float ${i} not written`);
+      }
+    });
   });
-});
 
 describe('crossEntropySum on wasm with our kernels', () => {
   before(async () => {
