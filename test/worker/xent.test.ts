@@ -5,7 +5,10 @@
  * keeps) on wasm and cpu, on random logits of odd widths and large magnitudes.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
 import { fixedMemory, instantiateKernels, type KernelExports } from '../../worker/kernels/module.js';
 import { crossEntropySum, crossEntropySumOps } from '../../worker/model/ops.js';
 import { initBackend, ourCrossEntropyKernels, tf } from '../../worker/tf.js';
@@ -200,5 +203,31 @@ describe('crossEntropySum on wasm with our kernels', () => {
       () => tf.tidy(() => crossEntropySum(tf.tensor2d(randoms(2 * v, 6), [2, v]), Int32Array.from([1, v]))),
       /the target id 11 is not in \[0, 10\]/,
     );
+  });
+
+  it('is left out with ROSEDIST_STOCK_WASM_KERNELS=1 (tfjs ops on wasm, the same loss)', () => {
+    const [n, v] = [3, 21];
+    const z = randoms(n * v, 9).map((x) => x * 10);
+    const ys = Int32Array.from([0, 20, 7]);
+    const url = (f: string) => JSON.stringify(pathToFileURL(packagePath(f)).href);
+    const script = `
+      const { initBackend, ourCrossEntropyKernels, tf } = await import(${url('worker/tf.ts')});
+      const { crossEntropySum } = await import(${url('worker/model/ops.ts')});
+      await initBackend('wasm');
+      const z = tf.tensor2d(${JSON.stringify([...z])}, [${n}, ${v}]);
+      const ys = Int32Array.from(${JSON.stringify([...ys])});
+      const profile = await tf.profile(() => void tf.tidy(() => tf.grad((x) => crossEntropySum(x, ys))(z)));
+      const loss = tf.tidy(() => crossEntropySum(z, ys).dataSync()[0]);
+      console.log(JSON.stringify({ fused: ourCrossEntropyKernels() !== undefined, names: profile.kernels.map((k) => k.name), loss }));`;
+    const r = spawnSync(process.execPath, [...tsNodeArgs(), '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      env: { ...process.env, ROSEDIST_STOCK_WASM_KERNELS: '1' },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const stock = JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as { fused: boolean; names: string[]; loss: number };
+    assert.equal(stock.fused, false);
+    assert.ok(stock.names.includes('Softmax') && !stock.names.some((k) => k.startsWith('Rosedist')), stock.names.join(' '));
+    const ours = tf.tidy(() => crossEntropySum(tf.tensor2d(z, [n, v]), ys).dataSync()[0] as number);
+    assert.ok(Math.abs(ours - stock.loss) <= 1e-5 * Math.abs(stock.loss), `ours ${ours}, tfjs ops ${stock.loss}`);
   });
 });
