@@ -1,7 +1,7 @@
 /**
  * The one place TensorFlow.js enters. Everything else imports `tf` from here, except this file's
- * kernel overrides (tf_wasm_kernels.ts, wasm_gemm.ts, wasm_xent.ts), which take tfjs's types directly (type-only)
- * rather than import this file back.
+ * kernel overrides (tf_wasm_kernels.ts, wasm_gemm.ts, wasm_xent.ts), which take tfjs's types
+ * directly (type-only) rather than import this file back.
  *
  * We import the union package `@tensorflow/tfjs`, not `tfjs-core`: the core's CommonJS build
  * registers no gradient functions, so autodiff would fail ("gradient function not found").
