@@ -1,9 +1,10 @@
 /**
  * Our wasm kernels against tfjs's, interleaved in one process: GFLOP/s of every matrix product
- * the GPT runs (forward and backward) for each config, and ms of one AdamW step (JavaScript loop
- * vs our SIMD kernel) over the GPT's parameters.
+ * the GPT runs (forward and backward) for each config, ms of the summed cross-entropy's loss and
+ * gradient at the step's logits (tfjs's ops vs our fused kernels, kernels/xent.c), and ms of one
+ * AdamW step (JavaScript loop vs our SIMD kernel) over the GPT's parameters.
  *
- *   npm run bench:kernels -- [--rounds 7] [--min-ms 20] [--configs defaults,long] [--adamw-only]
+ *   npm run bench:kernels -- [--rounds 7] [--min-ms 20] [--configs defaults,long] [--adamw-only] [--xent-only]
  *
  * Baseline per product, as the trainer ran it before our GEMM (worker/tf_wasm_kernels.ts):
  *   - plain 2-D products, with or without bias: tfjs's own kernel (XNNPACK);
@@ -20,12 +21,13 @@
  */
 import { ConfigError, exitCodeOf, formatError } from '../shared/errors.js';
 import { hideBin, yargs } from '../shared/yargs.js';
-import { initBackend, tf } from '../worker/tf.js';
+import { initBackend, ourCrossEntropyKernels, tf } from '../worker/tf.js';
 import { stockWasmKernel } from '../worker/tf_wasm_kernels.js';
 import { gemmFor, type GemmBackend } from '../worker/wasm_gemm.js';
 import { kernelBuild } from '../worker/kernels/module.js';
 import { AdamW, ADAMW_DEFAULTS } from '../worker/optim.js';
 import { GPT } from '../worker/model/gpt.js';
+import { crossEntropySum, crossEntropySumOps } from '../worker/model/ops.js';
 
 interface Product {
   readonly op: string;
@@ -209,6 +211,36 @@ function benchProducts(c: Config, rounds: number, minMs: number): string[] {
   return lines;
 }
 
+/**
+ * Loss + logits gradient of the summed cross-entropy over a step's predicted rows (batch x (T - 1))
+ * of each config: ms, tfjs's ops against ours, interleaved.
+ */
+function benchCrossEntropy(configs: Config[], rounds: number, minMs: number): string[] {
+  const lines: string[] = [];
+  for (const c of configs) {
+    const rows = BATCH * (c.seqLen - 1);
+    const z = randomTensor([rows, c.vocab], 4) as tf.Tensor2D;
+    const targets = Int32Array.from({ length: rows }, (_, i) => (i * 7919) % c.vocab);
+    const run = (xent: typeof crossEntropySum) => () => void tf.tidy(() => tf.grad((x: tf.Tensor) => xent(x as tf.Tensor2D, targets))(z));
+    const [ours, theirs] = [run(crossEntropySum), run(crossEntropySumOps)];
+    ours();
+    theirs();
+    const [tOurs, tTheirs, ratio]: number[][] = [[], [], []];
+    for (let r = 0; r < rounds; r++) {
+      const [first, second] = r % 2 === 0 ? [ours, theirs] : [theirs, ours];
+      const t1 = timeIt(first, minMs);
+      const t2 = timeIt(second, minMs);
+      const [to, tt] = r % 2 === 0 ? [t1, t2] : [t2, t1];
+      tOurs.push(to);
+      tTheirs.push(tt);
+      ratio.push(tt / to);
+    }
+    z.dispose();
+    lines.push(`| ${c.name} | ${rows} x ${c.vocab} | ${fmtSpread(tTheirs, 2)} | ${fmtSpread(tOurs, 2)} | ${median(ratio).toFixed(2)}x |`);
+  }
+  return lines;
+}
+
 function benchAdamW(rounds: number): string[] {
   const lines: string[] = [];
   for (const c of Object.values(CONFIGS)) {
@@ -236,6 +268,7 @@ async function main(): Promise<void> {
     .option('min-ms', { type: 'number', default: 20, describe: 'time each side at least this long per round' })
     .option('configs', { type: 'string', default: 'defaults,long', describe: 'comma-separated: defaults, long' })
     .option('adamw-only', { type: 'boolean', default: false })
+    .option('xent-only', { type: 'boolean', default: false, describe: 'only the cross-entropy table' })
     .strict()
     .parseAsync();
   if (!Number.isInteger(argv.rounds) || argv.rounds < 1) throw new ConfigError(`--rounds must be a positive integer, got ${argv.rounds}`);
@@ -250,6 +283,15 @@ async function main(): Promise<void> {
       return c;
     });
   await initBackend('wasm');
+  if (ourCrossEntropyKernels() === undefined) throw new ConfigError('our kernels are not installed (ROSEDIST_STOCK_WASM_KERNELS set?)');
+  if (!argv['adamw-only']) {
+    console.log('Summed cross-entropy, loss + gradient, ms, median (min-max) over rounds; ratio: median of tfjs/ours per round');
+    console.log('| config | logits | tfjs ops | ours | tfjs/ours |');
+    console.log('|---|---|---|---|---|');
+    for (const line of benchCrossEntropy(configs, argv.rounds, argv['min-ms'])) console.log(line);
+    console.log('');
+  }
+  if (argv['xent-only']) return;
   if (!argv['adamw-only']) {
     console.log(`GFLOP/s, median (min-max) over rounds; ratios: medians over rounds; ours: the ${kernelBuild()} build`);
     console.log('| config | product | shape (M x K · K x N) | tfjs (before) | ours, plain SIMD | ours | ours/tfjs | ours/plain |');

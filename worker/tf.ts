@@ -1,7 +1,7 @@
 /**
  * The one place TensorFlow.js enters. Everything else imports `tf` from here, except this file's
- * kernel overrides (tf_wasm_kernels.ts, wasm_gemm.ts), which take tfjs's types directly (type-only)
- * rather than import this file back.
+ * kernel overrides (tf_wasm_kernels.ts, wasm_gemm.ts, wasm_xent.ts), which take tfjs's types
+ * directly (type-only) rather than import this file back.
  *
  * We import the union package `@tensorflow/tfjs`, not `tfjs-core`: the core's CommonJS build
  * registers no gradient functions, so autodiff would fail ("gradient function not found").
@@ -18,7 +18,7 @@ import { importWithoutSourceMaps, restoreSourceMaps } from './tf_no_source_maps.
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../shared/errors.js';
 import { BACKEND_CHOICES, type BackendChoice } from './backend_choice.js';
-import { installFastWasmKernels, wasmMatMulTakesTransposes } from './tf_wasm_kernels.js';
+import { installFastWasmKernels, wasmCrossEntropyKernels, wasmMatMulTakesTransposes } from './tf_wasm_kernels.js';
 import { kernelBuild } from './kernels/module.js';
 
 restoreSourceMaps();
@@ -72,6 +72,14 @@ export async function initBackend(choice: BackendChoice): Promise<BackendInfo> {
 /** Whether the current backend is wasm with our GEMM (wasm_gemm.ts) behind its matMuls. */
 export function onOurWasmGemm(): boolean {
   return tf.getBackend() === 'wasm' && wasmMatMulTakesTransposes();
+}
+
+/**
+ * The names of our fused cross-entropy kernels (wasm_xent.ts: forward and gradient) when the
+ * current backend is wasm with our kernels; undefined otherwise (model/ops.ts then uses tfjs's ops).
+ */
+export function ourCrossEntropyKernels(): { readonly forward: string; readonly backward: string } | undefined {
+  return tf.getBackend() === 'wasm' ? wasmCrossEntropyKernels() : undefined;
 }
 
 /**

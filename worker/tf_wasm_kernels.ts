@@ -17,6 +17,7 @@
  *               forms are 10-30x slower than plain ones. If our module cannot load, batched
  *               products with big enough slices run one XNNPACK matMul per slice instead, on views
  *               of the operands' memory (registered as temporary tensors, never copied).
+ * With our GEMM come two kernels of our own for the model's cross-entropy (wasm_xent.ts).
  *
  * The backend internals used (dataIdMap, dataIdNextNumber, wasm.tfjs.registerTensor/disposeData,
  * wasm.cwrap) are checked when installing: if one is missing, that kernel is left alone.
@@ -26,6 +27,7 @@
  */
 import type * as TF from '@tensorflow/tfjs';
 import { gemmFor, type GemmBackend } from './wasm_gemm.js';
+import { CROSS_ENTROPY_KERNELS, registerWasmCrossEntropy } from './wasm_xent.js';
 
 type Tfjs = typeof TF;
 type Info = TF.TensorInfo;
@@ -64,6 +66,7 @@ export type KernelImpl = (args: KernelArgs) => Info | Info[];
 export const SLICED_MATMUL_MIN_FLOPS = 256 * 1024;
 
 let ourGemm = false;
+let ourCrossEntropy = false;
 const stock = new Map<string, KernelImpl>();
 
 /** tfjs's own wasm kernel that a replacement stands in for (benchmarks compare the two). */
@@ -77,6 +80,11 @@ export function stockWasmKernel(name: string): KernelImpl | undefined {
  */
 export function wasmMatMulTakesTransposes(): boolean {
   return ourGemm;
+}
+
+/** The names of our fused cross-entropy kernels on wasm (wasm_xent.ts), if registered. */
+export function wasmCrossEntropyKernels(): typeof CROSS_ENTROPY_KERNELS | undefined {
+  return ourCrossEntropy ? CROSS_ENTROPY_KERNELS : undefined;
 }
 
 /** Install the replacements on the registered wasm backend (idempotent). */
@@ -177,6 +185,7 @@ export function installFastWasmKernels(tf: Tfjs): void {
       return g.matMul(a, b, transposeA, transposeB, bias ?? undefined) ?? original(args);
     });
     ourGemm = true;
+    ourCrossEntropy = registerWasmCrossEntropy(tf);
   } else if (sliced !== undefined) {
     replace('BatchMatMul', sliced);
   }

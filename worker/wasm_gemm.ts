@@ -46,13 +46,27 @@ export function gemmFor(tf: Tfjs, backend: GemmBackend, build?: KernelBuild): Ge
   return g;
 }
 
+const instances = new WeakMap<object, KernelExports | string>();
+
+/**
+ * Our kernels module (the build kernels/module.ts chose) instantiated on this backend's memory,
+ * once per backend instance (the cross-entropy, wasm_xent.ts, shares it), or a line saying why not.
+ */
+export function kernelsOn(backend: GemmBackend): KernelExports | string {
+  let k = instances.get(backend);
+  if (k === undefined) {
+    const memory = backend.wasm.asm?.memory;
+    k = isMemory(memory) && typeof backend.makeOutput === 'function' ? instantiateKernels(memory) : 'tfjs-backend-wasm does not expose its memory';
+    instances.set(backend, k);
+  }
+  return k;
+}
+
 function makeGemm(tf: Tfjs, backend: GemmBackend, build: KernelBuild | undefined): Gemm | string {
   const memory = backend.wasm.asm?.memory;
   const malloc = backend.wasm._malloc;
-  if (!isMemory(memory) || typeof malloc !== 'function' || typeof backend.makeOutput !== 'function') {
-    return 'tfjs-backend-wasm does not expose its memory and malloc';
-  }
-  const k: KernelExports | string = instantiateKernels(memory, build);
+  if (typeof malloc !== 'function') return 'tfjs-backend-wasm does not expose its malloc';
+  const k: KernelExports | string = build === undefined || !isMemory(memory) ? kernelsOn(backend) : instantiateKernels(memory, build);
   if (typeof k === 'string') return k;
   const scratch = malloc(4 * k.gemm_scratch_floats());
   if (!scratch) return 'no memory for the GEMM scratch';

@@ -111,7 +111,7 @@ const BUILDS: readonly { readonly build: KernelBuild; readonly file: URL }[] = [
 ];
 
 describe('kernels.wasm and kernels_fma.wasm', () => {
-  it('are what scripts/build_kernels.sh builds from gemm.c and adamw.c', (t) => {
+  it('are what scripts/build_kernels.sh builds from gemm.c, adamw.c and xent.c', (t) => {
     const probe = spawnSync('clang-19', ['--version']);
     if (probe.error !== undefined) return t.skip('clang-19 is not installed (apt-get install clang-19 lld-19): the committed build is not checked');
     if (spawnSync('wasm-ld-19', ['--version']).error !== undefined && spawnSync('wasm-ld', ['--version']).error !== undefined) {

@@ -14,7 +14,7 @@
  * Memory: everything a gradient needs goes through `save` (tfjs keeps those until backprop ends);
  * intermediates are disposed by the enclosing tidy. All ops run inside the caller's tf.tidy.
  */
-import { matMulTakesTransposes, onOurWasmGemm, tf } from '../tf.js';
+import { matMulTakesTransposes, onOurWasmGemm, ourCrossEntropyKernels, tf } from '../tf.js';
 
 type AnyTensor = tf.Tensor;
 type Save = tf.GradSaveFunc;
@@ -184,12 +184,20 @@ export function addPositions(x: tf.Tensor2D, table: tf.Tensor2D, batchSize: numb
 /**
  * Summed cross-entropy: sum over rows of logsumexp(z_i) - z_i[y_i], a scalar.
  * logits [n, V] float32, targets n ids in [0, V). Gradient: (softmax(z) - onehot(y)) * dy.
- *
- * Built on the softmax kernel (XNNPACK on wasm: 7x faster there than exp, and log is slower
- * still): with m_i = max_j z_ij and P = softmax(z), sum_j exp(z_ij - m_i) = 1 / max_j P_ij, so
- * logsumexp(z_i) = m_i - log(max_j P_ij), where max_j P_ij >= 1/V cannot underflow.
+ * On wasm with our kernels: two fused SIMD kernels (fusedCrossEntropySum); elsewhere tfjs's ops.
  */
 export function crossEntropySum(logits: tf.Tensor2D, targets: Int32Array): tf.Scalar {
+  const fused = ourCrossEntropyKernels();
+  return fused !== undefined ? fusedCrossEntropySum(logits, targets, fused) : crossEntropySumOps(logits, targets);
+}
+
+/**
+ * crossEntropySum in tfjs's ops, on any backend. Built on the softmax kernel (XNNPACK on wasm: 7x
+ * faster there than exp, and log is slower still): with m_i = max_j z_ij and P = softmax(z),
+ * sum_j exp(z_ij - m_i) = 1 / max_j P_ij, so logsumexp(z_i) = m_i - log(max_j P_ij), where
+ * max_j P_ij >= 1/V cannot underflow.
+ */
+export function crossEntropySumOps(logits: tf.Tensor2D, targets: Int32Array): tf.Scalar {
   const [n, vocab] = logits.shape;
   // z_i[y_i] by a flat gather at i * V + y_i: no one-hot in the forward pass.
   const flat = new Int32Array(n);
@@ -212,6 +220,28 @@ export function crossEntropySum(logits: tf.Tensor2D, targets: Int32Array): tf.Sc
         const dz = tf.mul(diff, dy);
         diff.dispose();
         return [dz];
+      },
+    };
+  });
+  return op(logits) as tf.Scalar;
+}
+
+/**
+ * crossEntropySum on our two kernels (kernels/xent.c via wasm_xent.ts; their names here): the loss
+ * and P = softmax(z) in one call, the gradient from P in another. tfjs's ops make seven passes over
+ * [n, V] forward and four backward; these three (row by row, in cache) and one.
+ */
+function fusedCrossEntropySum(logits: tf.Tensor2D, targets: Int32Array, kernels: { forward: string; backward: string }): tf.Scalar {
+  const op = tf.customGrad((...args: (AnyTensor | Save)[]) => {
+    const [z, save] = args as [tf.Tensor2D, Save];
+    const ys = tf.tensor1d(targets, 'int32');
+    const [loss, probs] = tf.engine().runKernel(kernels.forward, { logits: z, targets: ys }) as [tf.Scalar, tf.Tensor2D];
+    save([probs, ys]);
+    return {
+      value: loss,
+      gradFunc: (dy: AnyTensor, saved: AnyTensor[]) => {
+        const [p, y] = saved as [tf.Tensor2D, tf.Tensor1D];
+        return [tf.engine().runKernel(kernels.backward, { probs: p, targets: y, dy }) as tf.Tensor2D];
       },
     };
   });

@@ -1,0 +1,96 @@
+/**
+ * The model's summed cross-entropy (model/ops.ts crossEntropySum) as two kernels of our own on
+ * tfjs-backend-wasm, running kernels/xent.c on the tensors where they lie in the backend's memory
+ * (the module instance wasm_gemm.ts made on it), outputs from the backend's makeOutput:
+ *
+ *   RosedistCrossEntropy      logits [n, V] float32, targets [n] int32
+ *                             → [the summed loss (float32 scalar), softmax(logits) [n, V]]
+ *   RosedistCrossEntropyGrad  probs [n, V], targets [n], dy (float32 scalar)
+ *                             → (probs - onehot(targets)) * dy [n, V]
+ *
+ * tfjs's ops for the same (softmax, two max, log, gather; then oneHot, cast, sub, mul) make seven
+ * passes over [n, V] forward and four backward, with a tensor for each; these make three (in
+ * cache, row by row) and one. They have no gradient of their own: ops.ts calls them inside a
+ * tf.customGrad, whose gradient calls the second.
+ *
+ * Only tf_wasm_kernels.ts calls this. Like it, this file is one tf.ts designates to import tfjs's
+ * types (type-only), so that it does not import tf.ts back (.dependency-cruiser.cjs).
+ */
+import type * as TF from '@tensorflow/tfjs';
+import { kernelsOn, type GemmBackend } from './wasm_gemm.js';
+
+type Tfjs = typeof TF;
+type Info = TF.TensorInfo;
+
+/** The two kernels' names (registered for the wasm backend only). */
+export const CROSS_ENTROPY_KERNELS = { forward: 'RosedistCrossEntropy', backward: 'RosedistCrossEntropyGrad' } as const;
+
+interface XentBackend extends GemmBackend {
+  typedArrayFromHeap(t: Info): Float32Array | Int32Array | Uint8Array;
+}
+
+interface Args {
+  inputs: TF.NamedTensorInfoMap;
+  backend: unknown;
+}
+
+/**
+ * Register the two kernels for 'wasm' if our module links to the registered wasm backend's memory
+ * (idempotent); whether they are registered.
+ */
+export function registerWasmCrossEntropy(tf: Tfjs): boolean {
+  const backend = tf.findBackend('wasm') as unknown as XentBackend | null;
+  if (backend === null || typeof backend.typedArrayFromHeap !== 'function' || typeof kernelsOn(backend) === 'string') return false;
+  const register = (kernelName: string, impl: (inputs: TF.NamedTensorInfoMap, backend: XentBackend) => Info | Info[]) => {
+    if (tf.getKernel(kernelName, 'wasm') !== undefined) return;
+    const kernelFunc = (args: Args) => impl(args.inputs, args.backend as XentBackend);
+    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as TF.KernelFunc });
+  };
+
+  register(CROSS_ENTROPY_KERNELS.forward, (inputs, be) => {
+    const { logits, targets } = inputs as { logits: Info; targets: Info };
+    const [n, v] = checkShapes('RosedistCrossEntropy', logits, targets);
+    const ys = be.typedArrayFromHeap(targets) as Int32Array;
+    const bad = ys.find((y) => !(y >= 0 && y < v));
+    if (bad !== undefined) throw new Error(`crossEntropySum: the target id ${bad} is not in [0, ${v - 1}]`);
+    const probs = be.makeOutput([n, v], 'float32');
+    const loss = be.makeOutput([], 'float32'); // may grow the heap: views after it
+    const k = kernels(be);
+    const sum = n === 0 ? 0 : k.xent_forward(offset(be, logits), offset(be, targets), n, v, offset(be, probs));
+    be.typedArrayFromHeap(loss)[0] = sum;
+    return [loss, probs];
+  });
+
+  register(CROSS_ENTROPY_KERNELS.backward, (inputs, be) => {
+    const { probs, targets, dy } = inputs as { probs: Info; targets: Info; dy: Info };
+    const [n, v] = checkShapes('RosedistCrossEntropyGrad', probs, targets);
+    if (dy.dtype !== 'float32' || dy.shape.length !== 0)
+      throw new Error(`RosedistCrossEntropyGrad: dy must be a float32 scalar, not ${dy.dtype} [${dy.shape}]`);
+    const g = be.makeOutput([n, v], 'float32');
+    const dyValue = be.typedArrayFromHeap(dy)[0] as number;
+    if (n > 0) kernels(be).xent_backward(offset(be, probs), offset(be, targets), n, v, dyValue, offset(be, g));
+    return g;
+  });
+  return true;
+}
+
+/** [n, V] of a float32 [n, V] and an int32 [n]; throws on anything else. */
+function checkShapes(kernel: string, z: Info, ys: Info): [number, number] {
+  const [n, v] = z.shape as [number, number];
+  if (z.dtype !== 'float32' || z.shape.length !== 2 || ys.dtype !== 'int32' || ys.shape.length !== 1 || ys.shape[0] !== n || v < 1) {
+    throw new Error(`${kernel}: needs float32 [n, V >= 1] and int32 [n], not ${z.dtype} [${z.shape}] and ${ys.dtype} [${ys.shape}]`);
+  }
+  return [n, v];
+}
+
+function kernels(be: XentBackend) {
+  const k = kernelsOn(be);
+  if (typeof k === 'string') throw new Error(`RosedistCrossEntropy: ${k}`);
+  return k;
+}
+
+function offset(be: XentBackend, t: Info): number {
+  const o = be.dataIdMap.get(t.dataId)?.memoryOffset;
+  if (o === undefined) throw new Error('RosedistCrossEntropy: tensor not in the wasm heap');
+  return o;
+}
