@@ -1,7 +1,7 @@
 /**
  * scripts/bench_gemm.ts end to end (bench:kernels): a short run prints one row per product of the
- * long config with finite positive GFLOP/s on both sides, and the AdamW table; bad flags get one
- * line and exit 2.
+ * long config with finite positive GFLOP/s on every side, the cross-entropy's row and the AdamW
+ * table; bad flags get one line and exit 2.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -13,19 +13,22 @@ function bench(args: string[]): Promise<ProcessExit> {
 }
 
 describe('bench:kernels', () => {
-  it('--configs long --rounds 1: every product of a training step, both sides measured, and AdamW', async () => {
+  it('--configs long --rounds 1: every product of a training step, every side measured, the cross-entropy and AdamW', async () => {
     const r = await bench(['--configs', 'long', '--rounds', '1', '--min-ms', '1']);
     assert.equal(r.code, 0, r.stderr);
     const rows = r.stdout.split('\n').filter((l) => l.startsWith('| V 256, L 4, T 128 |'));
-    const products = rows.filter((l) => l.split('|').length === 8);
+    // config | product | shape | tfjs | ours, plain SIMD | ours | ours/tfjs | ours/plain
+    const products = rows.filter((l) => l.split('|').length === 10);
     assert.equal(products.length, 21, r.stdout);
     for (const row of products) {
-      const [theirs, ours, ratio] = row
+      const figures = row
         .split('|')
-        .slice(4, 7)
+        .slice(4, 9)
         .map((c) => Number.parseFloat(c));
-      for (const x of [theirs, ours, ratio]) assert.ok(Number.isFinite(x) && x! > 0, row);
+      for (const x of figures) assert.ok(Number.isFinite(x) && x > 0, row);
     }
+    // The cross-entropy at the config's logits (batch 8 x 127 rows, V 256): tfjs ops, ours, ratio.
+    assert.match(r.stdout, /\| V 256, L 4, T 128 \| 1016 x 256 \| [\d.]+ \([\d.]+-[\d.]+\) \| [\d.]+ \([\d.]+-[\d.]+\) \| [\d.]+x \|/);
     assert.match(r.stdout, /\| V 256, L 4, T 128 \| 875,264 \| [\d.]+ \([\d.]+-[\d.]+\) \| [\d.]+ \([\d.]+-[\d.]+\) \| [\d.]+x \|/);
   });
 
