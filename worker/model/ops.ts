@@ -14,7 +14,7 @@
  * Memory: everything a gradient needs goes through `save` (tfjs keeps those until backprop ends);
  * intermediates are disposed by the enclosing tidy. All ops run inside the caller's tf.tidy.
  */
-import { matMulTakesTransposes, onOurWasmGemm, ourCrossEntropyKernels, tf } from '../tf.js';
+import { matMulTakesTransposes, onOurWasmGemm, ourCrossEntropyKernels, ourGeluKernels, tf } from '../tf.js';
 
 type AnyTensor = tf.Tensor;
 type Save = tf.GradSaveFunc;
@@ -135,8 +135,28 @@ export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D,
 const SQRT1_2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
-/** Exact GELU, as torch.nn.functional.gelu: 0.5 x (1 + erf(x / sqrt(2))). Any shape. */
-export const gelu = tf.customGrad((...args: (AnyTensor | Save)[]) => {
+/**
+ * Exact GELU, as torch.nn.functional.gelu: 0.5 x (1 + erf(x / sqrt(2))). Any shape.
+ * On wasm with our kernels: two fused SIMD kernels (kernels/gelu.c); elsewhere tfjs's ops.
+ */
+export function gelu<R extends AnyTensor>(x: R): R {
+  const fused = ourGeluKernels();
+  if (fused === undefined) return geluOps(x);
+  fusedGelu ??= tf.customGrad((...args: (AnyTensor | Save)[]) => {
+    const [xi, save] = args as [AnyTensor, Save];
+    save([xi]); // the gradient recomputes Phi(x) from x: nothing else is kept
+    return {
+      value: tf.engine().runKernel(fused.forward, { x: xi }) as AnyTensor,
+      gradFunc: (dy: AnyTensor, saved: AnyTensor[]) => [tf.engine().runKernel(fused.backward, { x: saved[0] as AnyTensor, dy }) as AnyTensor],
+    };
+  }) as <T extends AnyTensor>(x: T) => T;
+  return fusedGelu(x);
+}
+
+let fusedGelu: (<T extends AnyTensor>(x: T) => T) | undefined;
+
+/** gelu in tfjs's ops, on any backend. */
+export const geluOps = tf.customGrad((...args: (AnyTensor | Save)[]) => {
   const [x, save] = args as [AnyTensor, Save];
   const cdf = tf.mul(tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1), 0.5); // Phi(x)
   save([x, cdf]);
@@ -227,7 +247,7 @@ export function crossEntropySumOps(logits: tf.Tensor2D, targets: Int32Array): tf
 }
 
 /**
- * crossEntropySum on our two kernels (kernels/xent.c via wasm_xent.ts; their names here): the loss
+ * crossEntropySum on our two kernels (kernels/xent.c via wasm_fused.ts; their names here): the loss
  * and P = softmax(z) in one call, the gradient from P in another. tfjs's ops make seven passes over
  * [n, V] forward and four backward; these three (row by row, in cache) and one.
  */

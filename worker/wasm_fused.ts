@@ -1,7 +1,10 @@
 /**
- * The model's summed cross-entropy (model/ops.ts crossEntropySum) as two kernels of our own on
- * tfjs-backend-wasm, running kernels/xent.c on the tensors where they lie in the backend's memory
- * (the module instance wasm_gemm.ts made on it), outputs from the backend's makeOutput:
+ * Fused kernels of our own on tfjs-backend-wasm, each running our SIMD module (kernels/*.c) on the
+ * tensors where they lie in the backend's memory (the module instance wasm_gemm.ts made on it),
+ * outputs from the backend's makeOutput. They have no gradients of their own: model/ops.ts calls
+ * each pair inside a tf.customGrad, whose gradient calls the second.
+ *
+ * The model's summed cross-entropy (model/ops.ts crossEntropySum), kernels/xent.c:
  *
  *   RosedistCrossEntropy      logits [n, V] float32, targets [n] int32
  *                             → [the summed loss (float32 scalar), softmax(logits) [n, V]]
@@ -10,8 +13,15 @@
  *
  * tfjs's ops for the same (softmax, two max, log, gather; then oneHot, cast, sub, mul) make seven
  * passes over [n, V] forward and four backward, with a tensor for each; these make three (in
- * cache, row by row) and one. They have no gradient of their own: ops.ts calls them inside a
- * tf.customGrad, whose gradient calls the second.
+ * cache, row by row) and one.
+ *
+ * The exact GELU (model/ops.ts gelu), kernels/gelu.c:
+ *
+ *   RosedistGelu      x (float32, any shape) → x Phi(x)
+ *   RosedistGeluGrad  x, dy (same shape)     → dy (Phi(x) + x phi(x))
+ *
+ * tfjs's ops make ~6 passes forward and ~8 backward and keep Phi(x) for the gradient; these make
+ * one each and keep only x.
  *
  * Only tf_wasm_kernels.ts calls this. Like it, this file is one tf.ts designates to import tfjs's
  * types (type-only), so that it does not import tf.ts back (.dependency-cruiser.cjs).
@@ -22,8 +32,9 @@ import { kernelsOn, type GemmBackend } from './wasm_gemm.js';
 type Tfjs = typeof TF;
 type Info = TF.TensorInfo;
 
-/** The two kernels' names (registered for the wasm backend only). */
+/** The kernels' names (registered for the wasm backend only). */
 export const CROSS_ENTROPY_KERNELS = { forward: 'RosedistCrossEntropy', backward: 'RosedistCrossEntropyGrad' } as const;
+export const GELU_KERNELS = { forward: 'RosedistGelu', backward: 'RosedistGeluGrad' } as const;
 
 interface XentBackend extends GemmBackend {
   typedArrayFromHeap(t: Info): Float32Array | Int32Array | Uint8Array;
@@ -34,18 +45,58 @@ interface Args {
   backend: unknown;
 }
 
+type Register = (kernelName: string, impl: (inputs: TF.NamedTensorInfoMap, backend: XentBackend) => Info | Info[]) => void;
+
 /**
- * Register the two kernels for 'wasm' if our module links to the registered wasm backend's memory
- * (idempotent); whether they are registered.
+ * A function that registers a kernel for 'wasm' (once), or undefined if our module does not link
+ * to the registered wasm backend's memory.
  */
-export function registerWasmCrossEntropy(tf: Tfjs): boolean {
+function registrar(tf: Tfjs): Register | undefined {
   const backend = tf.findBackend('wasm') as unknown as XentBackend | null;
-  if (backend === null || typeof backend.typedArrayFromHeap !== 'function' || typeof kernelsOn(backend) === 'string') return false;
-  const register = (kernelName: string, impl: (inputs: TF.NamedTensorInfoMap, backend: XentBackend) => Info | Info[]) => {
+  if (backend === null || typeof backend.typedArrayFromHeap !== 'function' || typeof kernelsOn(backend) === 'string') return undefined;
+  return (kernelName, impl) => {
     if (tf.getKernel(kernelName, 'wasm') !== undefined) return;
     const kernelFunc = (args: Args) => impl(args.inputs, args.backend as XentBackend);
     tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as TF.KernelFunc });
   };
+}
+
+/** Register the GELU pair for 'wasm' (idempotent); whether they are registered. */
+export function registerWasmGelu(tf: Tfjs): boolean {
+  const register = registrar(tf);
+  if (register === undefined) return false;
+  register(GELU_KERNELS.forward, (inputs, be) => {
+    const { x } = inputs as { x: Info };
+    checkFloat32('RosedistGelu', x);
+    const y = be.makeOutput([...x.shape], 'float32');
+    const n = sizeOf(x);
+    if (n > 0) kernels(be).gelu_forward(offset(be, x), offset(be, y), n);
+    return y;
+  });
+  register(GELU_KERNELS.backward, (inputs, be) => {
+    const { x, dy } = inputs as { x: Info; dy: Info };
+    checkFloat32('RosedistGeluGrad', x, dy);
+    if (sizeOf(dy) !== sizeOf(x)) throw new Error(`RosedistGeluGrad: dy [${dy.shape}] must have the shape of x [${x.shape}]`);
+    const dx = be.makeOutput([...x.shape], 'float32');
+    const n = sizeOf(x);
+    if (n > 0) kernels(be).gelu_backward(offset(be, x), offset(be, dy), offset(be, dx), n);
+    return dx;
+  });
+  return true;
+}
+
+function sizeOf(t: Info): number {
+  return t.shape.reduce((a, b) => a * b, 1);
+}
+
+function checkFloat32(kernel: string, ...ts: Info[]): void {
+  for (const t of ts) if (t.dtype !== 'float32') throw new Error(`${kernel}: needs float32, not ${t.dtype}`);
+}
+
+/** Register the cross-entropy pair for 'wasm' (idempotent); whether they are registered. */
+export function registerWasmCrossEntropy(tf: Tfjs): boolean {
+  const register = registrar(tf);
+  if (register === undefined) return false;
 
   register(CROSS_ENTROPY_KERNELS.forward, (inputs, be) => {
     const { logits, targets } = inputs as { logits: Info; targets: Info };
