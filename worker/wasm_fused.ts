@@ -23,6 +23,13 @@
  * tfjs's ops make ~6 passes forward and ~8 backward and keep Phi(x) for the gradient; these make
  * one each and keep only x.
  *
+ * LayerNorm over the last axis (model/ops.ts layerNorm), kernels/layernorm.c:
+ *
+ *   RosedistLayerNorm      x [n, c], gamma [c], beta [c]; attr eps → [y [n, c], xhat [n, c], rstd [n, 1]]
+ *   RosedistLayerNormGrad  dy [n, c], xhat, rstd, gamma → [dx [n, c], dgamma [c], dbeta [c]]
+ *
+ * tfjs's ops make ~9 passes forward and ~12 backward, a tensor each; these make 2-3 per row, in L1.
+ *
  * Only tf_wasm_kernels.ts calls this. Like it, this file is one tf.ts designates to import tfjs's
  * types (type-only), so that it does not import tf.ts back (.dependency-cruiser.cjs).
  */
@@ -35,6 +42,7 @@ type Info = TF.TensorInfo;
 /** The kernels' names (registered for the wasm backend only). */
 export const CROSS_ENTROPY_KERNELS = { forward: 'RosedistCrossEntropy', backward: 'RosedistCrossEntropyGrad' } as const;
 export const GELU_KERNELS = { forward: 'RosedistGelu', backward: 'RosedistGeluGrad' } as const;
+export const LAYER_NORM_KERNELS = { forward: 'RosedistLayerNorm', backward: 'RosedistLayerNormGrad' } as const;
 
 interface XentBackend extends GemmBackend {
   typedArrayFromHeap(t: Info): Float32Array | Int32Array | Uint8Array;
@@ -43,9 +51,10 @@ interface XentBackend extends GemmBackend {
 interface Args {
   inputs: TF.NamedTensorInfoMap;
   backend: unknown;
+  attrs?: Record<string, unknown>;
 }
 
-type Register = (kernelName: string, impl: (inputs: TF.NamedTensorInfoMap, backend: XentBackend) => Info | Info[]) => void;
+type Register = (kernelName: string, impl: (inputs: TF.NamedTensorInfoMap, backend: XentBackend, attrs: Record<string, unknown>) => Info | Info[]) => void;
 
 /**
  * A function that registers a kernel for 'wasm' (once), or undefined if our module does not link
@@ -56,7 +65,7 @@ function registrar(tf: Tfjs): Register | undefined {
   if (backend === null || typeof backend.typedArrayFromHeap !== 'function' || typeof kernelsOn(backend) === 'string') return undefined;
   return (kernelName, impl) => {
     if (tf.getKernel(kernelName, 'wasm') !== undefined) return;
-    const kernelFunc = (args: Args) => impl(args.inputs, args.backend as XentBackend);
+    const kernelFunc = (args: Args) => impl(args.inputs, args.backend as XentBackend, args.attrs ?? {});
     tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as TF.KernelFunc });
   };
 }
@@ -83,6 +92,61 @@ export function registerWasmGelu(tf: Tfjs): boolean {
     return dx;
   });
   return true;
+}
+
+/** Register the LayerNorm pair for 'wasm' (idempotent); whether they are registered. */
+export function registerWasmLayerNorm(tf: Tfjs): boolean {
+  const register = registrar(tf);
+  if (register === undefined) return false;
+  register(LAYER_NORM_KERNELS.forward, (inputs, be, attrs) => {
+    const { x, gamma, beta } = inputs as { x: Info; gamma: Info; beta: Info };
+    const [n, c] = rowsOf('RosedistLayerNorm', x, gamma, beta);
+    const eps = attrs.eps;
+    if (typeof eps !== 'number' || !(eps >= 0)) throw new Error(`RosedistLayerNorm: eps must be a number >= 0, not ${String(eps)}`);
+    const y = be.makeOutput([n, c], 'float32');
+    const xhat = be.makeOutput([n, c], 'float32');
+    const rstd = be.makeOutput([n, 1], 'float32');
+    if (n > 0) {
+      kernels(be).layernorm_forward(offset(be, x), offset(be, gamma), offset(be, beta), n, c, eps, offset(be, y), offset(be, xhat), offset(be, rstd));
+    }
+    return [y, xhat, rstd];
+  });
+  register(LAYER_NORM_KERNELS.backward, (inputs, be) => {
+    const { dy, xhat, rstd, gamma } = inputs as { dy: Info; xhat: Info; rstd: Info; gamma: Info };
+    const [n, c] = rowsOf('RosedistLayerNormGrad', dy, gamma, gamma);
+    checkFloat32('RosedistLayerNormGrad', xhat, rstd);
+    if (sizeOf(xhat) !== n * c || sizeOf(rstd) !== n) {
+      throw new Error(`RosedistLayerNormGrad: xhat [${xhat.shape}] and rstd [${rstd.shape}] do not match dy [${dy.shape}]`);
+    }
+    const dx = be.makeOutput([n, c], 'float32');
+    const dgamma = be.makeOutput([c], 'float32');
+    const dbeta = be.makeOutput([c], 'float32');
+    if (c > 0) {
+      kernels(be).layernorm_backward(
+        offset(be, dy),
+        offset(be, xhat),
+        offset(be, rstd),
+        offset(be, gamma),
+        n,
+        c,
+        offset(be, dx),
+        offset(be, dgamma),
+        offset(be, dbeta),
+      );
+    }
+    return [dx, dgamma, dbeta];
+  });
+  return true;
+}
+
+/** [n, c] of a float32 [n, c] whose rows go with two float32 [c]; throws on anything else. */
+function rowsOf(kernel: string, x: Info, a: Info, b: Info): [number, number] {
+  const [n, c] = x.shape as [number, number];
+  checkFloat32(kernel, x, a, b);
+  if (x.shape.length !== 2 || a.shape.length !== 1 || a.shape[0] !== c || b.shape.length !== 1 || b.shape[0] !== c) {
+    throw new Error(`${kernel}: needs [n, c], [c] and [c], not [${x.shape}], [${a.shape}] and [${b.shape}]`);
+  }
+  return [n, c];
 }
 
 function sizeOf(t: Info): number {

@@ -14,7 +14,7 @@
  * Memory: everything a gradient needs goes through `save` (tfjs keeps those until backprop ends);
  * intermediates are disposed by the enclosing tidy. All ops run inside the caller's tf.tidy.
  */
-import { matMulTakesTransposes, onOurWasmGemm, ourCrossEntropyKernels, ourGeluKernels, tf } from '../tf.js';
+import { matMulTakesTransposes, onOurWasmGemm, ourCrossEntropyKernels, ourGeluKernels, ourLayerNormKernels, tf } from '../tf.js';
 
 type AnyTensor = tf.Tensor;
 type Save = tf.GradSaveFunc;
@@ -108,8 +108,30 @@ export function gatherRows(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
   return op(table) as tf.Tensor2D;
 }
 
-/** LayerNorm over the last axis, as torch.nn.LayerNorm (biased variance). x [N, C], g/b [C]. */
+/**
+ * LayerNorm over the last axis, as torch.nn.LayerNorm (biased variance). x [N, C], g/b [C].
+ * On wasm with our kernels: two fused SIMD kernels (kernels/layernorm.c); elsewhere tfjs's ops.
+ */
 export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps = 1e-5): tf.Tensor2D {
+  const fused = ourLayerNormKernels();
+  if (fused === undefined) return layerNormOps(x, gamma, beta, eps);
+  const op = tf.customGrad((...args: (AnyTensor | Save)[]) => {
+    const [xi, g, b, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, Save];
+    const [y, xhat, rstd] = tf.engine().runKernel(fused.forward, { x: xi, gamma: g, beta: b }, { eps }) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+    save([xhat, rstd, g]);
+    return {
+      value: y,
+      gradFunc: (dy: AnyTensor, saved: AnyTensor[]) => {
+        const [xh, rs, gs] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+        return tf.engine().runKernel(fused.backward, { dy, xhat: xh, rstd: rs, gamma: gs }) as AnyTensor[];
+      },
+    };
+  });
+  return op(x, gamma, beta) as tf.Tensor2D;
+}
+
+/** layerNorm in tfjs's ops, on any backend. */
+export function layerNormOps(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps = 1e-5): tf.Tensor2D {
   const op = tf.customGrad((...args: (AnyTensor | Save)[]) => {
     const [xi, g, b, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, Save];
     const xc = tf.sub(xi, tf.mean(xi, 1, true));
