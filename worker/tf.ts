@@ -18,7 +18,14 @@ import { importWithoutSourceMaps, restoreSourceMaps } from './tf_no_source_maps.
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../shared/errors.js';
 import { BACKEND_CHOICES, type BackendChoice } from './backend_choice.js';
-import { installFastWasmKernels, wasmCrossEntropyKernels, wasmGeluKernels, wasmLayerNormKernels, wasmMatMulTakesTransposes } from './tf_wasm_kernels.js';
+import {
+  installFastWasmKernels,
+  wasmCrossEntropyKernels,
+  wasmDropoutMaskKernel,
+  wasmGeluKernels,
+  wasmLayerNormKernels,
+  wasmMatMulTakesTransposes,
+} from './tf_wasm_kernels.js';
 import { kernelBuild } from './kernels/module.js';
 
 restoreSourceMaps();
@@ -85,6 +92,11 @@ export function ourCrossEntropyKernels(): { readonly forward: string; readonly b
 /** The same for our fused GELU kernels (model/ops.ts gelu). */
 export function ourGeluKernels(): { readonly forward: string; readonly backward: string } | undefined {
   return tf.getBackend() === 'wasm' ? wasmGeluKernels() : undefined;
+}
+
+/** The name of our dropout-mask kernel (model/ops.ts dropoutMaskTensor) on wasm; undefined elsewhere. */
+export function ourDropoutMaskKernel(): string | undefined {
+  return tf.getBackend() === 'wasm' ? wasmDropoutMaskKernel() : undefined;
 }
 
 /** The same for our fused LayerNorm kernels (model/ops.ts layerNorm). */

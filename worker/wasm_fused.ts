@@ -30,6 +30,11 @@
  *
  * tfjs's ops make ~9 passes forward and ~12 backward, a tensor each; these make 2-3 per row, in L1.
  *
+ * An inverted-dropout mask (model/ops.ts dropoutMaskTensor), kernels/dropout.c:
+ *
+ *   RosedistDropoutMask    no inputs; attrs shape, seed, rate → float32 [shape], the bits of
+ *                          rng.ts dropoutMask(size, rate, seed), made in the backend's memory
+ *
  * Only tf_wasm_kernels.ts calls this. Like it, this file is one tf.ts designates to import tfjs's
  * types (type-only), so that it does not import tf.ts back (.dependency-cruiser.cjs).
  */
@@ -43,6 +48,7 @@ type Info = TF.TensorInfo;
 export const CROSS_ENTROPY_KERNELS = { forward: 'RosedistCrossEntropy', backward: 'RosedistCrossEntropyGrad' } as const;
 export const GELU_KERNELS = { forward: 'RosedistGelu', backward: 'RosedistGeluGrad' } as const;
 export const LAYER_NORM_KERNELS = { forward: 'RosedistLayerNorm', backward: 'RosedistLayerNormGrad' } as const;
+export const DROPOUT_MASK_KERNEL = 'RosedistDropoutMask';
 
 interface XentBackend extends GemmBackend {
   typedArrayFromHeap(t: Info): Float32Array | Int32Array | Uint8Array;
@@ -135,6 +141,28 @@ export function registerWasmLayerNorm(tf: Tfjs): boolean {
       );
     }
     return [dx, dgamma, dbeta];
+  });
+  return true;
+}
+
+/** Register the dropout-mask kernel for 'wasm' (idempotent); whether it is registered. */
+export function registerWasmDropoutMask(tf: Tfjs): boolean {
+  const register = registrar(tf);
+  if (register === undefined) return false;
+  register(DROPOUT_MASK_KERNEL, (_inputs, be, attrs) => {
+    const { shape, seed, rate } = attrs as { shape: number[]; seed: number; rate: number };
+    if (!(rate >= 0 && rate < 1) || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
+      throw new Error(`RosedistDropoutMask: needs a rate in [0, 1) and a 32-bit seed, not ${rate} and ${seed}`);
+    }
+    const out = be.makeOutput([...shape], 'float32');
+    const n = shape.reduce((a, b) => a * b, 1);
+    // u < rate, u = x / 2^32 with x an integer, is x < ceil(rate 2^32) (dropout.c).
+    const threshold = Math.ceil(rate * 4294967296);
+    const keep = Math.fround(1 / (1 - rate));
+    if (threshold > 0xffffffff)
+      be.typedArrayFromHeap(out).fill(0); // every u < rate
+    else if (n > 0) kernels(be).dropout_mask(offset(be, out), n, seed, threshold, keep);
+    return out;
   });
   return true;
 }

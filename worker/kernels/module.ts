@@ -1,5 +1,5 @@
 /**
- * Our WebAssembly SIMD kernels (gemm.c, adamw.c, xent.c, gelu.c, layernorm.c), built by scripts/build_kernels.sh into
+ * Our WebAssembly SIMD kernels (gemm.c, adamw.c, xent.c, gelu.c, layernorm.c, dropout.c), built by scripts/build_kernels.sh into
  * kernels.wasm (plain SIMD128) and kernels_fma.wasm (relaxed SIMD: the GEMM's multiply-adds
  * fused), both committed: nothing is compiled at install or run time. The module imports its
  * memory (`env.memory`): the GEMM and the cross-entropy are instantiated on tfjs-backend-wasm's
@@ -96,6 +96,8 @@ export interface KernelExports {
   /** See layernorm.c: x [n, c], gamma, beta [c] → y, xhat [n, c], rstd [n]. */
   layernorm_forward(x: number, gamma: number, beta: number, n: number, c: number, eps: number, y: number, xhat: number, rstd: number): void;
   /** See layernorm.c: dy, xhat [n, c], rstd [n], gamma [c] → dx [n, c], dgamma, dbeta [c]. */
+  /** See dropout.c: n floats at out, the mask of rng.ts dropoutMask; threshold = ceil(rate 2^32). */
+  dropout_mask(out: number, n: number, seed: number, threshold: number, keep: number): void;
   layernorm_backward(dy: number, xhat: number, rstd: number, gamma: number, n: number, c: number, dx: number, dgamma: number, dbeta: number): void;
 }
 

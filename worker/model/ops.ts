@@ -14,7 +14,8 @@
  * Memory: everything a gradient needs goes through `save` (tfjs keeps those until backprop ends);
  * intermediates are disposed by the enclosing tidy. All ops run inside the caller's tf.tidy.
  */
-import { matMulTakesTransposes, onOurWasmGemm, ourCrossEntropyKernels, ourGeluKernels, ourLayerNormKernels, tf } from '../tf.js';
+import { dropoutMask } from '../rng.js';
+import { matMulTakesTransposes, onOurWasmGemm, ourCrossEntropyKernels, ourDropoutMaskKernel, ourGeluKernels, ourLayerNormKernels, tf } from '../tf.js';
 
 type AnyTensor = tf.Tensor;
 type Save = tf.GradSaveFunc;
@@ -152,6 +153,25 @@ export function layerNormOps(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor
     };
   });
   return op(x, gamma, beta) as tf.Tensor2D;
+}
+
+/**
+ * rng.ts dropoutMask(size, rate, seed32) as a float32 tensor of `dims`: on wasm with our kernels
+ * made in place by one SIMD kernel (kernels/dropout.c, the same bits), elsewhere drawn in
+ * JavaScript and copied in.
+ */
+export function dropoutMaskTensor(dims: number[], rate: number, seed32: number): AnyTensor {
+  const kernel = ourDropoutMaskKernel();
+  if (kernel !== undefined) return tf.engine().runKernel(kernel, {}, { shape: dims, seed: seed32 >>> 0, rate }) as AnyTensor;
+  return tf.tensor(
+    dropoutMask(
+      dims.reduce((a, b) => a * b, 1),
+      rate,
+      seed32,
+    ),
+    dims,
+    'float32',
+  );
 }
 
 const SQRT1_2 = Math.SQRT1_2;
