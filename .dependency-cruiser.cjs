@@ -38,9 +38,9 @@ module.exports = {
     onlyThrough(
       'tfjs-only-in-tf',
       '@tensorflow/[^/]+',
-      '^worker/(tf|tf_wasm_kernels|wasm_gemm|wasm_xent)\\.ts$',
+      '^worker/(tf|tf_wasm_kernels|wasm_gemm|wasm_fused)\\.ts$',
       'TensorFlow.js enters through worker/tf.ts (backend selection); import tf from there. tf.ts designates three more files, ' +
-        'its kernel overrides worker/tf_wasm_kernels.ts, worker/wasm_gemm.ts and worker/wasm_xent.ts (type-only imports of tfjs).',
+        'its kernel overrides worker/tf_wasm_kernels.ts, worker/wasm_gemm.ts and worker/wasm_fused.ts (type-only imports of tfjs).',
     ),
     onlyThrough('yargs-only-in-shared-yargs', 'yargs', '^shared/yargs\\.ts$', 'yargs enters through shared/yargs.ts.'),
     onlyThrough('winston-only-in-shared-logging', 'winston', '^shared/logging\\.ts$', 'winston enters through shared/logging.ts (one logger factory).'),

@@ -1,6 +1,6 @@
 #!/bin/sh
-# Rebuild our wasm kernels from their C sources (gemm.c, adamw.c, xent.c) with Debian's clang-19 and lld-19
-# (apt-get install clang-19 lld-19), into two modules:
+# Rebuild our wasm kernels from their C sources (gemm.c, adamw.c, xent.c, gelu.c, layernorm.c, dropout.c; simd_math.h) with
+# Debian's clang-19 and lld-19 (apt-get install clang-19 lld-19), into two modules:
 #   kernels.wasm       plain 128-bit SIMD: runs on every runtime with WebAssembly SIMD;
 #   kernels_fma.wasm   the same sources with relaxed SIMD, so the GEMM's multiply-adds are
 #                      f32x4.relaxed_madd (one FMA instruction where the CPU has it);
@@ -22,7 +22,7 @@ build() {
   shift
   "${CLANG:-clang-19}" --target=wasm32 -O3 -msimd128 -mbulk-memory "$@" -nostdlib -fuse-ld=lld \
     -Wl,--no-entry -Wl,--import-memory -Wl,--strip-all \
-    -o "$out" worker/kernels/gemm.c worker/kernels/adamw.c worker/kernels/xent.c
+    -o "$out" worker/kernels/gemm.c worker/kernels/adamw.c worker/kernels/xent.c worker/kernels/gelu.c worker/kernels/layernorm.c worker/kernels/dropout.c
 }
 build "$dir/kernels.wasm"
 build "$dir/kernels_fma.wasm" -mrelaxed-simd -ffp-contract=off

@@ -1,6 +1,6 @@
 /**
  * The one place TensorFlow.js enters. Everything else imports `tf` from here, except this file's
- * kernel overrides (tf_wasm_kernels.ts, wasm_gemm.ts, wasm_xent.ts), which take tfjs's types
+ * kernel overrides (tf_wasm_kernels.ts, wasm_gemm.ts, wasm_fused.ts), which take tfjs's types
  * directly (type-only) rather than import this file back.
  *
  * We import the union package `@tensorflow/tfjs`, not `tfjs-core`: the core's CommonJS build
@@ -18,7 +18,14 @@ import { importWithoutSourceMaps, restoreSourceMaps } from './tf_no_source_maps.
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../shared/errors.js';
 import { BACKEND_CHOICES, type BackendChoice } from './backend_choice.js';
-import { installFastWasmKernels, wasmCrossEntropyKernels, wasmMatMulTakesTransposes } from './tf_wasm_kernels.js';
+import {
+  installFastWasmKernels,
+  wasmCrossEntropyKernels,
+  wasmDropoutMaskKernel,
+  wasmGeluKernels,
+  wasmLayerNormKernels,
+  wasmMatMulTakesTransposes,
+} from './tf_wasm_kernels.js';
 import { kernelBuild } from './kernels/module.js';
 
 restoreSourceMaps();
@@ -75,11 +82,26 @@ export function onOurWasmGemm(): boolean {
 }
 
 /**
- * The names of our fused cross-entropy kernels (wasm_xent.ts: forward and gradient) when the
+ * The names of our fused cross-entropy kernels (wasm_fused.ts: forward and gradient) when the
  * current backend is wasm with our kernels; undefined otherwise (model/ops.ts then uses tfjs's ops).
  */
 export function ourCrossEntropyKernels(): { readonly forward: string; readonly backward: string } | undefined {
   return tf.getBackend() === 'wasm' ? wasmCrossEntropyKernels() : undefined;
+}
+
+/** The same for our fused GELU kernels (model/ops.ts gelu). */
+export function ourGeluKernels(): { readonly forward: string; readonly backward: string } | undefined {
+  return tf.getBackend() === 'wasm' ? wasmGeluKernels() : undefined;
+}
+
+/** The name of our dropout-mask kernel (model/ops.ts dropoutMaskTensor) on wasm; undefined elsewhere. */
+export function ourDropoutMaskKernel(): string | undefined {
+  return tf.getBackend() === 'wasm' ? wasmDropoutMaskKernel() : undefined;
+}
+
+/** The same for our fused LayerNorm kernels (model/ops.ts layerNorm). */
+export function ourLayerNormKernels(): { readonly forward: string; readonly backward: string } | undefined {
+  return tf.getBackend() === 'wasm' ? wasmLayerNormKernels() : undefined;
 }
 
 /**

@@ -17,7 +17,8 @@
  *               forms are 10-30x slower than plain ones. If our module cannot load, batched
  *               products with big enough slices run one XNNPACK matMul per slice instead, on views
  *               of the operands' memory (registered as temporary tensors, never copied).
- * With our GEMM come two kernels of our own for the model's cross-entropy (wasm_xent.ts).
+ * With our GEMM come fused kernels of our own for the model's cross-entropy, GELU and LayerNorm, and its
+ * dropout masks (wasm_fused.ts).
  *
  * The backend internals used (dataIdMap, dataIdNextNumber, wasm.tfjs.registerTensor/disposeData,
  * wasm.cwrap) are checked when installing: if one is missing, that kernel is left alone.
@@ -27,7 +28,16 @@
  */
 import type * as TF from '@tensorflow/tfjs';
 import { gemmFor, type GemmBackend } from './wasm_gemm.js';
-import { CROSS_ENTROPY_KERNELS, registerWasmCrossEntropy } from './wasm_xent.js';
+import {
+  CROSS_ENTROPY_KERNELS,
+  DROPOUT_MASK_KERNEL,
+  GELU_KERNELS,
+  LAYER_NORM_KERNELS,
+  registerWasmCrossEntropy,
+  registerWasmDropoutMask,
+  registerWasmGelu,
+  registerWasmLayerNorm,
+} from './wasm_fused.js';
 
 type Tfjs = typeof TF;
 type Info = TF.TensorInfo;
@@ -67,6 +77,9 @@ export const SLICED_MATMUL_MIN_FLOPS = 256 * 1024;
 
 let ourGemm = false;
 let ourCrossEntropy = false;
+let ourGelu = false;
+let ourLayerNorm = false;
+let ourDropoutMask = false;
 const stock = new Map<string, KernelImpl>();
 
 /** tfjs's own wasm kernel that a replacement stands in for (benchmarks compare the two). */
@@ -82,9 +95,24 @@ export function wasmMatMulTakesTransposes(): boolean {
   return ourGemm;
 }
 
-/** The names of our fused cross-entropy kernels on wasm (wasm_xent.ts), if registered. */
+/** The names of our fused cross-entropy kernels on wasm (wasm_fused.ts), if registered. */
 export function wasmCrossEntropyKernels(): typeof CROSS_ENTROPY_KERNELS | undefined {
   return ourCrossEntropy ? CROSS_ENTROPY_KERNELS : undefined;
+}
+
+/** The names of our fused GELU kernels on wasm (wasm_fused.ts), if registered. */
+export function wasmGeluKernels(): typeof GELU_KERNELS | undefined {
+  return ourGelu ? GELU_KERNELS : undefined;
+}
+
+/** The name of our dropout-mask kernel on wasm (wasm_fused.ts), if registered. */
+export function wasmDropoutMaskKernel(): typeof DROPOUT_MASK_KERNEL | undefined {
+  return ourDropoutMask ? DROPOUT_MASK_KERNEL : undefined;
+}
+
+/** The names of our fused LayerNorm kernels on wasm (wasm_fused.ts), if registered. */
+export function wasmLayerNormKernels(): typeof LAYER_NORM_KERNELS | undefined {
+  return ourLayerNorm ? LAYER_NORM_KERNELS : undefined;
 }
 
 /** Install the replacements on the registered wasm backend (idempotent). */
@@ -186,6 +214,9 @@ export function installFastWasmKernels(tf: Tfjs): void {
     });
     ourGemm = true;
     ourCrossEntropy = registerWasmCrossEntropy(tf);
+    ourGelu = registerWasmGelu(tf);
+    ourLayerNorm = registerWasmLayerNorm(tf);
+    ourDropoutMask = registerWasmDropoutMask(tf);
   } else if (sliced !== undefined) {
     replace('BatchMatMul', sliced);
   }

@@ -50,7 +50,7 @@ const instances = new WeakMap<object, KernelExports | string>();
 
 /**
  * Our kernels module (the build kernels/module.ts chose) instantiated on this backend's memory,
- * once per backend instance (the cross-entropy, wasm_xent.ts, shares it), or a line saying why not.
+ * once per backend instance (the cross-entropy, wasm_fused.ts, shares it), or a line saying why not.
  */
 export function kernelsOn(backend: GemmBackend): KernelExports | string {
   let k = instances.get(backend);

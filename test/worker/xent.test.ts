@@ -1,5 +1,5 @@
 /**
- * Our fused cross-entropy (worker/kernels/xent.c, wired by worker/wasm_xent.ts): its SIMD exp
+ * Our fused cross-entropy (worker/kernels/xent.c, wired by worker/wasm_fused.ts): its SIMD exp
  * against Math.exp, the memory it writes, and crossEntropySum on wasm — loss and gradient —
  * against a float64 reference and against tfjs's ops (crossEntropySumOps, which every other backend
  * keeps) on wasm and cpu, on random logits of odd widths and large magnitudes.

@@ -26,18 +26,12 @@
 #include <wasm_simd128.h>
 
 /*
- * c + a * b. Built twice (scripts/build_kernels.sh): kernels.wasm in plain SIMD128, a multiply
- * and an add; kernels_fma.wasm with relaxed SIMD, where f32x4.relaxed_madd is one fused
- * multiply-add on a CPU with FMA (x86 FMA3, Arm NEON) and the same multiply and add elsewhere.
- * The micro-kernel is bound by the FP ports, not by memory: 16 instructions per k as mul + add,
- * 8 as FMA (measured here, 4 x 8 tile in L1: 33 -> 41 GFLOP/s). Either way each element is one
- * sum of the same products in the same order; fused, each step rounds once instead of twice.
+ * MADD (simd_math.h): in kernels_fma.wasm one fused multiply-add. The micro-kernel is bound by the
+ * FP ports, not by memory: 16 instructions per k as mul + add, 8 as FMA (measured here, 4 x 8
+ * tile in L1: 33 -> 41 GFLOP/s). Either way each element is one sum of the same products in the
+ * same order.
  */
-#ifdef __wasm_relaxed_simd__
-#define MADD(a, b, c) wasm_f32x4_relaxed_madd(a, b, c)
-#else
-#define MADD(a, b, c) wasm_f32x4_add(c, wasm_f32x4_mul(a, b))
-#endif
+#include "simd_math.h"
 
 #define MR 4
 #define NR 8

@@ -1,9 +1,9 @@
 /**
- * Our WebAssembly SIMD kernels (gemm.c, adamw.c, xent.c), built by scripts/build_kernels.sh into
+ * Our WebAssembly SIMD kernels (gemm.c, adamw.c, xent.c, gelu.c, layernorm.c, dropout.c), built by scripts/build_kernels.sh into
  * kernels.wasm (plain SIMD128) and kernels_fma.wasm (relaxed SIMD: the GEMM's multiply-adds
  * fused), both committed: nothing is compiled at install or run time. The module imports its
  * memory (`env.memory`): the GEMM and the cross-entropy are instantiated on tfjs-backend-wasm's
- * memory (wasm_gemm.ts, wasm_xent.ts), AdamW on a memory of its own (optim.ts).
+ * memory (wasm_gemm.ts, wasm_fused.ts), AdamW on a memory of its own (optim.ts).
  */
 import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
@@ -89,6 +89,16 @@ export interface KernelExports {
   xent_forward(z: number, y: number, n: number, v: number, p: number): number;
   /** See xent.c: g = (p - onehot(y)) * dy, g [n, v]. */
   xent_backward(p: number, y: number, n: number, v: number, dy: number, g: number): void;
+  /** See gelu.c: y = gelu(x), n floats (byte offsets). */
+  gelu_forward(x: number, y: number, n: number): void;
+  /** See gelu.c: dx = dy gelu'(x), n floats. */
+  gelu_backward(x: number, dy: number, dx: number, n: number): void;
+  /** See layernorm.c: x [n, c], gamma, beta [c] → y, xhat [n, c], rstd [n]. */
+  layernorm_forward(x: number, gamma: number, beta: number, n: number, c: number, eps: number, y: number, xhat: number, rstd: number): void;
+  /** See layernorm.c: dy, xhat [n, c], rstd [n], gamma [c] → dx [n, c], dgamma, dbeta [c]. */
+  /** See dropout.c: n floats at out, the mask of rng.ts dropoutMask; threshold = ceil(rate 2^32). */
+  dropout_mask(out: number, n: number, seed: number, threshold: number, keep: number): void;
+  layernorm_backward(dy: number, xhat: number, rstd: number, gamma: number, n: number, c: number, dx: number, dgamma: number, dbeta: number): void;
 }
 
 const FILES: Record<KernelBuild, URL> = { fma: KERNELS_FMA_WASM, plain: KERNELS_WASM };

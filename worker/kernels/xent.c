@@ -16,47 +16,7 @@
  */
 #include <wasm_simd128.h>
 
-/* a * b + c: one fused instruction in the relaxed-SIMD build (kernels_fma.wasm) where the CPU has it. */
-#ifdef __wasm_relaxed_simd__
-#define XMADD(a, b, c) wasm_f32x4_relaxed_madd(a, b, c)
-#else
-#define XMADD(a, b, c) wasm_f32x4_add(wasm_f32x4_mul(a, b), c)
-#endif
-
-/* Below this exp(x) < FLT_MIN = 2^-126: exp4 gives 0 (no denormals). */
-#define EXP_LO -87.33654475f
-/* exp4 is valid up to here (exp(88) = 1.65e38; 2^128 would overflow the exponent field). */
-#define EXP_HI 88.0f
-
-/*
- * exp of 4 floats: Cephes' expf. x = n ln2 + r with n = round(x / ln2), |r| <= ln2 / 2 (ln2 split
- * in two constants so that n * C1 is exact), exp(r) by a degree-7 polynomial, times 2^n built in
- * the exponent field. Within 2 ulp of exp for x in [EXP_LO, EXP_HI]; 0 below; NaN stays NaN.
- *
- * Cheap on x64 (V8 lowers f32x4.min/max, nearest and trunc_sat to several instructions each):
- * pmin/pmax clamp in one each (x first, so NaN passes), and n is rounded by adding 1.5 * 2^23,
- * which leaves n + 0x400000 in the low bits of the sum t: (t + 127) << 23 (the rest shifts out)
- * is 2^n. (V8 materializes the constants well: holding them in locals measured no faster.) In
- * kernels_fma.wasm the multiply-adds fuse: within 1 ulp all the same, the forward ~25% faster.
- */
-static inline v128_t exp4(v128_t x) {
-  const v128_t lo = wasm_f32x4_splat(EXP_LO), magic = wasm_f32x4_splat(12582912.0f); /* 1.5 * 2^23 */
-  v128_t xc = wasm_f32x4_pmin(wasm_f32x4_pmax(x, lo), wasm_f32x4_splat(EXP_HI));
-  v128_t t = XMADD(xc, wasm_f32x4_splat(1.44269504088896341f), magic);
-  v128_t n = wasm_f32x4_sub(t, magic);
-  v128_t r = XMADD(n, wasm_f32x4_splat(-0.693359375f), xc);
-  r = XMADD(n, wasm_f32x4_splat(2.12194440e-4f), r);
-  v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
-  p = XMADD(p, r, wasm_f32x4_splat(1.3981999507e-3f));
-  p = XMADD(p, r, wasm_f32x4_splat(8.3334519073e-3f));
-  p = XMADD(p, r, wasm_f32x4_splat(4.1665795894e-2f));
-  p = XMADD(p, r, wasm_f32x4_splat(1.6666665459e-1f));
-  p = XMADD(p, r, wasm_f32x4_splat(5.0000001201e-1f));
-  p = wasm_f32x4_add(XMADD(p, wasm_f32x4_mul(r, r), r), wasm_f32x4_splat(1.0f));
-  v128_t e = wasm_f32x4_mul(p, wasm_i32x4_shl(wasm_i32x4_add(t, wasm_i32x4_splat(127)), 23));
-  /* x < EXP_LO is false for NaN: NaN goes through the polynomial and stays NaN. */
-  return wasm_v128_andnot(e, wasm_f32x4_lt(x, lo));
-}
+#include "simd_math.h"
 
 /* exp of n floats (out may be x): exp4 on its own, for the tests. */
 __attribute__((export_name("exp_f32"))) void exp_f32(const float *x, float *out, int n) {

@@ -28,8 +28,8 @@ import {
   type LinearParams,
   type ParamSpec,
 } from './params.js';
-import { dropoutMask, streamSeed } from '../rng.js';
-import { addPositions, crossEntropySum, gatherRows, gelu, layerNorm, linear } from './ops.js';
+import { streamSeed } from '../rng.js';
+import { addPositions, crossEntropySum, dropoutMaskTensor, gatherRows, gelu, layerNorm, linear } from './ops.js';
 import { readInto, tensorOf, tf } from '../tf.js';
 import type { Batch } from '../data/collate.js';
 import { recordForward, type TapedForward } from './tape_backward.js';
@@ -357,7 +357,7 @@ export class GPT {
         ? undefined
         : (site: DropoutSite) => {
             const dims = site.kind === 'attention_weights' ? [B * H, T, T] : [B * T, C];
-            return tf.tensor(dropoutMask(numel(dims), rate, streamSeed(dropoutSeed, dropoutStream(site))), dims, 'float32');
+            return dropoutMaskTensor(dims, rate, streamSeed(dropoutSeed, dropoutStream(site)));
           };
     return {
       ids: tf.tensor1d(batch.inputIds, 'int32'),

@@ -14,7 +14,8 @@
  * Memory: everything a gradient needs goes through `save` (tfjs keeps those until backprop ends);
  * intermediates are disposed by the enclosing tidy. All ops run inside the caller's tf.tidy.
  */
-import { matMulTakesTransposes, onOurWasmGemm, ourCrossEntropyKernels, tf } from '../tf.js';
+import { dropoutMask } from '../rng.js';
+import { matMulTakesTransposes, onOurWasmGemm, ourCrossEntropyKernels, ourDropoutMaskKernel, ourGeluKernels, ourLayerNormKernels, tf } from '../tf.js';
 
 type AnyTensor = tf.Tensor;
 type Save = tf.GradSaveFunc;
@@ -108,8 +109,30 @@ export function gatherRows(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
   return op(table) as tf.Tensor2D;
 }
 
-/** LayerNorm over the last axis, as torch.nn.LayerNorm (biased variance). x [N, C], g/b [C]. */
+/**
+ * LayerNorm over the last axis, as torch.nn.LayerNorm (biased variance). x [N, C], g/b [C].
+ * On wasm with our kernels: two fused SIMD kernels (kernels/layernorm.c); elsewhere tfjs's ops.
+ */
 export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps = 1e-5): tf.Tensor2D {
+  const fused = ourLayerNormKernels();
+  if (fused === undefined) return layerNormOps(x, gamma, beta, eps);
+  const op = tf.customGrad((...args: (AnyTensor | Save)[]) => {
+    const [xi, g, b, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, Save];
+    const [y, xhat, rstd] = tf.engine().runKernel(fused.forward, { x: xi, gamma: g, beta: b }, { eps }) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+    save([xhat, rstd, g]);
+    return {
+      value: y,
+      gradFunc: (dy: AnyTensor, saved: AnyTensor[]) => {
+        const [xh, rs, gs] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+        return tf.engine().runKernel(fused.backward, { dy, xhat: xh, rstd: rs, gamma: gs }) as AnyTensor[];
+      },
+    };
+  });
+  return op(x, gamma, beta) as tf.Tensor2D;
+}
+
+/** layerNorm in tfjs's ops, on any backend. */
+export function layerNormOps(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps = 1e-5): tf.Tensor2D {
   const op = tf.customGrad((...args: (AnyTensor | Save)[]) => {
     const [xi, g, b, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, Save];
     const xc = tf.sub(xi, tf.mean(xi, 1, true));
@@ -132,11 +155,50 @@ export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D,
   return op(x, gamma, beta) as tf.Tensor2D;
 }
 
+/**
+ * rng.ts dropoutMask(size, rate, seed32) as a float32 tensor of `dims`: on wasm with our kernels
+ * made in place by one SIMD kernel (kernels/dropout.c, the same bits), elsewhere drawn in
+ * JavaScript and copied in.
+ */
+export function dropoutMaskTensor(dims: number[], rate: number, seed32: number): AnyTensor {
+  const kernel = ourDropoutMaskKernel();
+  if (kernel !== undefined) return tf.engine().runKernel(kernel, {}, { shape: dims, seed: seed32 >>> 0, rate }) as AnyTensor;
+  return tf.tensor(
+    dropoutMask(
+      dims.reduce((a, b) => a * b, 1),
+      rate,
+      seed32,
+    ),
+    dims,
+    'float32',
+  );
+}
+
 const SQRT1_2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
-/** Exact GELU, as torch.nn.functional.gelu: 0.5 x (1 + erf(x / sqrt(2))). Any shape. */
-export const gelu = tf.customGrad((...args: (AnyTensor | Save)[]) => {
+/**
+ * Exact GELU, as torch.nn.functional.gelu: 0.5 x (1 + erf(x / sqrt(2))). Any shape.
+ * On wasm with our kernels: two fused SIMD kernels (kernels/gelu.c); elsewhere tfjs's ops.
+ */
+export function gelu<R extends AnyTensor>(x: R): R {
+  const fused = ourGeluKernels();
+  if (fused === undefined) return geluOps(x);
+  fusedGelu ??= tf.customGrad((...args: (AnyTensor | Save)[]) => {
+    const [xi, save] = args as [AnyTensor, Save];
+    save([xi]); // the gradient recomputes Phi(x) from x: nothing else is kept
+    return {
+      value: tf.engine().runKernel(fused.forward, { x: xi }) as AnyTensor,
+      gradFunc: (dy: AnyTensor, saved: AnyTensor[]) => [tf.engine().runKernel(fused.backward, { x: saved[0] as AnyTensor, dy }) as AnyTensor],
+    };
+  }) as <T extends AnyTensor>(x: T) => T;
+  return fusedGelu(x);
+}
+
+let fusedGelu: (<T extends AnyTensor>(x: T) => T) | undefined;
+
+/** gelu in tfjs's ops, on any backend. */
+export const geluOps = tf.customGrad((...args: (AnyTensor | Save)[]) => {
   const [x, save] = args as [AnyTensor, Save];
   const cdf = tf.mul(tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1), 0.5); // Phi(x)
   save([x, cdf]);
@@ -227,7 +289,7 @@ export function crossEntropySumOps(logits: tf.Tensor2D, targets: Int32Array): tf
 }
 
 /**
- * crossEntropySum on our two kernels (kernels/xent.c via wasm_xent.ts; their names here): the loss
+ * crossEntropySum on our two kernels (kernels/xent.c via wasm_fused.ts; their names here): the loss
  * and P = softmax(z) in one call, the gradient from P in another. tfjs's ops make seven passes over
  * [n, V] forward and four backward; these three (row by row, in cache) and one.
  */

@@ -39,11 +39,11 @@
 import { RosedistError } from '../../shared/errors.js';
 import type { ProcessGroup } from '../comm/process_group.js';
 import type { Batch } from '../data/collate.js';
-import { dropoutMask, streamSeed } from '../rng.js';
+import { streamSeed } from '../rng.js';
 import { tf } from '../tf.js';
 import { attentionMaskBias, causalSelfAttention, type AttentionShape } from './attention.js';
 import { dropoutStream, lossRows, type DropoutSite, type GPTConfig, type ModelParam } from './gpt.js';
-import { addPositions, crossEntropySum, gatherRows, gelu, layerNorm, linear } from './ops.js';
+import { addPositions, crossEntropySum, dropoutMaskTensor, gatherRows, gelu, layerNorm, linear } from './ops.js';
 import { buildParams, initialValues, numel, validateConfig, type GPTParams, type ParamSpec } from './params.js';
 import { denseCount, localCount, localFromDense, shardPlan, type ShardedParam } from './tp_shard.js';
 
@@ -328,7 +328,7 @@ export class TensorParallelGPT {
         // Inside the parallel region: a stream per TP rank (its heads differ anyway).
         if (site.kind === 'attention_weights') seed32 = streamSeed(seed32, 0x7470 + this.tpRank);
         // Made lazily, possibly inside a segment's tidy: tf.keep, so that it lives until the step ends.
-        m = kept(tf.keep(tf.tensor(dropoutMask(numel(dims), rate, seed32), dims, 'float32')));
+        m = kept(tf.keep(dropoutMaskTensor(dims, rate, seed32)));
         masks.set(key, m);
       }
       return m;
