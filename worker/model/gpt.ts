@@ -146,32 +146,17 @@ export class GPT {
    * gradients bit for bit (`trainStepTfjs`), at a lower memory peak.
    */
   trainStep(batch: Batch, dropoutSeed: number, gradsOut: Float32Array): { loss: number; tokens: number } {
-    const offsets = this.gradOffsets(gradsOut);
-    const { rows, targets } = lossRows(batch, this.config);
-    const tokens = rows.length;
-    if (tokens === 0) {
-      gradsOut.fill(0);
-      return { loss: 0, tokens: 0 };
-    }
-    const inputs = this.batchTensors(batch, dropoutSeed);
-    const rowIdx = tf.tensor1d(rows, 'int32');
+    const step = this.tapedStep(batch, dropoutSeed, gradsOut);
+    if (step === undefined) return { loss: 0, tokens: 0 };
+    const { offsets, taped, loss, tokens } = step;
     try {
-      const taped = this.recordLoss(inputs, rowIdx, targets, tokens);
-      let loss: number;
-      try {
-        loss = taped.y.dataSync()[0] as number;
-      } catch (e) {
-        taped.dispose();
-        throw e;
-      }
       taped.backwardSync(
         this.params.map((p) => p.variable),
         (indices, grads) => indices.forEach((i, k) => this.copyGrad(i, grads[k] ?? null, offsets, gradsOut)),
       );
       return { loss, tokens };
     } finally {
-      rowIdx.dispose();
-      disposeBatchTensors(inputs);
+      step.release();
     }
   }
 
@@ -208,23 +193,15 @@ export class GPT {
    * gradients as trainStep, bit for bit (model/tape_backward.ts).
    */
   async trainStepOverlapped(batch: Batch, dropoutSeed: number, gradsOut: Float32Array, sink: GradSink, sliceMs = 2): Promise<{ loss: number; tokens: number }> {
-    const offsets = this.gradOffsets(gradsOut);
-    const { rows, targets } = lossRows(batch, this.config);
-    const tokens = rows.length;
-    if (tokens === 0) {
-      gradsOut.fill(0);
+    const step = this.tapedStep(batch, dropoutSeed, gradsOut);
+    if (step === undefined) {
       sink.loss(0);
       sink.ready(0, this.numParams);
       return { loss: 0, tokens: 0 };
     }
-    // The batch's constants outlive the forward's tidy: backward reads them.
-    const inputs = this.batchTensors(batch, dropoutSeed);
-    const rowIdx = tf.tensor1d(rows, 'int32');
+    const { offsets, taped, loss, tokens } = step;
     try {
-      const taped = this.recordLoss(inputs, rowIdx, targets, tokens);
-      let loss: number;
       try {
-        loss = taped.y.dataSync()[0] as number;
         sink.loss(loss);
       } catch (e) {
         taped.dispose();
@@ -242,8 +219,7 @@ export class GPT {
       );
       return { loss, tokens };
     } finally {
-      rowIdx.dispose();
-      disposeBatchTensors(inputs);
+      step.release();
     }
   }
 
@@ -296,6 +272,41 @@ export class GPT {
   private meanLoss(inputs: BatchTensors, rowIdx: tf.Tensor1D, targets: Int32Array, tokens: number): tf.Scalar {
     const logits = this.head(gatherRows(this.hidden(inputs), rowIdx));
     return tf.div(crossEntropySum(logits, targets), tokens) as tf.Scalar;
+  }
+
+  /**
+   * The forward of trainStep and trainStepOverlapped: the gradient offsets (after checking
+   * gradsOut), the mean loss with its tape recorded, and `release` for the batch's tensors, which
+   * outlive the forward's tidy (backward reads them). undefined, with gradsOut zeroed, when the
+   * batch predicts no token.
+   */
+  private tapedStep(
+    batch: Batch,
+    dropoutSeed: number,
+    gradsOut: Float32Array,
+  ): { offsets: number[]; taped: TapedForward; loss: number; tokens: number; release: () => void } | undefined {
+    const offsets = this.gradOffsets(gradsOut);
+    const { rows, targets } = lossRows(batch, this.config);
+    const tokens = rows.length;
+    if (tokens === 0) {
+      gradsOut.fill(0);
+      return undefined;
+    }
+    const inputs = this.batchTensors(batch, dropoutSeed);
+    const rowIdx = tf.tensor1d(rows, 'int32');
+    const release = () => {
+      rowIdx.dispose();
+      disposeBatchTensors(inputs);
+    };
+    let taped: TapedForward | undefined;
+    try {
+      taped = this.recordLoss(inputs, rowIdx, targets, tokens);
+      return { offsets, taped, loss: taped.y.dataSync()[0] as number, tokens, release };
+    } catch (e) {
+      taped?.dispose();
+      release();
+      throw e;
+    }
   }
 
   /** meanLoss run with its tape recorded, for a backward by model/tape_backward.ts. */
