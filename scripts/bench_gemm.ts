@@ -21,7 +21,7 @@
  */
 import { ConfigError, exitCodeOf, formatError } from '../shared/errors.js';
 import { hideBin, yargs } from '../shared/yargs.js';
-import { initBackend, ourCrossEntropyKernels, tf } from '../worker/tf.js';
+import { initBackend, ourFusedKernels, tf } from '../worker/tf.js';
 import { stockWasmKernel } from '../worker/tf_wasm_kernels.js';
 import { gemmFor, type GemmBackend } from '../worker/wasm_gemm.js';
 import { kernelBuild } from '../worker/kernels/module.js';
@@ -283,7 +283,7 @@ async function main(): Promise<void> {
       return c;
     });
   await initBackend('wasm');
-  if (ourCrossEntropyKernels() === undefined) throw new ConfigError('our kernels are not installed (ROSEDIST_STOCK_WASM_KERNELS set?)');
+  if (ourFusedKernels()?.crossEntropy === undefined) throw new ConfigError('our kernels are not installed (ROSEDIST_STOCK_WASM_KERNELS set?)');
   if (!argv['adamw-only']) {
     console.log('Summed cross-entropy, loss + gradient, ms, median (min-max) over rounds; ratio: median of tfjs/ours per round');
     console.log('| config | logits | tfjs ops | ours | tfjs/ours |');

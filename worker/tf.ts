@@ -18,14 +18,7 @@ import { importWithoutSourceMaps, restoreSourceMaps } from './tf_no_source_maps.
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../shared/errors.js';
 import { BACKEND_CHOICES, type BackendChoice } from './backend_choice.js';
-import {
-  installFastWasmKernels,
-  wasmCrossEntropyKernels,
-  wasmDropoutMaskKernel,
-  wasmGeluKernels,
-  wasmLayerNormKernels,
-  wasmMatMulTakesTransposes,
-} from './tf_wasm_kernels.js';
+import { installFastWasmKernels, wasmFusedKernels, wasmMatMulTakesTransposes } from './tf_wasm_kernels.js';
 import { kernelBuild } from './kernels/module.js';
 
 restoreSourceMaps();
@@ -82,26 +75,12 @@ export function onOurWasmGemm(): boolean {
 }
 
 /**
- * The names of our fused cross-entropy kernels (wasm_fused.ts: forward and gradient) when the
- * current backend is wasm with our kernels; undefined otherwise (model/ops.ts then uses tfjs's ops).
+ * The names of our fused kernels (wasm_fused.ts: cross-entropy, GELU and LayerNorm, forward and
+ * gradient; dropout masks) when the current backend is wasm with our kernels; undefined otherwise
+ * (model/ops.ts then uses tfjs's ops).
  */
-export function ourCrossEntropyKernels(): { readonly forward: string; readonly backward: string } | undefined {
-  return tf.getBackend() === 'wasm' ? wasmCrossEntropyKernels() : undefined;
-}
-
-/** The same for our fused GELU kernels (model/ops.ts gelu). */
-export function ourGeluKernels(): { readonly forward: string; readonly backward: string } | undefined {
-  return tf.getBackend() === 'wasm' ? wasmGeluKernels() : undefined;
-}
-
-/** The name of our dropout-mask kernel (model/ops.ts dropoutMaskTensor) on wasm; undefined elsewhere. */
-export function ourDropoutMaskKernel(): string | undefined {
-  return tf.getBackend() === 'wasm' ? wasmDropoutMaskKernel() : undefined;
-}
-
-/** The same for our fused LayerNorm kernels (model/ops.ts layerNorm). */
-export function ourLayerNormKernels(): { readonly forward: string; readonly backward: string } | undefined {
-  return tf.getBackend() === 'wasm' ? wasmLayerNormKernels() : undefined;
+export function ourFusedKernels(): ReturnType<typeof wasmFusedKernels> {
+  return tf.getBackend() === 'wasm' ? wasmFusedKernels() : undefined;
 }
 
 /**

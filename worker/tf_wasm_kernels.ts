@@ -28,16 +28,7 @@
  */
 import type * as TF from '@tensorflow/tfjs';
 import { gemmFor, type GemmBackend } from './wasm_gemm.js';
-import {
-  CROSS_ENTROPY_KERNELS,
-  DROPOUT_MASK_KERNEL,
-  GELU_KERNELS,
-  LAYER_NORM_KERNELS,
-  registerWasmCrossEntropy,
-  registerWasmDropoutMask,
-  registerWasmGelu,
-  registerWasmLayerNorm,
-} from './wasm_fused.js';
+import { FUSED_KERNELS, registerWasmFused } from './wasm_fused.js';
 
 type Tfjs = typeof TF;
 type Info = TF.TensorInfo;
@@ -76,10 +67,7 @@ export type KernelImpl = (args: KernelArgs) => Info | Info[];
 export const SLICED_MATMUL_MIN_FLOPS = 256 * 1024;
 
 let ourGemm = false;
-let ourCrossEntropy = false;
-let ourGelu = false;
-let ourLayerNorm = false;
-let ourDropoutMask = false;
+let ourFused = false;
 const stock = new Map<string, KernelImpl>();
 
 /** tfjs's own wasm kernel that a replacement stands in for (benchmarks compare the two). */
@@ -95,24 +83,9 @@ export function wasmMatMulTakesTransposes(): boolean {
   return ourGemm;
 }
 
-/** The names of our fused cross-entropy kernels on wasm (wasm_fused.ts), if registered. */
-export function wasmCrossEntropyKernels(): typeof CROSS_ENTROPY_KERNELS | undefined {
-  return ourCrossEntropy ? CROSS_ENTROPY_KERNELS : undefined;
-}
-
-/** The names of our fused GELU kernels on wasm (wasm_fused.ts), if registered. */
-export function wasmGeluKernels(): typeof GELU_KERNELS | undefined {
-  return ourGelu ? GELU_KERNELS : undefined;
-}
-
-/** The name of our dropout-mask kernel on wasm (wasm_fused.ts), if registered. */
-export function wasmDropoutMaskKernel(): typeof DROPOUT_MASK_KERNEL | undefined {
-  return ourDropoutMask ? DROPOUT_MASK_KERNEL : undefined;
-}
-
-/** The names of our fused LayerNorm kernels on wasm (wasm_fused.ts), if registered. */
-export function wasmLayerNormKernels(): typeof LAYER_NORM_KERNELS | undefined {
-  return ourLayerNorm ? LAYER_NORM_KERNELS : undefined;
+/** The names of our fused kernels on wasm (wasm_fused.ts), if registered. */
+export function wasmFusedKernels(): typeof FUSED_KERNELS | undefined {
+  return ourFused ? FUSED_KERNELS : undefined;
 }
 
 /** Install the replacements on the registered wasm backend (idempotent). */
@@ -213,10 +186,7 @@ export function installFastWasmKernels(tf: Tfjs): void {
       return g.matMul(a, b, transposeA, transposeB, bias ?? undefined) ?? original(args);
     });
     ourGemm = true;
-    ourCrossEntropy = registerWasmCrossEntropy(tf);
-    ourGelu = registerWasmGelu(tf);
-    ourLayerNorm = registerWasmLayerNorm(tf);
-    ourDropoutMask = registerWasmDropoutMask(tf);
+    ourFused = registerWasmFused(tf);
   } else if (sliced !== undefined) {
     replace('BatchMatMul', sliced);
   }

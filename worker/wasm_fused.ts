@@ -45,10 +45,13 @@ type Tfjs = typeof TF;
 type Info = TF.TensorInfo;
 
 /** The kernels' names (registered for the wasm backend only). */
-export const CROSS_ENTROPY_KERNELS = { forward: 'RosedistCrossEntropy', backward: 'RosedistCrossEntropyGrad' } as const;
-export const GELU_KERNELS = { forward: 'RosedistGelu', backward: 'RosedistGeluGrad' } as const;
-export const LAYER_NORM_KERNELS = { forward: 'RosedistLayerNorm', backward: 'RosedistLayerNormGrad' } as const;
-export const DROPOUT_MASK_KERNEL = 'RosedistDropoutMask';
+export const FUSED_KERNELS = {
+  crossEntropy: { forward: 'RosedistCrossEntropy', backward: 'RosedistCrossEntropyGrad' },
+  gelu: { forward: 'RosedistGelu', backward: 'RosedistGeluGrad' },
+  layerNorm: { forward: 'RosedistLayerNorm', backward: 'RosedistLayerNormGrad' },
+  dropoutMask: 'RosedistDropoutMask',
+} as const;
+const K = FUSED_KERNELS;
 
 interface XentBackend extends GemmBackend {
   typedArrayFromHeap(t: Info): Float32Array | Int32Array | Uint8Array;
@@ -76,11 +79,22 @@ function registrar(tf: Tfjs): Register | undefined {
   };
 }
 
-/** Register the GELU pair for 'wasm' (idempotent); whether they are registered. */
-export function registerWasmGelu(tf: Tfjs): boolean {
+/**
+ * Register every kernel of FUSED_KERNELS for 'wasm' (idempotent) if our module links to the
+ * registered wasm backend's memory; whether they are registered (all of them or none).
+ */
+export function registerWasmFused(tf: Tfjs): boolean {
   const register = registrar(tf);
   if (register === undefined) return false;
-  register(GELU_KERNELS.forward, (inputs, be) => {
+  registerCrossEntropy(register);
+  registerGelu(register);
+  registerLayerNorm(register);
+  registerDropoutMask(register);
+  return true;
+}
+
+function registerGelu(register: Register): void {
+  register(K.gelu.forward, (inputs, be) => {
     const { x } = inputs as { x: Info };
     checkFloat32('RosedistGelu', x);
     const y = be.makeOutput([...x.shape], 'float32');
@@ -88,7 +102,7 @@ export function registerWasmGelu(tf: Tfjs): boolean {
     if (n > 0) kernels(be).gelu_forward(offset(be, x), offset(be, y), n);
     return y;
   });
-  register(GELU_KERNELS.backward, (inputs, be) => {
+  register(K.gelu.backward, (inputs, be) => {
     const { x, dy } = inputs as { x: Info; dy: Info };
     checkFloat32('RosedistGeluGrad', x, dy);
     if (sizeOf(dy) !== sizeOf(x)) throw new Error(`RosedistGeluGrad: dy [${dy.shape}] must have the shape of x [${x.shape}]`);
@@ -97,14 +111,10 @@ export function registerWasmGelu(tf: Tfjs): boolean {
     if (n > 0) kernels(be).gelu_backward(offset(be, x), offset(be, dy), offset(be, dx), n);
     return dx;
   });
-  return true;
 }
 
-/** Register the LayerNorm pair for 'wasm' (idempotent); whether they are registered. */
-export function registerWasmLayerNorm(tf: Tfjs): boolean {
-  const register = registrar(tf);
-  if (register === undefined) return false;
-  register(LAYER_NORM_KERNELS.forward, (inputs, be, attrs) => {
+function registerLayerNorm(register: Register): void {
+  register(K.layerNorm.forward, (inputs, be, attrs) => {
     const { x, gamma, beta } = inputs as { x: Info; gamma: Info; beta: Info };
     const [n, c] = rowsOf('RosedistLayerNorm', x, gamma, beta);
     const eps = attrs.eps;
@@ -117,7 +127,7 @@ export function registerWasmLayerNorm(tf: Tfjs): boolean {
     }
     return [y, xhat, rstd];
   });
-  register(LAYER_NORM_KERNELS.backward, (inputs, be) => {
+  register(K.layerNorm.backward, (inputs, be) => {
     const { dy, xhat, rstd, gamma } = inputs as { dy: Info; xhat: Info; rstd: Info; gamma: Info };
     const [n, c] = rowsOf('RosedistLayerNormGrad', dy, gamma, gamma);
     checkFloat32('RosedistLayerNormGrad', xhat, rstd);
@@ -142,14 +152,10 @@ export function registerWasmLayerNorm(tf: Tfjs): boolean {
     }
     return [dx, dgamma, dbeta];
   });
-  return true;
 }
 
-/** Register the dropout-mask kernel for 'wasm' (idempotent); whether it is registered. */
-export function registerWasmDropoutMask(tf: Tfjs): boolean {
-  const register = registrar(tf);
-  if (register === undefined) return false;
-  register(DROPOUT_MASK_KERNEL, (_inputs, be, attrs) => {
+function registerDropoutMask(register: Register): void {
+  register(K.dropoutMask, (_inputs, be, attrs) => {
     const { shape, seed, rate } = attrs as { shape: number[]; seed: number; rate: number };
     if (!(rate >= 0 && rate < 1) || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
       throw new Error(`RosedistDropoutMask: needs a rate in [0, 1) and a 32-bit seed, not ${rate} and ${seed}`);
@@ -164,7 +170,6 @@ export function registerWasmDropoutMask(tf: Tfjs): boolean {
     else if (n > 0) kernels(be).dropout_mask(offset(be, out), n, seed, threshold, keep);
     return out;
   });
-  return true;
 }
 
 /** [n, c] of a float32 [n, c] whose rows go with two float32 [c]; throws on anything else. */
@@ -185,12 +190,8 @@ function checkFloat32(kernel: string, ...ts: Info[]): void {
   for (const t of ts) if (t.dtype !== 'float32') throw new Error(`${kernel}: needs float32, not ${t.dtype}`);
 }
 
-/** Register the cross-entropy pair for 'wasm' (idempotent); whether they are registered. */
-export function registerWasmCrossEntropy(tf: Tfjs): boolean {
-  const register = registrar(tf);
-  if (register === undefined) return false;
-
-  register(CROSS_ENTROPY_KERNELS.forward, (inputs, be) => {
+function registerCrossEntropy(register: Register): void {
+  register(K.crossEntropy.forward, (inputs, be) => {
     const { logits, targets } = inputs as { logits: Info; targets: Info };
     const [n, v] = checkShapes('RosedistCrossEntropy', logits, targets);
     const ys = be.typedArrayFromHeap(targets) as Int32Array;
@@ -204,7 +205,7 @@ export function registerWasmCrossEntropy(tf: Tfjs): boolean {
     return [loss, probs];
   });
 
-  register(CROSS_ENTROPY_KERNELS.backward, (inputs, be) => {
+  register(K.crossEntropy.backward, (inputs, be) => {
     const { probs, targets, dy } = inputs as { probs: Info; targets: Info; dy: Info };
     const [n, v] = checkShapes('RosedistCrossEntropyGrad', probs, targets);
     if (dy.dtype !== 'float32' || dy.shape.length !== 0)
@@ -214,7 +215,6 @@ export function registerWasmCrossEntropy(tf: Tfjs): boolean {
     if (n > 0) kernels(be).xent_backward(offset(be, probs), offset(be, targets), n, v, dyValue, offset(be, g));
     return g;
   });
-  return true;
 }
 
 /** [n, V] of a float32 [n, V] and an int32 [n]; throws on anything else. */

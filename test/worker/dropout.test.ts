@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { dropoutMaskTensor } from '../../worker/model/ops.js';
 import { dropoutMask } from '../../worker/rng.js';
-import { initBackend, ourDropoutMaskKernel, tf } from '../../worker/tf.js';
+import { initBackend, ourFusedKernels, tf } from '../../worker/tf.js';
 
 describe('dropoutMaskTensor on wasm', () => {
   before(async () => {
@@ -19,7 +19,7 @@ describe('dropoutMaskTensor on wasm', () => {
   });
 
   it('runs our kernel and makes rng.ts dropoutMask bit for bit', async () => {
-    assert.notEqual(ourDropoutMaskKernel(), undefined);
+    assert.notEqual(ourFusedKernels()?.dropoutMask, undefined);
     for (const dims of [[1], [3], [4], [7, 5], [8, 4, 33, 33]]) {
       for (const rate of [0, 0.1, 0.5, 1 / 3, 0.999999]) {
         for (const seed of [0, 1, 0x7fffffff, 0xffffffff, 123456789]) {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fixedMemory, instantiateKernels, type KernelBuild } from '../../worker/kernels/module.js';
 import { gelu, geluOps } from '../../worker/model/ops.js';
-import { initBackend, ourGeluKernels, tf } from '../../worker/tf.js';
+import { initBackend, ourFusedKernels, tf } from '../../worker/tf.js';
 
 /** erf in float64: its Maclaurin series below 3, a continued fraction of erfc above (test-side, independent of the kernel). */
 function erf(x: number): number {
@@ -96,7 +96,7 @@ describe('gelu on wasm', () => {
   });
 
   it('runs our fused kernels, with the value and gradient of float64 and of tfjs ops', async () => {
-    assert.notEqual(ourGeluKernels(), undefined);
+    assert.notEqual(ourFusedKernels()?.gelu, undefined);
     const x = inputs(4 * 517, 8, 7);
     const w = inputs(4 * 517, 2, 8);
     const run = (f: (t: tf.Tensor) => tf.Tensor) =>

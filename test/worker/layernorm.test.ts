@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { layerNorm, layerNormOps } from '../../worker/model/ops.js';
-import { initBackend, ourLayerNormKernels, tf } from '../../worker/tf.js';
+import { initBackend, ourFusedKernels, tf } from '../../worker/tf.js';
 
 /** A seeded LCG in [-0.5, 0.5). */
 function randoms(n: number, seed: number): Float32Array {
@@ -74,7 +74,7 @@ describe('layerNorm on wasm', () => {
   });
 
   it('runs our fused kernels, within float32 error of float64 and as close to it as tfjs ops', async () => {
-    assert.notEqual(ourLayerNormKernels(), undefined);
+    assert.notEqual(ourFusedKernels()?.layerNorm, undefined);
     for (const [n, c, offset, spread] of [
       [1, 1, 0, 1],
       [3, 7, 5, 2],

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
 import { fixedMemory, instantiateKernels, type KernelExports } from '../../worker/kernels/module.js';
 import { crossEntropySum, crossEntropySumOps } from '../../worker/model/ops.js';
-import { initBackend, ourCrossEntropyKernels, tf } from '../../worker/tf.js';
+import { initBackend, ourFusedKernels, tf } from '../../worker/tf.js';
 
 const EPS = 2 ** -24; // half an ulp of 1 in float32
 const FLT_MIN = 2 ** -126;
@@ -127,7 +127,7 @@ describe('crossEntropySum on wasm with our kernels', () => {
   });
 
   it('runs our kernels, leaking no tensor', async () => {
-    assert.notEqual(ourCrossEntropyKernels(), undefined);
+    assert.notEqual(ourFusedKernels()?.crossEntropy, undefined);
     const [n, v] = [4, 9];
     lv = tf.variable(tf.zeros([n, v]));
     const ys = Int32Array.from([0, 8, 3, 3]);
@@ -155,7 +155,7 @@ describe('crossEntropySum on wasm with our kernels', () => {
       const opsWasm = lossAndGrad(z, ys, v, dyScale, crossEntropySumOps);
       lv.dispose();
       await initBackend('cpu');
-      assert.equal(ourCrossEntropyKernels(), undefined, 'the cpu backend keeps tfjs ops');
+      assert.equal(ourFusedKernels()?.crossEntropy, undefined, 'the cpu backend keeps tfjs ops');
       lv = tf.variable(tf.zeros([n, v]));
       const ops = lossAndGrad(z, ys, v, dyScale);
       lv.dispose();
@@ -211,14 +211,14 @@ describe('crossEntropySum on wasm with our kernels', () => {
     const ys = Int32Array.from([0, 20, 7]);
     const url = (f: string) => JSON.stringify(pathToFileURL(packagePath(f)).href);
     const script = `
-      const { initBackend, ourCrossEntropyKernels, tf } = await import(${url('worker/tf.ts')});
+      const { initBackend, ourFusedKernels, tf } = await import(${url('worker/tf.ts')});
       const { crossEntropySum } = await import(${url('worker/model/ops.ts')});
       await initBackend('wasm');
       const z = tf.tensor2d(${JSON.stringify([...z])}, [${n}, ${v}]);
       const ys = Int32Array.from(${JSON.stringify([...ys])});
       const profile = await tf.profile(() => void tf.tidy(() => tf.grad((x) => crossEntropySum(x, ys))(z)));
       const loss = tf.tidy(() => crossEntropySum(z, ys).dataSync()[0]);
-      console.log(JSON.stringify({ fused: ourCrossEntropyKernels() !== undefined, names: profile.kernels.map((k) => k.name), loss }));`;
+      console.log(JSON.stringify({ fused: ourFusedKernels()?.crossEntropy !== undefined, names: profile.kernels.map((k) => k.name), loss }));`;
     const r = spawnSync(process.execPath, [...tsNodeArgs(), '--input-type=module', '-e', script], {
       encoding: 'utf8',
       env: { ...process.env, ROSEDIST_STOCK_WASM_KERNELS: '1' },

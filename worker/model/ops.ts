@@ -15,7 +15,7 @@
  * intermediates are disposed by the enclosing tidy. All ops run inside the caller's tf.tidy.
  */
 import { dropoutMask } from '../rng.js';
-import { matMulTakesTransposes, onOurWasmGemm, ourCrossEntropyKernels, ourDropoutMaskKernel, ourGeluKernels, ourLayerNormKernels, tf } from '../tf.js';
+import { matMulTakesTransposes, onOurWasmGemm, ourFusedKernels, tf } from '../tf.js';
 
 type AnyTensor = tf.Tensor;
 type Save = tf.GradSaveFunc;
@@ -114,7 +114,7 @@ export function gatherRows(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
  * On wasm with our kernels: two fused SIMD kernels (kernels/layernorm.c); elsewhere tfjs's ops.
  */
 export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps = 1e-5): tf.Tensor2D {
-  const fused = ourLayerNormKernels();
+  const fused = ourFusedKernels()?.layerNorm;
   if (fused === undefined) return layerNormOps(x, gamma, beta, eps);
   const op = tf.customGrad((...args: (AnyTensor | Save)[]) => {
     const [xi, g, b, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, Save];
@@ -161,7 +161,7 @@ export function layerNormOps(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor
  * JavaScript and copied in.
  */
 export function dropoutMaskTensor(dims: number[], rate: number, seed32: number): AnyTensor {
-  const kernel = ourDropoutMaskKernel();
+  const kernel = ourFusedKernels()?.dropoutMask;
   if (kernel !== undefined) return tf.engine().runKernel(kernel, {}, { shape: dims, seed: seed32 >>> 0, rate }) as AnyTensor;
   return tf.tensor(
     dropoutMask(
@@ -182,7 +182,7 @@ const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
  * On wasm with our kernels: two fused SIMD kernels (kernels/gelu.c); elsewhere tfjs's ops.
  */
 export function gelu<R extends AnyTensor>(x: R): R {
-  const fused = ourGeluKernels();
+  const fused = ourFusedKernels()?.gelu;
   if (fused === undefined) return geluOps(x);
   fusedGelu ??= tf.customGrad((...args: (AnyTensor | Save)[]) => {
     const [xi, save] = args as [AnyTensor, Save];
@@ -249,7 +249,7 @@ export function addPositions(x: tf.Tensor2D, table: tf.Tensor2D, batchSize: numb
  * On wasm with our kernels: two fused SIMD kernels (fusedCrossEntropySum); elsewhere tfjs's ops.
  */
 export function crossEntropySum(logits: tf.Tensor2D, targets: Int32Array): tf.Scalar {
-  const fused = ourCrossEntropyKernels();
+  const fused = ourFusedKernels()?.crossEntropy;
   return fused !== undefined ? fusedCrossEntropySum(logits, targets, fused) : crossEntropySumOps(logits, targets);
 }
 
