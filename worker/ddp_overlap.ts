@@ -24,6 +24,7 @@ import type { ProcessGroup } from './comm/process_group.js';
 import type { Range } from './comm/chunks.js';
 import type { Compression } from './comm/wire.js';
 import type { GradCompression } from './config.js';
+import { preDivideBuffer } from './ddp.js';
 import type { GradBuffer } from './grad_buffer.js';
 import type { GradSink } from './model/gpt.js';
 import { findingAt, type LocalFinding } from './numerics.js';
@@ -132,7 +133,7 @@ export class BucketedAllReduce implements GradSink {
     this.beforeStart?.(range);
     const { pg, gb } = this;
     const buf = gb.flat.subarray(range.lo, range.hi);
-    const bad = preDivide(buf, pg.worldSize);
+    const bad = preDivideBuffer(buf, pg.worldSize);
     if (bad >= 0 && (this.bad < 0 || range.lo + bad < this.bad)) this.bad = range.lo + bad;
     const wire: Compression | undefined = this.compression === 'none' ? undefined : { format: this.compression, exactTail: range.hi > gb.lossIndex ? 1 : 0 };
     flight.startMs = performance.now();
@@ -166,18 +167,6 @@ export class BucketedAllReduce implements GradSink {
     }
     return this.bad < 0 ? undefined : findingAt(this.pg.rank, this.gb, this.bad);
   }
-}
-
-/** buf scaled by 1/worldSize in place (as ddp.ts preDivide); the index of its first non-finite value, or -1. */
-function preDivide(buf: Float32Array, worldSize: number): number {
-  const inv = 1 / worldSize;
-  let bad = -1;
-  for (let i = 0; i < buf.length; i++) {
-    const v = (buf[i] as number) * inv;
-    buf[i] = v;
-    if (bad < 0 && !Number.isFinite(v)) bad = i;
-  }
-  return bad;
 }
 
 /**

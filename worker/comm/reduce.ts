@@ -41,6 +41,13 @@ export interface Reducer {
   combine(dst: FloatArray, src: FloatArray, op: CombineOp, finish?: Finish): void;
   /** dst[i] = dst[i] / divisor. */
   divide(dst: FloatArray, divisor: number): void;
+  /**
+   * dst[i] = dst[i] * factor, the product in float64 rounded once to float32 (as JavaScript's
+   * `dst[i] *= factor`, bit for bit); the index of the first result that is not finite, or -1.
+   * The step buffer's pre-division by the world size (ddp.ts): ~1.5 ms for the default GPT's
+   * 2,973,185 floats against ~5–7 ms for the JavaScript loop.
+   */
+  scale(dst: Float32Array, factor: number): number;
 }
 
 // The tsconfig's libs (ES2022, node) do not declare WebAssembly; the part used here:
@@ -55,6 +62,7 @@ const BLOCK_BYTES = 256 * 1024;
 
 type BinaryKernel = (dst: number, a: number, b: number, nbytes: number) => void;
 type DivKernel = (dst: number, a: number, nbytes: number, divisor: number) => void;
+type ScaleKernel = (dst: number, a: number, nbytes: number, factor: number) => number;
 
 function bytesOf(a: FloatArray): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
@@ -63,7 +71,7 @@ function bytesOf(a: FloatArray): Uint8Array {
 class WasmReducer implements Reducer {
   readonly kind = 'wasm';
   private readonly mem: Uint8Array;
-  private readonly fns: Record<KernelName, BinaryKernel | DivKernel>;
+  private readonly fns: Record<KernelName, BinaryKernel | DivKernel | ScaleKernel>;
 
   constructor() {
     const memory = new WebAssembly.Memory({ initial: (2 * BLOCK_BYTES) / 65536 });
@@ -103,6 +111,29 @@ class WasmReducer implements Reducer {
       d.set(this.mem.subarray(0, n), off);
     }
   }
+
+  scale(dst: Float32Array, factor: number): number {
+    const kernel = this.fns.scale_f32 as ScaleKernel;
+    const d = bytesOf(dst);
+    let bad = -1;
+    for (let off = 0; off < d.length; off += BLOCK_BYTES) {
+      const n = Math.min(BLOCK_BYTES, d.length - off);
+      this.mem.set(d.subarray(off, off + n), 0);
+      const flag = kernel(0, 0, n, factor);
+      d.set(this.mem.subarray(0, n), off);
+      // Only a block holding a non-finite value is searched (rare: a diverged step).
+      if (bad < 0 && flag !== 0) {
+        const i = firstNonFiniteOf(dst.subarray(off / 4, (off + n) / 4));
+        if (i >= 0) bad = off / 4 + i;
+      }
+    }
+    return bad;
+  }
+}
+
+function firstNonFiniteOf(a: Float32Array): number {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return i;
+  return -1;
 }
 
 function addJs(d: FloatArray, s: FloatArray): void {
@@ -143,6 +174,14 @@ class JsReducer implements Reducer {
   }
   divide(dst: FloatArray, divisor: number): void {
     for (let i = 0; i < dst.length; i++) dst[i] /= divisor;
+  }
+  scale(dst: Float32Array, factor: number): number {
+    let bad = -1;
+    for (let i = 0; i < dst.length; i++) {
+      dst[i] = (dst[i] as number) * factor;
+      if (bad < 0 && !Number.isFinite(dst[i])) bad = i; // the float32, which may overflow where the float64 did not
+    }
+    return bad;
   }
 }
 

@@ -7,6 +7,9 @@
  * Exports, all on byte addresses in the module's memory, `nbytes` a multiple of the element size:
  *   {add,max,min}_{f32,f64}(dst, a, b, nbytes)   dst[i] = op(a[i], b[i])
  *   div_{f32,f64}(dst, a, nbytes, divisor: f64)    dst[i] = a[i] / divisor
+ *   scale_f32(dst, a, nbytes, factor: f64) -> f32  dst[i] = f32(f64(a[i]) * factor), JavaScript's
+ *       `f32array[i] *= factor` bit for bit (the product in float64, rounded once); returns 0 when
+ *       every result is finite, NaN otherwise (the sum of every (r - r))
  * Each runs a vector loop over 16-byte lanes, then a scalar loop over the tail. Loads and stores
  * are unaligned-safe (align hint 0), so any byte address works.
  */
@@ -54,11 +57,17 @@ export const OP = {
   f32Store: 0x38,
   f64Store: 0x39,
   f32DemoteF64: 0xb6,
+  f64PromoteF32: 0xbb,
+  f32Add: 0x92,
+  f32Sub: 0x93,
+  f64Mul: 0xa2,
   simd: 0xfd,
 } as const;
 export const VOID = 0x40;
 export const I32 = 0x7f;
+export const F32T = 0x7d;
 export const F64 = 0x7c;
+export const V128 = 0x7b;
 
 /** SIMD sub-opcodes (after 0xfd) and scalar opcodes per element type. */
 interface Lane {
@@ -163,6 +172,91 @@ function divBody(lane: Lane): number[] {
   return [...get(2), OP.i32Const, ...sleb(-16), OP.i32And, ...set(5), ...forLoop(4, 5, 16, vec), ...forLoop(4, 2, lane.size, scalar), OP.end];
 }
 
+/**
+ * scale_f32. Params: 0 dst, 1 a, 2 nbytes, 3 factor (f64). Locals: 4 i, 5 vend (i32), 6 acc,
+ * 7 r (v128), 8 s, 9 t (f32). Per 4 floats: two 8-byte loads, each widened to f64x2, multiplied,
+ * narrowed back, the halves joined by one shuffle; acc += r - r (0, or NaN for an inf or NaN).
+ */
+function scaleBody(): number[] {
+  const half = (offset: number): number[] => [
+    ...addr(1, 4),
+    OP.simd,
+    0x5d, // v128.load64_zero
+    0,
+    offset,
+    OP.simd,
+    0x5f, // f64x2.promote_low_f32x4
+    ...get(3),
+    OP.simd,
+    0x14, // f64x2.splat
+    OP.simd,
+    ...uleb(0xf2), // f64x2.mul
+    OP.simd,
+    0x5e, // f32x4.demote_f64x2_zero
+  ];
+  const vec = [
+    ...half(0),
+    ...half(8),
+    OP.simd,
+    0x0d, // i8x16.shuffle: lanes 0-1 of the first, 0-1 of the second
+    ...[0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23],
+    ...set(7),
+    ...addr(0, 4),
+    ...get(7),
+    OP.simd,
+    0x0b, // v128.store
+    ...memarg(0),
+    ...get(6),
+    ...get(7),
+    ...get(7),
+    OP.simd,
+    ...uleb(0xe5), // f32x4.sub
+    OP.simd,
+    ...uleb(0xe4), // f32x4.add
+    ...set(6),
+  ];
+  const scalar = [
+    ...addr(1, 4),
+    OP.f32Load,
+    ...memarg(0),
+    OP.f64PromoteF32,
+    ...get(3),
+    OP.f64Mul,
+    OP.f32DemoteF64,
+    ...set(8),
+    ...addr(0, 4),
+    ...get(8),
+    OP.f32Store,
+    ...memarg(0),
+    ...get(9),
+    ...get(8),
+    ...get(8),
+    OP.f32Sub,
+    OP.f32Add,
+    ...set(9),
+  ];
+  const lane = (k: number): number[] => [...get(6), OP.simd, 0x1f, k]; // f32x4.extract_lane
+  return [
+    ...get(2),
+    OP.i32Const,
+    ...sleb(-16),
+    OP.i32And,
+    ...set(5),
+    ...forLoop(4, 5, 16, vec),
+    ...forLoop(4, 2, 4, scalar),
+    ...get(9),
+    ...lane(0),
+    OP.f32Add,
+    ...lane(1),
+    OP.f32Add,
+    ...lane(2),
+    OP.f32Add,
+    ...lane(3),
+    OP.f32Add,
+    OP.end,
+  ];
+}
+
 export function section(id: number, payload: number[]): number[] {
   return [id, ...uleb(payload.length), ...payload];
 }
@@ -174,14 +268,15 @@ export function name(s: string): number[] {
   return [...uleb(bytes.length), ...bytes];
 }
 
-export const KERNEL_NAMES = ['add_f32', 'max_f32', 'min_f32', 'add_f64', 'max_f64', 'min_f64', 'div_f32', 'div_f64'] as const;
+export const KERNEL_NAMES = ['add_f32', 'max_f32', 'min_f32', 'add_f64', 'max_f64', 'min_f64', 'div_f32', 'div_f64', 'scale_f32'] as const;
 export type KernelName = (typeof KERNEL_NAMES)[number];
 
 /** The module's bytes: imports memory `env.memory`, exports the kernels named above. */
 export function kernelModuleBytes(): Uint8Array {
   const binaryType = [0x60, ...vector([[I32], [I32], [I32], [I32]]), 0x00];
   const divType = [0x60, ...vector([[I32], [I32], [I32], [F64]]), 0x00];
-  const bodies: { name: KernelName; type: number; code: number[] }[] = [];
+  const scaleType = [0x60, ...vector([[I32], [I32], [I32], [F64]]), ...vector([[F32T]])];
+  const bodies: { name: KernelName; type: number; code: number[]; locals?: number[] }[] = [];
   for (const [suffix, lane] of [
     ['f32', F32],
     ['f64', F64L],
@@ -192,6 +287,16 @@ export function kernelModuleBytes(): Uint8Array {
   }
   bodies.push({ name: 'div_f32', type: 1, code: divBody(F32) });
   bodies.push({ name: 'div_f64', type: 1, code: divBody(F64L) });
+  bodies.push({
+    name: 'scale_f32',
+    type: 2,
+    code: scaleBody(),
+    locals: vector([
+      [2, I32],
+      [2, V128],
+      [2, F32T],
+    ]),
+  });
   // Keep the export order equal to KERNEL_NAMES (the function index is the position).
   bodies.sort((x, y) => KERNEL_NAMES.indexOf(x.name) - KERNEL_NAMES.indexOf(y.name));
   const locals = vector([[2, I32]]); // two i32 locals: i, vend
@@ -204,7 +309,7 @@ export function kernelModuleBytes(): Uint8Array {
     0x00,
     0x00,
     0x00,
-    ...section(1, vector([binaryType, divType])),
+    ...section(1, vector([binaryType, divType, scaleType])),
     ...section(2, vector([[...name('env'), ...name('memory'), 0x02, 0x00, 0x01]])), // memory, min 1 page
     ...section(3, vector(bodies.map((b) => [b.type]))),
     ...section(7, vector(bodies.map((b, i) => [...name(b.name), 0x00, ...uleb(i)]))),
@@ -212,7 +317,7 @@ export function kernelModuleBytes(): Uint8Array {
       10,
       vector(
         bodies.map((b) => {
-          const body = [...locals, ...b.code];
+          const body = [...(b.locals ?? locals), ...b.code];
           return [...uleb(body.length), ...body];
         }),
       ),

@@ -91,6 +91,43 @@ for (const kind of ['wasm', 'js'] as ReducerKind[]) {
     }
   });
 
+  test(`${kind}: scale is JavaScript's float64 product rounded once, bit for bit, and finds the first non-finite value`, () => {
+    // Random float32 bit patterns: every exponent, subnormals, both signs (no NaN or inf here).
+    const bits = new Uint32Array(65536 + 7);
+    let x = 12345;
+    for (let i = 0; i < bits.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      const b = x >>> 0;
+      bits[i] = (b & 0x7f800000) === 0x7f800000 ? b & 0xbfffffff : b;
+    }
+    const patterns = new Float32Array(bits.buffer);
+    for (const factor of [1 / 2, 1 / 3, 1 / 7, 3]) {
+      for (const n of [0, 1, 3, 5, 17, 65536 + 7]) {
+        const a = patterns.subarray(0, n);
+        const d = new Float32Array(n + 1).subarray(1); // not 16-byte aligned
+        d.set(a);
+        const bad = reducer.scale(d, factor);
+        const expected = Float32Array.from(a, (v) => v * factor);
+        assert.deepEqual(new Uint32Array(d.slice().buffer), new Uint32Array(expected.buffer), `${kind} x${factor} [${n}]`);
+        assert.equal(
+          bad,
+          expected.findIndex((v) => !Number.isFinite(v)),
+          `${kind} x${factor} [${n}]: first non-finite`,
+        );
+      }
+    }
+    // A non-finite value in the second 256 KiB block (and a later one) is found by its index.
+    for (const special of [Infinity, -Infinity, NaN]) {
+      const d = Float32Array.from(random(3 * 65536 + 5, 11));
+      d[65536 + 9] = special;
+      d[2 * 65536] = NaN;
+      assert.equal(reducer.scale(d, 1 / 2), 65536 + 9, `${kind} ${special}`);
+    }
+    assert.equal(reducer.scale(Float32Array.from(random(1001, 3)), 1 / 3), -1);
+  });
+
   test(`${kind}: NaN propagates through max and min`, () => {
     for (const op of ['max', 'min'] as CombineOp[]) {
       const d = new Float32Array([1, NaN, 3, 4, 5]);
