@@ -18,6 +18,8 @@
  * process's, so that time spent waiting for a core on a shared machine is not counted); the table
  * shows medians and the min-max spread over rounds, and the medians of the per-round ratios. On a
  * shared machine the absolute figures still drop (caches and cores are shared); ratios hold better.
+ * `ours/ceiling`: our median against the core's 128-bit SIMD ceiling measured in the same process
+ * (scripts/wasm_peak.ts: independent multiply-adds on registers), how close to the core it runs.
  */
 import { ConfigError, exitCodeOf, formatError } from '../shared/errors.js';
 import { hideBin, yargs } from '../shared/yargs.js';
@@ -25,6 +27,7 @@ import { initBackend, ourFusedKernels, tf } from '../worker/tf.js';
 import { stockWasmKernel } from '../worker/tf_wasm_kernels.js';
 import { gemmFor, type GemmBackend } from '../worker/wasm_gemm.js';
 import { kernelBuild } from '../worker/kernels/module.js';
+import { wasmPeak } from './wasm_peak.js';
 import { AdamW, ADAMW_DEFAULTS } from '../worker/optim.js';
 import { GPT } from '../worker/model/gpt.js';
 import { crossEntropySum, crossEntropySumOps } from '../worker/model/ops.js';
@@ -173,7 +176,7 @@ const median = (xs: number[]) => {
 };
 const fmtSpread = (xs: number[], digits = 1) => `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)})`;
 
-function benchProducts(c: Config, rounds: number, minMs: number): string[] {
+function benchProducts(c: Config, rounds: number, minMs: number, ceiling: number | string): string[] {
   const lines: string[] = [];
   // Warm-up over every product first: the first one measured would otherwise pay for the JIT
   // and for the heap's first growth.
@@ -205,7 +208,7 @@ function benchProducts(c: Config, rounds: number, minMs: number): string[] {
     const shape = `${p.batch > 1 ? `${p.batch}x ` : ''}${p.m}x${p.k}${p.transposeA ? 'ᵀ' : ''} · ${p.k}x${p.n}${p.transposeB ? 'ᵀ' : ''}${p.bias ? ' +b' : ''}`;
     const [tfjsG, plainG, oursG] = gflops as [number[], number[], number[]];
     lines.push(
-      `| ${c.name} | ${p.op} | ${shape} | ${fmtSpread(tfjsG)} | ${fmtSpread(plainG)} | ${fmtSpread(oursG)} | ${median(vsTfjs).toFixed(2)}x | ${median(vsPlain).toFixed(2)}x |`,
+      `| ${c.name} | ${p.op} | ${shape} | ${fmtSpread(tfjsG)} | ${fmtSpread(plainG)} | ${fmtSpread(oursG)} | ${median(vsTfjs).toFixed(2)}x | ${median(vsPlain).toFixed(2)}x | ${typeof ceiling === 'number' ? `${((median(oursG) / ceiling) * 100).toFixed(0)}%` : '—'} |`,
     );
   }
   return lines;
@@ -293,10 +296,21 @@ async function main(): Promise<void> {
   }
   if (argv['xent-only']) return;
   if (!argv['adamw-only']) {
-    console.log(`GFLOP/s, median (min-max) over rounds; ratios: medians over rounds; ours: the ${kernelBuild()} build`);
-    console.log('| config | product | shape (M x K · K x N) | tfjs (before) | ours, plain SIMD | ours | ours/tfjs | ours/plain |');
-    console.log('|---|---|---|---|---|---|---|---|');
-    for (const c of configs) for (const line of benchProducts(c, argv.rounds, argv['min-ms'])) console.log(line);
+    // The core's ceiling for 128-bit SIMD (scripts/wasm_peak.ts), before and after the products:
+    // on a shared machine it moves with the load as the products do.
+    const build = kernelBuild();
+    const peakKind = build === 'plain' ? 'plain' : 'fma';
+    const ceilings = [wasmPeak(peakKind)];
+    console.log(`GFLOP/s, median (min-max) over rounds; ratios: medians over rounds; ours: the ${build} build`);
+    console.log('| config | product | shape (M x K · K x N) | tfjs (before) | ours, plain SIMD | ours | ours/tfjs | ours/plain | ours/ceiling |');
+    console.log('|---|---|---|---|---|---|---|---|---|');
+    for (const c of configs) for (const line of benchProducts(c, argv.rounds, argv['min-ms'], ceilings[0] as number | string)) console.log(line);
+    ceilings.push(wasmPeak(peakKind));
+    const plainCeiling = wasmPeak('plain');
+    const show = (x: number | string): string => (typeof x === 'number' ? `${x.toFixed(1)} GFLOP/s` : x);
+    console.log(
+      `ceiling of 128-bit wasm SIMD on this core (registers only, best of 5; scripts/wasm_peak.ts): ${peakKind === 'fma' ? 'fused multiply-add' : 'multiply + add'} ${ceilings.map(show).join(' before, ')} after the products${peakKind === 'fma' ? `; multiply + add (the plain build's pair) ${show(plainCeiling)}` : ''}`,
+    );
   }
   console.log('\nAdamW step, ms, median (min-max)');
   console.log('| config | parameters | JavaScript | SIMD | JS/SIMD |');
