@@ -21,6 +21,7 @@ import { derivedPort } from '../shared/scheduler_env.js';
 import { packagePath } from '../shared/runtime.js';
 import { runProcess } from '../shared/subprocess.js';
 import { tinyGpt } from '../test/helpers/tiny_gpt.js';
+import { CheckResults } from './check_results.js';
 
 const ROOT = packagePath('.');
 const BIN = join(ROOT, 'bin/rosedist.mjs');
@@ -33,13 +34,7 @@ const T = mkdtempSync('/tmp/rosedist-cluster-');
 /** The user key the jobs derive their secrets from: made by whichever process needs it first. */
 const KEY = join(T, 'key');
 
-interface Result {
-  readonly check: string;
-  readonly ok: boolean;
-  readonly seconds: number;
-  readonly detail: string;
-}
-const results: Result[] = [];
+const checks = new CheckResults({ errorLines: 6, secondsHeading: 's', passWord: 'pass' });
 const submitted: string[] = [];
 
 /** Run to the end in the checkout; `out` is stdout then stderr. */
@@ -127,18 +122,6 @@ function finalValLoss(log: string): number {
   return last.val_loss;
 }
 
-async function check(name: string, body: () => Promise<string>): Promise<void> {
-  const t0 = Date.now();
-  try {
-    const detail = await body();
-    results.push({ check: name, ok: true, seconds: (Date.now() - t0) / 1000, detail });
-  } catch (e) {
-    results.push({ check: name, ok: false, seconds: (Date.now() - t0) / 1000, detail: (e as Error).message.split('\n').slice(0, 6).join(' | ') });
-  }
-  const r = results[results.length - 1] as Result;
-  console.log(`${r.ok ? 'PASS' : 'FAIL'} ${r.check} (${r.seconds.toFixed(1)} s): ${r.detail}`);
-}
-
 function logFiles(name: string): string[] {
   return ['--log-file', join(T, name, 'train.log'), '--checkpoint-path', join(T, name, 'ckpt.safetensors')];
 }
@@ -169,20 +152,20 @@ async function trainThrough(name: string, script: string, reference: number, env
 async function main(): Promise<void> {
   await until('n1 and n2 to be idle', async () => ((await inNs('ctl', ['sinfo', '-h', '-N', '-o', '%T'])).out.match(/idle/g) ?? []).length === 2, 30_000);
   let reference = Number.NaN;
-  await check('reference: 4 workers on one host', async () => {
+  await checks.check('reference: 4 workers on one host', async () => {
     const r = await run(process.execPath, [BIN, '--nproc-per-node', '4', 'train_ddp', ...SHORT, ...logFiles('reference')]);
     if (r.code !== 0) throw new Error(r.out.split('\n').slice(-5).join(' | '));
     reference = finalValLoss(join(T, 'reference', 'train.log'));
     return `val loss ${reference}`;
   });
-  await check('sbatch train_ddp.sbatch: srun, one launcher per node, 2 × 2 workers', () => trainThrough('launcher', 'train_ddp.sbatch', reference));
-  await check('sbatch train_ddp_srun.sbatch: srun starts the 2 × 2 workers', () => trainThrough('srun', 'train_ddp_srun.sbatch', reference));
+  await checks.check('sbatch train_ddp.sbatch: srun, one launcher per node, 2 × 2 workers', () => trainThrough('launcher', 'train_ddp.sbatch', reference));
+  await checks.check('sbatch train_ddp_srun.sbatch: srun starts the 2 × 2 workers', () => trainThrough('srun', 'train_ddp_srun.sbatch', reference));
   const asRoot: Record<string, string> = process.getuid?.() === 0 ? { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' } : {};
-  await check('sbatch train_ddp_mpirun.sbatch: mpirun inside the allocation, 2 × 2', () =>
+  await checks.check('sbatch train_ddp_mpirun.sbatch: mpirun inside the allocation, 2 × 2', () =>
     trainThrough('mpirun', 'train_ddp_mpirun.sbatch', reference, asRoot),
   );
 
-  await check('mpirun -np 4 on one host, outside Slurm', async () => {
+  await checks.check('mpirun -np 4 on one host, outside Slurm', async () => {
     const args = [
       '-np',
       '4',
@@ -203,7 +186,7 @@ async function main(): Promise<void> {
     return `val loss ${loss} (|Δ| ${diff.toExponential(1)})`;
   });
 
-  await check("SIGKILL of a worker on n2 ends the job; summary on rank 0's node names n2", async () => {
+  await checks.check("SIGKILL of a worker on n2 ends the job; summary on rank 0's node names n2", async () => {
     const job = await submit('kill', 'train_ddp.sbatch', [...LONG, ...logFiles('kill')]);
     await until("2 workers on n2 and rank 0's log", async () => (await workersOf('n2')).length === 2 && existsSync(join(T, 'kill', 'train.log')));
     const victim = (await workersOf('n2')).find((p) => p.rank === '2');
@@ -230,7 +213,7 @@ async function main(): Promise<void> {
   });
 
   let running: { id: string; out: string } | undefined;
-  await check('a launcher on n2 with another key is refused by the running job', async () => {
+  await checks.check('a launcher on n2 with another key is refused by the running job', async () => {
     running = await submit('cancel', 'train_ddp.sbatch', [...LONG, ...logFiles('cancel')]);
     const job = running;
     await until(
@@ -258,7 +241,7 @@ async function main(): Promise<void> {
     if (r.code !== 2 || !/refused this launcher: authentication failed/.test(r.out)) throw new Error(`exit ${r.code}: ${r.out.trim()}`);
     return `exit 2: ${r.out.trim().slice(0, 110)}`;
   });
-  await check('scancel leaves no rosedist process on n1 or n2', async () => {
+  await checks.check('scancel leaves no rosedist process on n1 or n2', async () => {
     if (running === undefined) throw new Error('no running job');
     await until('the job to run', async () => (await workersOf('n1')).length === 2 && (await workersOf('n2')).length === 2);
     await inNs('ctl', ['scancel', running.id]);
@@ -269,10 +252,10 @@ async function main(): Promise<void> {
     return `job ${running.id} ${state}; the last rosedist process ended ${gone.toFixed(1)} s after scancel`;
   });
 
-  console.log('\n| check | result | s | detail |\n|---|---|---|---|');
-  for (const r of results) console.log(`| ${r.check} | ${r.ok ? 'pass' : 'FAIL'} | ${r.seconds.toFixed(1)} | ${r.detail.replaceAll('|', '/')} |`);
-  const failed = results.filter((r) => !r.ok).length;
-  console.log(`\n${results.length - failed} of ${results.length} cluster checks passed${failed > 0 ? ` (files kept in ${T})` : ''}`);
+  checks.printTable();
+  const failed = checks.failed();
+  const total = checks.results.length;
+  console.log(`\n${total - failed} of ${total} cluster checks passed${failed > 0 ? ` (files kept in ${T})` : ''}`);
   process.exitCode = failed > 0 ? 1 : 0;
 }
 

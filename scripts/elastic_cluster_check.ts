@@ -21,6 +21,7 @@ import { packagePath } from '../shared/runtime.js';
 import { startProcess } from '../shared/subprocess.js';
 import { decodeSafetensors } from '../worker/safetensors.js';
 import { tinyGpt } from '../test/helpers/tiny_gpt.js';
+import { CheckResults } from './check_results.js';
 
 const ROOT = packagePath('.');
 const BIN = join(ROOT, 'bin/rosedist.mjs');
@@ -56,27 +57,7 @@ async function until(what: string, cond: () => boolean, limitMs = LIMIT_MS): Pro
   }
 }
 
-interface Result {
-  readonly check: string;
-  readonly ok: boolean;
-  readonly seconds: number;
-  readonly detail: string;
-}
-const results: Result[] = [];
-async function check(name: string, body: () => Promise<string>): Promise<void> {
-  const t0 = Date.now();
-  let ok = true;
-  let detail: string;
-  try {
-    detail = await body();
-  } catch (e) {
-    ok = false;
-    detail = (e as Error).message.split('\n').slice(0, 8).join(' | ');
-  }
-  const r: Result = { check: name, ok, seconds: (Date.now() - t0) / 1000, detail };
-  results.push(r);
-  console.log(`${r.ok ? 'PASS' : 'FAIL'} ${r.check} (${r.seconds.toFixed(1)} s): ${r.detail}`);
-}
+const checks = new CheckResults({ errorLines: 8, secondsHeading: 'seconds', passWord: 'PASS' });
 
 const elastic = (range: string, extra: string[]) => [
   '--nnodes',
@@ -201,11 +182,10 @@ async function tooFew(): Promise<string> {
 }
 
 async function main(): Promise<void> {
-  await check('--nnodes 2:3 on n1, n2, n3: leave (SIGKILL), join, leave (link cut), weights as plain runs', leaveJoinCut);
-  await check('--nnodes 3:3 with only n1, n2 for --rdzv-timeout 5 s', tooFew);
-  console.log('\n| check | result | seconds | detail |\n|---|---|---|---|');
-  for (const r of results) console.log(`| ${r.check} | ${r.ok ? 'PASS' : 'FAIL'} | ${r.seconds.toFixed(1)} | ${r.detail.replaceAll('|', '/')} |`);
-  process.exitCode = results.every((r) => r.ok) ? 0 : 1;
+  await checks.check('--nnodes 2:3 on n1, n2, n3: leave (SIGKILL), join, leave (link cut), weights as plain runs', leaveJoinCut);
+  await checks.check('--nnodes 3:3 with only n1, n2 for --rdzv-timeout 5 s', tooFew);
+  checks.printTable();
+  process.exitCode = checks.failed() === 0 ? 0 : 1;
   // Kept for a look when a check failed.
   if (process.exitCode === 0) rmSync(T, { recursive: true, force: true });
   else console.log(`files kept in ${T}`);

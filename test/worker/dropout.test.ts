@@ -5,18 +5,14 @@
  * seeds at the edges of 32 bits and rates from 0 to nearly 1.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { dropoutMaskTensor } from '../../worker/model/ops.js';
 import { dropoutMask } from '../../worker/rng.js';
-import { initBackend, ourFusedKernels, tf } from '../../worker/tf.js';
+import { ourFusedKernels, tf } from '../../worker/tf.js';
+import { onWasmBackend } from '../helpers/wasm_backend.js';
 
 describe('dropoutMaskTensor on wasm', () => {
-  before(async () => {
-    await initBackend('wasm');
-  });
-  after(async () => {
-    await initBackend('cpu');
-  });
+  onWasmBackend();
 
   it('runs our kernel and makes rng.ts dropoutMask bit for bit', async () => {
     assert.notEqual(ourFusedKernels()?.dropoutMask, undefined);

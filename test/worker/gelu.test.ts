@@ -5,10 +5,11 @@
  * which every other backend keeps), including odd sizes, large magnitudes and NaN.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fixedMemory, instantiateKernels, type KernelBuild } from '../../worker/kernels/module.js';
 import { gelu, geluOps } from '../../worker/model/ops.js';
-import { initBackend, ourFusedKernels, tf } from '../../worker/tf.js';
+import { ourFusedKernels, tf } from '../../worker/tf.js';
+import { onWasmBackend } from '../helpers/wasm_backend.js';
 
 /** erf in float64: its Maclaurin series below 3, a continued fraction of erfc above (test-side, independent of the kernel). */
 function erf(x: number): number {
@@ -88,12 +89,7 @@ describe('gelu.c', () => {
 });
 
 describe('gelu on wasm', () => {
-  before(async () => {
-    await initBackend('wasm');
-  });
-  after(async () => {
-    await initBackend('cpu');
-  });
+  onWasmBackend();
 
   it('runs our fused kernels, with the value and gradient of float64 and of tfjs ops', async () => {
     assert.notEqual(ourFusedKernels()?.gelu, undefined);

@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { packagePath } from '../../shared/runtime.js';
 import {
   fixedMemory,
@@ -24,6 +24,7 @@ import {
 } from '../../worker/kernels/module.js';
 import { initBackend, onOurWasmGemm, tf } from '../../worker/tf.js';
 import { stockWasmKernel } from '../../worker/tf_wasm_kernels.js';
+import { onWasmBackend } from '../helpers/wasm_backend.js';
 
 /** A seeded LCG in [-0.5, 0.5): test data independent of the code under test. */
 function randoms(n: number, seed: number): Float32Array {
@@ -187,12 +188,7 @@ describe('kernels.wasm and kernels_fma.wasm', () => {
 });
 
 describe('our GEMM behind tfjs MatMul on wasm', () => {
-  before(async () => {
-    await initBackend('wasm');
-  });
-  after(async () => {
-    await initBackend('cpu');
-  });
+  onWasmBackend();
 
   it('is installed', () => {
     assert.ok(onOurWasmGemm(), 'the wasm backend runs our GEMM');

@@ -4,9 +4,10 @@
  * tfjs's ops (layerNormOps, which every other backend keeps), for odd widths, offsets and scales.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { layerNorm, layerNormOps } from '../../worker/model/ops.js';
-import { initBackend, ourFusedKernels, tf } from '../../worker/tf.js';
+import { ourFusedKernels, tf } from '../../worker/tf.js';
+import { onWasmBackend } from '../helpers/wasm_backend.js';
 
 /** A seeded LCG in [-0.5, 0.5). */
 function randoms(n: number, seed: number): Float32Array {
@@ -66,12 +67,7 @@ function worst(a: Result, b: Result, scale: number): number {
 }
 
 describe('layerNorm on wasm', () => {
-  before(async () => {
-    await initBackend('wasm');
-  });
-  after(async () => {
-    await initBackend('cpu');
-  });
+  onWasmBackend();
 
   it('runs our fused kernels, within float32 error of float64 and as close to it as tfjs ops', async () => {
     assert.notEqual(ourFusedKernels()?.layerNorm, undefined);

@@ -7,11 +7,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { packagePath, tsNodeArgs } from '../../shared/runtime.js';
 import { fixedMemory, instantiateKernels, type KernelExports } from '../../worker/kernels/module.js';
 import { crossEntropySum, crossEntropySumOps } from '../../worker/model/ops.js';
 import { initBackend, ourFusedKernels, tf } from '../../worker/tf.js';
+import { onWasmBackend } from '../helpers/wasm_backend.js';
 
 const EPS = 2 ** -24; // half an ulp of 1 in float32
 const FLT_MIN = 2 ** -126;
@@ -119,12 +120,7 @@ for (const build of ['plain', 'fma'] as const)
   });
 
 describe('crossEntropySum on wasm with our kernels', () => {
-  before(async () => {
-    await initBackend('wasm');
-  });
-  after(async () => {
-    await initBackend('cpu');
-  });
+  onWasmBackend();
 
   it('runs our kernels, leaking no tensor', async () => {
     assert.notEqual(ourFusedKernels()?.crossEntropy, undefined);

@@ -11,11 +11,14 @@
  * runs the head on the rows it predicts (T-1 per sequence, minus ignored labels), which is the
  * same loss as the original's and saves the head's work on the other rows.
  *
+ * A batch's checks, loss rows, constant tensors and dropout masks are in gpt_batch.ts (shared with
+ * tp_gpt.ts).
+ *
  * Memory: every method disposes what it creates (tf.tidy); `logits` hands its result to the caller.
  * Not re-entrant: one call at a time per model (tfjs runs synchronously anyway).
  */
 import { RosedistError } from '../../shared/errors.js';
-import { attentionMaskBias, causalSelfAttention, type AttentionShape } from './attention.js';
+import { causalSelfAttention } from './attention.js';
 import {
   buildParams,
   countParams,
@@ -28,22 +31,19 @@ import {
   type LinearParams,
   type ParamSpec,
 } from './params.js';
-import { streamSeed } from '../rng.js';
-import { addPositions, crossEntropySum, dropoutMaskTensor, gatherRows, gelu, layerNorm, linear } from './ops.js';
+import { addPositions, crossEntropySum, gatherRows, gelu, layerNorm, linear } from './ops.js';
 import { readInto, tensorOf, tf } from '../tf.js';
 import type { Batch } from '../data/collate.js';
 import { recordForward, type TapedForward } from './tape_backward.js';
+import { batchTensors, checkBatch, disposeBatchTensors, IGNORE_INDEX, lossRows, type BatchTensors, type DropoutSite } from './gpt_batch.js';
 
-export { countParams, type Batch, type GPTConfig };
+export { countParams, IGNORE_INDEX, type Batch, type GPTConfig };
 
 /** Where trainStepOverlapped reports the loss, then each parameter's final gradient range. */
 export interface GradSink {
   loss(loss: number): void;
   ready(lo: number, hi: number): void;
 }
-
-/** The label value that the loss skips, as PyTorch's cross_entropy ignore_index. */
-export const IGNORE_INDEX = -100;
 
 export interface ModelParam {
   readonly name: string;
@@ -56,46 +56,8 @@ export interface ModelParam {
 /** The model's parameters as typed blocks, bound once (the variables, seen as matrices and vectors). */
 type Weights = GPTParams<tf.Tensor2D, tf.Tensor1D>;
 
-/**
- * Where dropout is applied, as in the original: the sum of the embeddings, and in each block the
- * attention weights (after softmax), the attention output and the MLP output.
- */
-export type DropoutSite = { readonly kind: 'embeddings' } | { readonly kind: 'attention_weights' | 'attention_output' | 'mlp_output'; readonly layer: number };
-
-/**
- * The key of a site's mask stream (streamSeed(dropoutSeed, key)). Fixed: changing a key changes the
- * numbers of every seeded run.
- */
-export function dropoutStream(site: DropoutSite): number {
-  switch (site.kind) {
-    case 'embeddings':
-      return 0;
-    case 'attention_weights':
-      return 3 * site.layer + 1;
-    case 'attention_output':
-      return 3 * site.layer + 2;
-    case 'mlp_output':
-      return 3 * site.layer + 3;
-  }
-}
-
-/** The constant tensors of one batch: made before the taped function so they outlive backprop. */
-interface BatchTensors {
-  readonly ids: tf.Tensor1D; // [B*T] token ids
-  readonly maskBias: tf.Tensor3D; // [B*H, T, T]
-  /** A site's mask: [B*H, T, T] for attention weights, else [B*T, C]. Undefined: eval mode. */
-  readonly dropMask: ((site: DropoutSite) => tf.Tensor) | undefined;
-  readonly shape: AttentionShape;
-}
-
 const norm = (x: tf.Tensor2D, p: LayerNormParams<tf.Tensor1D>): tf.Tensor2D => layerNorm(x, p.weight, p.bias);
 const dense = (x: tf.Tensor2D, p: LinearParams<tf.Tensor2D, tf.Tensor1D>): tf.Tensor2D => linear(x, p.weight, p.bias);
-
-/** Rows of the flattened [B*T] positions whose next label is predicted, and those labels. */
-export interface LossRows {
-  readonly rows: Int32Array;
-  readonly targets: Int32Array;
-}
 
 export class GPT {
   readonly config: GPTConfig;
@@ -132,7 +94,7 @@ export class GPT {
     const { batchSize: B, seqLen: T } = batch;
     const seed = dropoutSeed ?? Math.floor(Math.random() * 2 ** 32);
     return tf.tidy(() => {
-      const x = this.hidden(this.batchTensors(batch, training ? seed : undefined));
+      const x = this.hidden(batchTensors(batch, this.config, training ? seed : undefined));
       return tf.reshape(this.head(x), [B, T, this.config.vocabSize]);
     });
   }
@@ -175,7 +137,7 @@ export class GPT {
     }
     const variables = this.params.map((p) => p.variable);
     const loss = tf.tidy(() => {
-      const inputs = this.batchTensors(batch, dropoutSeed);
+      const inputs = batchTensors(batch, this.config, dropoutSeed);
       const rowIdx = tf.tensor1d(rows, 'int32');
       const { value, grads } = tf.variableGrads(() => this.meanLoss(inputs, rowIdx, targets, tokens), variables);
       this.params.forEach((p, i) => this.copyGrad(i, grads[p.variable.name] ?? null, offsets, gradsOut));
@@ -228,7 +190,7 @@ export class GPT {
     const { rows, targets } = lossRows(batch, this.config);
     if (rows.length === 0) return { lossSum: 0, tokens: 0 };
     const lossSum = tf.tidy(() => {
-      const x = gatherRows(this.hidden(this.batchTensors(batch, undefined)), tf.tensor1d(rows, 'int32'));
+      const x = gatherRows(this.hidden(batchTensors(batch, this.config, undefined)), tf.tensor1d(rows, 'int32'));
       return crossEntropySum(this.head(x), targets).dataSync()[0] as number;
     });
     return { lossSum, tokens: rows.length };
@@ -292,7 +254,7 @@ export class GPT {
       gradsOut.fill(0);
       return undefined;
     }
-    const inputs = this.batchTensors(batch, dropoutSeed);
+    const inputs = batchTensors(batch, this.config, dropoutSeed);
     const rowIdx = tf.tensor1d(rows, 'int32');
     const release = () => {
       rowIdx.dispose();
@@ -358,88 +320,9 @@ export class GPT {
     return linear(norm(x, this.weights.lnF), this.weights.lmHead);
   }
 
-  /** The batch's constant tensors; dropoutSeed undefined (or dropout 0) means no dropout. */
-  private batchTensors(batch: Batch, dropoutSeed: number | undefined): BatchTensors {
-    const { batchSize: B, seqLen: T } = batch;
-    const { nHeads: H, dModel: C, dropout: rate } = this.config;
-    const shape: AttentionShape = { batchSize: B, seqLen: T, nHeads: H, dHead: C / H };
-    const dropMask =
-      dropoutSeed === undefined || rate === 0
-        ? undefined
-        : (site: DropoutSite) => {
-            const dims = site.kind === 'attention_weights' ? [B * H, T, T] : [B * T, C];
-            return dropoutMaskTensor(dims, rate, streamSeed(dropoutSeed, dropoutStream(site)));
-          };
-    return {
-      ids: tf.tensor1d(batch.inputIds, 'int32'),
-      maskBias: tf.tensor3d(attentionMaskBias(batch.attentionMask, shape), [B * H, T, T]),
-      dropMask,
-      shape,
-    };
-  }
-
   private checkFlat(buf: Float32Array, what: string): void {
     if (buf.length !== this.numParams) {
       throw new RosedistError(`${what}: buffer has ${buf.length} elements, the model ${this.numParams}`);
-    }
-  }
-}
-
-/** The batch's constant tensors made outside a tidy (trainStepOverlapped); dropout masks are made inside. */
-function disposeBatchTensors(inputs: BatchTensors): void {
-  inputs.ids.dispose();
-  inputs.maskBias.dispose();
-}
-
-/**
- * Positions t < T-1 whose label at t+1 is not ignored: rows b*T+t and their targets, after
- * checkBatch. GPT and TensorParallelGPT (tp_gpt.ts) compute their losses over these rows.
- */
-export function lossRows(batch: Batch, config: GPTConfig): LossRows {
-  checkBatch(batch, config, true);
-  const { batchSize: B, seqLen: T, labels } = batch;
-  const rows: number[] = [];
-  const targets: number[] = [];
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t + 1 < T; t++) {
-      const y = labels[b * T + t + 1] as number;
-      if (y === IGNORE_INDEX) continue;
-      rows.push(b * T + t);
-      targets.push(y);
-    }
-  }
-  return { rows: Int32Array.from(rows), targets: Int32Array.from(targets) };
-}
-
-/** One clear error for a malformed batch (bad ids would otherwise read garbage on wasm). */
-export function checkBatch(batch: Batch, config: GPTConfig, withLabels: boolean): void {
-  const { batchSize: B, seqLen: T } = batch;
-  const { vocabSize: V, maxPositionEmbeddings: P } = config;
-  if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 1) {
-    throw new RosedistError(`batch: batchSize and seqLen must be positive integers, got ${B} and ${T}`);
-  }
-  if (T > P) {
-    throw new RosedistError(`batch: seqLen ${T} exceeds maxPositionEmbeddings ${P}`, 'use --seq-len at most --max-position-embeddings');
-  }
-  const arrays: [string, Int32Array][] = [
-    ['inputIds', batch.inputIds],
-    ['attentionMask', batch.attentionMask],
-  ];
-  if (withLabels) arrays.push(['labels', batch.labels]);
-  for (const [name, a] of arrays) {
-    if (a.length !== B * T) throw new RosedistError(`batch: ${name} has ${a.length} elements, expected B*T = ${B * T}`);
-  }
-  const badId = batch.inputIds.findIndex((id) => id < 0 || id >= V);
-  if (badId >= 0) {
-    throw new RosedistError(
-      `batch: inputIds[${badId}] = ${batch.inputIds[badId]} is outside the vocabulary [0, ${V})`,
-      'check --vocab-size against the dataset',
-    );
-  }
-  if (withLabels) {
-    const badLabel = batch.labels.findIndex((y) => y !== IGNORE_INDEX && (y < 0 || y >= V));
-    if (badLabel >= 0) {
-      throw new RosedistError(`batch: labels[${badLabel}] = ${batch.labels[badLabel]} is neither ${IGNORE_INDEX} nor in [0, ${V})`);
     }
   }
 }

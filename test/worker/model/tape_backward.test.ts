@@ -6,9 +6,10 @@
  * token embedding last, the event loop running between pieces; no tensor is left behind.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { GPT, IGNORE_INDEX, type Batch, type GPTConfig } from '../../../worker/model/gpt.js';
 import { initBackend, tf } from '../../../worker/tf.js';
+import { onWasmBackend } from '../../helpers/wasm_backend.js';
 
 const CFG: GPTConfig = { vocabSize: 300, maxPositionEmbeddings: 32, nLayers: 3, nHeads: 4, dModel: 32, dFf: 64, dropout: 0.1 };
 
@@ -20,13 +21,7 @@ function batchOf(cfg: GPTConfig, batchSize: number, seqLen: number, seed: number
 }
 
 describe('overlapped backward', () => {
-  before(async () => {
-    await initBackend('wasm');
-  });
-
-  after(async () => {
-    await initBackend('cpu');
-  });
+  onWasmBackend();
 
   for (const backend of ['wasm', 'cpu'] as const) {
     it(`trainStep gives tf.variableGrads's gradients and loss bit for bit, and leaves no tensor behind (${backend})`, async () => {
