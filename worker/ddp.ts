@@ -19,7 +19,7 @@ import { broadcastJson, type ProcessGroup } from './comm/process_group.js';
 import type { GradBuffer } from './grad_buffer.js';
 import { findingAt, firstNonFinite, type LocalFinding } from './numerics.js';
 import { shardRange } from './comm/chunks.js';
-import { createReducer, type Reducer } from './comm/reduce.js';
+import { sharedReducer } from './comm/reduce.js';
 import type { Compression } from './comm/wire.js';
 import type { GradCompression } from './config.js';
 
@@ -80,16 +80,13 @@ function preDivide(pg: ProcessGroup, gb: GradBuffer): LocalFinding | undefined {
   return bad < 0 ? undefined : findingAt(pg.rank, gb, bad);
 }
 
-let scaler: Reducer | undefined;
-
 /**
  * `buf` scaled by 1/worldSize in place (each value times the float64 1/worldSize, rounded once:
  * the same bits whichever reducer runs it); the index of its first non-finite value, or -1.
  * In SIMD where the engine has it: the JavaScript loop took ~5–7 ms of every step at the defaults.
  */
 export function preDivideBuffer(buf: Float32Array, worldSize: number): number {
-  scaler ??= createReducer();
-  return scaler.scale(buf, 1 / worldSize);
+  return sharedReducer().scale(buf, 1 / worldSize);
 }
 
 /**

@@ -48,6 +48,8 @@ export interface Reducer {
    * 2,973,185 floats against ~5–7 ms for the JavaScript loop.
    */
   scale(dst: Float32Array, factor: number): number;
+  /** The index of the first NaN or ±Infinity in `a`, or -1 (`a` is left as it is). */
+  firstNonFinite(a: Float32Array): number;
 }
 
 // The tsconfig's libs (ES2022, node) do not declare WebAssembly; the part used here:
@@ -63,6 +65,7 @@ const BLOCK_BYTES = 256 * 1024;
 type BinaryKernel = (dst: number, a: number, b: number, nbytes: number) => void;
 type DivKernel = (dst: number, a: number, nbytes: number, divisor: number) => void;
 type ScaleKernel = (dst: number, a: number, nbytes: number, factor: number) => number;
+type CheckKernel = (a: number, nbytes: number) => number;
 
 function bytesOf(a: FloatArray): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
@@ -71,7 +74,7 @@ function bytesOf(a: FloatArray): Uint8Array {
 class WasmReducer implements Reducer {
   readonly kind = 'wasm';
   private readonly mem: Uint8Array;
-  private readonly fns: Record<KernelName, BinaryKernel | DivKernel | ScaleKernel>;
+  private readonly fns: Record<KernelName, BinaryKernel | DivKernel | ScaleKernel | CheckKernel>;
 
   constructor() {
     const memory = new WebAssembly.Memory({ initial: (2 * BLOCK_BYTES) / 65536 });
@@ -129,6 +132,20 @@ class WasmReducer implements Reducer {
     }
     return bad;
   }
+
+  firstNonFinite(a: Float32Array): number {
+    const kernel = this.fns.nonfinite_f32 as CheckKernel;
+    const d = bytesOf(a);
+    for (let off = 0; off < d.length; off += BLOCK_BYTES) {
+      const n = Math.min(BLOCK_BYTES, d.length - off);
+      this.mem.set(d.subarray(off, off + n), 0);
+      if (kernel(0, n) !== 0) {
+        const i = firstNonFiniteOf(a.subarray(off / 4, (off + n) / 4));
+        if (i >= 0) return off / 4 + i;
+      }
+    }
+    return -1;
+  }
 }
 
 function firstNonFiniteOf(a: Float32Array): number {
@@ -183,6 +200,20 @@ class JsReducer implements Reducer {
     }
     return bad;
   }
+  firstNonFinite(a: Float32Array): number {
+    return firstNonFiniteOf(a);
+  }
+}
+
+let shared: Reducer | undefined;
+
+/**
+ * One reducer of the default kind for the passes over a whole step buffer outside the ring (the
+ * pre-division, the finite checks: ddp.ts, numerics.ts): made on first use, 512 KiB of staging.
+ */
+export function sharedReducer(): Reducer {
+  shared ??= createReducer();
+  return shared;
 }
 
 /** A reducer of the given kind; default: 'wasm' where WebAssembly SIMD compiles, else 'js'. */

@@ -10,6 +10,7 @@
  *   scale_f32(dst, a, nbytes, factor: f64) -> f32  dst[i] = f32(f64(a[i]) * factor), JavaScript's
  *       `f32array[i] *= factor` bit for bit (the product in float64, rounded once); returns 0 when
  *       every result is finite, NaN otherwise (the sum of every (r - r))
+ *   nonfinite_f32(a, nbytes) -> f32               0 when every a[i] is finite, else NaN (as scale_f32's)
  * Each runs a vector loop over 16-byte lanes, then a scalar loop over the tail. Loads and stores
  * are unaligned-safe (align hint 0), so any byte address works.
  */
@@ -257,6 +258,50 @@ function scaleBody(): number[] {
   ];
 }
 
+/**
+ * nonfinite_f32. Params: 0 a, 1 nbytes. Locals: 2 i, 3 vend (i32), 4 acc (v128), 5 x (f32),
+ * 6 v (v128), 7 t (f32).
+ * acc += x - x over 4 floats at a time (0 for a finite x, NaN otherwise); returns the lanes' sum.
+ */
+function nonFiniteBody(): number[] {
+  const vec = [
+    ...get(4),
+    ...addr(0, 2),
+    OP.simd,
+    0x00,
+    ...memarg(0),
+    ...set(6),
+    ...get(6),
+    ...get(6),
+    OP.simd,
+    ...uleb(0xe5),
+    OP.simd,
+    ...uleb(0xe4),
+    ...set(4),
+  ];
+  const scalar = [...addr(0, 2), OP.f32Load, ...memarg(0), ...set(5), ...get(7), ...get(5), ...get(5), OP.f32Sub, OP.f32Add, ...set(7)];
+  const lane = (k: number): number[] => [...get(4), OP.simd, 0x1f, k];
+  return [
+    ...get(1),
+    OP.i32Const,
+    ...sleb(-16),
+    OP.i32And,
+    ...set(3),
+    ...forLoop(2, 3, 16, vec),
+    ...forLoop(2, 1, 4, scalar),
+    ...get(7),
+    ...lane(0),
+    OP.f32Add,
+    ...lane(1),
+    OP.f32Add,
+    ...lane(2),
+    OP.f32Add,
+    ...lane(3),
+    OP.f32Add,
+    OP.end,
+  ];
+}
+
 export function section(id: number, payload: number[]): number[] {
   return [id, ...uleb(payload.length), ...payload];
 }
@@ -268,7 +313,7 @@ export function name(s: string): number[] {
   return [...uleb(bytes.length), ...bytes];
 }
 
-export const KERNEL_NAMES = ['add_f32', 'max_f32', 'min_f32', 'add_f64', 'max_f64', 'min_f64', 'div_f32', 'div_f64', 'scale_f32'] as const;
+export const KERNEL_NAMES = ['add_f32', 'max_f32', 'min_f32', 'add_f64', 'max_f64', 'min_f64', 'div_f32', 'div_f64', 'scale_f32', 'nonfinite_f32'] as const;
 export type KernelName = (typeof KERNEL_NAMES)[number];
 
 /** The module's bytes: imports memory `env.memory`, exports the kernels named above. */
@@ -276,6 +321,7 @@ export function kernelModuleBytes(): Uint8Array {
   const binaryType = [0x60, ...vector([[I32], [I32], [I32], [I32]]), 0x00];
   const divType = [0x60, ...vector([[I32], [I32], [I32], [F64]]), 0x00];
   const scaleType = [0x60, ...vector([[I32], [I32], [I32], [F64]]), ...vector([[F32T]])];
+  const checkType = [0x60, ...vector([[I32], [I32]]), ...vector([[F32T]])];
   const bodies: { name: KernelName; type: number; code: number[]; locals?: number[] }[] = [];
   for (const [suffix, lane] of [
     ['f32', F32],
@@ -297,6 +343,19 @@ export function kernelModuleBytes(): Uint8Array {
       [2, F32T],
     ]),
   });
+  // Locals after the 2 params: 2 i, 3 vend, 4 acc, 5 x (f32), 6 v (v128), 7 t (f32).
+  bodies.push({
+    name: 'nonfinite_f32',
+    type: 3,
+    code: nonFiniteBody(),
+    locals: vector([
+      [2, I32],
+      [1, V128],
+      [1, F32T],
+      [1, V128],
+      [1, F32T],
+    ]),
+  });
   // Keep the export order equal to KERNEL_NAMES (the function index is the position).
   bodies.sort((x, y) => KERNEL_NAMES.indexOf(x.name) - KERNEL_NAMES.indexOf(y.name));
   const locals = vector([[2, I32]]); // two i32 locals: i, vend
@@ -309,7 +368,7 @@ export function kernelModuleBytes(): Uint8Array {
     0x00,
     0x00,
     0x00,
-    ...section(1, vector([binaryType, divType, scaleType])),
+    ...section(1, vector([binaryType, divType, scaleType, checkType])),
     ...section(2, vector([[...name('env'), ...name('memory'), 0x02, 0x00, 0x01]])), // memory, min 1 page
     ...section(3, vector(bodies.map((b) => [b.type]))),
     ...section(7, vector(bodies.map((b, i) => [...name(b.name), 0x00, ...uleb(i)]))),

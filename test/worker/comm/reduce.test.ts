@@ -128,6 +128,24 @@ for (const kind of ['wasm', 'js'] as ReducerKind[]) {
     assert.equal(reducer.scale(Float32Array.from(random(1001, 3)), 1 / 3), -1);
   });
 
+  test(`${kind}: firstNonFinite finds the first NaN or infinity in any staging block and leaves the array as it is`, () => {
+    const a = Float32Array.from(random(3 * 65536 + 5, 13));
+    a[7] = -0; // finite
+    assert.equal(reducer.firstNonFinite(a), -1);
+    for (const [at, special] of [
+      [3 * 65536 + 4, NaN],
+      [2 * 65536 + 1, -Infinity],
+      [65536, Infinity],
+      [3, NaN],
+    ] as const) {
+      a[at] = special;
+      const before = a.slice();
+      assert.equal(reducer.firstNonFinite(a), at, `${kind} ${special} at ${at}`);
+      assert.deepEqual(new Uint32Array(a.slice().buffer), new Uint32Array(before.buffer));
+    }
+    assert.equal(reducer.firstNonFinite(new Float32Array(0)), -1);
+  });
+
   test(`${kind}: NaN propagates through max and min`, () => {
     for (const op of ['max', 'min'] as CombineOp[]) {
       const d = new Float32Array([1, NaN, 3, 4, 5]);
