@@ -48,6 +48,12 @@ export interface TrainConfig {
   /** Overlap's bucket size, MiB (a bucket closes at the first parameter boundary past it). */
   readonly bucketMb: number;
   /**
+   * The token embedding's gradient as the rows this step's tokens touched (ddp_sparse.ts), where
+   * that moves at most half the dense rows' bytes. Off by default, as PyTorch's embeddings are
+   * dense unless `sparse=True`: with 3+ ranks or a 16-bit wire its sums round differently.
+   */
+  readonly sparseEmbeddingGrad: boolean;
+  /**
    * How the gradient all-reduce crosses hosts (comm/hierarchical.ts): 'auto' (hierarchical when the
    * run spans several hosts with the same number > 1 of workers each, flat otherwise), 'flat' (one
    * ring over every rank) or 'hierarchical'.
@@ -138,6 +144,13 @@ export const OPTIONS = {
     describe: 'all-reduce gradient buckets while backward runs (PyTorch DDP; off by default: it did not pay on 2 cores, see README)',
   },
   bucketMb: { flag: 'bucket-mb', kind: 'float', default: 1, describe: 'gradient bucket size of --overlap, MiB' },
+  sparseEmbeddingGrad: {
+    flag: 'sparse-embedding-grad',
+    kind: 'bool',
+    default: false,
+    describe:
+      "all-reduce only the token embedding gradient's rows that the step's tokens looked up (PyTorch's sparse=True embedding), where that moves fewer bytes",
+  },
   allreduceTopology: {
     flag: 'allreduce-topology',
     kind: 'string',

@@ -20,6 +20,7 @@ import type { GradBuffer } from './grad_buffer.js';
 import { findingAt, firstNonFinite, type LocalFinding } from './numerics.js';
 import { shardRange } from './comm/chunks.js';
 import { sharedReducer } from './comm/reduce.js';
+import type { EmbeddingRows } from './ddp_sparse.js';
 import type { Compression } from './comm/wire.js';
 import type { GradCompression } from './config.js';
 
@@ -90,15 +91,23 @@ export function preDivideBuffer(buf: Float32Array, worldSize: number): number {
 }
 
 /**
- * Average the step buffer (gradients and loss) over ranks, in place: one all-reduce. Resolves
+ * Average the step buffer (gradients and loss) over ranks, in place: one all-reduce (with
+ * `sparse`, the head's rows as an all-gather of each rank's rows and one all-reduce of the rest). Resolves
  * with where this rank's own buffer held its first NaN or infinity (numerics.ts), found in the
  * pre-division pass before the sum overwrites it; undefined when all was finite, and always with
  * one rank (there the averaged buffer is the rank's own: checkStep looks at it).
  */
-export async function averageGradients(pg: ProcessGroup, gb: GradBuffer, compression: GradCompression = 'none'): Promise<LocalFinding | undefined> {
+export async function averageGradients(
+  pg: ProcessGroup,
+  gb: GradBuffer,
+  compression: GradCompression = 'none',
+  sparse?: EmbeddingRows,
+): Promise<LocalFinding | undefined> {
   if (pg.worldSize === 1) return undefined;
   const mine = preDivide(pg, gb);
-  await pg.allReduce(gb.flat, 'sum', wireOf(compression));
+  // The token embedding's rows as sparse rows (ddp_sparse.ts) where the caller found it pays.
+  if (sparse !== undefined) await sparse.allReduce(pg, gb, wireOf(compression), mine === undefined || mine.index < 0 ? -1 : mine.index);
+  else await pg.allReduce(gb.flat, 'sum', wireOf(compression));
   return mine;
 }
 

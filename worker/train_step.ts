@@ -23,6 +23,7 @@ import { collate } from './data/collate.js';
 import type { TokenDataset } from './data/dataset.js';
 import type { ShardStream } from './data/sampler.js';
 import { averageGradients, averageGradientShards } from './ddp.js';
+import { EmbeddingRows, sparseRowsFor } from './ddp_sparse.js';
 import { BucketedAllReduce, describeBuckets, overlapsStep, waitForBuckets } from './ddp_overlap.js';
 import { GradBuffer } from './grad_buffer.js';
 import { GPT } from './model/gpt.js';
@@ -60,11 +61,16 @@ export interface StepOutcome {
   readonly nonFinite: string | undefined;
 }
 
+/** The step buffer's floats after the sparse head, for the log. */
+const floatsAfterHead = (numParams: number, head: number): string => (numParams + 1 - head).toLocaleString('en-US');
+
 export class TrainStep {
   /** The step buffer [grads | loss] that one collective averages over ranks (grad_buffer.ts). */
   private readonly gb: GradBuffer;
   /** --overlap's buckets; undefined: one collective after backward. */
   private readonly buckets: BucketedAllReduce | undefined;
+  /** The token embedding's gradient as sparse rows in the step's collective (ddp_sparse.ts); undefined: dense. */
+  private readonly sparse: EmbeddingRows | undefined;
 
   constructor(private readonly parts: StepParts) {
     const { cfg, mesh, model, zero, profiler, logger } = parts;
@@ -84,6 +90,18 @@ export class TrainStep {
           )
         : undefined;
     if (this.buckets !== undefined) logger.info(describeBuckets(this.buckets.buckets, cfg.bucketMb));
+    // The dense GPT's step buffer starts with the token embedding's gradient [V, C] (model/params.ts).
+    const head =
+      cfg.sparseEmbeddingGrad && zero === undefined && model instanceof GPT
+        ? sparseRowsFor(cfg.vocabSize, cfg.dModel, cfg.batchSize * cfg.seqLen * cfg.gradAccumSteps, dp.worldSize)
+        : undefined;
+    this.sparse = head === undefined ? undefined : new EmbeddingRows(head);
+    if (head !== undefined) {
+      const { rows, maxRows, width } = head;
+      logger.info(
+        `token embedding gradient as sparse rows: each rank's at most ${maxRows} of ${rows} rows (all-gather), the other ${floatsAfterHead(model.numParams, rows * width)} floats all-reduced with them`,
+      );
+    }
   }
 
   /** Optimizer step `step` (1-based): backward, the collectives, and the update unless it is skipped. */
@@ -97,6 +115,7 @@ export class TrainStep {
       profiler.begin('data');
       const batch = collate(dataset.train, stream.take(cfg.batchSize));
       profiler.end('data');
+      if (!overlapNow) this.sparse?.touch(batch.inputIds);
       // Dropout seeds by DP rank: TP peers draw the same masks outside their parallel regions.
       const seed = mixSeed(cfg.seed, step, k, dp.rank);
       if (overlapNow && buckets !== undefined && model instanceof GPT && k === cfg.gradAccumSteps - 1) {
@@ -141,7 +160,7 @@ export class TrainStep {
         throw new Error(`overlap: a finite step updated ${updatedEarly} of ${buckets.buckets.length} buckets`);
       }
     } else if (zero === undefined) {
-      const mine = await profiler.span('allreduce', () => averageGradients(dp, gb, cfg.gradCompression));
+      const mine = await profiler.span('allreduce', () => averageGradients(dp, gb, cfg.gradCompression, this.sparse));
       if (mesh.tpSize > 1) await shareNonFinite(mesh.tp, gb);
       nonFinite = await checkStep(dp, step, mine, gb, cfg.onNonfinite);
     } else {
