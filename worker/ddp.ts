@@ -92,7 +92,7 @@ export function preDivideBuffer(buf: Float32Array, worldSize: number): number {
 
 /**
  * Average the step buffer (gradients and loss) over ranks, in place: one all-reduce (with
- * `sparse`, the head's rows as an all-gather of each rank's rows and one all-reduce of the rest). Resolves
+ * `sparse`, of the token embedding's touched rows in per-rank slots and the rest: ddp_sparse.ts). Resolves
  * with where this rank's own buffer held its first NaN or infinity (numerics.ts), found in the
  * pre-division pass before the sum overwrites it; undefined when all was finite, and always with
  * one rank (there the averaged buffer is the rank's own: checkStep looks at it).

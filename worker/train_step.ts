@@ -99,7 +99,7 @@ export class TrainStep {
     if (head !== undefined) {
       const { rows, maxRows, width } = head;
       logger.info(
-        `token embedding gradient as sparse rows: each rank's at most ${maxRows} of ${rows} rows (all-gather), the other ${floatsAfterHead(model.numParams, rows * width)} floats all-reduced with them`,
+        `token embedding gradient as sparse rows: each rank's at most ${maxRows} of ${rows} rows, in slots of the one all-reduce with the other ${floatsAfterHead(model.numParams, rows * width)} floats`,
       );
     }
   }

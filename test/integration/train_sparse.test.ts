@@ -23,7 +23,7 @@ after(() => rmSync(root, { recursive: true, force: true }));
 const train = (name: string, worldSize: number, args: string[]): Promise<TrainRun> => trainDdpIn(join(root, name), worldSize, [...TINY, ...TEN, ...args]);
 const SPARSE = '--sparse-embedding-grad';
 const tensors = (r: TrainRun): readonly NamedTensor[] => decodeSafetensors(readFileSync(r.checkpoint), r.checkpoint).tensors;
-const sparseChosen = (r: TrainRun): boolean => /token embedding gradient as sparse rows: each rank's at most 17 of 512 rows/.test(r.log);
+const sparseChosen = (r: TrainRun): boolean => /token embedding gradient as sparse rows: each rank's at most 17 of 512 rows, in slots/.test(r.log);
 
 /** Largest |a - b| and largest |a| over every tensor of two checkpoints (weights, AdamW's m and v). */
 function compare(a: TrainRun, b: TrainRun): { maxDiff: number; maxAbs: number } {
