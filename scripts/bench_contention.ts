@@ -91,6 +91,15 @@ async function main(): Promise<void> {
     .option('batch-size', { type: 'number', default: 8 })
     .option('torch', { type: 'boolean', default: true, describe: 'also PyTorch (--no-torch: ours only)' })
     .strict()
+    .help(false)
+    .version(false)
+    // One line for a bad flag (not yargs' usage dump): the error goes to main's catch.
+    .fail((msg: string | undefined, err: Error | undefined) => {
+      throw new ConfigError(
+        msg ?? err?.message ?? 'bad arguments',
+        'npm run bench:contention -- [--copies 2] [--repeat 3] [--steps 30] [--warmup 3] [model flags] [--no-torch]',
+      );
+    })
     .parse();
   for (const flag of ['copies', 'repeat', 'steps', 'vocab-size', 'n-layers', 'seq-len', 'batch-size'] as const) {
     const v = argv[flag];

@@ -17,8 +17,8 @@ describe('bench:kernels', () => {
     const r = await bench(['--configs', 'long', '--rounds', '1', '--min-ms', '1']);
     assert.equal(r.code, 0, r.stderr);
     const rows = r.stdout.split('\n').filter((l) => l.startsWith('| V 256, L 4, T 128 |'));
-    // config | product | shape | tfjs | ours, plain SIMD | ours | ours/tfjs | ours/plain
-    const products = rows.filter((l) => l.split('|').length === 10);
+    // config | product | shape | tfjs | ours, plain SIMD | ours | ours/tfjs | ours/plain | ours/ceiling
+    const products = rows.filter((l) => l.split('|').length === 11);
     assert.equal(products.length, 21, r.stdout);
     for (const row of products) {
       const figures = row
@@ -26,7 +26,13 @@ describe('bench:kernels', () => {
         .slice(4, 9)
         .map((c) => Number.parseFloat(c));
       for (const x of figures) assert.ok(Number.isFinite(x) && x > 0, row);
+      assert.match(row.split('|')[9] ?? '', /^ \d+% $/, row);
     }
+    // The core's SIMD ceiling, measured before and after the products (scripts/wasm_peak.ts).
+    assert.match(
+      r.stdout,
+      /ceiling of 128-bit wasm SIMD on this core .*: fused multiply-add [\d.]+ GFLOP\/s before, [\d.]+ GFLOP\/s after the products; multiply \+ add .* [\d.]+ GFLOP\/s/,
+    );
     // The cross-entropy at the config's logits (batch 8 x 127 rows, V 256): tfjs ops, ours, ratio.
     assert.match(r.stdout, /\| V 256, L 4, T 128 \| 1016 x 256 \| [\d.]+ \([\d.]+-[\d.]+\) \| [\d.]+ \([\d.]+-[\d.]+\) \| [\d.]+x \|/);
     assert.match(r.stdout, /\| V 256, L 4, T 128 \| 875,264 \| [\d.]+ \([\d.]+-[\d.]+\) \| [\d.]+ \([\d.]+-[\d.]+\) \| [\d.]+x \|/);
