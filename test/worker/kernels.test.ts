@@ -25,15 +25,7 @@ import {
 import { initBackend, onOurWasmGemm, tf } from '../../worker/tf.js';
 import { stockWasmKernel } from '../../worker/tf_wasm_kernels.js';
 import { onWasmBackend } from '../helpers/wasm_backend.js';
-
-/** A seeded LCG in [-0.5, 0.5): test data independent of the code under test. */
-function randoms(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296 - 0.5;
-  });
-}
+import { randoms } from '../helpers/randoms.js';
 
 interface Case {
   readonly batchA: number; // 0: a is 2-D

@@ -8,15 +8,7 @@ import { describe, it } from 'node:test';
 import { layerNorm, layerNormOps } from '../../worker/model/ops.js';
 import { ourFusedKernels, tf } from '../../worker/tf.js';
 import { onWasmBackend } from '../helpers/wasm_backend.js';
-
-/** A seeded LCG in [-0.5, 0.5). */
-function randoms(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296 - 0.5;
-  });
-}
+import { randoms } from '../helpers/randoms.js';
 
 interface Result {
   y: Float64Array | Float32Array;

@@ -13,18 +13,10 @@ import { fixedMemory, instantiateKernels, type KernelExports } from '../../worke
 import { crossEntropySum, crossEntropySumOps } from '../../worker/model/ops.js';
 import { initBackend, ourFusedKernels, tf } from '../../worker/tf.js';
 import { onWasmBackend } from '../helpers/wasm_backend.js';
+import { randoms } from '../helpers/randoms.js';
 
 const EPS = 2 ** -24; // half an ulp of 1 in float32
 const FLT_MIN = 2 ** -126;
-
-/** A seeded LCG in [-0.5, 0.5): test data independent of the code under test. */
-function randoms(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296 - 0.5;
-  });
-}
 
 /** Loss per row and softmax in float64, from the float32 logits. */
 function reference(z: Float32Array, ys: Int32Array, v: number): { rows: Float64Array; probs: Float64Array } {
