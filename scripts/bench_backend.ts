@@ -20,7 +20,8 @@ import { ConfigError, exitCodeOf, formatError } from '../shared/errors.js';
 import { runTsProgram } from '../shared/subprocess.js';
 import { hideBin, yargs } from '../shared/yargs.js';
 
-interface BenchCase {
+/** One case, as `--case` takes it (JSON); scripts/bench_contention.ts runs it too. */
+export interface BenchCase {
   readonly label: string;
   readonly backend: 'wasm' | 'wasm-plain' | 'wasm-stock' | 'cpu' | 'tensorflow';
   readonly vocabSize: number;

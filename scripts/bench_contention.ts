@@ -23,6 +23,7 @@ import { ConfigError, exitCodeOf, formatError, RosedistError } from '../shared/e
 import { packagePath } from '../shared/runtime.js';
 import { lastLines, runProcess, runTsProgram } from '../shared/subprocess.js';
 import { hideBin, yargs } from '../shared/yargs.js';
+import type { BenchCase } from './bench_backend.js';
 
 const ANCHORS = process.env.ROSEDIST_ANCHORS || packagePath('../shared/anchors');
 
@@ -32,17 +33,11 @@ interface Copy {
   readonly cpuMs?: number;
 }
 
-interface Shape {
-  readonly vocabSize: number;
-  readonly nLayers: number;
-  readonly seqLen: number;
-  readonly batchSize: number;
-  readonly steps: number;
-  readonly warmup: number;
-}
+/** bench_backend's case without its label and backend (ours runs wasm). */
+type Shape = Omit<BenchCase, 'label' | 'backend'>;
 
 async function ours(s: Shape): Promise<Copy> {
-  const c = { label: 'contention', backend: 'wasm', ...s };
+  const c: BenchCase = { label: 'contention', backend: 'wasm', ...s };
   const r = await runTsProgram(packagePath('scripts/bench_backend.ts'), ['--case', JSON.stringify(c)], { timeoutMs: 900_000 });
   if (r.code !== 0) throw new RosedistError(`bench_backend --case ended with ${r.code ?? r.signal}: ${lastLines(r.stderr || r.stdout, 4)}`);
   const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as { tokensPerS: number; medianCpuMs: number };
