@@ -129,6 +129,40 @@ export function forLoop(i: number, endLocal: number, step: number, body: number[
   ];
 }
 
+/**
+ * Every kernel's loop over its bytes: `vec` per 16-byte lane while i < nbytes rounded down to 16
+ * (kept in local `vend`), then `scalar` per element of `size` bytes up to nbytes; `tail` after.
+ */
+function elementLoops(nbytes: number, i: number, vend: number, vec: number[], scalar: number[], size: number, tail: number[] = []): number[] {
+  return [
+    ...get(nbytes),
+    OP.i32Const,
+    ...sleb(-16),
+    OP.i32And,
+    ...set(vend),
+    ...forLoop(i, vend, 16, vec),
+    ...forLoop(i, nbytes, size, scalar),
+    ...tail,
+    OP.end,
+  ];
+}
+
+/** acc (v128 local) += r - r (r: a v128 local): lanes stay 0 while r is finite, turn NaN after an inf or NaN. */
+function flagNonFiniteVec(acc: number, r: number): number[] {
+  return [...get(acc), ...get(r), ...get(r), OP.simd, ...uleb(0xe5), OP.simd, ...uleb(0xe4), ...set(acc)]; // f32x4.sub, f32x4.add
+}
+
+/** The same for one f32: t += x - x. */
+function flagNonFinite(t: number, x: number): number[] {
+  return [...get(t), ...get(x), ...get(x), OP.f32Sub, OP.f32Add, ...set(t)];
+}
+
+/** The flag as the result: t + acc's four lanes (0, or NaN when any value was not finite). */
+function flagResult(acc: number, t: number): number[] {
+  const lane = (k: number): number[] => [...get(acc), OP.simd, 0x1f, k, OP.f32Add]; // f32x4.extract_lane
+  return [...get(t), ...lane(0), ...lane(1), ...lane(2), ...lane(3)];
+}
+
 /** Binary op body. Locals: 0 dst, 1 a, 2 b, 3 nbytes, 4 i, 5 vend. */
 function binaryBody(lane: Lane, op: 'add' | 'max' | 'min'): number[] {
   const vec = [
@@ -148,7 +182,7 @@ function binaryBody(lane: Lane, op: 'add' | 'max' | 'min'): number[] {
     ...memarg(0),
   ];
   const scalar = [...addr(0, 4), ...addr(1, 4), lane.load, ...memarg(0), ...addr(2, 4), lane.load, ...memarg(0), lane.scalar[op], lane.store, ...memarg(0)];
-  return [...get(3), OP.i32Const, ...sleb(-16), OP.i32And, ...set(5), ...forLoop(4, 5, 16, vec), ...forLoop(4, 3, lane.size, scalar), OP.end];
+  return elementLoops(3, 4, 5, vec, scalar, lane.size);
 }
 
 /** Division by a scalar. Params: 0 dst, 1 a, 2 nbytes, 3 divisor (f64). Locals: 4 i, 5 vend. */
@@ -170,7 +204,7 @@ function divBody(lane: Lane): number[] {
     ...memarg(0),
   ];
   const scalar = [...addr(0, 4), ...addr(1, 4), lane.load, ...memarg(0), ...divisor, lane.scalar.div, lane.store, ...memarg(0)];
-  return [...get(2), OP.i32Const, ...sleb(-16), OP.i32And, ...set(5), ...forLoop(4, 5, 16, vec), ...forLoop(4, 2, lane.size, scalar), OP.end];
+  return elementLoops(2, 4, 5, vec, scalar, lane.size);
 }
 
 /**
@@ -207,14 +241,7 @@ function scaleBody(): number[] {
     OP.simd,
     0x0b, // v128.store
     ...memarg(0),
-    ...get(6),
-    ...get(7),
-    ...get(7),
-    OP.simd,
-    ...uleb(0xe5), // f32x4.sub
-    OP.simd,
-    ...uleb(0xe4), // f32x4.add
-    ...set(6),
+    ...flagNonFiniteVec(6, 7),
   ];
   const scalar = [
     ...addr(1, 4),
@@ -229,33 +256,9 @@ function scaleBody(): number[] {
     ...get(8),
     OP.f32Store,
     ...memarg(0),
-    ...get(9),
-    ...get(8),
-    ...get(8),
-    OP.f32Sub,
-    OP.f32Add,
-    ...set(9),
+    ...flagNonFinite(9, 8),
   ];
-  const lane = (k: number): number[] => [...get(6), OP.simd, 0x1f, k]; // f32x4.extract_lane
-  return [
-    ...get(2),
-    OP.i32Const,
-    ...sleb(-16),
-    OP.i32And,
-    ...set(5),
-    ...forLoop(4, 5, 16, vec),
-    ...forLoop(4, 2, 4, scalar),
-    ...get(9),
-    ...lane(0),
-    OP.f32Add,
-    ...lane(1),
-    OP.f32Add,
-    ...lane(2),
-    OP.f32Add,
-    ...lane(3),
-    OP.f32Add,
-    OP.end,
-  ];
+  return elementLoops(2, 4, 5, vec, scalar, 4, flagResult(6, 9));
 }
 
 /**
@@ -264,42 +267,9 @@ function scaleBody(): number[] {
  * acc += x - x over 4 floats at a time (0 for a finite x, NaN otherwise); returns the lanes' sum.
  */
 function nonFiniteBody(): number[] {
-  const vec = [
-    ...get(4),
-    ...addr(0, 2),
-    OP.simd,
-    0x00,
-    ...memarg(0),
-    ...set(6),
-    ...get(6),
-    ...get(6),
-    OP.simd,
-    ...uleb(0xe5),
-    OP.simd,
-    ...uleb(0xe4),
-    ...set(4),
-  ];
-  const scalar = [...addr(0, 2), OP.f32Load, ...memarg(0), ...set(5), ...get(7), ...get(5), ...get(5), OP.f32Sub, OP.f32Add, ...set(7)];
-  const lane = (k: number): number[] => [...get(4), OP.simd, 0x1f, k];
-  return [
-    ...get(1),
-    OP.i32Const,
-    ...sleb(-16),
-    OP.i32And,
-    ...set(3),
-    ...forLoop(2, 3, 16, vec),
-    ...forLoop(2, 1, 4, scalar),
-    ...get(7),
-    ...lane(0),
-    OP.f32Add,
-    ...lane(1),
-    OP.f32Add,
-    ...lane(2),
-    OP.f32Add,
-    ...lane(3),
-    OP.f32Add,
-    OP.end,
-  ];
+  const vec = [...addr(0, 2), OP.simd, 0x00, ...memarg(0), ...set(6), ...flagNonFiniteVec(4, 6)]; // v128.load
+  const scalar = [...addr(0, 2), OP.f32Load, ...memarg(0), ...set(5), ...flagNonFinite(7, 5)];
+  return elementLoops(1, 2, 3, vec, scalar, 4, flagResult(4, 7));
 }
 
 export function section(id: number, payload: number[]): number[] {
