@@ -27,7 +27,7 @@ import { initBackend, ourFusedKernels, tf } from '../worker/tf.js';
 import { stockWasmKernel } from '../worker/tf_wasm_kernels.js';
 import { gemmFor, type GemmBackend } from '../worker/wasm_gemm.js';
 import { kernelBuild } from '../worker/kernels/module.js';
-import { wasmPeak } from './wasm_peak.js';
+import { cpuMs, wasmPeak } from './wasm_peak.js';
 import { AdamW, ADAMW_DEFAULTS } from '../worker/optim.js';
 import { GPT } from '../worker/model/gpt.js';
 import { crossEntropySum, crossEntropySumOps } from '../worker/model/ops.js';
@@ -149,12 +149,6 @@ function sides(p: Product): { ours: Run; oursPlain: Run; theirs: Run; dispose: (
     tf.engine().makeTensorFromTensorInfo(info).dispose();
   };
   return { ours, oursPlain, theirs, dispose: () => tf.dispose([a, b, ...(bias ? [bias] : [])]) };
-}
-
-/** This process's CPU time in ms: on a shared machine, time spent waiting for a core is not counted. */
-function cpuMs(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
 }
 
 /** CPU ms per call of f, over at least minMs of it. */

@@ -68,7 +68,8 @@ function f32Bytes(v: number): number[] {
   return [...new Uint8Array(Float32Array.of(v).buffer)];
 }
 
-function cpuMs(): number {
+/** This process's CPU time in ms: on a shared machine, time spent waiting for a core is not counted (bench_gemm.ts times with it too). */
+export function cpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 }

@@ -26,10 +26,6 @@ export class NonFiniteError extends RosedistError {
  * for the JavaScript loop.
  */
 export function firstNonFinite(buf: Float32Array): number {
-  if (buf.length < 4096) {
-    for (let i = 0; i < buf.length; i++) if (!Number.isFinite(buf[i])) return i;
-    return -1;
-  }
   return sharedReducer().firstNonFinite(buf);
 }
 
