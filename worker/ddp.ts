@@ -106,7 +106,7 @@ export async function averageGradients(
   if (pg.worldSize === 1) return undefined;
   const mine = preDivide(pg, gb);
   // The token embedding's rows as sparse rows (ddp_sparse.ts) where the caller found it pays.
-  if (sparse !== undefined) await sparse.allReduce(pg, gb, wireOf(compression), mine === undefined || mine.index < 0 ? -1 : mine.index);
+  if (sparse !== undefined) await sparse.allReduce(pg, gb, wireOf(compression), mine?.index ?? -1);
   else await pg.allReduce(gb.flat, 'sum', wireOf(compression));
   return mine;
 }
